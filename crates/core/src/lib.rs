@@ -1,0 +1,40 @@
+//! # rlvr-core
+//!
+//! The contracts of rlvr (DESIGN.md §1–§5): the traits that algorithms, models and rewards
+//! implement ([`PolicyLoss`], [`AdvantageEstimator`], [`TokenGate`], [`Policy`], [`Verifier`],
+//! [`Task`]), the tensors they exchange ([`TokenStats`], [`LossInput`], ...), the canonical
+//! token-statistics constructor, link-time registries, tagged configuration and errors.
+//!
+//! This crate depends on no other crate of the workspace.
+
+pub mod advantage;
+pub mod algo;
+pub mod describe;
+pub mod error;
+pub mod gate;
+pub mod loss;
+pub mod policy;
+pub mod registry;
+pub mod reward;
+pub mod stats;
+pub mod task;
+pub mod toml_doc;
+
+pub use advantage::{AdvantageConfig, AdvantageEstimator, AdvantageInput};
+pub use algo::{AlgoConfig, Algorithm};
+pub use describe::Describe;
+pub use error::{CoreError, Result};
+pub use gate::{GateConfig, GateInput, TokenGate};
+pub use loss::{
+    Aggregation, GlobalCounts, LossConfig, LossInput, LossOutput, PolicyLoss, TokenMetric,
+};
+pub use policy::{
+    FinishReason, Generation, ModelConfig, Policy, SamplingConfig, SequenceBatch, TextCodec,
+};
+pub use registry::{Kind, Registration};
+pub use reward::{Outcome, Verdict, Verifier, VerifierConfig};
+pub use stats::{token_stats_from_logits, StatsNeeds, TokenStats};
+pub use task::{Problem, Split, Task, TaskConfig};
+
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,117 @@
+//! The policy contract: a model that generates responses and reports token statistics.
+
+use crate::describe::Describe;
+use crate::error::Result;
+use crate::stats::{StatsNeeds, TokenStats};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{nn::VarStore, Device, Tensor};
+
+/// A batch of prompt + response sequences for teacher-forced statistics.
+///
+/// Prompts are left-padded to a common width `prompt_len`; responses follow, right-padded. Row `b`
+/// at position `t ≥ prompt_len` holds response token `t - prompt_len`.
+#[derive(Debug)]
+pub struct SequenceBatch {
+    /// Token ids `[B, L]` i64.
+    pub input_ids: Tensor,
+    /// 1 for real tokens (prompt or response), 0 for padding, `[B, L]`.
+    pub attention_mask: Tensor,
+    /// Width of the (left-padded) prompt block.
+    pub prompt_len: i64,
+}
+
+/// How responses are sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Softmax temperature; 0 means greedy.
+    pub temperature: f64,
+    /// Nucleus mass kept (1.0 keeps everything).
+    pub top_p: f64,
+    /// Number of most likely tokens kept (0 keeps everything).
+    pub top_k: i64,
+    /// Maximum number of generated tokens per response.
+    pub max_new_tokens: i64,
+    /// Seed of the sampler; equal seeds give equal samples.
+    pub seed: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 64,
+            seed: 0,
+        }
+    }
+}
+
+/// Why a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinishReason {
+    /// A stop token was produced (it is part of the response).
+    Stop,
+    /// `max_new_tokens` was reached.
+    Length,
+}
+
+/// Sampled responses, right-padded.
+#[derive(Debug)]
+pub struct Generation {
+    /// Response token ids `[B, T]` i64 (pad where `mask` is 0).
+    pub tokens: Tensor,
+    /// 1 for generated tokens, `[B, T]` f32.
+    pub mask: Tensor,
+    /// Log-prob of each sampled token under the sampling distribution, `[B, T]` f32.
+    pub logp: Tensor,
+    /// One per row.
+    pub finish: Vec<FinishReason>,
+}
+
+/// A trainable policy over token sequences.
+pub trait Policy: Send {
+    /// Vocabulary size.
+    fn vocab_size(&self) -> i64;
+    /// Device the parameters live on.
+    fn device(&self) -> Device;
+    /// Statistics of the response tokens of `batch` (`[B, L - prompt_len]`). Gradients flow when the
+    /// caller has not disabled them.
+    fn token_stats(&self, batch: &SequenceBatch, needs: &StatsNeeds) -> Result<TokenStats>;
+    /// Samples one response per row of the left-padded prompts `[B, P]`.
+    fn generate(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        sampling: &SamplingConfig,
+        stop_tokens: &[i64],
+    ) -> Result<Generation>;
+    /// The trainable parameters.
+    fn var_store(&self) -> &VarStore;
+    /// The trainable parameters, mutably (optimiser, loading).
+    fn var_store_mut(&mut self) -> &mut VarStore;
+    /// Writes the policy to a folder in its native layout (HF for transformers).
+    fn save(&self, dir: &Path) -> Result<()>;
+}
+
+/// Text ↔ token ids.
+pub trait TextCodec: Send + Sync {
+    /// Encodes text (no special tokens added).
+    fn encode(&self, text: &str) -> Result<Vec<i64>>;
+    /// Decodes ids, skipping special tokens.
+    fn decode(&self, ids: &[i64]) -> Result<String>;
+    /// Ids that end a response.
+    fn stop_tokens(&self) -> Vec<i64>;
+    /// Id used for padding.
+    fn pad_token(&self) -> i64;
+}
+
+/// Serialisable, tagged configuration of a model (`type = "tiny-char"`, `type = "hf"`).
+#[typetag::serde(tag = "type")]
+pub trait ModelConfig: Describe + Send + Sync {
+    /// Validates and constructs the policy on `device`.
+    fn build(&self, device: tch::Device) -> Result<Box<dyn Policy>>;
+}

@@ -1,0 +1,207 @@
+//! Link-time registries: every preset, estimator, loss, gate, verifier, task and model registers a
+//! name, a one-line summary and a default config (whose `build` is the constructor) with
+//! [`inventory`]. Registrations in a crate that the final binary never references are dropped by
+//! the linker, so binaries name the crates they want (`use rlvr_algos as _;`).
+
+use crate::advantage::AdvantageConfig;
+use crate::algo::AlgoConfig;
+use crate::error::{CoreError, Result};
+use crate::gate::GateConfig;
+use crate::loss::LossConfig;
+use crate::policy::ModelConfig;
+use crate::reward::VerifierConfig;
+use crate::task::TaskConfig;
+
+/// What a registration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A named, complete algorithm configuration.
+    Preset,
+    /// An advantage estimator.
+    Advantage,
+    /// A policy loss.
+    Loss,
+    /// A token gate.
+    Gate,
+    /// A verifier.
+    Verifier,
+    /// A task.
+    Task,
+    /// A model.
+    Model,
+}
+
+impl Kind {
+    /// Every kind, in display order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Preset,
+        Kind::Advantage,
+        Kind::Loss,
+        Kind::Gate,
+        Kind::Verifier,
+        Kind::Task,
+        Kind::Model,
+    ];
+
+    /// Lower-case name used in messages and in `rlvr list`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Preset => "preset",
+            Kind::Advantage => "advantage",
+            Kind::Loss => "loss",
+            Kind::Gate => "gate",
+            Kind::Verifier => "verifier",
+            Kind::Task => "task",
+            Kind::Model => "model",
+        }
+    }
+}
+
+/// Builds the default configuration of a registration.
+#[derive(Clone, Copy)]
+pub enum Factory {
+    /// A preset's complete algorithm configuration.
+    Preset(fn() -> AlgoConfig),
+    /// An estimator's default configuration.
+    Advantage(fn() -> Box<dyn AdvantageConfig>),
+    /// A loss's default configuration.
+    Loss(fn() -> Box<dyn LossConfig>),
+    /// A gate's default configuration.
+    Gate(fn() -> Box<dyn GateConfig>),
+    /// A verifier's default configuration.
+    Verifier(fn() -> Box<dyn VerifierConfig>),
+    /// A task's default configuration.
+    Task(fn() -> Box<dyn TaskConfig>),
+    /// A model's default configuration.
+    Model(fn() -> Box<dyn ModelConfig>),
+}
+
+impl Factory {
+    /// The kind this factory makes.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Factory::Preset(_) => Kind::Preset,
+            Factory::Advantage(_) => Kind::Advantage,
+            Factory::Loss(_) => Kind::Loss,
+            Factory::Gate(_) => Kind::Gate,
+            Factory::Verifier(_) => Kind::Verifier,
+            Factory::Task(_) => Kind::Task,
+            Factory::Model(_) => Kind::Model,
+        }
+    }
+
+    /// The default configuration as a TOML value (tagged with `type` for non-presets).
+    pub fn default_toml(&self) -> Result<toml::Value> {
+        let value = match self {
+            Factory::Preset(f) => toml::Value::try_from(f()),
+            Factory::Advantage(f) => toml::Value::try_from(f()),
+            Factory::Loss(f) => toml::Value::try_from(f()),
+            Factory::Gate(f) => toml::Value::try_from(f()),
+            Factory::Verifier(f) => toml::Value::try_from(f()),
+            Factory::Task(f) => toml::Value::try_from(f()),
+            Factory::Model(f) => toml::Value::try_from(f()),
+        };
+        value.map_err(|e| CoreError::config("<default>", e))
+    }
+
+    /// The doc comment of a field of the default configuration.
+    pub fn field_doc(&self, field: &str) -> Option<&'static str> {
+        use crate::describe::Describe;
+        match self {
+            Factory::Preset(f) => f().field_doc(field),
+            Factory::Advantage(f) => f().field_doc(field),
+            Factory::Loss(f) => f().field_doc(field),
+            Factory::Gate(f) => f().field_doc(field),
+            Factory::Verifier(f) => f().field_doc(field),
+            Factory::Task(f) => f().field_doc(field),
+            Factory::Model(f) => f().field_doc(field),
+        }
+    }
+}
+
+/// One registered thing.
+pub struct Registration {
+    /// Unique name within its kind; equals the `type` tag of its config.
+    pub name: &'static str,
+    /// One line saying what it is and where it comes from.
+    pub summary: &'static str,
+    /// Default configuration; its `build` is the constructor.
+    pub factory: Factory,
+}
+
+impl Registration {
+    /// The kind of this registration.
+    pub fn kind(&self) -> Kind {
+        self.factory.kind()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// All registrations linked into this binary, sorted by kind then name.
+pub fn all() -> Vec<&'static Registration> {
+    let mut v: Vec<&'static Registration> = inventory::iter::<Registration>.into_iter().collect();
+    v.sort_by(|a, b| (a.kind(), a.name).cmp(&(b.kind(), b.name)));
+    v
+}
+
+/// Sorted names of one kind.
+pub fn names(kind: Kind) -> Vec<&'static str> {
+    all()
+        .into_iter()
+        .filter(|r| r.kind() == kind)
+        .map(|r| r.name)
+        .collect()
+}
+
+/// The registration of `name` in `kind`, or an error listing the valid names.
+pub fn find(kind: Kind, name: &str) -> Result<&'static Registration> {
+    all()
+        .into_iter()
+        .find(|r| r.kind() == kind && r.name == name)
+        .ok_or_else(|| CoreError::UnknownName {
+            kind: kind.label(),
+            name: name.to_string(),
+            valid: names(kind).join(", "),
+        })
+}
+
+/// Registers a configuration type under a name:
+/// `rlvr_core::register!(loss, "simko", "SimKO (arXiv 2510.14807)", SimkoConfig);`.
+/// Kinds: `preset` (with a `fn() -> AlgoConfig`), `advantage`, `loss`, `gate`, `verifier`, `task`,
+/// `model` (with a type implementing `Default` and the kind's config trait).
+#[macro_export]
+macro_rules! register {
+    (preset, $name:expr, $summary:expr, $f:expr) => {
+        $crate::inventory::submit! {
+            $crate::registry::Registration { name: $name, summary: $summary, factory: $crate::registry::Factory::Preset($f) }
+        }
+    };
+    (advantage, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Advantage, $name, $summary, $ty);
+    };
+    (loss, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Loss, $name, $summary, $ty);
+    };
+    (gate, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Gate, $name, $summary, $ty);
+    };
+    (verifier, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Verifier, $name, $summary, $ty);
+    };
+    (task, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Task, $name, $summary, $ty);
+    };
+    (model, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Model, $name, $summary, $ty);
+    };
+    (@boxed $variant:ident, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::inventory::submit! {
+            $crate::registry::Registration {
+                name: $name,
+                summary: $summary,
+                factory: $crate::registry::Factory::$variant(|| Box::new(<$ty as ::core::default::Default>::default())),
+            }
+        }
+    };
+}

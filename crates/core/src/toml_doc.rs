@@ -1,0 +1,61 @@
+//! Prints a TOML table with each field's doc comment above it, so `rlvr config` output explains
+//! itself and still parses back to the same configuration.
+
+/// Renders `table` under header `root` (e.g. "algo"). `docs(table, field)` gives the comment for a
+/// field of a (sub)table; tagged tables are documented from the registries by the caller.
+pub fn render(
+    root: &str,
+    table: &toml::Table,
+    docs: &dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str>,
+) -> String {
+    let mut out = String::new();
+    let path = if root.is_empty() {
+        vec![]
+    } else {
+        vec![root.to_string()]
+    };
+    render_table(&path, table, docs, &mut out);
+    out
+}
+
+fn render_table(
+    path: &[String],
+    table: &toml::Table,
+    docs: &dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str>,
+    out: &mut String,
+) {
+    if !path.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!("[{}]\n", path.join(".")));
+    }
+    // `type` first, then scalars, then sub-tables (TOML requires sub-tables last).
+    if let Some(tag) = table.get("type") {
+        out.push_str(&format!("type = {tag}\n"));
+    }
+    for (key, value) in table {
+        if key == "type" || value.is_table() {
+            continue;
+        }
+        if let Some(doc) = docs(path, table, key) {
+            for line in doc.trim().lines() {
+                out.push_str(&format!("# {}\n", line.trim()).replace("# \n", "#\n"));
+            }
+        }
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    for (key, value) in table {
+        if let toml::Value::Table(sub) = value {
+            if let Some(doc) = docs(path, table, key) {
+                out.push('\n');
+                for line in doc.trim().lines() {
+                    out.push_str(&format!("# {}\n", line.trim()));
+                }
+            }
+            let mut sub_path = path.to_vec();
+            sub_path.push(key.clone());
+            render_table(&sub_path, sub, docs, out);
+        }
+    }
+}
