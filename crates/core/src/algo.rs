@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 /// A complete algorithm: what `[algo]` in a config file holds.
 #[derive(Serialize, Deserialize, DocumentedFields)]
-#[serde(deny_unknown_fields)]
 pub struct AlgoConfig {
     /// Registered preset these settings started from (informational once resolved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +34,8 @@ pub struct AlgoConfig {
     /// Policy loss: per-token objective built from log-probs, advantages and token statistics.
     pub loss: Box<dyn LossConfig>,
 }
+
+crate::describe_fields!(AlgoConfig);
 
 fn default_normalizer() -> f64 {
     1024.0
@@ -81,13 +82,16 @@ impl AlgoConfig {
         }
     }
 
-    /// Parses a resolved `[algo]` table (no preset expansion).
+    /// Parses a resolved `[algo]` table (no preset expansion). Keys that no field takes are
+    /// errors naming the valid fields.
     pub fn from_table(table: &toml::Table) -> Result<AlgoConfig> {
         let value = toml::Value::Table(table.clone());
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        let config: AlgoConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             CoreError::config(format!("algo.{path}"), e.into_inner())
-        })
+        })?;
+        check_known_fields("algo", table, &config.to_table()?)?;
+        Ok(config)
     }
 
     /// Resolves an `[algo]` table: expands `preset = "..."` (its defaults, with the table's own
@@ -142,6 +146,28 @@ pub fn merge(base: &mut toml::Table, over: &toml::Table) {
             }
         }
     }
+}
+
+/// Fails on the first key of `given` that the parsed configuration (`parsed`, serialised back)
+/// does not have: such a key was ignored by deserialisation, i.e. it names no field. This works
+/// through `#[serde(flatten)]` and tagged trait objects, where `deny_unknown_fields` cannot.
+pub fn check_known_fields(path: &str, given: &toml::Table, parsed: &toml::Table) -> Result<()> {
+    for (key, value) in given {
+        let here = format!("{path}.{key}");
+        match (value, parsed.get(key)) {
+            (_, None) => {
+                let valid: Vec<&str> = parsed.keys().map(String::as_str).filter(|k| *k != "type").collect();
+                let owner = parsed.get("type").and_then(|t| t.as_str()).map(|t| format!(" of `{t}`")).unwrap_or_default();
+                return Err(CoreError::config(
+                    here,
+                    format!("unknown field `{key}`{owner}; valid fields: {}", valid.join(", ")),
+                ));
+            }
+            (toml::Value::Table(g), Some(toml::Value::Table(p))) => check_known_fields(&here, g, p)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Sets `path` (dotted, e.g. `algo.loss.topk`) in `table` to `raw`, parsed as a TOML value

@@ -37,4 +37,6 @@ pub use stats::{token_stats_from_logits, StatsNeeds, TokenStats};
 pub use task::{Problem, Split, Task, TaskConfig};
 
 #[doc(hidden)]
+pub use documented;
+#[doc(hidden)]
 pub use inventory;

@@ -43,6 +43,19 @@ impl Kind {
         Kind::Model,
     ];
 
+    /// Plural heading used by `rlvr list`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Preset => "presets",
+            Kind::Advantage => "advantage estimators",
+            Kind::Loss => "losses",
+            Kind::Gate => "gates",
+            Kind::Verifier => "verifiers",
+            Kind::Task => "tasks",
+            Kind::Model => "models",
+        }
+    }
+
     /// Lower-case name used in messages and in `rlvr list`.
     pub fn label(self) -> &'static str {
         match self {

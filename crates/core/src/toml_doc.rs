@@ -14,12 +14,13 @@ pub fn render(
     } else {
         vec![root.to_string()]
     };
-    render_table(&path, table, docs, &mut out);
+    render_table(&path, None, table, docs, &mut out);
     out
 }
 
 fn render_table(
     path: &[String],
+    header_doc: Option<&str>,
     table: &toml::Table,
     docs: &dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str>,
     out: &mut String,
@@ -27,6 +28,9 @@ fn render_table(
     if !path.is_empty() {
         if !out.is_empty() {
             out.push('\n');
+        }
+        for line in header_doc.unwrap_or("").trim().lines() {
+            out.push_str(&format!("# {}\n", line.trim()));
         }
         out.push_str(&format!("[{}]\n", path.join(".")));
     }
@@ -40,22 +44,16 @@ fn render_table(
         }
         if let Some(doc) = docs(path, table, key) {
             for line in doc.trim().lines() {
-                out.push_str(&format!("# {}\n", line.trim()).replace("# \n", "#\n"));
+                out.push_str(&format!("# {}\n", line.trim()));
             }
         }
         out.push_str(&format!("{key} = {value}\n"));
     }
     for (key, value) in table {
         if let toml::Value::Table(sub) = value {
-            if let Some(doc) = docs(path, table, key) {
-                out.push('\n');
-                for line in doc.trim().lines() {
-                    out.push_str(&format!("# {}\n", line.trim()));
-                }
-            }
             let mut sub_path = path.to_vec();
             sub_path.push(key.clone());
-            render_table(&sub_path, sub, docs, out);
+            render_table(&sub_path, docs(path, table, key), sub, docs, out);
         }
     }
 }
