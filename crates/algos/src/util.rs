@@ -5,19 +5,29 @@ use tch::{Kind, Tensor};
 
 /// A tensor's values as f64, row-major.
 pub fn to_vec_f64(t: &Tensor) -> Result<Vec<f64>> {
-    let flat = t.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_reshape([-1])?;
+    let flat = t
+        .f_detach()?
+        .f_to_kind(Kind::Double)?
+        .f_to_device(tch::Device::Cpu)?
+        .f_reshape([-1])?;
     Vec::<f64>::try_from(&flat).map_err(CoreError::from)
 }
 
 /// A tensor's values as i64, row-major.
 pub fn to_vec_i64(t: &Tensor) -> Result<Vec<i64>> {
-    let flat = t.f_detach()?.f_to_kind(Kind::Int64)?.f_to_device(tch::Device::Cpu)?.f_reshape([-1])?;
+    let flat = t
+        .f_detach()?
+        .f_to_kind(Kind::Int64)?
+        .f_to_device(tch::Device::Cpu)?
+        .f_reshape([-1])?;
     Vec::<i64>::try_from(&flat).map_err(CoreError::from)
 }
 
 /// A `[B]` f32 tensor on the device of `like` from f64 values.
 pub fn per_row(values: &[f64], like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::from_slice(values).f_to_kind(Kind::Float)?.f_to_device(like.device())?)
+    Ok(Tensor::from_slice(values)
+        .f_to_kind(Kind::Float)?
+        .f_to_device(like.device())?)
 }
 
 /// Broadcasts a `[B]` per-response value over the valid tokens of `mask` `[B, T]`.
@@ -46,7 +56,10 @@ pub fn groups(group: &Tensor) -> Result<Vec<Vec<usize>>> {
             })
             .push(i);
     }
-    Ok(order.into_iter().filter_map(|g| members.remove(&g)).collect())
+    Ok(order
+        .into_iter()
+        .filter_map(|g| members.remove(&g))
+        .collect())
 }
 
 /// Mean and unbiased standard deviation of `xs` (std is 0 for fewer than 2 values).

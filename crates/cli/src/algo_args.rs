@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 /// Flag name (without dashes, `_` for `-`) → dotted path inside `[algo]`.
 pub fn flag_map(algo: &toml::Table) -> BTreeMap<String, String> {
-    let paths: Vec<String> = leaves(algo).into_iter().map(|(p, _)| p).filter(|p| p != "preset").collect();
+    let paths: Vec<String> = leaves(algo)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p != "preset")
+        .collect();
     let mut last_count: BTreeMap<String, usize> = BTreeMap::new();
     for p in &paths {
         *last_count.entry(last(p).to_string()).or_default() += 1;
@@ -49,7 +53,11 @@ pub fn apply(algo: &mut toml::Table, args: &[String]) -> Result<()> {
         };
         let key = name.replace('-', "_");
         let Some(path) = map.get(&key) else {
-            let valid: Vec<String> = map.keys().filter(|k| !k.contains('.')).map(|k| format!("--{}", k.replace('_', "-"))).collect();
+            let valid: Vec<String> = map
+                .keys()
+                .filter(|k| !k.contains('.'))
+                .map(|k| format!("--{}", k.replace('_', "-")))
+                .collect();
             bail!("unknown algorithm parameter --{name}; valid: {} (or any dotted path, e.g. --loss.clip_low)", valid.join(", "));
         };
         set_path(algo, path, &value)?;

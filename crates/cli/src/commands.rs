@@ -46,7 +46,11 @@ pub struct AlgoArgs {
     pub sets: Vec<String>,
     /// Algorithm parameters derived from the config fields, e.g. --topk 3 --tau 0.1
     /// (`rlvr config --algo NAME` lists them).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PARAMS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PARAMS"
+    )]
     pub params: Vec<String>,
 }
 
@@ -68,11 +72,16 @@ fn list(kind: Option<&str>) -> Result<()> {
         Some(k) => {
             let found = Kind::ALL.iter().find(|x| x.label() == k).copied();
             let valid: Vec<&str> = Kind::ALL.iter().map(|x| x.label()).collect();
-            vec![found.with_context(|| format!("unknown kind `{k}`; valid kinds: {}", valid.join(", ")))?]
+            vec![found.with_context(|| {
+                format!("unknown kind `{k}`; valid kinds: {}", valid.join(", "))
+            })?]
         }
     };
     for kind in kinds {
-        let regs: Vec<_> = registry::all().into_iter().filter(|r| r.kind() == kind).collect();
+        let regs: Vec<_> = registry::all()
+            .into_iter()
+            .filter(|r| r.kind() == kind)
+            .collect();
         println!("{}:", kind.plural());
         if regs.is_empty() {
             println!("  (none registered)");
@@ -94,8 +103,12 @@ pub fn resolve_algo(args: &AlgoArgs) -> Result<(AlgoConfig, toml::Table)> {
     };
     if let Some(name) = &args.algo {
         registry::find(Kind::Preset, name)?;
-        let algo = doc.entry("algo").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let algo = algo.as_table_mut().context("`algo` in the config must be a table")?;
+        let algo = doc
+            .entry("algo")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let algo = algo
+            .as_table_mut()
+            .context("`algo` in the config must be a table")?;
         algo.insert("preset".into(), toml::Value::String(name.clone()));
     }
     config_file::apply_sets(&mut doc, &args.sets)?;
@@ -122,7 +135,9 @@ pub fn render_algo(config: &AlgoConfig) -> Result<String> {
         if path.len() == 1 {
             return config.field_doc(field);
         }
-        t.get("type").and_then(|v| v.as_str()).and_then(|tag| doc_for_tagged(tag, field))
+        t.get("type")
+            .and_then(|v| v.as_str())
+            .and_then(|tag| doc_for_tagged(tag, field))
     };
     Ok(rlvr_core::toml_doc::render("algo", &table, &docs))
 }

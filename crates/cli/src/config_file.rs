@@ -7,7 +7,8 @@ use std::path::Path;
 
 /// Reads a TOML configuration file into a table, naming the file in any error.
 pub fn read(path: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     text.parse::<toml::Table>()
         .with_context(|| format!("{} is not valid TOML", path.display()))
 }

@@ -156,14 +156,27 @@ pub fn check_known_fields(path: &str, given: &toml::Table, parsed: &toml::Table)
         let here = format!("{path}.{key}");
         match (value, parsed.get(key)) {
             (_, None) => {
-                let valid: Vec<&str> = parsed.keys().map(String::as_str).filter(|k| *k != "type").collect();
-                let owner = parsed.get("type").and_then(|t| t.as_str()).map(|t| format!(" of `{t}`")).unwrap_or_default();
+                let valid: Vec<&str> = parsed
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| *k != "type")
+                    .collect();
+                let owner = parsed
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .map(|t| format!(" of `{t}`"))
+                    .unwrap_or_default();
                 return Err(CoreError::config(
                     here,
-                    format!("unknown field `{key}`{owner}; valid fields: {}", valid.join(", ")),
+                    format!(
+                        "unknown field `{key}`{owner}; valid fields: {}",
+                        valid.join(", ")
+                    ),
                 ));
             }
-            (toml::Value::Table(g), Some(toml::Value::Table(p))) => check_known_fields(&here, g, p)?,
+            (toml::Value::Table(g), Some(toml::Value::Table(p))) => {
+                check_known_fields(&here, g, p)?
+            }
             _ => {}
         }
     }

@@ -34,17 +34,30 @@ pub struct GrpoConfig {
 
 impl Default for GrpoConfig {
     fn default() -> Self {
-        GrpoConfig { scale: GrpoScale::Group, eps: 1e-6 }
+        GrpoConfig {
+            scale: GrpoScale::Group,
+            eps: 1e-6,
+        }
     }
 }
 
 rlvr_core::describe_fields!(GrpoConfig);
-rlvr_core::register!(advantage, "grpo", "group-relative (r − mean)/(std + eps) (Shao et al. 2024; verl)", GrpoConfig);
+rlvr_core::register!(
+    advantage,
+    "grpo",
+    "group-relative (r − mean)/(std + eps) (Shao et al. 2024; verl)",
+    GrpoConfig
+);
 
 #[typetag::serde(name = "grpo")]
 impl AdvantageConfig for GrpoConfig {
     fn build(&self) -> Result<Box<dyn AdvantageEstimator>> {
-        check(self.eps >= 0.0 && self.eps.is_finite(), "advantage.eps", self.eps, "must be a finite number >= 0")?;
+        check(
+            self.eps >= 0.0 && self.eps.is_finite(),
+            "advantage.eps",
+            self.eps,
+            "must be a finite number >= 0",
+        )?;
         Ok(Box::new(self.clone()))
     }
 }
@@ -60,7 +73,11 @@ impl AdvantageEstimator for GrpoConfig {
             let mut adv = vec![0.0; scores.len()];
             for g in groups {
                 let xs: Vec<f64> = g.iter().map(|&i| scores[i]).collect();
-                let (mean, std) = if xs.len() == 1 { (0.0, 1.0) } else { mean_std(&xs) };
+                let (mean, std) = if xs.len() == 1 {
+                    (0.0, 1.0)
+                } else {
+                    mean_std(&xs)
+                };
                 for &i in g {
                     adv[i] = match self.scale {
                         GrpoScale::Group => (scores[i] - mean) / (std + self.eps),

@@ -12,7 +12,10 @@ use rlvr_core::{AdvantageInput, Result};
 use tch::Tensor;
 
 /// Applies a per-response rule to the scores and broadcasts the result over valid tokens.
-pub(crate) fn per_response(input: &AdvantageInput<'_>, f: impl Fn(&[f64], &[Vec<usize>]) -> Result<Vec<f64>>) -> Result<Tensor> {
+pub(crate) fn per_response(
+    input: &AdvantageInput<'_>,
+    f: impl Fn(&[f64], &[Vec<usize>]) -> Result<Vec<f64>>,
+) -> Result<Tensor> {
     let scores = to_vec_f64(input.scores)?;
     let groups = crate::util::groups(input.group)?;
     let adv = f(&scores, &groups)?;

@@ -30,16 +30,33 @@ pub struct WReinforceConfig {
 
 impl Default for WReinforceConfig {
     fn default() -> Self {
-        WReinforceConfig { positive_weight: 0.1 }
+        WReinforceConfig {
+            positive_weight: 0.1,
+        }
     }
 }
 
 rlvr_core::describe_fields!(PsrConfig);
 rlvr_core::describe_fields!(NsrConfig);
 rlvr_core::describe_fields!(WReinforceConfig);
-rlvr_core::register!(advantage, "psr", "positive sample reinforcement A = R (Zhu et al. 2025)", PsrConfig);
-rlvr_core::register!(advantage, "nsr", "negative sample reinforcement A = R − 1 (Zhu et al. 2025)", NsrConfig);
-rlvr_core::register!(advantage, "w-reinforce", "A = λR for correct, R − 1 for incorrect, λ = 0.1 (Zhu et al. 2025)", WReinforceConfig);
+rlvr_core::register!(
+    advantage,
+    "psr",
+    "positive sample reinforcement A = R (Zhu et al. 2025)",
+    PsrConfig
+);
+rlvr_core::register!(
+    advantage,
+    "nsr",
+    "negative sample reinforcement A = R − 1 (Zhu et al. 2025)",
+    NsrConfig
+);
+rlvr_core::register!(
+    advantage,
+    "w-reinforce",
+    "A = λR for correct, R − 1 for incorrect, λ = 0.1 (Zhu et al. 2025)",
+    WReinforceConfig
+);
 
 /// The shared estimator, one rule per registered name.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +103,12 @@ impl AdvantageConfig for NsrConfig {
 impl AdvantageConfig for WReinforceConfig {
     fn build(&self) -> Result<Box<dyn AdvantageEstimator>> {
         let w = self.positive_weight;
-        check(w.is_finite() && w >= 0.0, "advantage.positive_weight", w, "must be a finite number >= 0")?;
+        check(
+            w.is_finite() && w >= 0.0,
+            "advantage.positive_weight",
+            w,
+            "must be a finite number >= 0",
+        )?;
         Ok(Box::new(SignSplit::Weighted(w)))
     }
 }

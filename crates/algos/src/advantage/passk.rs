@@ -26,7 +26,12 @@ impl Default for PasskConfig {
 }
 
 rlvr_core::describe_fields!(PasskConfig);
-rlvr_core::register!(advantage, "passk", "analytic pass@k advantages (Chen et al. 2025, arXiv 2508.10751)", PasskConfig);
+rlvr_core::register!(
+    advantage,
+    "passk",
+    "analytic pass@k advantages (Chen et al. 2025, arXiv 2508.10751)",
+    PasskConfig
+);
 
 /// Advantages of one group of 0/1 outcomes.
 pub fn passk_group(correct: &[bool], k: usize) -> Vec<f64> {
@@ -43,7 +48,10 @@ pub fn passk_group(correct: &[bool], k: usize) -> Vec<f64> {
     } else {
         0.0
     };
-    correct.iter().map(|&c| if c { a_pos } else { a_neg }).collect()
+    correct
+        .iter()
+        .map(|&c| if c { a_pos } else { a_neg })
+        .collect()
 }
 
 #[typetag::serde(name = "passk")]
@@ -64,7 +72,11 @@ impl AdvantageEstimator for PasskConfig {
             let mut adv = vec![0.0; scores.len()];
             for g in groups {
                 if g.len() < self.k {
-                    return Err(CoreError::invalid("advantage.k", self.k, format!("must be <= the group size {}", g.len())));
+                    return Err(CoreError::invalid(
+                        "advantage.k",
+                        self.k,
+                        format!("must be <= the group size {}", g.len()),
+                    ));
                 }
                 let correct: Vec<bool> = g.iter().map(|&i| scores[i] >= 1.0).collect();
                 for (&i, a) in g.iter().zip(passk_group(&correct, self.k)) {

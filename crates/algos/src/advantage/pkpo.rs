@@ -24,12 +24,20 @@ pub struct PkpoConfig {
 
 impl Default for PkpoConfig {
     fn default() -> Self {
-        PkpoConfig { k: 4, leave_one_out: true }
+        PkpoConfig {
+            k: 4,
+            leave_one_out: true,
+        }
     }
 }
 
 rlvr_core::describe_fields!(PkpoConfig);
-rlvr_core::register!(advantage, "pkpo", "unbiased pass@k reward transform (Walder & Karkhanis 2025)", PkpoConfig);
+rlvr_core::register!(
+    advantage,
+    "pkpo",
+    "unbiased pass@k reward transform (Walder & Karkhanis 2025)",
+    PkpoConfig
+);
 
 /// Transformed rewards of one group of 0/1 outcomes.
 pub fn pkpo_group(correct: &[bool], k: usize, leave_one_out: bool) -> Vec<f64> {
@@ -38,7 +46,11 @@ pub fn pkpo_group(correct: &[bool], k: usize, leave_one_out: bool) -> Vec<f64> {
     correct
         .iter()
         .map(|&ci| {
-            let s = if ci { 1.0 } else { 1.0 - binom_ratio(n - c - 1, n - 1, k - 1) };
+            let s = if ci {
+                1.0
+            } else {
+                1.0 - binom_ratio(n - c - 1, n - 1, k - 1)
+            };
             if !leave_one_out {
                 return s;
             }
@@ -70,11 +82,18 @@ impl AdvantageEstimator for PkpoConfig {
                     return Err(CoreError::invalid(
                         "advantage.k",
                         self.k,
-                        format!("needs groups of at least {} responses, got {}", self.min_group_size(), g.len()),
+                        format!(
+                            "needs groups of at least {} responses, got {}",
+                            self.min_group_size(),
+                            g.len()
+                        ),
                     ));
                 }
                 let correct: Vec<bool> = g.iter().map(|&i| scores[i] >= 1.0).collect();
-                for (&i, a) in g.iter().zip(pkpo_group(&correct, self.k, self.leave_one_out)) {
+                for (&i, a) in g
+                    .iter()
+                    .zip(pkpo_group(&correct, self.k, self.leave_one_out))
+                {
                     adv[i] = a;
                 }
             }

@@ -32,7 +32,12 @@ pub struct ReinforcePpBaselineConfig {}
 
 rlvr_core::describe_fields!(ReinforcePpConfig);
 rlvr_core::describe_fields!(ReinforcePpBaselineConfig);
-rlvr_core::register!(advantage, "reinforce++", "discounted returns whitened over the batch (Hu 2025; verl)", ReinforcePpConfig);
+rlvr_core::register!(
+    advantage,
+    "reinforce++",
+    "discounted returns whitened over the batch (Hu 2025; verl)",
+    ReinforcePpConfig
+);
 rlvr_core::register!(
     advantage,
     "reinforce++-baseline",
@@ -46,8 +51,12 @@ fn masked_whiten(values: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let centred = values.f_sub(&mean)?;
     let n = mask.f_sum(Kind::Float)?;
     let var = masked_mean(&centred.f_square()?, mask)?;
-    let unbiased = var.f_mul(&n)?.f_div(&n.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?;
-    Ok(centred.f_mul(&unbiased.f_add_scalar(1e-8)?.f_rsqrt()?)?.f_mul(mask)?)
+    let unbiased = var
+        .f_mul(&n)?
+        .f_div(&n.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?;
+    Ok(centred
+        .f_mul(&unbiased.f_add_scalar(1e-8)?.f_rsqrt()?)?
+        .f_mul(mask)?)
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +71,9 @@ impl AdvantageEstimator for ReinforcePp {
         let mut running = rewards.f_select(1, 0)?.f_zeros_like()?;
         let mut columns = Vec::with_capacity(t_len as usize);
         for t in (0..t_len).rev() {
-            running = rewards.f_select(1, t)?.f_add(&running.f_mul_scalar(self.gamma)?)?;
+            running = rewards
+                .f_select(1, t)?
+                .f_add(&running.f_mul_scalar(self.gamma)?)?;
             columns.push(running.shallow_clone());
             running = running.f_mul(&input.mask.f_select(1, t)?)?;
         }
@@ -98,7 +109,12 @@ impl AdvantageEstimator for ReinforcePpBaseline {
 #[typetag::serde(name = "reinforce++")]
 impl AdvantageConfig for ReinforcePpConfig {
     fn build(&self) -> Result<Box<dyn AdvantageEstimator>> {
-        check((0.0..=1.0).contains(&self.gamma), "advantage.gamma", self.gamma, "must be in [0, 1]")?;
+        check(
+            (0.0..=1.0).contains(&self.gamma),
+            "advantage.gamma",
+            self.gamma,
+            "must be in [0, 1]",
+        )?;
         Ok(Box::new(ReinforcePp { gamma: self.gamma }))
     }
 }

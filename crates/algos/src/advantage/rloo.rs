@@ -13,7 +13,12 @@ use tch::Tensor;
 pub struct RlooConfig {}
 
 rlvr_core::describe_fields!(RlooConfig);
-rlvr_core::register!(advantage, "rloo", "leave-one-out baseline r_i − mean of the others (Ahmadian et al. 2024)", RlooConfig);
+rlvr_core::register!(
+    advantage,
+    "rloo",
+    "leave-one-out baseline r_i − mean of the others (Ahmadian et al. 2024)",
+    RlooConfig
+);
 
 #[typetag::serde(name = "rloo")]
 impl AdvantageConfig for RlooConfig {

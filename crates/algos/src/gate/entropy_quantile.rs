@@ -33,7 +33,11 @@ pub struct EntropyQuantileConfig {
 
 impl Default for EntropyQuantileConfig {
     fn default() -> Self {
-        EntropyQuantileConfig { tau: 0.8, scope: GateScope::Response, strict: true }
+        EntropyQuantileConfig {
+            tau: 0.8,
+            scope: GateScope::Response,
+            strict: true,
+        }
     }
 }
 
@@ -48,7 +52,12 @@ rlvr_core::register!(
 #[typetag::serde(name = "entropy-quantile")]
 impl GateConfig for EntropyQuantileConfig {
     fn build(&self) -> Result<Box<dyn TokenGate>> {
-        check((0.0..=1.0).contains(&self.tau), "gate.tau", self.tau, "must be in [0, 1]")?;
+        check(
+            (0.0..=1.0).contains(&self.tau),
+            "gate.tau",
+            self.tau,
+            "must be in [0, 1]",
+        )?;
         Ok(Box::new(self.clone()))
     }
 }
@@ -67,7 +76,10 @@ pub fn quantile(xs: &mut [f64], tau: f64) -> f64 {
 
 impl TokenGate for EntropyQuantileConfig {
     fn needs(&self) -> StatsNeeds {
-        StatsNeeds { entropy: true, ..Default::default() }
+        StatsNeeds {
+            entropy: true,
+            ..Default::default()
+        }
     }
 
     fn weights(&self, input: &GateInput<'_>) -> Result<Tensor> {
@@ -77,7 +89,12 @@ impl TokenGate for EntropyQuantileConfig {
         let h = to_vec_f64(&entropy)?;
         let m = to_vec_f64(input.mask)?;
         let (h, m) = (&h, &m);
-        let row = move |r: usize| -> Vec<f64> { (0..t).filter(|&j| m[r * t + j] > 0.0).map(|j| h[r * t + j]).collect() };
+        let row = move |r: usize| -> Vec<f64> {
+            (0..t)
+                .filter(|&j| m[r * t + j] > 0.0)
+                .map(|j| h[r * t + j])
+                .collect()
+        };
         let thresholds: Vec<f64> = match self.scope {
             GateScope::Response => (0..b)
                 .map(|r| {
@@ -99,7 +116,11 @@ impl TokenGate for EntropyQuantileConfig {
             .f_to_kind(entropy.kind())?
             .f_to_device(entropy.device())?
             .f_unsqueeze(-1)?;
-        let pass = if self.strict { entropy.f_gt_tensor(&q)? } else { entropy.f_ge_tensor(&q)? };
+        let pass = if self.strict {
+            entropy.f_gt_tensor(&q)?
+        } else {
+            entropy.f_ge_tensor(&q)?
+        };
         Ok(pass.f_to_kind(Kind::Float)?.f_mul(input.mask)?)
     }
 }

@@ -25,8 +25,18 @@ rlvr_core::describe_fields!(AllTokensConfig);
 rlvr_core::describe_fields!(Top1Config);
 rlvr_core::describe_fields!(NotTruncatedConfig);
 rlvr_core::register!(gate, "all", "every valid response token", AllTokensConfig);
-rlvr_core::register!(gate, "top1", "tokens where the sampled token is the current argmax", Top1Config);
-rlvr_core::register!(gate, "not-truncated", "zero for responses cut at the length limit (DAPO overlong filtering)", NotTruncatedConfig);
+rlvr_core::register!(
+    gate,
+    "top1",
+    "tokens where the sampled token is the current argmax",
+    Top1Config
+);
+rlvr_core::register!(
+    gate,
+    "not-truncated",
+    "zero for responses cut at the length limit (DAPO overlong filtering)",
+    NotTruncatedConfig
+);
 
 #[typetag::serde(name = "all")]
 impl GateConfig for AllTokensConfig {
@@ -50,7 +60,10 @@ impl GateConfig for Top1Config {
 
 impl TokenGate for Top1Config {
     fn needs(&self) -> StatsNeeds {
-        StatsNeeds { top1: true, ..Default::default() }
+        StatsNeeds {
+            top1: true,
+            ..Default::default()
+        }
     }
 
     fn weights(&self, input: &GateInput<'_>) -> Result<Tensor> {

@@ -32,7 +32,13 @@ pub struct ClipCovConfig {
 
 impl Default for ClipCovConfig {
     fn default() -> Self {
-        ClipCovConfig { surrogate: Surrogate::default(), clip_ratio: 2e-4, cov_lb: 1.0, cov_ub: 5.0, seed: 0 }
+        ClipCovConfig {
+            surrogate: Surrogate::default(),
+            clip_ratio: 2e-4,
+            cov_lb: 1.0,
+            cov_ub: 5.0,
+            seed: 0,
+        }
     }
 }
 
@@ -51,19 +57,35 @@ pub struct KlCovConfig {
 
 impl Default for KlCovConfig {
     fn default() -> Self {
-        KlCovConfig { surrogate: Surrogate::default(), kl_ratio: 2e-3, kl_penalty_coef: 1.0 }
+        KlCovConfig {
+            surrogate: Surrogate::default(),
+            kl_ratio: 2e-3,
+            kl_penalty_coef: 1.0,
+        }
     }
 }
 
 rlvr_core::describe_fields!(ClipCovConfig, Surrogate);
 rlvr_core::describe_fields!(KlCovConfig, Surrogate);
-rlvr_core::register!(loss, "clip-cov", "detach high-covariance tokens (Cui et al. 2025, arXiv 2505.22617)", ClipCovConfig);
-rlvr_core::register!(loss, "kl-cov", "KL penalty on the highest-covariance tokens (Cui et al. 2025, arXiv 2505.22617)", KlCovConfig);
+rlvr_core::register!(
+    loss,
+    "clip-cov",
+    "detach high-covariance tokens (Cui et al. 2025, arXiv 2505.22617)",
+    ClipCovConfig
+);
+rlvr_core::register!(
+    loss,
+    "kl-cov",
+    "KL penalty on the highest-covariance tokens (Cui et al. 2025, arXiv 2505.22617)",
+    KlCovConfig
+);
 
 /// Per-token covariance of advantage and current log-prob over valid tokens (no gradient).
 fn token_cov(input: &LossInput<'_>) -> Result<Tensor> {
     let logp = input.stats.logp.detach();
-    let adv_c = input.advantages.f_sub(&masked_mean(input.advantages, input.mask)?)?;
+    let adv_c = input
+        .advantages
+        .f_sub(&masked_mean(input.advantages, input.mask)?)?;
     let logp_c = logp.f_sub(&masked_mean(&logp, input.mask)?)?;
     Ok(adv_c.f_mul(&logp_c)?)
 }
@@ -72,8 +94,18 @@ fn token_cov(input: &LossInput<'_>) -> Result<Tensor> {
 impl LossConfig for ClipCovConfig {
     fn build(&self) -> Result<Box<dyn PolicyLoss>> {
         self.surrogate.validate()?;
-        check((0.0..=1.0).contains(&self.clip_ratio), "loss.clip_ratio", self.clip_ratio, "must be in [0, 1]")?;
-        check(self.cov_lb < self.cov_ub, "loss.cov_lb", self.cov_lb, "must be < cov_ub")?;
+        check(
+            (0.0..=1.0).contains(&self.clip_ratio),
+            "loss.clip_ratio",
+            self.clip_ratio,
+            "must be in [0, 1]",
+        )?;
+        check(
+            self.cov_lb < self.cov_ub,
+            "loss.cov_lb",
+            self.cov_lb,
+            "must be < cov_ub",
+        )?;
         Ok(Box::new(self.clone()))
     }
 }
@@ -107,7 +139,10 @@ impl PolicyLoss for ClipCovConfig {
         }
         let keep = keep.f_reshape(input.mask.size())?;
         out.per_token = out.per_token.f_mul(&keep)?;
-        out.metrics.push(TokenMetric { name: "cov_detached", values: keep.f_neg()?.f_add_scalar(1.0)? });
+        out.metrics.push(TokenMetric {
+            name: "cov_detached",
+            values: keep.f_neg()?.f_add_scalar(1.0)?,
+        });
         Ok(out)
     }
 }
@@ -116,8 +151,18 @@ impl PolicyLoss for ClipCovConfig {
 impl LossConfig for KlCovConfig {
     fn build(&self) -> Result<Box<dyn PolicyLoss>> {
         self.surrogate.validate()?;
-        check((0.0..=1.0).contains(&self.kl_ratio), "loss.kl_ratio", self.kl_ratio, "must be in [0, 1]")?;
-        check(self.kl_penalty_coef >= 0.0, "loss.kl_penalty_coef", self.kl_penalty_coef, "must be >= 0")?;
+        check(
+            (0.0..=1.0).contains(&self.kl_ratio),
+            "loss.kl_ratio",
+            self.kl_ratio,
+            "must be in [0, 1]",
+        )?;
+        check(
+            self.kl_penalty_coef >= 0.0,
+            "loss.kl_penalty_coef",
+            self.kl_penalty_coef,
+            "must be >= 0",
+        )?;
         Ok(Box::new(self.clone()))
     }
 }
@@ -134,7 +179,9 @@ impl PolicyLoss for KlCovConfig {
         let unclipped = input.advantages.f_neg()?.f_mul(&r)?;
         let cov = token_cov(input)?.f_masked_fill(&input.mask.f_eq(0.0)?, f64::NEG_INFINITY)?;
         let n_valid = input.mask.f_sum(Kind::Double)?.f_double_value(&[])? as i64;
-        let n_pick = ((n_valid as f64 * self.kl_ratio) as i64).max(1).min(n_valid);
+        let n_pick = ((n_valid as f64 * self.kl_ratio) as i64)
+            .max(1)
+            .min(n_valid);
         let mut picked = input.mask.f_zeros_like()?.f_reshape([-1])?;
         if n_pick > 0 {
             let (_, top) = cov.f_reshape([-1])?.f_topk(n_pick, 0, true, false)?;
@@ -143,9 +190,17 @@ impl PolicyLoss for KlCovConfig {
         let picked = picked.f_reshape(input.mask.size())?;
         let abs_kl = input.stats.logp.f_sub(input.old_logp)?.f_abs()?;
         let penalised = unclipped.f_add(&abs_kl.f_mul_scalar(self.kl_penalty_coef)?)?;
-        let extra = out.per_token.f_sub(&self.surrogate.clipped(&r, input.advantages)?.0)?;
-        out.per_token = penalised.f_mul(&picked)?.f_add(&unclipped.f_mul(&picked.f_neg()?.f_add_scalar(1.0)?)?)?.f_add(&extra)?;
-        out.metrics.push(TokenMetric { name: "cov_penalized", values: picked });
+        let extra = out
+            .per_token
+            .f_sub(&self.surrogate.clipped(&r, input.advantages)?.0)?;
+        out.per_token = penalised
+            .f_mul(&picked)?
+            .f_add(&unclipped.f_mul(&picked.f_neg()?.f_add_scalar(1.0)?)?)?
+            .f_add(&extra)?;
+        out.metrics.push(TokenMetric {
+            name: "cov_penalized",
+            values: picked,
+        });
         Ok(out)
     }
 }

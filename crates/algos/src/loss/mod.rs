@@ -23,5 +23,10 @@ pub(crate) fn gate_needs(gate: &Option<Box<dyn TokenGate>>) -> StatsNeeds {
 
 /// Evaluates a gate on a loss input.
 pub(crate) fn gate_weights(gate: &dyn TokenGate, input: &LossInput<'_>) -> Result<Tensor> {
-    gate.weights(&GateInput { stats: input.stats, mask: input.mask, tokens: input.tokens, truncated: input.truncated })
+    gate.weights(&GateInput {
+        stats: input.stats,
+        mask: input.mask,
+        tokens: input.tokens,
+        truncated: input.truncated,
+    })
 }

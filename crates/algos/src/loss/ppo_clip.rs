@@ -5,7 +5,10 @@
 use super::surrogate::{ratio, Surrogate};
 use super::{build_gate, gate_needs, gate_weights};
 use documented::DocumentedFields;
-use rlvr_core::{GateConfig, LossConfig, LossInput, LossOutput, PolicyLoss, Result, StatsNeeds, TokenGate, TokenMetric};
+use rlvr_core::{
+    GateConfig, LossConfig, LossInput, LossOutput, PolicyLoss, Result, StatsNeeds, TokenGate,
+    TokenMetric,
+};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of `ppo-clip`.
@@ -21,7 +24,12 @@ pub struct PpoClipConfig {
 }
 
 rlvr_core::describe_fields!(PpoClipConfig, Surrogate);
-rlvr_core::register!(loss, "ppo-clip", "PPO clipped surrogate, ε_low/ε_high, dual clip, KL and entropy terms, optional gate", PpoClipConfig);
+rlvr_core::register!(
+    loss,
+    "ppo-clip",
+    "PPO clipped surrogate, ε_low/ε_high, dual clip, KL and entropy terms, optional gate",
+    PpoClipConfig
+);
 
 /// The checked `ppo-clip` loss.
 pub struct PpoClip {
@@ -33,7 +41,10 @@ pub struct PpoClip {
 impl LossConfig for PpoClipConfig {
     fn build(&self) -> Result<Box<dyn PolicyLoss>> {
         self.surrogate.validate()?;
-        Ok(Box::new(PpoClip { surrogate: self.surrogate.clone(), gate: build_gate(&self.gate)? }))
+        Ok(Box::new(PpoClip {
+            surrogate: self.surrogate.clone(),
+            gate: build_gate(&self.gate)?,
+        }))
     }
 }
 
@@ -43,11 +54,16 @@ impl PolicyLoss for PpoClip {
     }
 
     fn per_token_loss(&self, input: &LossInput<'_>) -> Result<LossOutput> {
-        let mut out = self.surrogate.loss(&ratio(input)?, input.advantages, input)?;
+        let mut out = self
+            .surrogate
+            .loss(&ratio(input)?, input.advantages, input)?;
         if let Some(gate) = &self.gate {
             let w = gate_weights(gate.as_ref(), input)?;
             out.per_token = out.per_token.f_mul(&w)?;
-            out.metrics.push(TokenMetric { name: "gate_frac", values: w });
+            out.metrics.push(TokenMetric {
+                name: "gate_frac",
+                values: w,
+            });
         }
         Ok(out)
     }

@@ -12,7 +12,8 @@ use super::{build_gate, gate_needs, gate_weights};
 use crate::gate::entropy_quantile::EntropyQuantileConfig;
 use documented::DocumentedFields;
 use rlvr_core::{
-    CoreError, GateConfig, LossConfig, LossInput, LossOutput, PolicyLoss, Result, StatsNeeds, TokenGate, TokenMetric,
+    CoreError, GateConfig, LossConfig, LossInput, LossOutput, PolicyLoss, Result, StatsNeeds,
+    TokenGate, TokenMetric,
 };
 use serde::{Deserialize, Serialize};
 use tch::Kind;
@@ -91,7 +92,11 @@ impl LossConfig for SimkoConfig {
     fn build(&self) -> Result<Box<dyn PolicyLoss>> {
         self.surrogate.validate()?;
         if !self.correct_threshold.is_finite() {
-            return Err(CoreError::invalid("loss.correct_threshold", self.correct_threshold, "must be finite"));
+            return Err(CoreError::invalid(
+                "loss.correct_threshold",
+                self.correct_threshold,
+                "must be finite",
+            ));
         }
         Ok(Box::new(Simko {
             surrogate: self.surrogate.clone(),
@@ -107,14 +112,21 @@ impl LossConfig for SimkoConfig {
 impl SimkoConfig {
     fn gate_clone(&self) -> Result<Box<dyn GateConfig>> {
         // Trait objects are cloned through their serialised form.
-        let value = toml::Value::try_from(&self.gate).map_err(|e| CoreError::config("loss.gate", e))?;
-        value.try_into().map_err(|e| CoreError::config("loss.gate", e))
+        let value =
+            toml::Value::try_from(&self.gate).map_err(|e| CoreError::config("loss.gate", e))?;
+        value
+            .try_into()
+            .map_err(|e| CoreError::config("loss.gate", e))
     }
 }
 
 impl PolicyLoss for Simko {
     fn needs(&self) -> StatsNeeds {
-        self.surrogate.needs().union(self.mixture.needs()).union(self.penalty.needs()).union(gate_needs(&self.gate))
+        self.surrogate
+            .needs()
+            .union(self.mixture.needs())
+            .union(self.penalty.needs())
+            .union(gate_needs(&self.gate))
     }
 
     fn per_token_loss(&self, input: &LossInput<'_>) -> Result<LossOutput> {
@@ -129,8 +141,12 @@ impl PolicyLoss for Simko {
         .f_to_kind(Kind::Float)?
         .f_unsqueeze(-1)?;
         let active = w.f_mul(&correct)?.f_mul(input.mask)?;
-        let mut r = self.mixture.ratio(&ratio(input)?, input.stats.topk_logp.as_ref(), &active)?;
-        let factor = self.penalty.factor(input.advantages, input.stats.is_top1.as_ref(), &w)?;
+        let mut r = self
+            .mixture
+            .ratio(&ratio(input)?, input.stats.topk_logp.as_ref(), &active)?;
+        let factor = self
+            .penalty
+            .factor(input.advantages, input.stats.is_top1.as_ref(), &w)?;
         let adv = match self.penalty.on {
             PenaltyOn::Advantage => input.advantages.f_mul(&factor)?,
             PenaltyOn::Ratio => {
@@ -139,8 +155,14 @@ impl PolicyLoss for Simko {
             }
         };
         let mut out = self.surrogate.loss(&r, &adv, input)?;
-        out.metrics.push(TokenMetric { name: "gate_frac", values: w });
-        out.metrics.push(TokenMetric { name: "top1_penalized", values: factor.f_gt(1.0)?.f_to_kind(Kind::Float)? });
+        out.metrics.push(TokenMetric {
+            name: "gate_frac",
+            values: w,
+        });
+        out.metrics.push(TokenMetric {
+            name: "top1_penalized",
+            values: factor.f_gt(1.0)?.f_to_kind(Kind::Float)?,
+        });
         Ok(out)
     }
 }

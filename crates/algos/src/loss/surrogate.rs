@@ -41,24 +41,60 @@ pub struct Surrogate {
 
 impl Default for Surrogate {
     fn default() -> Self {
-        Surrogate { clip_low: 0.2, clip_high: 0.2, dual_clip: 0.0, kl_coef: 0.0, kl_estimator: KlEstimator::K3, entropy_coef: 0.0 }
+        Surrogate {
+            clip_low: 0.2,
+            clip_high: 0.2,
+            dual_clip: 0.0,
+            kl_coef: 0.0,
+            kl_estimator: KlEstimator::K3,
+            entropy_coef: 0.0,
+        }
     }
 }
 
 impl Surrogate {
     /// Checks the hyperparameters.
     pub fn validate(&self) -> Result<()> {
-        check(self.clip_low > 0.0 && self.clip_low < 1.0, "loss.clip_low", self.clip_low, "must be in (0, 1)")?;
-        check(self.clip_high > 0.0 && self.clip_high.is_finite(), "loss.clip_high", self.clip_high, "must be a finite number > 0")?;
-        check(self.dual_clip == 0.0 || self.dual_clip > 1.0, "loss.dual_clip", self.dual_clip, "must be 0 (off) or > 1")?;
-        check(self.kl_coef >= 0.0 && self.kl_coef.is_finite(), "loss.kl_coef", self.kl_coef, "must be a finite number >= 0")?;
-        check(self.entropy_coef.is_finite(), "loss.entropy_coef", self.entropy_coef, "must be finite")?;
+        check(
+            self.clip_low > 0.0 && self.clip_low < 1.0,
+            "loss.clip_low",
+            self.clip_low,
+            "must be in (0, 1)",
+        )?;
+        check(
+            self.clip_high > 0.0 && self.clip_high.is_finite(),
+            "loss.clip_high",
+            self.clip_high,
+            "must be a finite number > 0",
+        )?;
+        check(
+            self.dual_clip == 0.0 || self.dual_clip > 1.0,
+            "loss.dual_clip",
+            self.dual_clip,
+            "must be 0 (off) or > 1",
+        )?;
+        check(
+            self.kl_coef >= 0.0 && self.kl_coef.is_finite(),
+            "loss.kl_coef",
+            self.kl_coef,
+            "must be a finite number >= 0",
+        )?;
+        check(
+            self.entropy_coef.is_finite(),
+            "loss.entropy_coef",
+            self.entropy_coef,
+            "must be finite",
+        )?;
         Ok(())
     }
 
     /// Statistics the regularisers need.
     pub fn needs(&self) -> StatsNeeds {
-        StatsNeeds { entropy: self.entropy_coef != 0.0, reference: self.kl_coef > 0.0, ..Default::default() }
+        StatsNeeds {
+            entropy: self.entropy_coef != 0.0,
+            reference: self.kl_coef > 0.0,
+            ..Default::default()
+        }
     }
 
     /// Per-token clipped loss max(−A·ratio, −A·clip(ratio)) (dual-clipped where A < 0), and the
@@ -82,13 +118,22 @@ impl Surrogate {
     pub fn loss(&self, ratio: &Tensor, adv: &Tensor, input: &LossInput<'_>) -> Result<LossOutput> {
         let (mut per_token, clip_flag) = self.clipped(ratio, adv)?;
         let mut metrics = vec![
-            TokenMetric { name: "clipfrac", values: clip_flag },
-            TokenMetric { name: "ppo_kl", values: input.old_logp.f_sub(&input.stats.logp.detach())? },
+            TokenMetric {
+                name: "clipfrac",
+                values: clip_flag,
+            },
+            TokenMetric {
+                name: "ppo_kl",
+                values: input.old_logp.f_sub(&input.stats.logp.detach())?,
+            },
         ];
         if self.kl_coef > 0.0 {
             let kl = self.kl(input)?;
             per_token = per_token.f_add(&kl.f_mul_scalar(self.kl_coef)?)?;
-            metrics.push(TokenMetric { name: "kl_ref", values: kl.detach() });
+            metrics.push(TokenMetric {
+                name: "kl_ref",
+                values: kl.detach(),
+            });
         }
         if self.entropy_coef != 0.0 {
             let entropy = input.stats.require_entropy()?;
@@ -100,7 +145,9 @@ impl Surrogate {
     /// Per-token KL estimate to the reference policy.
     pub fn kl(&self, input: &LossInput<'_>) -> Result<Tensor> {
         let ref_logp = input.ref_logp.ok_or_else(|| {
-            rlvr_core::CoreError::Shape("kl_coef > 0 needs reference log-probs; the trainer must compute them".into())
+            rlvr_core::CoreError::Shape(
+                "kl_coef > 0 needs reference log-probs; the trainer must compute them".into(),
+            )
         })?;
         let diff = input.stats.logp.f_sub(ref_logp)?;
         Ok(match self.kl_estimator {
@@ -108,7 +155,11 @@ impl Surrogate {
             KlEstimator::K2 => diff.f_square()?.f_mul_scalar(0.5)?,
             KlEstimator::K3 => {
                 let log_ratio = diff.f_neg()?;
-                log_ratio.f_exp()?.f_sub(&log_ratio)?.f_sub_scalar(1.0)?.f_clamp(-10.0, 10.0)?
+                log_ratio
+                    .f_exp()?
+                    .f_sub(&log_ratio)?
+                    .f_sub_scalar(1.0)?
+                    .f_clamp(-10.0, 10.0)?
             }
         })
     }

@@ -31,13 +31,21 @@ pub struct Top1Penalty {
 impl Top1Penalty {
     /// Validates the hyperparameters.
     pub fn new(lambda: f64, on: PenaltyOn) -> Result<Top1Penalty> {
-        check(lambda >= 1.0 && lambda.is_finite(), "loss.lambda", lambda, "must be a finite number >= 1")?;
+        check(
+            lambda >= 1.0 && lambda.is_finite(),
+            "loss.lambda",
+            lambda,
+            "must be a finite number >= 1",
+        )?;
         Ok(Top1Penalty { lambda, on })
     }
 
     /// Statistics the piece needs: top-1 flags.
     pub fn needs(&self) -> StatsNeeds {
-        StatsNeeds { top1: self.lambda != 1.0, ..Default::default() }
+        StatsNeeds {
+            top1: self.lambda != 1.0,
+            ..Default::default()
+        }
     }
 
     /// The multiplicative factor 1 + (λ − 1)·1[row advantage sum < 0]·top1·gate, `[B, T]`.
@@ -45,8 +53,12 @@ impl Top1Penalty {
         if self.lambda == 1.0 {
             return Ok(adv.f_ones_like()?);
         }
-        let top1 = is_top1.ok_or_else(|| rlvr_core::CoreError::Shape("top-1 penalty needs top-1 flags".into()))?;
-        let negative = adv.f_sum_dim_intlist(-1, true, Kind::Float)?.f_lt(0.0)?.f_to_kind(Kind::Float)?;
+        let top1 = is_top1
+            .ok_or_else(|| rlvr_core::CoreError::Shape("top-1 penalty needs top-1 flags".into()))?;
+        let negative = adv
+            .f_sum_dim_intlist(-1, true, Kind::Float)?
+            .f_lt(0.0)?
+            .f_to_kind(Kind::Float)?;
         let hit = negative.f_mul(top1)?.f_mul(gate)?;
         Ok(hit.f_mul_scalar(self.lambda - 1.0)?.f_add_scalar(1.0)?)
     }

@@ -34,13 +34,21 @@ impl TopKMixture {
     /// Validates the hyperparameters.
     pub fn new(k: usize, alpha: f64, weights: TopKWeights) -> Result<TopKMixture> {
         check(k >= 1, "loss.topk", k, "must be >= 1")?;
-        check((0.0..=1.0).contains(&alpha), "loss.alpha", alpha, "must be in [0, 1]")?;
+        check(
+            (0.0..=1.0).contains(&alpha),
+            "loss.alpha",
+            alpha,
+            "must be in [0, 1]",
+        )?;
         Ok(TopKMixture { k, alpha, weights })
     }
 
     /// Statistics the piece needs: the current top-K log-probs.
     pub fn needs(&self) -> StatsNeeds {
-        StatsNeeds { topk: if self.alpha > 0.0 { self.k } else { 0 }, ..Default::default() }
+        StatsNeeds {
+            topk: if self.alpha > 0.0 { self.k } else { 0 },
+            ..Default::default()
+        }
     }
 
     /// The mixed ratio. `r` = exp(logp − old_logp) `[B, T]`; `topk_logp` `[B, T, ≥K]`;
@@ -50,16 +58,25 @@ impl TopKMixture {
             return Ok(r.shallow_clone());
         }
         let topk = topk_logp
-            .ok_or_else(|| rlvr_core::CoreError::Shape("top-K mixture needs top-K log-probs".into()))?
+            .ok_or_else(|| {
+                rlvr_core::CoreError::Shape("top-K mixture needs top-K log-probs".into())
+            })?
             .f_narrow(-1, 0, self.k as i64)?;
         let sg_r = r.detach();
-        let terms = sg_r.f_unsqueeze(-1)?.f_mul(&topk.f_sub(&topk.detach())?.f_exp()?)?;
+        let terms = sg_r
+            .f_unsqueeze(-1)?
+            .f_mul(&topk.f_sub(&topk.detach())?.f_exp()?)?;
         let omega = match self.weights {
             TopKWeights::Uniform => topk.f_ones_like()?.f_div_scalar(self.k as f64)?,
             TopKWeights::Softmax => topk.detach().f_softmax(-1, Kind::Float)?,
         };
-        let mix = terms.f_mul(&omega)?.f_sum_dim_intlist(-1, false, Kind::Float)?;
+        let mix = terms
+            .f_mul(&omega)?
+            .f_sum_dim_intlist(-1, false, Kind::Float)?;
         let a = active.f_mul_scalar(self.alpha)?;
-        Ok(a.f_neg()?.f_add_scalar(1.0)?.f_mul(r)?.f_add(&a.f_mul(&mix)?)?)
+        Ok(a.f_neg()?
+            .f_add_scalar(1.0)?
+            .f_mul(r)?
+            .f_add(&a.f_mul(&mix)?)?)
     }
 }
