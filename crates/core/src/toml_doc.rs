@@ -1,12 +1,15 @@
 //! Prints a TOML table with each field's doc comment above it, so `rlvr config` output explains
 //! itself and still parses back to the same configuration.
 
+/// Looks up the comment of a field: (path of the table, the table, field name) → doc.
+pub type FieldDocs<'a> = dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str> + 'a;
+
 /// Renders `table` under header `root` (e.g. "algo"). `docs(table, field)` gives the comment for a
 /// field of a (sub)table; tagged tables are documented from the registries by the caller.
 pub fn render(
     root: &str,
     table: &toml::Table,
-    docs: &dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str>,
+    docs: &FieldDocs<'_>,
 ) -> String {
     let mut out = String::new();
     let path = if root.is_empty() {
@@ -22,7 +25,7 @@ fn render_table(
     path: &[String],
     header_doc: Option<&str>,
     table: &toml::Table,
-    docs: &dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str>,
+    docs: &FieldDocs<'_>,
     out: &mut String,
 ) {
     if !path.is_empty() {

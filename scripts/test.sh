@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: fetches libtorch if needed (scripts/libtorch.sh), then runs the workspace tests.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p rlvr-algos`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/libtorch.sh
+cargo test --workspace "$@"
