@@ -1,0 +1,47 @@
+//! Peak memory of one update step from logits, GRPO vs SimKO. Each algorithm runs in its own
+//! child process (peak RSS, VmHWM, is per process) after a baseline that only builds the inputs;
+//! prints the extra peak of each and the SimKO/GRPO ratio.
+//! `cargo bench -p rlvr-algos --bench update_memory` (size via RLVR_BENCH_SIZE=BxTxV).
+
+mod update;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn child(which: &str) {
+    let (b, t, v) = update::size();
+    let x = update::inputs(b, t, v);
+    let base = peak_rss_mib();
+    if which != "baseline" {
+        let algo = update::algorithm(which);
+        std::hint::black_box(update::step(&algo, &x));
+    }
+    println!("{}", peak_rss_mib() - base);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        child(args.get(pos + 1).map(String::as_str).unwrap_or("baseline"));
+        return;
+    }
+    if args.iter().any(|a| a == "--list" || a == "--test") {
+        return; // not a criterion bench: nothing to list or test
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let run = |which: &str| -> f64 {
+        let out = std::process::Command::new(&exe).args(["--child", which]).output().expect("child runs");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
+    };
+    let (b, t, v) = update::size();
+    let grpo = run("grpo");
+    let simko = run("simko");
+    println!("update step {b}x{t}x{v}: extra peak RSS grpo {grpo:.0} MiB, simko {simko:.0} MiB, simko/grpo {:.3}", simko / grpo);
+}

@@ -1,0 +1,21 @@
+//! Time of one update step from logits, GRPO vs SimKO (`cargo bench -p rlvr-algos --bench
+//! update_path`; size via RLVR_BENCH_SIZE=BxTxV, default 16x1024x32768).
+
+mod update;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn bench(c: &mut Criterion) {
+    let (b, t, v) = update::size();
+    let x = update::inputs(b, t, v);
+    let mut group = c.benchmark_group(format!("update_{b}x{t}x{v}"));
+    group.sample_size(10);
+    for preset in ["grpo", "simko"] {
+        let algo = update::algorithm(preset);
+        group.bench_function(preset, |bench| bench.iter(|| update::step(&algo, &x)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
