@@ -37,8 +37,14 @@ fn main() {
     }
     let exe = std::env::current_exe().expect("own path");
     let run = |which: &str| -> f64 {
-        let out = std::process::Command::new(&exe).args(["--child", which]).output().expect("child runs");
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
+        let out = std::process::Command::new(&exe)
+            .args(["--child", which])
+            .output()
+            .expect("child runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(f64::NAN)
     };
     let (b, t, v) = update::size();
     let grpo = run("grpo");

@@ -27,14 +27,27 @@ fn batch(seed: i64, b: i64, t: i64, v: i64) -> Batch {
     let logits = Tensor::randn([b, t, v], opts) * 2.0;
     let probs = logits.softmax(-1, Kind::Float).reshape([b * t, v]);
     let tokens = probs.multinomial(1, true).reshape([b, t]);
-    let logp = logits.log_softmax(-1, Kind::Float).gather(-1, &tokens.unsqueeze(-1), false).squeeze_dim(-1);
+    let logp = logits
+        .log_softmax(-1, Kind::Float)
+        .gather(-1, &tokens.unsqueeze(-1), false)
+        .squeeze_dim(-1);
     let old_logp = &logp + Tensor::randn([b, t], opts) * 0.3;
     let scores = Tensor::randint(2, [b], (Kind::Int64, Device::Cpu)).to_kind(Kind::Float);
     let adv_row = (&scores - scores.mean(Kind::Float)) + 0.1;
     let lengths = Tensor::randint_low(1, t + 1, [b], (Kind::Int64, Device::Cpu));
-    let mask = Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0).lt_tensor(&lengths.unsqueeze(1)).to_kind(Kind::Float);
+    let mask = Tensor::arange(t, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .lt_tensor(&lengths.unsqueeze(1))
+        .to_kind(Kind::Float);
     let adv = adv_row.unsqueeze(1) * &mask;
-    Batch { logits, tokens, old_logp, adv, mask, scores }
+    Batch {
+        logits,
+        tokens,
+        old_logp,
+        adv,
+        mask,
+        scores,
+    }
 }
 
 fn loss_grad(loss: &dyn PolicyLoss, bt: &Batch, agg: Aggregation, chunks: i64) -> Tensor {
@@ -46,11 +59,29 @@ fn loss_grad(loss: &dyn PolicyLoss, bt: &Batch, agg: Aggregation, chunks: i64) -
     while start < b {
         let len = per.min(b - start);
         let rows = |x: &Tensor| x.narrow(0, start, len);
-        let stats = token_stats_from_logits(&rows(&logits), &rows(&bt.tokens), &loss.needs()).unwrap();
-        let (old, adv, mask, scores, tokens) = (rows(&bt.old_logp), rows(&bt.adv), rows(&bt.mask), rows(&bt.scores), rows(&bt.tokens));
-        let input = LossInput { stats: &stats, old_logp: &old, ref_logp: None, advantages: &adv, mask: &mask, scores: &scores, tokens: &tokens, truncated: None };
+        let stats =
+            token_stats_from_logits(&rows(&logits), &rows(&bt.tokens), &loss.needs()).unwrap();
+        let (old, adv, mask, scores, tokens) = (
+            rows(&bt.old_logp),
+            rows(&bt.adv),
+            rows(&bt.mask),
+            rows(&bt.scores),
+            rows(&bt.tokens),
+        );
+        let input = LossInput {
+            stats: &stats,
+            old_logp: &old,
+            ref_logp: None,
+            advantages: &adv,
+            mask: &mask,
+            scores: &scores,
+            tokens: &tokens,
+            truncated: None,
+        };
         let out = loss.per_token_loss(&input).unwrap();
-        agg.reduce(&out.per_token, &mask, counts, 7.0).unwrap().backward();
+        agg.reduce(&out.per_token, &mask, counts, 7.0)
+            .unwrap()
+            .backward();
         start += len;
     }
     logits.grad()
@@ -163,7 +194,10 @@ fn enumerate(correct: &[bool], k: usize) -> (f64, Vec<f64>) {
             }
         }
     }
-    (total / count, with_i.into_iter().map(|(s, c)| s / c).collect())
+    (
+        total / count,
+        with_i.into_iter().map(|(s, c)| s / c).collect(),
+    )
 }
 
 /// Per-response τ-quantile gate written directly from its definition (sorted valid entropies,
@@ -172,14 +206,21 @@ fn gate_reference(entropy: &Tensor, mask: &Tensor, tau: f64) -> Tensor {
     let (b, t) = (entropy.size()[0], entropy.size()[1]);
     let mut out = vec![0f32; (b * t) as usize];
     for r in 0..b {
-        let mut vals: Vec<f64> = (0..t).filter(|&j| mask.double_value(&[r, j]) > 0.0).map(|j| entropy.double_value(&[r, j])).collect();
+        let mut vals: Vec<f64> = (0..t)
+            .filter(|&j| mask.double_value(&[r, j]) > 0.0)
+            .map(|j| entropy.double_value(&[r, j]))
+            .collect();
         vals.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let pos = tau * (vals.len() - 1) as f64;
         let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
         let q = (vals[lo] + (pos - lo as f64) * (vals[hi] - vals[lo])) as f32;
         for j in 0..t {
             let h = entropy.double_value(&[r, j]) as f32;
-            out[(r * t + j) as usize] = if mask.double_value(&[r, j]) > 0.0 && h > q { 1.0 } else { 0.0 };
+            out[(r * t + j) as usize] = if mask.double_value(&[r, j]) > 0.0 && h > q {
+                1.0
+            } else {
+                0.0
+            };
         }
     }
     Tensor::from_slice(&out).reshape([b, t])

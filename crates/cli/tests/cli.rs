@@ -4,7 +4,10 @@ use rlvr_core::AlgoConfig;
 use std::process::{Command, Output};
 
 fn rlvr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlvr")).args(args).output().expect("rlvr runs")
+    Command::new(env!("CARGO_BIN_EXE_rlvr"))
+        .args(args)
+        .output()
+        .expect("rlvr runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -23,7 +26,10 @@ fn list_sections() -> Vec<(String, Vec<String>)> {
     for line in stdout(&out).lines() {
         if let Some(head) = line.strip_suffix(':') {
             sections.push((head.to_string(), Vec::new()));
-        } else if let Some(name) = line.strip_prefix("  ").and_then(|l| l.split_whitespace().next()) {
+        } else if let Some(name) = line
+            .strip_prefix("  ")
+            .and_then(|l| l.split_whitespace().next())
+        {
             if let Some(last) = sections.last_mut() {
                 last.1.push(name.to_string());
             }
@@ -35,7 +41,13 @@ fn list_sections() -> Vec<(String, Vec<String>)> {
 #[test]
 fn list_shows_every_algorithm_name_sorted() {
     let sections = list_sections();
-    let get = |h: &str| sections.iter().find(|(k, _)| k == h).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |h: &str| {
+        sections
+            .iter()
+            .find(|(k, _)| k == h)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     for (_, names) in &sections {
         let mut sorted = names.clone();
         sorted.sort();
@@ -43,13 +55,36 @@ fn list_shows_every_algorithm_name_sorted() {
     }
     let presets = get("presets");
     for p in [
-        "grpo", "dr-grpo", "rloo", "reinforce++", "psr", "nsr", "w-reinforce", "passk", "pkpo", "kl-cov", "clip-cov",
-        "entropy-adv", "forking-tokens", "dapo-clip", "simko",
+        "grpo",
+        "dr-grpo",
+        "rloo",
+        "reinforce++",
+        "psr",
+        "nsr",
+        "w-reinforce",
+        "passk",
+        "pkpo",
+        "kl-cov",
+        "clip-cov",
+        "entropy-adv",
+        "forking-tokens",
+        "dapo-clip",
+        "simko",
     ] {
         assert!(presets.contains(&p.to_string()), "preset {p} listed");
     }
     let adv = get("advantage estimators");
-    for a in ["grpo", "rloo", "reinforce++", "reinforce++-baseline", "psr", "nsr", "w-reinforce", "passk", "pkpo"] {
+    for a in [
+        "grpo",
+        "rloo",
+        "reinforce++",
+        "reinforce++-baseline",
+        "psr",
+        "nsr",
+        "w-reinforce",
+        "passk",
+        "pkpo",
+    ] {
         assert!(adv.contains(&a.to_string()), "estimator {a} listed");
     }
     let losses = get("losses");
@@ -65,26 +100,53 @@ fn list_shows_every_algorithm_name_sorted() {
 #[test]
 fn printed_config_parses_back_to_the_same_config_for_every_preset() {
     rlvr_cli::link_builtins();
-    let presets = list_sections().into_iter().find(|(k, _)| k == "presets").expect("presets section").1;
+    let presets = list_sections()
+        .into_iter()
+        .find(|(k, _)| k == "presets")
+        .expect("presets section")
+        .1;
     assert!(presets.len() >= 15);
     for name in presets {
         let out = rlvr(&["config", "--algo", &name]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
-        let doc: toml::Table = stdout(&out).parse().unwrap_or_else(|e| panic!("{name}: printed config is TOML: {e}"));
-        let printed = AlgoConfig::resolve(doc["algo"].as_table().expect("[algo]")).expect("printed config resolves");
+        let doc: toml::Table = stdout(&out)
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: printed config is TOML: {e}"));
+        let printed = AlgoConfig::resolve(doc["algo"].as_table().expect("[algo]"))
+            .expect("printed config resolves");
         let mut direct = toml::Table::new();
         direct.insert("preset".into(), toml::Value::String(name.clone()));
         let expected = AlgoConfig::resolve(&direct).expect("preset resolves");
-        assert_eq!(printed.to_table().unwrap(), expected.to_table().unwrap(), "{name}: round trip");
+        assert_eq!(
+            printed.to_table().unwrap(),
+            expected.to_table().unwrap(),
+            "{name}: round trip"
+        );
     }
 }
 
 #[test]
 fn simko_config_explains_its_knobs_and_takes_flags() {
-    let out = rlvr(&["config", "--algo", "simko", "--topk", "5", "--tau", "0.1", "--lambda=1.05"]);
+    let out = rlvr(&[
+        "config",
+        "--algo",
+        "simko",
+        "--topk",
+        "5",
+        "--tau",
+        "0.1",
+        "--lambda=1.05",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for (field, doc_word) in [("topk = 5", "top candidates"), ("alpha = 0.01", "mixture"), ("lambda = 1.05", "penalty"), ("tau = 0.1", "quantile"), ("scope = \"response\"", "scope"), ("penalty_on = \"advantage\"", "λ applies")] {
+    for (field, doc_word) in [
+        ("topk = 5", "top candidates"),
+        ("alpha = 0.01", "mixture"),
+        ("lambda = 1.05", "penalty"),
+        ("tau = 0.1", "quantile"),
+        ("scope = \"response\"", "scope"),
+        ("penalty_on = \"advantage\"", "λ applies"),
+    ] {
         assert!(text.contains(field), "{field} in:\n{text}");
         assert!(text.contains(doc_word), "doc mentioning {doc_word}");
     }
@@ -100,7 +162,11 @@ fn assert_fails_listing(body: &str, must_mention: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(&dir, body);
     let out = rlvr(&["config", "--config", &path]);
-    assert_eq!(out.status.code(), Some(2), "fails with usage status for:\n{body}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "fails with usage status for:\n{body}"
+    );
     let err = stderr(&out);
     for m in must_mention {
         assert!(err.contains(m), "error mentions `{m}`:\n{err}");
@@ -109,23 +175,45 @@ fn assert_fails_listing(body: &str, must_mention: &[&str]) {
 
 #[test]
 fn unknown_names_fail_with_the_valid_ones() {
-    assert_fails_listing("[algo]\npreset = \"simkoo\"\n", &["simkoo", "simko", "grpo", "dapo-clip"]);
-    assert_fails_listing("[algo]\npreset = \"grpo\"\n[algo.loss]\ntype = \"ppo-clipp\"\n", &["ppo-clipp", "ppo-clip", "simko", "kl-cov"]);
-    assert_fails_listing("[algo]\npreset = \"grpo\"\n[algo.advantage]\ntype = \"grpoo\"\n", &["grpoo", "rloo", "passk"]);
+    assert_fails_listing(
+        "[algo]\npreset = \"simkoo\"\n",
+        &["simkoo", "simko", "grpo", "dapo-clip"],
+    );
+    assert_fails_listing(
+        "[algo]\npreset = \"grpo\"\n[algo.loss]\ntype = \"ppo-clipp\"\n",
+        &["ppo-clipp", "ppo-clip", "simko", "kl-cov"],
+    );
+    assert_fails_listing(
+        "[algo]\npreset = \"grpo\"\n[algo.advantage]\ntype = \"grpoo\"\n",
+        &["grpoo", "rloo", "passk"],
+    );
     assert_fails_listing(
         "[algo]\npreset = \"simko\"\n[algo.loss.gate]\ntype = \"entropy\"\n",
         &["entropy", "entropy-quantile", "top1"],
     );
-    assert_fails_listing("[algo]\npreset = \"simko\"\n[algo.loss]\ntopkk = 3\n", &["topkk", "topk", "alpha", "lambda"]);
-    assert_fails_listing("[algo]\npreset = \"simko\"\n[algo.loss.gate]\ntauu = 0.3\n", &["tauu", "tau", "scope"]);
-    assert_fails_listing("[algo]\npreset = \"simko\"\nfoo = 1\n", &["foo", "aggregation", "loss"]);
+    assert_fails_listing(
+        "[algo]\npreset = \"simko\"\n[algo.loss]\ntopkk = 3\n",
+        &["topkk", "topk", "alpha", "lambda"],
+    );
+    assert_fails_listing(
+        "[algo]\npreset = \"simko\"\n[algo.loss.gate]\ntauu = 0.3\n",
+        &["tauu", "tau", "scope"],
+    );
+    assert_fails_listing(
+        "[algo]\npreset = \"simko\"\nfoo = 1\n",
+        &["foo", "aggregation", "loss"],
+    );
 }
 
 #[test]
 fn invalid_values_and_flags_fail_before_any_work() {
     let out = rlvr(&["config", "--algo", "simko", "--tau", "1.5"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("must be in [0, 1]"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must be in [0, 1]"),
+        "{}",
+        stderr(&out)
+    );
     let out = rlvr(&["config", "--algo", "simko", "--topkk", "3"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--topk"), "{}", stderr(&out));

@@ -6,11 +6,7 @@ pub type FieldDocs<'a> = dyn Fn(&[String], &toml::Table, &str) -> Option<&'stati
 
 /// Renders `table` under header `root` (e.g. "algo"). `docs(table, field)` gives the comment for a
 /// field of a (sub)table; tagged tables are documented from the registries by the caller.
-pub fn render(
-    root: &str,
-    table: &toml::Table,
-    docs: &FieldDocs<'_>,
-) -> String {
+pub fn render(root: &str, table: &toml::Table, docs: &FieldDocs<'_>) -> String {
     let mut out = String::new();
     let path = if root.is_empty() {
         vec![]

@@ -1,1 +1,18 @@
-//! rlvr models
+//! # rlvr-models
+//!
+//! Policies the trainer drives (DESIGN.md §6): the Llama / Qwen2 / Qwen3 decoder
+//! ([`transformer`]) configured from HF `config.json` ([`hf_config`]) and loaded from / saved to HF
+//! checkpoint folders ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod error;
+pub mod generate;
+pub mod hf_config;
+pub mod sampling;
+pub mod token_stats;
+pub mod transformer;
+
+pub use checkpoint::HfModel;
+pub use error::{ModelError, Result};
+pub use hf_config::ModelConfig;
+pub use transformer::{KvCache, Transformer};

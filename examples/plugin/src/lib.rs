@@ -18,7 +18,8 @@
 
 use documented::DocumentedFields;
 use rlvr_core::{
-    CoreError, GateConfig, GateInput, LossConfig, LossInput, LossOutput, PolicyLoss, Result, StatsNeeds, TokenGate,
+    CoreError, GateConfig, GateInput, LossConfig, LossInput, LossOutput, PolicyLoss, Result,
+    StatsNeeds, TokenGate,
 };
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -33,7 +34,12 @@ pub struct VanillaPgConfig {
 }
 
 rlvr_core::describe_fields!(VanillaPgConfig);
-rlvr_core::register!(loss, "vanilla-pg", "plugin example: −A·log π, no ratio, no clipping", VanillaPgConfig);
+rlvr_core::register!(
+    loss,
+    "vanilla-pg",
+    "plugin example: −A·log π, no ratio, no clipping",
+    VanillaPgConfig
+);
 
 /// The checked `vanilla-pg` loss.
 pub struct VanillaPg {
@@ -43,7 +49,9 @@ pub struct VanillaPg {
 #[typetag::serde(name = "vanilla-pg")]
 impl LossConfig for VanillaPgConfig {
     fn build(&self) -> Result<Box<dyn PolicyLoss>> {
-        Ok(Box::new(VanillaPg { gate: self.gate.as_ref().map(|g| g.build()).transpose()? }))
+        Ok(Box::new(VanillaPg {
+            gate: self.gate.as_ref().map(|g| g.build()).transpose()?,
+        }))
     }
 }
 
@@ -55,10 +63,18 @@ impl PolicyLoss for VanillaPg {
     fn per_token_loss(&self, input: &LossInput<'_>) -> Result<LossOutput> {
         let mut per_token = input.advantages.f_neg()?.f_mul(&input.stats.logp)?;
         if let Some(gate) = &self.gate {
-            let w = gate.weights(&GateInput { stats: input.stats, mask: input.mask, tokens: input.tokens, truncated: input.truncated })?;
+            let w = gate.weights(&GateInput {
+                stats: input.stats,
+                mask: input.mask,
+                tokens: input.tokens,
+                truncated: input.truncated,
+            })?;
             per_token = per_token.f_mul(&w)?;
         }
-        Ok(LossOutput { per_token, metrics: Vec::new() })
+        Ok(LossOutput {
+            per_token,
+            metrics: Vec::new(),
+        })
     }
 }
 
@@ -77,7 +93,12 @@ impl Default for FirstTokensConfig {
 }
 
 rlvr_core::describe_fields!(FirstTokensConfig);
-rlvr_core::register!(gate, "first-tokens", "plugin example: only the first n response tokens", FirstTokensConfig);
+rlvr_core::register!(
+    gate,
+    "first-tokens",
+    "plugin example: only the first n response tokens",
+    FirstTokensConfig
+);
 
 #[typetag::serde(name = "first-tokens")]
 impl GateConfig for FirstTokensConfig {
@@ -93,7 +114,11 @@ impl TokenGate for FirstTokensConfig {
     fn weights(&self, input: &GateInput<'_>) -> Result<Tensor> {
         let t = input.mask.size().last().copied().unwrap_or(0);
         let pos = Tensor::f_arange(t, (Kind::Int64, input.mask.device()))?;
-        Ok(pos.f_lt(self.n)?.f_to_kind(Kind::Float)?.f_unsqueeze(0)?.f_mul(input.mask)?)
+        Ok(pos
+            .f_lt(self.n)?
+            .f_to_kind(Kind::Float)?
+            .f_unsqueeze(0)?
+            .f_mul(input.mask)?)
     }
 }
 

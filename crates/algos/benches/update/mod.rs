@@ -22,9 +22,19 @@ pub fn inputs(b: i64, t: i64, v: i64) -> Inputs {
     let tokens = Tensor::randint(v, [b, t], (Kind::Int64, Device::Cpu));
     let old_logp = Tensor::randn([b, t], opts) * 0.1 - (v as f64).ln();
     let scores = Tensor::randint(2, [b], (Kind::Int64, Device::Cpu)).to_kind(Kind::Float);
-    let adv = (&scores - 0.5).unsqueeze(1).expand([b, t], false).contiguous();
+    let adv = (&scores - 0.5)
+        .unsqueeze(1)
+        .expand([b, t], false)
+        .contiguous();
     let mask = Tensor::ones([b, t], opts);
-    Inputs { logits, tokens, old_logp, adv, mask, scores }
+    Inputs {
+        logits,
+        tokens,
+        old_logp,
+        adv,
+        mask,
+        scores,
+    }
 }
 
 /// The algorithm of a preset.
@@ -32,7 +42,10 @@ pub fn algorithm(preset: &str) -> Algorithm {
     rlvr_algos::presets::link_anchor();
     let mut t = toml::Table::new();
     t.insert("preset".into(), preset.into());
-    AlgoConfig::resolve(&t).expect("preset").build().expect("valid")
+    AlgoConfig::resolve(&t)
+        .expect("preset")
+        .build()
+        .expect("valid")
 }
 
 /// One full update step; returns the gradient norm so the work cannot be optimised away.
@@ -51,7 +64,10 @@ pub fn step(algo: &Algorithm, x: &Inputs) -> f64 {
     };
     let out = algo.loss.per_token_loss(&input).expect("loss");
     let counts = GlobalCounts::of_mask(&x.mask).expect("counts");
-    algo.aggregation.reduce(&out.per_token, &x.mask, counts, algo.loss_normalizer).expect("reduce").backward();
+    algo.aggregation
+        .reduce(&out.per_token, &x.mask, counts, algo.loss_normalizer)
+        .expect("reduce")
+        .backward();
     logits.grad().norm().double_value(&[])
 }
 

@@ -1,0 +1,195 @@
+//! Hugging Face checkpoint folders: `config.json` plus `model.safetensors` or a sharded
+//! `model.safetensors.index.json`; loaded into a [`VarStore`] with shape checks, and saved back in
+//! the same layout (tensor names, sharding, and the original `config.json` text) so transformers
+//! or vLLM can load a trained policy.
+
+use crate::error::{ModelError, Result};
+use crate::hf_config::ModelConfig;
+use crate::transformer::Transformer;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Files copied unchanged when a checkpoint is saved.
+const SIDE_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+];
+
+/// A loaded HF model: parameters, decoder and where it came from.
+#[derive(Debug)]
+pub struct HfModel {
+    /// The parameters (HF names).
+    pub vs: VarStore,
+    /// The decoder over `vs`.
+    pub model: Transformer,
+    /// `config.json` text as read, written back unchanged on save.
+    pub config_text: String,
+    /// Tensor name → shard file name, when the source was sharded.
+    pub shards: Option<BTreeMap<String, String>>,
+    /// Folder the model was loaded from, for side files.
+    pub source: Option<PathBuf>,
+}
+
+fn read_tensors(file: &Path) -> Result<HashMap<String, Tensor>> {
+    if !file.exists() {
+        return Err(ModelError::io(file, "no such file"));
+    }
+    Ok(Tensor::read_safetensors(file)
+        .map_err(|e| ModelError::io(file, e))?
+        .into_iter()
+        .collect())
+}
+
+/// Tensor name → shard, from `model.safetensors.index.json`.
+fn read_index(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::io(path, e))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::io(path, "no `weight_map` object"))?;
+    map.iter()
+        .map(|(k, f)| {
+            f.as_str()
+                .map(|f| (k.clone(), f.to_string()))
+                .ok_or_else(|| ModelError::io(path, format!("shard of `{k}` is not a string")))
+        })
+        .collect()
+}
+
+impl HfModel {
+    /// Loads a folder on `device`, parameters in `kind` (f32 for training, bf16 for rollouts).
+    pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<HfModel> {
+        let config_path = dir.join("config.json");
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
+        let cfg = ModelConfig::from_json(&config_text).map_err(|e| e.in_file(&config_path))?;
+        let mut vs = VarStore::new(device);
+        let model = Transformer::new(&vs.root(), &cfg)?;
+        let index = dir.join("model.safetensors.index.json");
+        let (tensors, shards) = if index.exists() {
+            let map = read_index(&index)?;
+            let mut all = HashMap::new();
+            let files: std::collections::BTreeSet<&String> = map.values().collect();
+            for f in files {
+                all.extend(read_tensors(&dir.join(f))?);
+            }
+            (all, Some(map))
+        } else {
+            (read_tensors(&dir.join("model.safetensors"))?, None)
+        };
+        copy_into(&mut vs, &tensors)?;
+        if kind != Kind::Float {
+            vs.set_kind(kind);
+        }
+        Ok(HfModel {
+            vs,
+            model,
+            config_text,
+            shards,
+            source: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// A freshly initialised model (for training from scratch), with a `config.json` text.
+    pub fn fresh(config_text: &str, device: Device, seed: i64) -> Result<HfModel> {
+        let cfg = ModelConfig::from_json(config_text)?;
+        tch::manual_seed(seed);
+        let vs = VarStore::new(device);
+        let model = Transformer::new(&vs.root(), &cfg)?;
+        Ok(HfModel {
+            vs,
+            model,
+            config_text: config_text.to_string(),
+            shards: None,
+            source: None,
+        })
+    }
+
+    /// Writes the model in the layout it was loaded in (single file or the same shards).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let vars = self.vs.variables();
+        let named: BTreeMap<String, Tensor> = vars
+            .into_iter()
+            .map(|(k, v)| (k, v.detach().to_kind(Kind::Float).to_device(Device::Cpu)))
+            .collect();
+        match &self.shards {
+            None => write_file(&dir.join("model.safetensors"), named.iter().collect())?,
+            Some(map) => {
+                let mut by_file: BTreeMap<&str, Vec<(&String, &Tensor)>> = BTreeMap::new();
+                for (name, t) in &named {
+                    let file = map
+                        .get(name)
+                        .map(String::as_str)
+                        .unwrap_or("model-extra.safetensors");
+                    by_file.entry(file).or_default().push((name, t));
+                }
+                for (file, items) in by_file {
+                    write_file(&dir.join(file), items)?;
+                }
+                let weight_map: serde_json::Map<String, serde_json::Value> = named
+                    .keys()
+                    .map(|k| {
+                        (
+                            k.clone(),
+                            map.get(k)
+                                .cloned()
+                                .unwrap_or_else(|| "model-extra.safetensors".into())
+                                .into(),
+                        )
+                    })
+                    .collect();
+                let total: i64 = named.values().map(|t| t.numel() as i64 * 4).sum();
+                let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+                let path = dir.join("model.safetensors.index.json");
+                std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&index).unwrap_or_default(),
+                )
+                .map_err(|e| ModelError::io(&path, e))?;
+            }
+        }
+        let cfg_path = dir.join("config.json");
+        std::fs::write(&cfg_path, &self.config_text).map_err(|e| ModelError::io(&cfg_path, e))?;
+        if let Some(src) = &self.source {
+            for f in SIDE_FILES {
+                let from = src.join(f);
+                if from.exists() && src != dir {
+                    std::fs::copy(&from, dir.join(f)).map_err(|e| ModelError::io(&from, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_file(path: &Path, items: Vec<(&String, &Tensor)>) -> Result<()> {
+    let list: Vec<(&str, &Tensor)> = items.into_iter().map(|(k, t)| (k.as_str(), t)).collect();
+    Tensor::write_safetensors(&list, path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Copies checkpoint tensors into the store's variables, checking names and shapes.
+fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mut var) in vars {
+        let src = tensors
+            .get(&name)
+            .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
+        if src.size() != var.size() {
+            return Err(ModelError::ShapeMismatch {
+                name,
+                expected: var.size(),
+                found: src.size(),
+            });
+        }
+        var.f_copy_(&src.f_to_kind(var.kind())?.f_to_device(var.device())?)?;
+    }
+    Ok(())
+}
