@@ -5,14 +5,24 @@
 //! checkpoint folders ([`checkpoint`]).
 
 pub mod checkpoint;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hf_config;
+pub mod policy;
 pub mod sampling;
+pub mod tabular;
 pub mod token_stats;
+pub mod tokenizer;
 pub mod transformer;
 
 pub use checkpoint::HfModel;
+pub use policy::{HfPolicy, TinyModelConfig};
+pub use tabular::TabularPolicy;
+
+/// A symbol for binaries to reference so this crate's registrations are linked.
+#[doc(hidden)]
+pub fn link_anchor() {}
 pub use error::{ModelError, Result};
 pub use hf_config::ModelConfig;
 pub use transformer::{KvCache, Transformer};

@@ -288,7 +288,9 @@ impl Transformer {
                 (k, v)
             };
             let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
-            let scores = scores.f_masked_fill(&blocked, f64::from(f32::MIN))?;
+            let scores = scores
+                .f_to_kind(Kind::Float)?
+                .f_masked_fill(&blocked, f64::from(f32::MIN))?;
             let attn = scores.f_softmax(-1, Kind::Float)?.f_to_kind(q.kind())?;
             let out = attn
                 .f_matmul(&v)?

@@ -1,0 +1,222 @@
+//! The [`Policy`] implementation over a HF-layout decoder, and the registered model configs:
+//! `hf` (a Hugging Face folder) and `tiny` (a small Qwen2-style decoder trained from scratch).
+
+use crate::checkpoint::HfModel;
+use crate::generate::generate;
+use crate::token_stats::{response_stats, DEFAULT_CHUNK};
+use documented::DocumentedFields;
+use rlvr_core::{
+    CoreError, Generation, ModelConfig as ModelConfigTrait, Policy, SamplingConfig, SequenceBatch,
+    StatsNeeds, TokenStats,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// A decoder policy.
+pub struct HfPolicy {
+    /// The model.
+    pub model: HfModel,
+    /// Padding id used for generated responses.
+    pub pad: i64,
+    /// Tokens per chunk for token statistics.
+    pub chunk: i64,
+}
+
+impl Policy for HfPolicy {
+    fn vocab_size(&self) -> i64 {
+        self.model.model.config().vocab_size
+    }
+
+    fn device(&self) -> Device {
+        self.model.vs.device()
+    }
+
+    fn token_stats(
+        &self,
+        batch: &SequenceBatch,
+        needs: &StatsNeeds,
+    ) -> rlvr_core::Result<TokenStats> {
+        Ok(response_stats(&self.model.model, batch, needs, self.chunk)?)
+    }
+
+    fn generate(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        sampling: &SamplingConfig,
+        stop_tokens: &[i64],
+    ) -> rlvr_core::Result<Generation> {
+        Ok(generate(
+            &self.model.model,
+            prompt_ids,
+            prompt_mask,
+            sampling,
+            stop_tokens,
+            self.pad,
+        )?)
+    }
+
+    fn var_store(&self) -> &VarStore {
+        &self.model.vs
+    }
+
+    fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.model.vs
+    }
+
+    fn save(&self, dir: &Path) -> rlvr_core::Result<()> {
+        Ok(self.model.save(dir)?)
+    }
+}
+
+/// Parameter precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dtype {
+    /// 32-bit floats (training).
+    F32,
+    /// bfloat16 (rollouts and reference passes; log-softmax stays f32).
+    Bf16,
+}
+
+impl Dtype {
+    /// The libtorch kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Dtype::F32 => Kind::Float,
+            Dtype::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// Configuration of the `hf` model: a Hugging Face folder.
+#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
+#[serde(default)]
+pub struct HfModelConfig {
+    /// Folder with config.json and model.safetensors (or a sharded index).
+    pub path: PathBuf,
+    /// Parameter precision: f32 | bf16.
+    pub dtype: Dtype,
+    /// Tokens per chunk when computing token statistics.
+    pub chunk: i64,
+    /// Padding id of generated responses (from the tokenizer when loaded through a task).
+    pub pad: i64,
+}
+
+impl Default for HfModelConfig {
+    fn default() -> Self {
+        HfModelConfig {
+            path: PathBuf::from("model"),
+            dtype: Dtype::F32,
+            chunk: DEFAULT_CHUNK,
+            pad: 0,
+        }
+    }
+}
+
+rlvr_core::describe_fields!(HfModelConfig);
+rlvr_core::register!(
+    model,
+    "hf",
+    "a Hugging Face Llama/Qwen2/Qwen3 folder (safetensors, single or sharded)",
+    HfModelConfig
+);
+
+#[typetag::serde(name = "hf")]
+impl ModelConfigTrait for HfModelConfig {
+    fn build(&self, device: Device) -> rlvr_core::Result<Box<dyn Policy>> {
+        if self.chunk < 1 {
+            return Err(CoreError::invalid(
+                "model.chunk",
+                self.chunk,
+                "must be >= 1",
+            ));
+        }
+        let model = HfModel::load(&self.path, device, self.dtype.kind())?;
+        Ok(Box::new(HfPolicy {
+            model,
+            pad: self.pad,
+            chunk: self.chunk,
+        }))
+    }
+}
+
+/// Configuration of the `tiny` model: a small Qwen2-style decoder initialised from a seed, for
+/// training from scratch on CPU with a character tokenizer.
+#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
+#[serde(default)]
+pub struct TinyModelConfig {
+    /// Vocabulary size (the task's tokenizer decides it).
+    pub vocab_size: i64,
+    /// Hidden size.
+    pub hidden_size: i64,
+    /// Number of decoder layers.
+    pub layers: i64,
+    /// Query heads.
+    pub heads: i64,
+    /// Key/value heads.
+    pub kv_heads: i64,
+    /// MLP inner size.
+    pub intermediate_size: i64,
+    /// Initialisation seed.
+    pub seed: i64,
+}
+
+impl Default for TinyModelConfig {
+    fn default() -> Self {
+        TinyModelConfig {
+            vocab_size: 32,
+            hidden_size: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            intermediate_size: 192,
+            seed: 0,
+        }
+    }
+}
+
+impl TinyModelConfig {
+    /// The HF `config.json` text of this model (Qwen2 layout), so checkpoints load anywhere.
+    pub fn config_json(&self) -> String {
+        let v = serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "max_position_embeddings": 512,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": true,
+            "hidden_act": "silu",
+            "torch_dtype": "float32"
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    }
+}
+
+rlvr_core::describe_fields!(TinyModelConfig);
+rlvr_core::register!(
+    model,
+    "tiny",
+    "a small Qwen2-style decoder initialised from a seed (CPU, from scratch)",
+    TinyModelConfig
+);
+
+#[typetag::serde(name = "tiny")]
+impl ModelConfigTrait for TinyModelConfig {
+    fn build(&self, device: Device) -> rlvr_core::Result<Box<dyn Policy>> {
+        let model = HfModel::fresh(&self.config_json(), device, self.seed)?;
+        Ok(Box::new(HfPolicy {
+            model,
+            pad: 0,
+            chunk: DEFAULT_CHUNK,
+        }))
+    }
+}
