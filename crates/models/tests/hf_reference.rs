@@ -199,3 +199,55 @@ fn bad_checkpoints_fail_with_clear_errors() {
         .to_string();
     assert!(err.contains("yarn"), "{err}");
 }
+
+#[test]
+fn sharded_checkpoints_load_and_save_in_the_same_layout() {
+    let src = dir("llama-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(src.join("model.safetensors")).unwrap();
+    let (first, second): (Vec<_>, Vec<_>) = tensors
+        .iter()
+        .partition(|(k, _)| k.contains("layers.0") || k.contains("embed"));
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", &first),
+        ("model-00002-of-00002.safetensors", &second),
+    ] {
+        let list: Vec<(&str, &Tensor)> = part.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        Tensor::write_safetensors(&list, tmp.path().join(file)).unwrap();
+        for (k, _) in part.iter() {
+            weight_map.insert(k.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
+    let sharded = HfModel::load(tmp.path(), Device::Cpu, Kind::Float).unwrap();
+    let single = HfModel::load(&src, Device::Cpu, Kind::Float).unwrap();
+    let r = reference("llama-tiny");
+    let a = single
+        .model
+        .forward_logits(&r["input_ids"], &r["attention_mask"])
+        .unwrap();
+    let b = sharded
+        .model
+        .forward_logits(&r["input_ids"], &r["attention_mask"])
+        .unwrap();
+    assert!(a.equal(&b), "sharded load = single-file load");
+    let out = tempfile::tempdir().unwrap();
+    sharded.save(out.path()).unwrap();
+    assert!(out.path().join("model-00001-of-00002.safetensors").exists());
+    assert!(out.path().join("model-00002-of-00002.safetensors").exists());
+    assert!(!out.path().join("model.safetensors").exists());
+    let again = HfModel::load(out.path(), Device::Cpu, Kind::Float).unwrap();
+    assert!(again
+        .model
+        .forward_logits(&r["input_ids"], &r["attention_mask"])
+        .unwrap()
+        .equal(&a));
+}
