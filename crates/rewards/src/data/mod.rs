@@ -1,0 +1,100 @@
+//! Datasets: verl-format parquet and JSONL readers, prompt templates, and `data_source` routing.
+
+pub mod jsonl;
+pub mod parquet;
+
+use serde::{Deserialize, Serialize};
+
+/// One dataset row in rlvr's terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Row index in the file (0-based).
+    pub row: usize,
+    /// Origin (`data_source`), used to route to a verifier and for per-source metrics.
+    pub data_source: String,
+    /// Chat messages of the prompt (verl's `prompt` column).
+    pub prompt: Vec<Message>,
+    /// The reference answer (`reward_model.ground_truth`, or its `target` field).
+    pub ground_truth: String,
+    /// A worked solution, when the file has one (MATH's `ground_truth.solution`).
+    pub solution: Option<String>,
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// What to do with a malformed row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBadRow {
+    /// Stop with an error naming the row and field.
+    #[default]
+    Fail,
+    /// Skip it and count it.
+    Skip,
+}
+
+/// Rows read plus the number skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    /// Good rows.
+    pub records: Vec<Record>,
+    /// Malformed rows skipped (with `OnBadRow::Skip`).
+    pub skipped: usize,
+}
+
+/// Errors reading datasets.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file problem.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What happened.
+        message: String,
+    },
+    /// A malformed row.
+    #[error("{path}: row {row}: field `{field}`: {message}")]
+    Row {
+        /// The file.
+        path: String,
+        /// Row index (0-based).
+        row: usize,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads a dataset file by extension: `.parquet` (verl) or `.jsonl`.
+pub fn read(path: &std::path::Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => parquet::read(path, on_bad),
+        Some("jsonl") | Some("json") => jsonl::read(path, on_bad),
+        _ => Err(DataError::File { path: path.display().to_string(), message: "unknown dataset format; valid: .parquet (verl), .jsonl".into() }),
+    }
+}
+
+/// Collects rows, applying the bad-row policy.
+pub(crate) fn collect(path: &std::path::Path, rows: impl Iterator<Item = Result<Record, DataError>>, on_bad: OnBadRow) -> Result<Dataset, DataError> {
+    let mut ds = Dataset::default();
+    for r in rows {
+        match (r, on_bad) {
+            (Ok(rec), _) => ds.records.push(rec),
+            (Err(e @ DataError::Row { .. }), OnBadRow::Skip) => {
+                tracing::warn!("skipping malformed row of {}: {e}", path.display());
+                ds.skipped += 1;
+            }
+            (Err(e), _) => return Err(e),
+        }
+    }
+    Ok(ds)
+}

@@ -1,0 +1,192 @@
+//! Structured answers and their equivalence: expressions (numeric or symbolic), tuples and
+//! intervals, sets and unordered lists, matrices, unions, relations (`x = 5`, `x < 1`), and text.
+
+use super::expr::{equivalent, parse, Expr};
+
+/// A parsed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// An expression.
+    Expr(Expr),
+    /// `(a, b)`, `[a, b)`, ...: a tuple or an interval, with its brackets.
+    Seq(char, Vec<Answer>, char),
+    /// `\{a, b\}` or a bare list `a, b`: order does not matter.
+    Set(Vec<Answer>),
+    /// Rows of a matrix.
+    Matrix(Vec<Vec<Answer>>),
+    /// A union of intervals.
+    Union(Vec<Answer>),
+    /// `lhs op rhs` with op one of = < > ≤ ≥ ≠.
+    Rel(Expr, char, Box<Answer>),
+    /// Anything else, compared as normalised text.
+    Text(String),
+}
+
+/// Splits at top-level occurrences of `sep` (outside (), [], {}).
+fn split_top(s: &str, sep: char) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    let mut prev = ' ';
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        if c == sep && depth == 0 && prev != '\\' {
+            parts.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+        prev = c;
+    }
+    parts.push(cur);
+    parts.into_iter().map(|p| p.trim().to_string()).collect()
+}
+
+/// Whether the outer brackets of `s` (first and last char) enclose the whole string.
+fn wrapped(s: &str) -> bool {
+    let mut depth = 0i32;
+    let n = s.chars().count();
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 && i + 1 < n {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+fn parse_matrix(s: &str) -> Option<Answer> {
+    let begin = s.find("\\begin{")?;
+    let env_end = s[begin..].find('}')? + begin;
+    let body_start = env_end + 1;
+    let end = s.rfind("\\end{")?;
+    let body = s.get(body_start..end)?;
+    let rows: Vec<Vec<Answer>> = body
+        .split("\\\\")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.split('&').map(|c| parse_answer(c.trim())).collect())
+        .collect();
+    (!rows.is_empty()).then_some(Answer::Matrix(rows))
+}
+
+/// Parses normalised answer text.
+pub fn parse_answer(s: &str) -> Answer {
+    let s = s.trim();
+    if s.contains("\\begin{") && s.contains("matrix") {
+        if let Some(m) = parse_matrix(s) {
+            return m;
+        }
+    }
+    let union = split_top(s, '∪');
+    if union.len() > 1 {
+        return Answer::Union(union.iter().map(|p| parse_answer(p)).collect());
+    }
+    if let Some(inner) = s.strip_prefix("\\{").and_then(|r| r.strip_suffix("\\}")) {
+        return Answer::Set(split_top(inner, ',').iter().filter(|p| !p.is_empty()).map(|p| parse_answer(p)).collect());
+    }
+    let items = split_top(s, ',');
+    if items.len() > 1 {
+        return Answer::Set(items.iter().filter(|p| !p.is_empty()).map(|p| parse_answer(p)).collect());
+    }
+    let first = s.chars().next().unwrap_or(' ');
+    let last = s.chars().last().unwrap_or(' ');
+    if matches!(first, '(' | '[') && matches!(last, ')' | ']') && wrapped(s) {
+        let inner: String = s.chars().skip(1).take(s.chars().count().saturating_sub(2)).collect();
+        let parts = split_top(&inner, ',');
+        if parts.len() > 1 {
+            return Answer::Seq(first, parts.iter().map(|p| parse_answer(p)).collect(), last);
+        }
+    }
+    for op in ['=', '≤', '≥', '<', '>', '≠'] {
+        let sides = split_top(s, op);
+        if sides.len() >= 2 {
+            if let Some(lhs) = parse(&sides[0]) {
+                // A chain a = b = c keeps the last value.
+                let rhs = sides.last().map(String::as_str).unwrap_or("");
+                return Answer::Rel(lhs, op, Box::new(parse_answer(rhs)));
+            }
+        }
+    }
+    match parse(s) {
+        Some(e) => Answer::Expr(e),
+        None => Answer::Text(s.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect()),
+    }
+}
+
+fn is_symbol(e: &Expr) -> bool {
+    matches!(e, Expr::Sym(_))
+}
+
+fn flip(op: char) -> char {
+    match op {
+        '<' => '>',
+        '>' => '<',
+        '≤' => '≥',
+        '≥' => '≤',
+        o => o,
+    }
+}
+
+fn rel_expr(lhs: &Expr, rhs: &Answer) -> Option<Expr> {
+    match rhs {
+        Answer::Expr(r) => Some(Expr::Sub(Box::new(lhs.clone()), Box::new(r.clone()))),
+        _ => None,
+    }
+}
+
+fn unordered(a: &[Answer], b: &[Answer], rel: f64) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut used = vec![false; b.len()];
+    a.iter().all(|x| {
+        let hit = b.iter().enumerate().find(|(j, y)| !used[*j] && equal(x, y, rel));
+        match hit {
+            Some((j, _)) => {
+                used[j] = true;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// Whether a gold and a predicted answer are equivalent.
+pub fn equal(gold: &Answer, pred: &Answer, rel: f64) -> bool {
+    use Answer::*;
+    match (gold, pred) {
+        (Expr(a), Expr(b)) => equivalent(a, b, rel),
+        // `x = 5` vs `5` (either side), and `x = 5` vs `y = 5`.
+        (Rel(l, '=', r), other) if is_symbol(l) && !matches!(other, Rel(..)) => equal(r, other, rel),
+        (other, Rel(l, '=', r)) if is_symbol(l) && !matches!(other, Rel(..)) => equal(other, r, rel),
+        (Rel(l1, o1, r1), Rel(l2, o2, r2)) => {
+            if is_symbol(l1) && is_symbol(l2) && o1 == o2 && l1 == l2 && equal(r1, r2, rel) {
+                return true;
+            }
+            let (Some(d1), Some(d2)) = (rel_expr(l1, r1), rel_expr(l2, r2)) else {
+                return o1 == o2 && equal(r1, r2, rel);
+            };
+            let neg2 = super::expr::Expr::Neg(Box::new(d2.clone()));
+            if o1 == o2 && (equivalent(&d1, &d2, rel) || ((*o1 == '=' || *o1 == '≠') && equivalent(&d1, &neg2, rel))) {
+                return true;
+            }
+            *o1 == flip(*o2) && *o1 != *o2 && equivalent(&d1, &neg2, rel)
+        }
+        (Seq(o1, a, c1), Seq(o2, b, c2)) => o1 == o2 && c1 == c2 && a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equal(x, y, rel)),
+        (Set(a), Set(b)) | (Union(a), Union(b)) => unordered(a, b, rel),
+        (Set(a), Seq('(', b, ')')) | (Seq('(', b, ')'), Set(a)) if a.len() == 1 => a.len() == b.len() && equal(&a[0], &Seq('(', b.clone(), ')'), rel),
+        (Set(a), other) | (other, Set(a)) if a.len() == 1 => equal(&a[0], other, rel),
+        (Matrix(a), Matrix(b)) => a.len() == b.len() && a.iter().zip(b).all(|(r, s)| r.len() == s.len() && r.iter().zip(s).all(|(x, y)| equal(x, y, rel))),
+        (Text(a), Text(b)) => a == b,
+        (Text(a), Expr(e)) | (Expr(e), Text(a)) => crate::math::expr::parse(a).is_some_and(|x| equivalent(&x, e, rel)),
+        _ => false,
+    }
+}

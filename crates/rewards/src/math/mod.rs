@@ -1,0 +1,79 @@
+//! The math answer verifier (DESIGN.md §7): extraction, normalisation, and equivalence by exact,
+//! numeric (relative tolerance) and symbolic checks. Never panics; bounded in time by input-size
+//! limits instead of signals or killed threads.
+
+pub mod answer;
+pub mod expr;
+pub mod extract;
+pub mod normalize;
+
+use answer::{equal, parse_answer};
+use rlvr_core::{Outcome, Verdict, Verifier};
+
+/// Answers longer than this are not compared (the work budget): the verdict is `TimedOut`.
+pub const MAX_ANSWER_LEN: usize = 2000;
+/// Responses longer than this are cut to their last part before extraction.
+pub const MAX_RESPONSE_LEN: usize = 200_000;
+
+/// The math verifier.
+#[derive(Debug, Clone)]
+pub struct MathVerifier {
+    /// Relative tolerance of numeric comparison.
+    pub rel_tol: f64,
+}
+
+impl Default for MathVerifier {
+    fn default() -> Self {
+        MathVerifier { rel_tol: 1e-6 }
+    }
+}
+
+/// The tail of `s` of at most `n` bytes, cut at a character boundary.
+fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut start = s.len() - n;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+impl MathVerifier {
+    /// Compares an already-extracted answer with the ground truth.
+    pub fn compare(&self, pred: &str, gold: &str) -> Outcome {
+        let g = normalize::normalize(gold);
+        if g.is_empty() {
+            return Outcome::GoldUnparseable;
+        }
+        let p = normalize::normalize(pred);
+        if p.is_empty() {
+            return Outcome::NoAnswer;
+        }
+        if p.len() > MAX_ANSWER_LEN || g.len() > MAX_ANSWER_LEN {
+            return Outcome::TimedOut;
+        }
+        let squash = |s: &str| s.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        if p == g || squash(&p) == squash(&g) {
+            return Outcome::Correct;
+        }
+        if equal(&parse_answer(&g), &parse_answer(&p), self.rel_tol) {
+            Outcome::Correct
+        } else {
+            Outcome::Incorrect
+        }
+    }
+}
+
+impl Verifier for MathVerifier {
+    fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
+        let response = tail(response, MAX_RESPONSE_LEN);
+        let gold = extract::last_boxed(ground_truth).unwrap_or_else(|| ground_truth.to_string());
+        let Some(pred) = extract::extract(response) else {
+            return Verdict::new(Outcome::NoAnswer, None);
+        };
+        let outcome = self.compare(&pred, &gold);
+        Verdict::new(outcome, Some(pred))
+    }
+}
