@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 #[test]
@@ -20,14 +22,24 @@ fn all_four_parquet_files_read() {
         ("amc23_test.parquet", 40, "TianHongZXY/amc23"),
     ] {
         let ds = data::read(&data(file), OnBadRow::Fail).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let sources: std::collections::BTreeSet<&str> = ds.records.iter().map(|r| r.data_source.as_str()).collect();
+        let sources: std::collections::BTreeSet<&str> =
+            ds.records.iter().map(|r| r.data_source.as_str()).collect();
         println!("{file}: {} rows, sources {sources:?}", ds.records.len());
         assert_eq!(ds.records.len(), rows, "{file}");
         assert_eq!(ds.skipped, 0);
-        assert!(ds.records.iter().all(|r| r.data_source == source && !r.prompt.is_empty() && !r.prompt[0].content.is_empty()), "{file}");
+        assert!(
+            ds.records.iter().all(|r| r.data_source == source
+                && !r.prompt.is_empty()
+                && !r.prompt[0].content.is_empty()),
+            "{file}"
+        );
         // The data has a few empty targets (e.g. MATH test row with target ""): the verifier
         // reports those as GoldUnparseable rather than guessing.
-        let empty = ds.records.iter().filter(|r| r.ground_truth.trim().is_empty()).count();
+        let empty = ds
+            .records
+            .iter()
+            .filter(|r| r.ground_truth.trim().is_empty())
+            .count();
         assert!(empty * 1000 <= rows, "{file}: {empty} empty targets");
     }
 }
@@ -45,11 +57,18 @@ fn math_test_solutions_verify_against_their_targets() {
             correct += 1;
         } else {
             let key = format!("{:?}", verdict.outcome);
-            failures.entry(key).or_default().push((verdict.extracted.unwrap_or_default(), r.ground_truth.clone()));
+            failures.entry(key).or_default().push((
+                verdict.extracted.unwrap_or_default(),
+                r.ground_truth.clone(),
+            ));
         }
     }
     let rate = correct as f64 / ds.records.len() as f64;
-    println!("MATH test self-consistency: {correct}/{} = {:.2}%", ds.records.len(), rate * 100.0);
+    println!(
+        "MATH test self-consistency: {correct}/{} = {:.2}%",
+        ds.records.len(),
+        rate * 100.0
+    );
     for (k, v) in &failures {
         println!("  {k}: {}", v.len());
         for (p, g) in v.iter().take(40) {

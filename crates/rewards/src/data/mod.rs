@@ -79,12 +79,19 @@ pub fn read(path: &std::path::Path, on_bad: OnBadRow) -> Result<Dataset, DataErr
     match path.extension().and_then(|e| e.to_str()) {
         Some("parquet") => parquet::read(path, on_bad),
         Some("jsonl") | Some("json") => jsonl::read(path, on_bad),
-        _ => Err(DataError::File { path: path.display().to_string(), message: "unknown dataset format; valid: .parquet (verl), .jsonl".into() }),
+        _ => Err(DataError::File {
+            path: path.display().to_string(),
+            message: "unknown dataset format; valid: .parquet (verl), .jsonl".into(),
+        }),
     }
 }
 
 /// Collects rows, applying the bad-row policy.
-pub(crate) fn collect(path: &std::path::Path, rows: impl Iterator<Item = Result<Record, DataError>>, on_bad: OnBadRow) -> Result<Dataset, DataError> {
+pub(crate) fn collect(
+    path: &std::path::Path,
+    rows: impl Iterator<Item = Result<Record, DataError>>,
+    on_bad: OnBadRow,
+) -> Result<Dataset, DataError> {
     let mut ds = Dataset::default();
     for r in rows {
         match (r, on_bad) {

@@ -8,7 +8,9 @@ use parquet::record::{Field, Row};
 use std::path::Path;
 
 fn get<'a>(row: &'a Row, name: &str) -> Option<&'a Field> {
-    row.get_column_iter().find(|(n, _)| n.as_str() == name).map(|(_, f)| f)
+    row.get_column_iter()
+        .find(|(n, _)| n.as_str() == name)
+        .map(|(_, f)| f)
 }
 
 fn text(field: &Field) -> Option<String> {
@@ -19,20 +21,38 @@ fn text(field: &Field) -> Option<String> {
 }
 
 fn record(path: &Path, index: usize, row: &Row) -> Result<Record, DataError> {
-    let bad = |field: &str, message: &str| DataError::Row { path: path.display().to_string(), row: index, field: field.into(), message: message.into() };
-    let data_source = get(row, "data_source").and_then(text).ok_or_else(|| bad("data_source", "missing or not a string"))?;
+    let bad = |field: &str, message: &str| DataError::Row {
+        path: path.display().to_string(),
+        row: index,
+        field: field.into(),
+        message: message.into(),
+    };
+    let data_source = get(row, "data_source")
+        .and_then(text)
+        .ok_or_else(|| bad("data_source", "missing or not a string"))?;
     let prompt = match get(row, "prompt") {
         Some(Field::ListInternal(list)) => list
             .elements()
             .iter()
             .map(|m| match m {
-                Field::Group(g) => Some(Message { role: get(g, "role").and_then(text)?, content: get(g, "content").and_then(text)? }),
+                Field::Group(g) => Some(Message {
+                    role: get(g, "role").and_then(text)?,
+                    content: get(g, "content").and_then(text)?,
+                }),
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("prompt", "expected a list of {role, content} strings"))?,
-        Some(Field::Str(s)) => vec![Message { role: "user".into(), content: s.clone() }],
-        _ => return Err(bad("prompt", "missing, or neither a list of messages nor a string")),
+        Some(Field::Str(s)) => vec![Message {
+            role: "user".into(),
+            content: s.clone(),
+        }],
+        _ => {
+            return Err(bad(
+                "prompt",
+                "missing, or neither a list of messages nor a string",
+            ))
+        }
     };
     if prompt.is_empty() {
         return Err(bad("prompt", "empty"));
@@ -44,23 +64,50 @@ fn record(path: &Path, index: usize, row: &Row) -> Result<Record, DataError> {
     let (ground_truth, solution) = match get(reward, "ground_truth") {
         Some(Field::Str(s)) => (s.clone(), None),
         Some(Field::Group(g)) => (
-            get(g, "target").and_then(text).ok_or_else(|| bad("reward_model.ground_truth.target", "missing or not a string"))?,
+            get(g, "target").and_then(text).ok_or_else(|| {
+                bad(
+                    "reward_model.ground_truth.target",
+                    "missing or not a string",
+                )
+            })?,
             get(g, "solution").and_then(text),
         ),
-        _ => return Err(bad("reward_model.ground_truth", "missing, or neither a string nor a struct with `target`")),
+        _ => {
+            return Err(bad(
+                "reward_model.ground_truth",
+                "missing, or neither a string nor a struct with `target`",
+            ))
+        }
     };
-    Ok(Record { row: index, data_source, prompt, ground_truth, solution })
+    Ok(Record {
+        row: index,
+        data_source,
+        prompt,
+        ground_truth,
+        solution,
+    })
 }
 
 /// Reads every row; malformed rows fail or are skipped per `on_bad`.
 pub fn read(path: &Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
-    let file_err = |m: String| DataError::File { path: path.display().to_string(), message: m };
+    let file_err = |m: String| DataError::File {
+        path: path.display().to_string(),
+        message: m,
+    };
     let file = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| file_err(format!("not a readable parquet file: {e}")))?;
-    let rows = reader.get_row_iter(None).map_err(|e| file_err(e.to_string()))?;
+    let reader = SerializedFileReader::new(file)
+        .map_err(|e| file_err(format!("not a readable parquet file: {e}")))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| file_err(e.to_string()))?;
     let records = rows.enumerate().map(|(i, r)| match r {
         Ok(row) => record(path, i, &row),
-        Err(e) => Err(DataError::Row { path: path.display().to_string(), row: i, field: "<row>".into(), message: e.to_string() }),
+        Err(e) => Err(DataError::Row {
+            path: path.display().to_string(),
+            row: i,
+            field: "<row>".into(),
+            message: e.to_string(),
+        }),
     });
     collect(path, records, on_bad)
 }

@@ -90,39 +90,117 @@ pub fn parse_answer(s: &str) -> Answer {
         return Answer::Union(union.iter().map(|p| parse_answer(p)).collect());
     }
     if let Some(inner) = s.strip_prefix("\\{").and_then(|r| r.strip_suffix("\\}")) {
-        return Answer::Set(split_top(inner, ',').iter().filter(|p| !p.is_empty()).map(|p| parse_answer(p)).collect());
+        return Answer::Set(
+            split_top(inner, ',')
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| parse_answer(p))
+                .collect(),
+        );
     }
     let items = split_top(s, ',');
     if items.len() > 1 {
-        return Answer::Set(items.iter().filter(|p| !p.is_empty()).map(|p| parse_answer(p)).collect());
+        return Answer::Set(
+            items
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| parse_answer(p))
+                .collect(),
+        );
     }
     let first = s.chars().next().unwrap_or(' ');
     let last = s.chars().last().unwrap_or(' ');
     if matches!(first, '(' | '[') && matches!(last, ')' | ']') && wrapped(s) {
-        let inner: String = s.chars().skip(1).take(s.chars().count().saturating_sub(2)).collect();
+        let inner: String = s
+            .chars()
+            .skip(1)
+            .take(s.chars().count().saturating_sub(2))
+            .collect();
         let parts = split_top(&inner, ',');
         if parts.len() > 1 {
             return Answer::Seq(first, parts.iter().map(|p| parse_answer(p)).collect(), last);
         }
     }
+    // An approximation ends the answer: x = 1/3 ≈ 0.33 is x = 1/3.
+    if let Some((exact, approx)) = s.split_once('≈') {
+        // x ≈ 11 is 11; x = 1/3 ≈ 0.33 is x = 1/3.
+        let bare = parse(exact.trim()).is_some_and(|e| is_symbol(&e));
+        if bare {
+            return parse_answer(approx);
+        }
+        if !exact.trim().is_empty() {
+            return parse_answer(exact);
+        }
+    }
+    // x ∈ S is S.
+    if let Some((_, set)) = s.split_once('∈') {
+        return parse_answer(set);
+    }
+    // a ≤ x ≤ b (or <) is the interval from a to b.
+    for (lo_op, hi_op) in [('≤', '≤'), ('<', '<'), ('≤', '<'), ('<', '≤')] {
+        let parts: Vec<&str> = s.split([lo_op, hi_op]).collect();
+        if parts.len() == 3
+            && s.matches(lo_op).count()
+                + if lo_op == hi_op {
+                    0
+                } else {
+                    s.matches(hi_op).count()
+                }
+                == 2
+        {
+            let first = s.find(lo_op).unwrap_or(0);
+            let second = s[first + lo_op.len_utf8()..]
+                .find(hi_op)
+                .map(|p| p + first + lo_op.len_utf8());
+            if let Some(second) = second {
+                let (a, b) = (&s[..first], &s[second + hi_op.len_utf8()..]);
+                let open = if s[first..].starts_with('<') {
+                    '('
+                } else {
+                    '['
+                };
+                let close = if s[second..].starts_with('<') {
+                    ')'
+                } else {
+                    ']'
+                };
+                if parse(a.trim()).is_some() && parse(b.trim()).is_some() {
+                    return Answer::Seq(open, vec![parse_answer(a), parse_answer(b)], close);
+                }
+            }
+        }
+    }
     for op in ['=', '≤', '≥', '<', '>', '≠'] {
         let sides = split_top(s, op);
         if sides.len() >= 2 {
-            if let Some(lhs) = parse(&sides[0]) {
-                // A chain a = b = c keeps the last value.
-                let rhs = sides.last().map(String::as_str).unwrap_or("");
-                return Answer::Rel(lhs, op, Box::new(parse_answer(rhs)));
-            }
+            // A chain a = b = c keeps the last value; the left side may be any text (AB, f(x)).
+            let lhs = parse(&sides[0]).unwrap_or(Expr::Sym(sides[0].clone()));
+            let rhs = sides.last().map(String::as_str).unwrap_or("");
+            return Answer::Rel(lhs, op, Box::new(parse_answer(rhs)));
         }
     }
     match parse(s) {
         Some(e) => Answer::Expr(e),
-        None => Answer::Text(s.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect()),
+        None => Answer::Text(
+            s.to_lowercase()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect(),
+        ),
     }
 }
 
 fn is_symbol(e: &Expr) -> bool {
     matches!(e, Expr::Sym(_))
+}
+
+/// A left side that names the answer rather than computing it: x, AB, f(x), x_1.
+fn is_name(e: &Expr) -> bool {
+    match e {
+        Expr::Sym(_) => true,
+        Expr::Mul(a, b) => is_name(a) && is_name(b),
+        _ => false,
+    }
 }
 
 fn flip(op: char) -> char {
@@ -148,7 +226,10 @@ fn unordered(a: &[Answer], b: &[Answer], rel: f64) -> bool {
     }
     let mut used = vec![false; b.len()];
     a.iter().all(|x| {
-        let hit = b.iter().enumerate().find(|(j, y)| !used[*j] && equal(x, y, rel));
+        let hit = b
+            .iter()
+            .enumerate()
+            .find(|(j, y)| !used[*j] && equal(x, y, rel));
         match hit {
             Some((j, _)) => {
                 used[j] = true;
@@ -164,9 +245,9 @@ pub fn equal(gold: &Answer, pred: &Answer, rel: f64) -> bool {
     use Answer::*;
     match (gold, pred) {
         (Expr(a), Expr(b)) => equivalent(a, b, rel),
-        // `x = 5` vs `5` (either side), and `x = 5` vs `y = 5`.
-        (Rel(l, '=', r), other) if is_symbol(l) && !matches!(other, Rel(..)) => equal(r, other, rel),
-        (other, Rel(l, '=', r)) if is_symbol(l) && !matches!(other, Rel(..)) => equal(other, r, rel),
+        // `x = 5` vs `5` (either side).
+        (Rel(l, '=', r), other) if is_name(l) && !matches!(other, Rel(..)) => equal(r, other, rel),
+        (other, Rel(l, '=', r)) if is_name(l) && !matches!(other, Rel(..)) => equal(other, r, rel),
         (Rel(l1, o1, r1), Rel(l2, o2, r2)) => {
             if is_symbol(l1) && is_symbol(l2) && o1 == o2 && l1 == l2 && equal(r1, r2, rel) {
                 return true;
@@ -175,18 +256,39 @@ pub fn equal(gold: &Answer, pred: &Answer, rel: f64) -> bool {
                 return o1 == o2 && equal(r1, r2, rel);
             };
             let neg2 = super::expr::Expr::Neg(Box::new(d2.clone()));
-            if o1 == o2 && (equivalent(&d1, &d2, rel) || ((*o1 == '=' || *o1 == '≠') && equivalent(&d1, &neg2, rel))) {
+            if o1 == o2
+                && (equivalent(&d1, &d2, rel)
+                    || ((*o1 == '=' || *o1 == '≠') && equivalent(&d1, &neg2, rel)))
+            {
+                return true;
+            }
+            // Equations equal up to a constant factor: x²/4 + y²/3 = 1 and x²/16 + y²/12 = 1/4.
+            if *o1 == '=' && *o2 == '=' && super::expr::proportional(&d1, &d2, rel) {
                 return true;
             }
             *o1 == flip(*o2) && *o1 != *o2 && equivalent(&d1, &neg2, rel)
         }
-        (Seq(o1, a, c1), Seq(o2, b, c2)) => o1 == o2 && c1 == c2 && a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equal(x, y, rel)),
+        (Seq(o1, a, c1), Seq(o2, b, c2)) => {
+            o1 == o2
+                && c1 == c2
+                && a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| equal(x, y, rel))
+        }
         (Set(a), Set(b)) | (Union(a), Union(b)) => unordered(a, b, rel),
-        (Set(a), Seq('(', b, ')')) | (Seq('(', b, ')'), Set(a)) if a.len() == 1 => a.len() == b.len() && equal(&a[0], &Seq('(', b.clone(), ')'), rel),
+        (Set(a), Seq('(', b, ')')) | (Seq('(', b, ')'), Set(a)) if a.len() == 1 => {
+            a.len() == b.len() && equal(&a[0], &Seq('(', b.clone(), ')'), rel)
+        }
         (Set(a), other) | (other, Set(a)) if a.len() == 1 => equal(&a[0], other, rel),
-        (Matrix(a), Matrix(b)) => a.len() == b.len() && a.iter().zip(b).all(|(r, s)| r.len() == s.len() && r.iter().zip(s).all(|(x, y)| equal(x, y, rel))),
+        (Matrix(a), Matrix(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(r, s)| {
+                    r.len() == s.len() && r.iter().zip(s).all(|(x, y)| equal(x, y, rel))
+                })
+        }
         (Text(a), Text(b)) => a == b,
-        (Text(a), Expr(e)) | (Expr(e), Text(a)) => crate::math::expr::parse(a).is_some_and(|x| equivalent(&x, e, rel)),
+        (Text(a), Expr(e)) | (Expr(e), Text(a)) => {
+            crate::math::expr::parse(a).is_some_and(|x| equivalent(&x, e, rel))
+        }
         _ => false,
     }
 }

@@ -28,17 +28,29 @@ impl C {
         C { re, im: 0.0 }
     }
     fn add(self, o: C) -> C {
-        C { re: self.re + o.re, im: self.im + o.im }
+        C {
+            re: self.re + o.re,
+            im: self.im + o.im,
+        }
     }
     fn sub(self, o: C) -> C {
-        C { re: self.re - o.re, im: self.im - o.im }
+        C {
+            re: self.re - o.re,
+            im: self.im - o.im,
+        }
     }
     fn mul(self, o: C) -> C {
-        C { re: self.re * o.re - self.im * o.im, im: self.re * o.im + self.im * o.re }
+        C {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
     }
     fn div(self, o: C) -> C {
         let d = o.re * o.re + o.im * o.im;
-        C { re: (self.re * o.re + self.im * o.im) / d, im: (self.im * o.re - self.re * o.im) / d }
+        C {
+            re: (self.re * o.re + self.im * o.im) / d,
+            im: (self.im * o.re - self.re * o.im) / d,
+        }
     }
     fn abs(self) -> f64 {
         self.re.hypot(self.im)
@@ -47,11 +59,17 @@ impl C {
         self.im.abs() <= 1e-12 * self.re.abs().max(1.0)
     }
     fn ln(self) -> C {
-        C { re: self.abs().ln(), im: self.im.atan2(self.re) }
+        C {
+            re: self.abs().ln(),
+            im: self.im.atan2(self.re),
+        }
     }
     fn exp(self) -> C {
         let m = self.re.exp();
-        C { re: m * self.im.cos(), im: m * self.im.sin() }
+        C {
+            re: m * self.im.cos(),
+            im: m * self.im.sin(),
+        }
     }
     fn pow(self, e: C) -> C {
         if self.is_real() && e.is_real() {
@@ -99,11 +117,34 @@ pub enum Expr {
 }
 
 const FUNCS: [&str; 17] = [
-    "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sin", "cos", "tan", "sec", "csc", "cot", "ln", "log", "exp", "abs", "sqrt",
+    "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sin", "cos", "tan", "sec", "csc", "cot",
+    "ln", "log", "exp", "abs", "sqrt",
 ];
 const GREEK: [&str; 24] = [
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota", "kappa", "lambda", "mu", "nu",
-    "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "omega",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,7 +180,8 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
             continue;
         }
         single_digits = 0;
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                 i += 1;
@@ -150,7 +192,10 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
                 if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
                     j += 1;
                 }
-                if j < chars.len() && chars[j].is_ascii_digit() && !chars.get(i + 1).is_some_and(|c| c.is_alphabetic()) {
+                if j < chars.len()
+                    && chars[j].is_ascii_digit()
+                    && !chars.get(i + 1).is_some_and(|c| c.is_alphabetic())
+                {
                     while j < chars.len() && chars[j].is_ascii_digit() {
                         j += 1;
                     }
@@ -191,7 +236,8 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
                 "div" => out.push(Tok::Op('/')),
                 "pi" => out.push(Tok::Ident("pi".into())),
                 "infty" => out.push(Tok::Num(f64::INFINITY)),
-                "left" | "right" | "displaystyle" | "quad" | "qquad" | "mathrm" | "mathbf" | "mathit" | "text" | "textbf" | "operatorname" | "big" | "Big" => {}
+                "left" | "right" | "displaystyle" | "quad" | "qquad" | "mathrm" | "mathbf"
+                | "mathit" | "text" | "textbf" | "operatorname" | "big" | "Big" => {}
                 n if FUNCS.contains(&n) => out.push(Tok::Func(n.to_string())),
                 n if GREEK.contains(&n) => out.push(Tok::Ident(n.to_string())),
                 _ => return None,
@@ -222,12 +268,14 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
             continue;
         }
         match c {
-            '+' | '-' | '*' | '/' | '^' | '·' | '×' | '÷' | '−' => out.push(Tok::Op(match c {
-                '·' | '×' => '*',
-                '÷' => '/',
-                '−' => '-',
-                o => o,
-            })),
+            '+' | '-' | '*' | '/' | '^' | '·' | '×' | '÷' | '−' => {
+                out.push(Tok::Op(match c {
+                    '·' | '×' => '*',
+                    '÷' => '/',
+                    '−' => '-',
+                    o => o,
+                }))
+            }
             '(' | '[' | '{' => out.push(Tok::Open(c)),
             ')' | ']' | '}' => out.push(Tok::Close(c)),
             '!' => out.push(Tok::Bang),
@@ -308,14 +356,21 @@ impl Parser {
         while let Some(Tok::Op(o @ ('+' | '-'))) = self.peek().cloned() {
             self.pos += 1;
             let rhs = self.term()?;
-            lhs = if o == '+' { Expr::Add(Box::new(lhs), Box::new(rhs)) } else { Expr::Sub(Box::new(lhs), Box::new(rhs)) };
+            lhs = if o == '+' {
+                Expr::Add(Box::new(lhs), Box::new(rhs))
+            } else {
+                Expr::Sub(Box::new(lhs), Box::new(rhs))
+            };
         }
         self.depth -= 1;
         Some(lhs)
     }
 
     fn starts_factor(t: &Tok) -> bool {
-        matches!(t, Tok::Num(_) | Tok::Ident(_) | Tok::Func(_) | Tok::Open(_) | Tok::Frac | Tok::Sqrt)
+        matches!(
+            t,
+            Tok::Num(_) | Tok::Ident(_) | Tok::Func(_) | Tok::Open(_) | Tok::Frac | Tok::Sqrt
+        )
     }
 
     fn term(&mut self) -> Option<Expr> {
@@ -325,7 +380,11 @@ impl Parser {
                 Some(Tok::Op(o @ ('*' | '/'))) => {
                     self.pos += 1;
                     let rhs = self.unary()?;
-                    lhs = if o == '*' { Expr::Mul(Box::new(lhs), Box::new(rhs)) } else { Expr::Div(Box::new(lhs), Box::new(rhs)) };
+                    lhs = if o == '*' {
+                        Expr::Mul(Box::new(lhs), Box::new(rhs))
+                    } else {
+                        Expr::Div(Box::new(lhs), Box::new(rhs))
+                    };
                 }
                 Some(t) if Self::starts_factor(&t) => {
                     let rhs = self.power()?;
@@ -425,7 +484,11 @@ impl Parser {
                     self.pos += 1;
                     power = Some(self.atom()?);
                 }
-                let arg = if let Some(Tok::Open(_)) = self.peek() { self.atom()? } else { self.power()? };
+                let arg = if let Some(Tok::Open(_)) = self.peek() {
+                    self.atom()?
+                } else {
+                    self.power()?
+                };
                 let f = Expr::Func(name, Box::new(arg));
                 match power {
                     Some(p) => Expr::Pow(Box::new(f), Box::new(p)),
@@ -448,7 +511,11 @@ pub fn parse(text: &str) -> Option<Expr> {
     if toks.is_empty() {
         return None;
     }
-    let mut p = Parser { toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     (p.pos == p.toks.len()).then_some(e)
 }
@@ -464,7 +531,12 @@ impl Expr {
                 }
             }
             Expr::Neg(a) | Expr::Func(_, a) | Expr::Fact(a) => a.vars(out),
-            Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Div(a, b) | Expr::Pow(a, b) | Expr::Root(a, b) => {
+            Expr::Add(a, b)
+            | Expr::Sub(a, b)
+            | Expr::Mul(a, b)
+            | Expr::Div(a, b)
+            | Expr::Pow(a, b)
+            | Expr::Root(a, b) => {
                 a.vars(out);
                 b.vars(out);
             }
@@ -489,7 +561,12 @@ impl Expr {
             Expr::Pow(a, b) => a.eval(env).pow(b.eval(env)),
             Expr::Root(n, x) => {
                 let (n, x) = (n.eval(env), x.eval(env));
-                if n.is_real() && x.is_real() && x.re < 0.0 && n.re.fract() == 0.0 && (n.re as i64) % 2 == 1 {
+                if n.is_real()
+                    && x.is_real()
+                    && x.re < 0.0
+                    && n.re.fract() == 0.0
+                    && (n.re as i64) % 2 == 1
+                {
                     C::real(-(-x.re).powf(1.0 / n.re))
                 } else {
                     x.pow(C::real(1.0).div(n))
@@ -581,9 +658,16 @@ pub fn equivalent(a: &Expr, b: &Expr, rel: f64) -> bool {
     const POINTS: [f64; 5] = [0.731, 1.618, 2.2361, 0.4142, 3.1416];
     let mut compared = 0;
     for (k, base) in POINTS.iter().enumerate() {
-        let env = |name: &str| vars.iter().position(|v| v == name).map(|j| base + 0.377 * j as f64 + 0.05 * k as f64);
+        let env = |name: &str| {
+            vars.iter()
+                .position(|v| v == name)
+                .map(|j| base + 0.377 * j as f64 + 0.05 * k as f64)
+        };
         let (x, y) = (a.eval(&env), b.eval(&env));
-        let (fx, fy) = (x.is_finite() || x.re.is_infinite(), y.is_finite() || y.re.is_infinite());
+        let (fx, fy) = (
+            x.is_finite() || x.re.is_infinite(),
+            y.is_finite() || y.re.is_infinite(),
+        );
         if x.re.is_nan() && y.re.is_nan() {
             continue;
         }
@@ -598,12 +682,46 @@ pub fn equivalent(a: &Expr, b: &Expr, rel: f64) -> bool {
     compared > 0
 }
 
+/// Whether `a = c·b` for a nonzero constant c, tested at several points of the free variables.
+pub fn proportional(a: &Expr, b: &Expr, rel: f64) -> bool {
+    let mut vars = BTreeSet::new();
+    a.vars(&mut vars);
+    b.vars(&mut vars);
+    let vars: Vec<String> = vars.into_iter().collect();
+    if vars.is_empty() || vars.len() > 8 {
+        return false;
+    }
+    let mut ratio: Option<C> = None;
+    for (k, base) in [0.731, 1.618, 2.2361, 0.4142, 3.1416].iter().enumerate() {
+        let env = |name: &str| {
+            vars.iter()
+                .position(|v| v == name)
+                .map(|j| base + 0.377 * j as f64 + 0.05 * k as f64)
+        };
+        let (x, y) = (a.eval(&env), b.eval(&env));
+        if !x.is_finite() || !y.is_finite() || y.abs() < 1e-12 {
+            return false;
+        }
+        let r = x.div(y);
+        match ratio {
+            None => ratio = Some(r),
+            Some(r0) if close(r0, r, rel) => {}
+            _ => return false,
+        }
+    }
+    ratio.is_some_and(|r| r.abs() > 1e-12)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn eq(a: &str, b: &str) -> bool {
-        equivalent(&parse(a).unwrap_or_else(|| panic!("parse {a}")), &parse(b).unwrap_or_else(|| panic!("parse {b}")), 1e-6)
+        equivalent(
+            &parse(a).unwrap_or_else(|| panic!("parse {a}")),
+            &parse(b).unwrap_or_else(|| panic!("parse {b}")),
+            1e-6,
+        )
     }
 
     #[test]

@@ -12,7 +12,10 @@ pub fn last_boxed(text: &str) -> Option<String> {
                 balanced(stripped)
             } else {
                 // \boxed 5
-                rest.trim_start().split_whitespace().next().map(|s| s.trim_end_matches(['$', '.']).to_string())
+                rest.trim_start()
+                    .split_whitespace()
+                    .next()
+                    .map(|s| s.trim_end_matches(['$', '.']).to_string())
             };
             if let Some(c) = content {
                 if best.as_ref().is_none_or(|(p, _)| pos > *p) {
@@ -61,7 +64,11 @@ pub fn last_math_span(text: &str) -> Option<String> {
             }
         }
     }
-    let dollars: Vec<usize> = text.match_indices('$').map(|(i, _)| i).filter(|&i| i == 0 || &text[i - 1..i] != "\\").collect();
+    let dollars: Vec<usize> = text
+        .match_indices('$')
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || &text[i - 1..i] != "\\")
+        .collect();
     if dollars.len() >= 2 {
         let end = dollars[dollars.len() - 1];
         let mut start = dollars[dollars.len() - 2];
@@ -81,35 +88,202 @@ pub fn last_math_span(text: &str) -> Option<String> {
 
 /// "the answer is X", "answer: X" (the last occurrence, up to the end of its sentence or line).
 pub fn answer_phrase(text: &str) -> Option<String> {
-    let lower = text.to_lowercase();
-    let keys = ["final answer is", "the answer is", "answer is:", "answer:", "answer is"];
-    let (pos, key) = keys.iter().filter_map(|k| lower.rfind(k).map(|p| (p, *k))).max_by_key(|(p, _)| *p)?;
+    answer_phrase_at(text).map(|(_, s)| s)
+}
+
+/// [`answer_phrase`] with the byte position where the phrase starts.
+fn answer_phrase_at(text: &str) -> Option<(usize, String)> {
+    let lower = text.to_ascii_lowercase();
+    let keys = [
+        "final answer is",
+        "the answer is",
+        "answer is:",
+        "answer:",
+        "answer is",
+    ];
+    let (pos, key) = keys
+        .iter()
+        .filter_map(|k| lower.rfind(k).map(|p| (p, *k)))
+        .max_by_key(|(p, _)| *p)?;
     let rest = text.get(pos + key.len()..)?.trim_start_matches([':', ' ']);
     let line = rest.lines().next().unwrap_or("").trim();
     let line = line.strip_suffix('.').unwrap_or(line);
-    (!line.is_empty()).then(|| line.to_string())
+    (!line.is_empty()).then(|| (pos, line.to_string()))
+}
+
+/// The later of the last math span and the last plain-text number of `text`.
+fn tail_answer(text: &str) -> Option<String> {
+    let math = last_math_span(text).map(|m| {
+        let end = text
+            .rfind('$')
+            .or_else(|| text.rfind("\\]"))
+            .or_else(|| text.rfind("\\)"))
+            .unwrap_or(0);
+        (end, m)
+    });
+    let number = last_plain_number(text)
+        .filter(|(end, _)| math.as_ref().is_none_or(|(m_end, _)| *end > *m_end));
+    match (math, number) {
+        (_, Some((_, n))) => Some(n),
+        (Some((_, m)), None) => Some(m),
+        _ => None,
+    }
 }
 
 /// The text after the last `####` (GSM8K).
 pub fn hashes(text: &str) -> Option<String> {
     let pos = text.rfind("####")?;
-    let s = text[pos + 4..].lines().next().unwrap_or("").trim().to_string();
+    let s = text[pos + 4..]
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     (!s.is_empty()).then_some(s)
+}
+
+/// `\\frac` written with a doubled backslash (over-escaped JSON) becomes `\frac`.
+pub fn undouble_backslashes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\'
+            && chars.get(i + 1) == Some(&'\\')
+            && chars.get(i + 2).is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            i += 1;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Every `\boxed{}` of the text with its span.
+fn all_boxed(text: &str) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(rel) = text[from..].find("\\boxed") {
+        let pos = from + rel;
+        let after = pos + "\\boxed".len();
+        let rest = &text[after..];
+        let trimmed = rest.trim_start();
+        let skip = rest.len() - trimmed.len();
+        match trimmed.strip_prefix('{').and_then(balanced) {
+            Some(c) => {
+                let end = after + skip + 1 + c.len() + 1;
+                out.push((pos, end, c));
+                from = end.min(text.len());
+            }
+            None => from = after,
+        }
+        if out.len() > 10_000 {
+            break;
+        }
+    }
+    out
+}
+
+/// Whether the text between two boxed answers only connects them ("and", commas, spacing, at
+/// most four short words): then both are parts of one answer.
+fn connective(gap: &str) -> bool {
+    let mut g = gap.to_string();
+    for cmd in [
+        "\\quad", "\\qquad", "\\text", "\\mathrm", "\\,", "\\;", "$", "{", "}", "\\(", "\\)",
+        "\\[", "\\]",
+    ] {
+        g = g.replace(cmd, " ");
+    }
+    let words: Vec<&str> = g
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.len() <= 4 && words.iter().all(|w| w.chars().count() <= 8)
+}
+
+/// The last boxed answer, joined with the boxed answers just before it when only connective text
+/// separates them (`\boxed{1} and \boxed{2}` → `1, 2`).
+pub fn boxed_answer(text: &str) -> Option<String> {
+    let boxes = all_boxed(text);
+    let (_, _, last) = boxes.last()?;
+    let mut parts = vec![last.clone()];
+    for w in boxes.windows(2).rev() {
+        let (prev, next) = (&w[0], &w[1]);
+        if connective(&text[prev.1.min(next.0)..next.0]) {
+            parts.push(prev.2.clone());
+        } else {
+            break;
+        }
+    }
+    parts.reverse();
+    Some(parts.join(", "))
+}
+
+/// The last number written in plain text (`1,000.99`, `2.5`, `100%`), with its end position.
+fn last_plain_number(text: &str) -> Option<(usize, String)> {
+    let b = text.as_bytes();
+    let mut i = b.len();
+    while i > 0 {
+        i -= 1;
+        if b[i].is_ascii_digit() {
+            let end = i + 1;
+            let mut start = i;
+            while start > 0
+                && (b[start - 1].is_ascii_digit()
+                    || ((b[start - 1] == b'.' || b[start - 1] == b',')
+                        && start >= 2
+                        && b[start - 2].is_ascii_digit()))
+            {
+                start -= 1;
+            }
+            if start > 0 && b[start - 1] == b'-' {
+                start -= 1;
+            }
+            let mut number = text[start..end].to_string();
+            // A single comma not followed by exactly three digits is a decimal comma (2,74; 0,111).
+            if let Some((l, r)) = number.split_once(',') {
+                if !r.contains(',')
+                    && !r.contains('.')
+                    && (r.len() != 3 || l.trim_start_matches('-') == "0")
+                {
+                    number = format!("{l}.{r}");
+                }
+            }
+            return Some((end, number));
+        }
+    }
+    None
 }
 
 /// The final answer of a response, by the priority above.
 pub fn extract(text: &str) -> Option<String> {
-    if let Some(b) = last_boxed(text) {
+    let owned = undouble_backslashes(text);
+    let text = owned.as_str();
+    let phrase = answer_phrase_at(text);
+    let last_box = text.rfind("\\boxed").or_else(|| text.rfind("\\fbox"));
+    // A "final answer" phrase after the last box wins over it.
+    if let Some((pos, a)) = &phrase {
+        if last_box.is_none_or(|b| *pos > b) {
+            return Some(
+                last_boxed(a)
+                    .or_else(|| tail_answer(a))
+                    .unwrap_or_else(|| a.clone()),
+            );
+        }
+    }
+    if let Some(b) = boxed_answer(text) {
         return Some(b);
     }
-    if let Some(a) = answer_phrase(text) {
-        return Some(last_boxed(&a).or_else(|| last_math_span(&a)).unwrap_or(a));
+    if let Some(b) = last_boxed(text) {
+        return Some(b);
     }
     if let Some(h) = hashes(text) {
         return Some(h);
     }
-    if let Some(m) = last_math_span(text) {
-        return Some(m);
+    if let Some(a) = tail_answer(text) {
+        return Some(a);
     }
     let last = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
     (last.chars().count() <= 64).then(|| last.to_string())
@@ -121,12 +295,28 @@ mod tests {
 
     #[test]
     fn priorities() {
-        assert_eq!(extract("so \\boxed{\\frac{1}{2}} done").as_deref(), Some("\\frac{1}{2}"));
-        assert_eq!(extract("\\boxed{1} then \\boxed{{2}}").as_deref(), Some("{2}"));
+        assert_eq!(
+            extract("so \\boxed{\\frac{1}{2}} done").as_deref(),
+            Some("\\frac{1}{2}")
+        );
+        assert_eq!(
+            extract("\\boxed{1} is wrong, so we try again and find \\boxed{{2}}").as_deref(),
+            Some("{2}")
+        );
+        assert_eq!(
+            extract("\\boxed{1} and \\boxed{2}").as_deref(),
+            Some("1, 2")
+        );
         assert_eq!(extract("The answer is $5$.").as_deref(), Some("5"));
         assert_eq!(extract("blah\n#### 1,234").as_deref(), Some("1,234"));
-        assert_eq!(extract("We get $x=2$ and so $y = 3$").as_deref(), Some("y = 3"));
+        assert_eq!(
+            extract("We get $x=2$ and so $y = 3$").as_deref(),
+            Some("y = 3")
+        );
         assert_eq!(extract("\\[ \\boxed{32349} \\]").as_deref(), Some("32349"));
-        assert_eq!(extract("\\boxed{unclosed").as_deref(), Some("\\boxed{unclosed"));
+        assert_eq!(
+            extract("\\boxed{unclosed").as_deref(),
+            Some("\\boxed{unclosed")
+        );
     }
 }

@@ -54,7 +54,12 @@ impl MathVerifier {
         if p.len() > MAX_ANSWER_LEN || g.len() > MAX_ANSWER_LEN {
             return Outcome::TimedOut;
         }
-        let squash = |s: &str| s.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        let squash = |s: &str| {
+            s.to_lowercase()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+        };
         if p == g || squash(&p) == squash(&g) {
             return Outcome::Correct;
         }

@@ -50,16 +50,43 @@ fn is_grouped_number(s: &str) -> bool {
         && groups[0].len() <= 3
         && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_digit()))
         && groups[1..].iter().all(|g| g.len() == 3)
-        && s.split('.').nth(1).is_none_or(|f| f.chars().all(|c| c.is_ascii_digit()))
+        && s.split('.')
+            .nth(1)
+            .is_none_or(|f| f.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Normalised answer text.
 pub fn normalize(raw: &str) -> String {
-    let mut s = raw.trim().replace(",\\!", ",").replace(", \\!", ",");
-    for (a, b) in [("\\$", ""), ("\\[", ""), ("\\]", ""), ("\\(", ""), ("\\)", ""), ("$", "")] {
+    let mut s = crate::math::extract::undouble_backslashes(raw.trim())
+        .replace(",\\! ", ",")
+        .replace(",\\!", ",")
+        .replace(", \\!", ",");
+    for (a, b) in [
+        ("\\$", ""),
+        ("\\[", ""),
+        ("\\]", ""),
+        ("\\(", ""),
+        ("\\)", ""),
+        ("$", ""),
+    ] {
         s = s.replace(a, b);
     }
-    s = unwrap_commands(&s, &["boxed", "text", "textbf", "textit", "mathrm", "mathbf", "mathit", "operatorname", "mbox", "fbox"]);
+    s = unwrap_commands(
+        &s,
+        &[
+            "boxed",
+            "text",
+            "textnormal",
+            "textbf",
+            "textit",
+            "mathrm",
+            "mathbf",
+            "mathit",
+            "operatorname",
+            "mbox",
+            "fbox",
+        ],
+    );
     for (a, b) in [
         ("\\left", ""),
         ("\\right", ""),
@@ -94,7 +121,10 @@ pub fn normalize(raw: &str) -> String {
         (">=", "≥"),
         ("\\neq", "≠"),
         ("\\ne", "≠"),
-        ("\\approx", "="),
+        ("\\approx", "≈"),
+        ("\\lt", "<"),
+        ("\\gt", ">"),
+        ("\\in", "∈"),
         ("\\cup", "∪"),
         ("\\to", "→"),
         ("\\mid", "|"),
@@ -109,20 +139,53 @@ pub fn normalize(raw: &str) -> String {
     // Units written as {cm}^2 or cm^2 after a number: 440{cm}^2 -> 440.
     if let Some(pos) = s.find(|c: char| c == '{' || c.is_ascii_alphabetic()) {
         let (num, unit) = s.split_at(pos);
-        let unit_ok = unit.trim_start_matches('{').chars().take_while(|c| c.is_ascii_alphabetic() || *c == ' ').count() > 0
-            && unit.chars().all(|c| c.is_ascii_alphabetic() || "{}^ 0123456789".contains(c))
+        let unit_ok = unit
+            .trim_start_matches('{')
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic() || *c == ' ')
+            .count()
+            > 0
+            && unit
+                .chars()
+                .all(|c| c.is_ascii_alphabetic() || "{}^ 0123456789".contains(c))
             && unit.contains('^');
-        if unit_ok && !num.trim().is_empty() && crate::math::expr::parse(num.trim()).is_some() && !num.contains('\\') {
+        if unit_ok
+            && !num.trim().is_empty()
+            && crate::math::expr::parse(num.trim()).is_some()
+            && !num.contains('\\')
+        {
             s = num.trim().to_string();
         }
     }
     // Words after a number are units or "percent": "35 cm", "28 percentage", "5 meters".
     let words: Vec<&str> = s.split_whitespace().collect();
-    if words.len() >= 2 && crate::math::expr::parse(words[0]).is_some() && words[1..].iter().all(|w| w.chars().all(|c| c.is_ascii_alphabetic() || c == '.')) {
+    if words.len() >= 2
+        && crate::math::expr::parse(words[0]).is_some()
+        && words[1..]
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_alphabetic() || c == '.'))
+    {
         s = words[0].to_string();
     }
     if is_grouped_number(&s) {
         s = s.replace(',', "");
+    }
+    // Thin-space thousands: 1 000 000.
+    let groups: Vec<&str> = s.split(' ').collect();
+    if groups.len() > 1
+        && groups[0].len() <= 3
+        && groups
+            .iter()
+            .all(|g| !g.is_empty() && g.chars().all(|c| c.is_ascii_digit()))
+        && groups[1..].iter().all(|g| g.len() == 3)
+    {
+        s = groups.concat();
+    }
+    // "a and b", "a or b" list several answers.
+    for word in [" and ", " or "] {
+        if s.contains(word) {
+            s = s.replace(word, ", ");
+        }
     }
     s
 }
