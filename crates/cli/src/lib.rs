@@ -20,6 +20,7 @@ use std::process::ExitCode;
 pub fn link_builtins() {
     std::hint::black_box(rlvr_algos::presets::link_anchor as fn());
     std::hint::black_box(rlvr_models::link_anchor as fn());
+    std::hint::black_box(rlvr_rewards::link_anchor as fn());
 }
 
 /// Parses `std::env::args`, runs the command, prints any error with its causes, and returns the

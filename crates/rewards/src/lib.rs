@@ -1,9 +1,12 @@
 //! # rlvr-rewards
 //!
-//! Verifiers and tasks (DESIGN.md §7): the math answer verifier ([`math`]).
+//! Verifiers and tasks (DESIGN.md §7): the math answer verifier ([`math`]), registered verifiers
+//! and batch scoring ([`verifiers`]), dataset readers ([`data`]) and built-in tasks ([`tasks`]).
 
 pub mod data;
 pub mod math;
+pub mod tasks;
+pub mod verifiers;
 
 /// A symbol for binaries to reference so this crate's registrations are linked.
 #[doc(hidden)]

@@ -137,37 +137,14 @@ pub fn parse_answer(s: &str) -> Answer {
         return parse_answer(set);
     }
     // a ≤ x ≤ b (or <) is the interval from a to b.
-    for (lo_op, hi_op) in [('≤', '≤'), ('<', '<'), ('≤', '<'), ('<', '≤')] {
-        let parts: Vec<&str> = s.split([lo_op, hi_op]).collect();
-        if parts.len() == 3
-            && s.matches(lo_op).count()
-                + if lo_op == hi_op {
-                    0
-                } else {
-                    s.matches(hi_op).count()
-                }
-                == 2
-        {
-            let first = s.find(lo_op).unwrap_or(0);
-            let second = s[first + lo_op.len_utf8()..]
-                .find(hi_op)
-                .map(|p| p + first + lo_op.len_utf8());
-            if let Some(second) = second {
-                let (a, b) = (&s[..first], &s[second + hi_op.len_utf8()..]);
-                let open = if s[first..].starts_with('<') {
-                    '('
-                } else {
-                    '['
-                };
-                let close = if s[second..].starts_with('<') {
-                    ')'
-                } else {
-                    ']'
-                };
-                if parse(a.trim()).is_some() && parse(b.trim()).is_some() {
-                    return Answer::Seq(open, vec![parse_answer(a), parse_answer(b)], close);
-                }
-            }
+    let lows: Vec<(usize, char)> = s.char_indices().filter(|(_, c)| matches!(c, '<' | '≤')).collect();
+    if lows.len() == 2 && !s.contains(['>', '≥', '=']) {
+        let ((i, o1), (j, o2)) = (lows[0], lows[1]);
+        let (a, b) = (&s[..i], &s[j + o2.len_utf8()..]);
+        if parse(a.trim()).is_some() && parse(b.trim()).is_some() {
+            let open = if o1 == '<' { '(' } else { '[' };
+            let close = if o2 == '<' { ')' } else { ']' };
+            return Answer::Seq(open, vec![parse_answer(a), parse_answer(b)], close);
         }
     }
     for op in ['=', '≤', '≥', '<', '>', '≠'] {

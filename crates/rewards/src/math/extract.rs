@@ -67,7 +67,7 @@ pub fn last_math_span(text: &str) -> Option<String> {
     let dollars: Vec<usize> = text
         .match_indices('$')
         .map(|(i, _)| i)
-        .filter(|&i| i == 0 || &text[i - 1..i] != "\\")
+        .filter(|&i| i == 0 || text.as_bytes()[i - 1] != b'\\')
         .collect();
     if dollars.len() >= 2 {
         let end = dollars[dollars.len() - 1];
@@ -75,12 +75,14 @@ pub fn last_math_span(text: &str) -> Option<String> {
         let mut inner_end = end;
         // $$...$$
         if start + 1 == end && dollars.len() >= 4 {
-            start = dollars[dollars.len() - 4] + 1;
+            start = dollars[dollars.len() - 3];
             inner_end = dollars[dollars.len() - 2];
         }
-        let s = text[start + 1..inner_end].trim_matches('$').to_string();
-        if best.as_ref().is_none_or(|(p, _)| end > *p) {
-            best = Some((end, s));
+        if let Some(inner) = text.get(start + 1..inner_end) {
+            let s = inner.trim_matches('$').to_string();
+            if best.as_ref().is_none_or(|(p, _)| end > *p) {
+                best = Some((end, s));
+            }
         }
     }
     best.map(|(_, s)| s)

@@ -13,7 +13,7 @@ use rlvr_core::{Outcome, Verdict, Verifier};
 /// Answers longer than this are not compared (the work budget): the verdict is `TimedOut`.
 pub const MAX_ANSWER_LEN: usize = 2000;
 /// Responses longer than this are cut to their last part before extraction.
-pub const MAX_RESPONSE_LEN: usize = 200_000;
+pub const MAX_RESPONSE_LEN: usize = 100_000;
 
 /// The math verifier.
 #[derive(Debug, Clone)]
@@ -43,6 +43,10 @@ fn tail(s: &str, n: usize) -> &str {
 impl MathVerifier {
     /// Compares an already-extracted answer with the ground truth.
     pub fn compare(&self, pred: &str, gold: &str) -> Outcome {
+        // Normalisation is linear but makes several passes: refuse oversized answers first.
+        if pred.len() > 4 * MAX_ANSWER_LEN || gold.len() > 4 * MAX_ANSWER_LEN {
+            return Outcome::TimedOut;
+        }
         let g = normalize::normalize(gold);
         if g.is_empty() {
             return Outcome::GoldUnparseable;
@@ -74,6 +78,7 @@ impl MathVerifier {
 impl Verifier for MathVerifier {
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
         let response = tail(response, MAX_RESPONSE_LEN);
+        let ground_truth = tail(ground_truth, MAX_RESPONSE_LEN);
         let gold = extract::last_boxed(ground_truth).unwrap_or_else(|| ground_truth.to_string());
         let Some(pred) = extract::extract(response) else {
             return Verdict::new(Outcome::NoAnswer, None);
