@@ -30,6 +30,10 @@ pub enum Command {
     },
     /// Print the fully resolved algorithm configuration as TOML, each field with its meaning.
     Config(AlgoArgs),
+    /// Train a policy with RL (defaults: SimKO on countdown from the shipped base checkpoint).
+    Train(crate::train_cmd::TrainArgs),
+    /// Supervised warm start on a task's generated solutions.
+    Sft(crate::train_cmd::SftArgs),
 }
 
 /// How an algorithm is chosen: a preset, a config file, overrides, and parameter flags.
@@ -58,6 +62,8 @@ pub struct AlgoArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::List { kind } => list(kind.as_deref()),
+        Command::Train(args) => crate::train_cmd::train(args),
+        Command::Sft(args) => crate::train_cmd::sft(args),
         Command::Config(args) => {
             let (config, _) = resolve_algo(&args)?;
             print!("{}", render_algo(&config)?);

@@ -7,6 +7,11 @@
 pub mod algo_args;
 pub mod commands;
 pub mod config_file;
+pub mod optim;
+pub mod passk;
+pub mod run_config;
+pub mod train_cmd;
+pub mod trainer;
 
 use rlvr_algos as _;
 use rlvr_models as _;

@@ -114,4 +114,10 @@ pub trait TextCodec: Send + Sync {
 pub trait ModelConfig: Describe + Send + Sync {
     /// Validates and constructs the policy on `device`.
     fn build(&self, device: tch::Device) -> Result<Box<dyn Policy>>;
+    /// The text codec (tokenizer) that goes with this model.
+    fn codec(&self) -> Result<Box<dyn TextCodec>>;
+    /// Whether prompts should go through the tokenizer's chat template.
+    fn chat(&self) -> bool {
+        false
+    }
 }

@@ -20,7 +20,7 @@ fn model() -> HfModel {
         heads: 8,
         kv_heads: 4,
         intermediate_size: 768,
-        seed: 0,
+        ..Default::default()
     };
     HfModel::fresh(&cfg.config_json(), Device::Cpu, 0).expect("model")
 }

@@ -29,7 +29,7 @@ fn child(mode: &str, tokens: i64) {
         heads: 4,
         kv_heads: 2,
         intermediate_size: 128,
-        seed: 0,
+        ..Default::default()
     };
     let m = HfModel::fresh(&cfg.config_json(), Device::Cpu, 0).expect("model");
     let _g = tch::no_grad_guard();

@@ -193,3 +193,17 @@ fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()>
     }
     Ok(())
 }
+
+/// Loads every `*.safetensors` file of `dir` into the variables of `vs` by name, checking shapes
+/// (any policy's checkpoint: HF layout or a tabular table).
+pub fn load_weights(vs: &mut VarStore, dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut tensors = HashMap::new();
+    for entry in entries {
+        let path = entry.map_err(|e| ModelError::io(dir, e))?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("safetensors") {
+            tensors.extend(read_tensors(&path)?);
+        }
+    }
+    copy_into(vs, &tensors)
+}

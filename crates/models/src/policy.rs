@@ -141,6 +141,16 @@ impl ModelConfigTrait for HfModelConfig {
             chunk: self.chunk,
         }))
     }
+
+    fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {
+        Ok(Box::new(crate::tokenizer::HfTokenizer::from_dir(
+            &self.path,
+        )?))
+    }
+
+    fn chat(&self) -> bool {
+        self.path.join("tokenizer_config.json").exists()
+    }
 }
 
 /// Configuration of the `tiny` model: a small Qwen2-style decoder initialised from a seed, for
@@ -148,7 +158,9 @@ impl ModelConfigTrait for HfModelConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
 #[serde(default)]
 pub struct TinyModelConfig {
-    /// Vocabulary size (the task's tokenizer decides it).
+    /// Characters of the character-level tokenizer (ids 0 and 1 are pad and end-of-sequence).
+    pub alphabet: String,
+    /// Vocabulary size: at least the alphabet plus the two specials.
     pub vocab_size: i64,
     /// Hidden size.
     pub hidden_size: i64,
@@ -162,11 +174,14 @@ pub struct TinyModelConfig {
     pub intermediate_size: i64,
     /// Initialisation seed.
     pub seed: i64,
+    /// Optional checkpoint folder (HF layout, e.g. written by `rlvr sft`) to start from; "" = none.
+    pub init: String,
 }
 
 impl Default for TinyModelConfig {
     fn default() -> Self {
         TinyModelConfig {
+            alphabet: "0123456789+-*=: ".into(),
             vocab_size: 32,
             hidden_size: 64,
             layers: 2,
@@ -174,6 +189,7 @@ impl Default for TinyModelConfig {
             kv_heads: 2,
             intermediate_size: 192,
             seed: 0,
+            init: String::new(),
         }
     }
 }
@@ -212,11 +228,28 @@ rlvr_core::register!(
 #[typetag::serde(name = "tiny")]
 impl ModelConfigTrait for TinyModelConfig {
     fn build(&self, device: Device) -> rlvr_core::Result<Box<dyn Policy>> {
-        let model = HfModel::fresh(&self.config_json(), device, self.seed)?;
+        let chars = crate::tokenizer::CharTokenizer::new(&self.alphabet);
+        if chars.vocab_size() > self.vocab_size {
+            return Err(CoreError::invalid(
+                "model.vocab_size",
+                self.vocab_size,
+                format!("must be >= {} (alphabet + 2 specials)", chars.vocab_size()),
+            ));
+        }
+        let mut model = HfModel::fresh(&self.config_json(), device, self.seed)?;
+        if !self.init.is_empty() {
+            crate::checkpoint::load_weights(&mut model.vs, std::path::Path::new(&self.init))?;
+        }
         Ok(Box::new(HfPolicy {
             model,
             pad: 0,
             chunk: DEFAULT_CHUNK,
         }))
+    }
+
+    fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {
+        Ok(Box::new(crate::tokenizer::CharTokenizer::new(
+            &self.alphabet,
+        )))
     }
 }

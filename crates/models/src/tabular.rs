@@ -48,6 +48,12 @@ impl ModelConfig for TabularConfig {
             device,
         )?))
     }
+
+    fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {
+        Ok(Box::new(LetterCodec {
+            actions: self.actions,
+        }))
+    }
 }
 
 /// Logits `[states, actions]` over all action prefixes of length < depth.
@@ -189,5 +195,46 @@ impl Policy for TabularPolicy {
         })?;
         self.vs.save(dir.join("table.safetensors"))?;
         Ok(())
+    }
+}
+
+/// Actions as letters: 0 → A, 1 → B, ...
+#[derive(Debug, Clone)]
+pub struct LetterCodec {
+    /// Number of actions.
+    pub actions: i64,
+}
+
+impl rlvr_core::TextCodec for LetterCodec {
+    fn encode(&self, text: &str) -> rlvr_core::Result<Vec<i64>> {
+        text.chars()
+            .map(|c| {
+                let i = (c as i64) - ('A' as i64);
+                if (0..self.actions).contains(&i) {
+                    Ok(i)
+                } else {
+                    Err(CoreError::config(
+                        "tokenizer",
+                        format!("{c:?} is not an action letter"),
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    fn decode(&self, ids: &[i64]) -> rlvr_core::Result<String> {
+        Ok(ids
+            .iter()
+            .filter(|i| (0..self.actions).contains(*i))
+            .map(|&i| char::from(b'A' + i as u8))
+            .collect())
+    }
+
+    fn stop_tokens(&self) -> Vec<i64> {
+        Vec::new()
+    }
+
+    fn pad_token(&self) -> i64 {
+        0
     }
 }

@@ -8,18 +8,67 @@ use rlvr_rewards::math::MathVerifier;
 use std::time::Instant;
 
 const ATOMS: &[&str] = &[
-    "\\boxed{", "}", "{", "\\frac", "\\sqrt[", "]", "^", "_", "(", ")", "[", "\\{", "\\}", "1", "0", "9", "x", "e", "i", "\\pi", "+", "-", "*", "/", ",", "=",
-    "<", "\\le", "!", "\\text{", "$", "\\\\", "&", "\\begin{pmatrix}", "\\end{pmatrix}", "%", ".", " ", "answer is", "####", "\\infty", "\\cup",
-    "10^{10^{10}}", "99999999999999999999", "\\sin", "é",
+    "\\boxed{",
+    "}",
+    "{",
+    "\\frac",
+    "\\sqrt[",
+    "]",
+    "^",
+    "_",
+    "(",
+    ")",
+    "[",
+    "\\{",
+    "\\}",
+    "1",
+    "0",
+    "9",
+    "x",
+    "e",
+    "i",
+    "\\pi",
+    "+",
+    "-",
+    "*",
+    "/",
+    ",",
+    "=",
+    "<",
+    "\\le",
+    "!",
+    "\\text{",
+    "$",
+    "\\\\",
+    "&",
+    "\\begin{pmatrix}",
+    "\\end{pmatrix}",
+    "%",
+    ".",
+    " ",
+    "answer is",
+    "####",
+    "\\infty",
+    "\\cup",
+    "10^{10^{10}}",
+    "99999999999999999999",
+    "\\sin",
+    "é",
 ];
 
 fn input(rng: &mut ChaCha8Rng, i: usize) -> String {
     match i % 100 {
         // Occasional pathological sizes: deep nesting and megabyte strings.
-        0 => format!("\\boxed{{{}1{}}}", "(".repeat(rng.random_range(100..20_000)), ")".repeat(rng.random_range(100..20_000))),
+        0 => format!(
+            "\\boxed{{{}1{}}}",
+            "(".repeat(rng.random_range(100..20_000)),
+            ")".repeat(rng.random_range(100..20_000))
+        ),
         1 => "9^".repeat(rng.random_range(10..2000)) + "9",
         2 => "x".repeat(rng.random_range(100_000..1_000_000)),
-        _ => (0..rng.random_range(0..80)).map(|_| ATOMS[rng.random_range(0..ATOMS.len())]).collect(),
+        _ => (0..rng.random_range(0..80))
+            .map(|_| ATOMS[rng.random_range(0..ATOMS.len())])
+            .collect(),
     }
 }
 
@@ -27,7 +76,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let n: usize = std::env::var("RLVR_FUZZ_N").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("RLVR_FUZZ_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let v = MathVerifier::default();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (mut worst, mut total, mut panics, mut over_50ms) = (0.0f64, 0.0f64, 0usize, 0usize);
@@ -35,7 +87,8 @@ fn main() {
     for i in 0..n {
         let (resp, gold) = (input(&mut rng, i), input(&mut rng, i + 3));
         let t = Instant::now();
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.verify(&resp, &gold))).is_ok();
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.verify(&resp, &gold)))
+            .is_ok();
         let ms = t.elapsed().as_secs_f64() * 1e3;
         panics += usize::from(!ok);
         over_50ms += usize::from(ms > 50.0);

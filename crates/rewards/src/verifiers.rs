@@ -22,15 +22,26 @@ impl Default for MathConfig {
 }
 
 rlvr_core::describe_fields!(MathConfig);
-rlvr_core::register!(verifier, "math", "math answers: boxed/phrase extraction, LaTeX normalisation, numeric and symbolic equivalence", MathConfig);
+rlvr_core::register!(
+    verifier,
+    "math",
+    "math answers: boxed/phrase extraction, LaTeX normalisation, numeric and symbolic equivalence",
+    MathConfig
+);
 
 #[typetag::serde(name = "math")]
 impl VerifierConfig for MathConfig {
     fn build(&self) -> rlvr_core::Result<Box<dyn Verifier>> {
         if !(self.rel_tol > 0.0 && self.rel_tol < 1.0) {
-            return Err(CoreError::invalid("verifier.rel_tol", self.rel_tol, "must be in (0, 1)"));
+            return Err(CoreError::invalid(
+                "verifier.rel_tol",
+                self.rel_tol,
+                "must be in (0, 1)",
+            ));
         }
-        Ok(Box::new(MathVerifier { rel_tol: self.rel_tol }))
+        Ok(Box::new(MathVerifier {
+            rel_tol: self.rel_tol,
+        }))
     }
 }
 
@@ -40,7 +51,12 @@ impl VerifierConfig for MathConfig {
 pub struct Gsm8kConfig {}
 
 rlvr_core::describe_fields!(Gsm8kConfig);
-rlvr_core::register!(verifier, "gsm8k", "GSM8K: the number after #### (or the last number), compared numerically", Gsm8kConfig);
+rlvr_core::register!(
+    verifier,
+    "gsm8k",
+    "GSM8K: the number after #### (or the last number), compared numerically",
+    Gsm8kConfig
+);
 
 /// The GSM8K verifier.
 #[derive(Debug, Clone, Default)]
@@ -73,15 +89,28 @@ pub struct ExactConfig {
 }
 
 rlvr_core::describe_fields!(ExactConfig);
-rlvr_core::register!(verifier, "exact", "exact string match (optionally of the extracted answer)", ExactConfig);
+rlvr_core::register!(
+    verifier,
+    "exact",
+    "exact string match (optionally of the extracted answer)",
+    ExactConfig
+);
 
 impl Verifier for ExactConfig {
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
-        let pred = if self.extract { extract::extract(response) } else { Some(response.trim().to_string()) };
+        let pred = if self.extract {
+            extract::extract(response)
+        } else {
+            Some(response.trim().to_string())
+        };
         match pred {
             None => Verdict::new(Outcome::NoAnswer, None),
             Some(p) => {
-                let outcome = if p.trim() == ground_truth.trim() { Outcome::Correct } else { Outcome::Incorrect };
+                let outcome = if p.trim() == ground_truth.trim() {
+                    Outcome::Correct
+                } else {
+                    Outcome::Incorrect
+                };
                 Verdict::new(outcome, Some(p))
             }
         }
@@ -106,5 +135,8 @@ pub fn for_data_source(data_source: &str) -> Box<dyn Verifier> {
 
 /// Scores `(response, ground truth)` pairs in parallel, in order.
 pub fn score_batch(verifier: &dyn Verifier, pairs: &[(String, String)]) -> Vec<Verdict> {
-    pairs.par_iter().map(|(r, g)| verifier.verify(r, g)).collect()
+    pairs
+        .par_iter()
+        .map(|(r, g)| verifier.verify(r, g))
+        .collect()
 }

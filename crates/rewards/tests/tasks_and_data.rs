@@ -12,25 +12,47 @@ fn countdown_is_deterministic_and_every_solution_verifies() {
     let cfg = CountdownConfig::default();
     let a = Countdown::new(&cfg).unwrap();
     let b = Countdown::new(&cfg).unwrap();
-    assert_eq!(a.problems(Split::Train).unwrap(), b.problems(Split::Train).unwrap(), "same seed, same problems");
-    let other = Countdown::new(&CountdownConfig { seed: 1, ..cfg.clone() }).unwrap();
-    assert_ne!(a.problems(Split::Train).unwrap(), other.problems(Split::Train).unwrap());
+    assert_eq!(
+        a.problems(Split::Train).unwrap(),
+        b.problems(Split::Train).unwrap(),
+        "same seed, same problems"
+    );
+    let other = Countdown::new(&CountdownConfig {
+        seed: 1,
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert_ne!(
+        a.problems(Split::Train).unwrap(),
+        other.problems(Split::Train).unwrap()
+    );
     let train = a.problems(Split::Train).unwrap();
     let test = a.problems(Split::Test).unwrap();
     assert_eq!((train.len(), test.len()), (cfg.train_size, cfg.test_size));
-    assert!(train.iter().all(|p| !test.contains(p)), "splits are disjoint");
+    assert!(
+        train.iter().all(|p| !test.contains(p)),
+        "splits are disjoint"
+    );
     let v = a.verifier();
     let mut several = 0;
     for p in train.iter().chain(&test) {
         let mut answers = std::collections::BTreeSet::new();
         for seed in 0..8 {
             let s = a.solution(p, seed).expect("a solution exists");
-            assert_eq!(v.verify(&s, &p.ground_truth).outcome, Outcome::Correct, "{} -> {s}", p.prompt);
+            assert_eq!(
+                v.verify(&s, &p.ground_truth).outcome,
+                Outcome::Correct,
+                "{} -> {s}",
+                p.prompt
+            );
             answers.insert(s);
         }
         several += usize::from(answers.len() > 1);
     }
-    assert!(several * 2 > train.len(), "most problems have several valid answers");
+    assert!(
+        several * 2 > train.len(),
+        "most problems have several valid answers"
+    );
     // Wrong answers: wrong value, wrong numbers, garbage.
     let p = &train[0];
     assert_eq!(v.verify("1+1", &p.ground_truth).outcome, Outcome::Incorrect);
@@ -50,19 +72,29 @@ fn toy_tree_rewards_exactly_the_six_sequences() {
         assert_eq!(v.verify(s, &p.ground_truth).outcome, Outcome::Incorrect);
     }
     for seed in 0..12 {
-        assert_eq!(v.verify(&t.solution(p, seed).unwrap(), &p.ground_truth).outcome, Outcome::Correct);
+        assert_eq!(
+            v.verify(&t.solution(p, seed).unwrap(), &p.ground_truth)
+                .outcome,
+            Outcome::Correct
+        );
     }
 }
 
 #[test]
 fn tasks_and_verifiers_build_from_config() {
     rlvr_rewards::link_anchor();
-    let task: Box<dyn TaskConfig> = toml::from_str("type = \"countdown\"\nnumbers = 2\ntrain_size = 20\ntest_size = 5\n").unwrap();
-    assert_eq!(task.build().unwrap().problems(Split::Test).unwrap().len(), 5);
+    let task: Box<dyn TaskConfig> =
+        toml::from_str("type = \"countdown\"\nnumbers = 2\ntrain_size = 20\ntest_size = 5\n")
+            .unwrap();
+    assert_eq!(
+        task.build().unwrap().problems(Split::Test).unwrap().len(),
+        5
+    );
     let bad: Box<dyn TaskConfig> = toml::from_str("type = \"countdown\"\nnumbers = 7\n").unwrap();
     assert!(bad.build().is_err());
     for name in ["math", "gsm8k", "exact"] {
-        let cfg: Box<dyn rlvr_core::VerifierConfig> = toml::from_str(&format!("type = \"{name}\"")).unwrap();
+        let cfg: Box<dyn rlvr_core::VerifierConfig> =
+            toml::from_str(&format!("type = \"{name}\"")).unwrap();
         cfg.build().unwrap();
     }
 }
@@ -70,13 +102,22 @@ fn tasks_and_verifiers_build_from_config() {
 #[test]
 fn routing_and_parallel_batch_scoring() {
     let gsm = for_data_source("openai/gsm8k");
-    assert_eq!(gsm.verify("so 3 + 4 = 7\n#### 7", "#### 7").outcome, Outcome::Correct);
+    assert_eq!(
+        gsm.verify("so 3 + 4 = 7\n#### 7", "#### 7").outcome,
+        Outcome::Correct
+    );
     let math = for_data_source("TianHongZXY/MATH");
-    let pairs: Vec<(String, String)> = (0..200).map(|i| (format!("\\boxed{{{}}}", i % 7), format!("{}", i % 5))).collect();
+    let pairs: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("\\boxed{{{}}}", i % 7), format!("{}", i % 5)))
+        .collect();
     let verdicts = score_batch(math.as_ref(), &pairs);
     assert_eq!(verdicts.len(), pairs.len());
     for ((r, g), v) in pairs.iter().zip(&verdicts) {
-        assert_eq!(v, &math.verify(r, g), "batch scoring keeps order and results");
+        assert_eq!(
+            v,
+            &math.verify(r, g),
+            "batch scoring keeps order and results"
+        );
     }
 }
 
@@ -87,7 +128,9 @@ fn malformed_rows_name_the_row_and_field() {
     std::fs::write(&path, "{\"prompt\": \"1+1?\", \"ground_truth\": \"2\"}\n{\"prompt\": \"2+2?\"}\n{\"prompt\": 3, \"answer\": \"4\"}\n").unwrap();
     let err = data::read(&path, OnBadRow::Fail).unwrap_err();
     match &err {
-        DataError::Row { row, field, .. } => assert_eq!((*row, field.as_str()), (1, "ground_truth")),
+        DataError::Row { row, field, .. } => {
+            assert_eq!((*row, field.as_str()), (1, "ground_truth"))
+        }
         other => panic!("{other}"),
     }
     assert!(err.to_string().contains("row 1") && err.to_string().contains("ground_truth"));
@@ -98,7 +141,9 @@ fn malformed_rows_name_the_row_and_field() {
     write_bad_parquet(&pq);
     let err = data::read(&pq, OnBadRow::Fail).unwrap_err().to_string();
     assert!(err.contains("row 0") && err.contains("prompt"), "{err}");
-    let missing = data::read(&dir.path().join("nope.parquet"), OnBadRow::Fail).unwrap_err().to_string();
+    let missing = data::read(&dir.path().join("nope.parquet"), OnBadRow::Fail)
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("nope.parquet"));
 }
 
@@ -107,15 +152,29 @@ fn write_bad_parquet(path: &std::path::Path) {
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
-    let schema = std::sync::Arc::new(parse_message_type("message schema { REQUIRED BYTE_ARRAY data_source (UTF8); REQUIRED INT32 prompt; }").unwrap());
+    let schema = std::sync::Arc::new(
+        parse_message_type(
+            "message schema { REQUIRED BYTE_ARRAY data_source (UTF8); REQUIRED INT32 prompt; }",
+        )
+        .unwrap(),
+    );
     let file = std::fs::File::create(path).unwrap();
-    let mut writer = SerializedFileWriter::new(file, schema, std::sync::Arc::new(WriterProperties::builder().build())).unwrap();
+    let mut writer = SerializedFileWriter::new(
+        file,
+        schema,
+        std::sync::Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
     let mut rg = writer.next_row_group().unwrap();
     let mut col = rg.next_column().unwrap().unwrap();
-    col.typed::<ByteArrayType>().write_batch(&[ByteArray::from("x")], None, None).unwrap();
+    col.typed::<ByteArrayType>()
+        .write_batch(&[ByteArray::from("x")], None, None)
+        .unwrap();
     col.close().unwrap();
     let mut col = rg.next_column().unwrap().unwrap();
-    col.typed::<Int32Type>().write_batch(&[5], None, None).unwrap();
+    col.typed::<Int32Type>()
+        .write_batch(&[5], None, None)
+        .unwrap();
     col.close().unwrap();
     rg.close().unwrap();
     writer.close().unwrap();

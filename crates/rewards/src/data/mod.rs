@@ -2,6 +2,7 @@
 
 pub mod jsonl;
 pub mod parquet;
+pub mod task;
 
 use serde::{Deserialize, Serialize};
 

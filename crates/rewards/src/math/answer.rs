@@ -137,7 +137,10 @@ pub fn parse_answer(s: &str) -> Answer {
         return parse_answer(set);
     }
     // a ≤ x ≤ b (or <) is the interval from a to b.
-    let lows: Vec<(usize, char)> = s.char_indices().filter(|(_, c)| matches!(c, '<' | '≤')).collect();
+    let lows: Vec<(usize, char)> = s
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '<' | '≤'))
+        .collect();
     if lows.len() == 2 && !s.contains(['>', '≥', '=']) {
         let ((i, o1), (j, o2)) = (lows[0], lows[1]);
         let (a, b) = (&s[..i], &s[j + o2.len_utf8()..]);

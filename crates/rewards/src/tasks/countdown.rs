@@ -28,12 +28,23 @@ pub struct CountdownConfig {
 
 impl Default for CountdownConfig {
     fn default() -> Self {
-        CountdownConfig { numbers: 3, max_number: 9, train_size: 400, test_size: 100, seed: 0 }
+        CountdownConfig {
+            numbers: 3,
+            max_number: 9,
+            train_size: 1000,
+            test_size: 200,
+            seed: 0,
+        }
     }
 }
 
 rlvr_core::describe_fields!(CountdownConfig);
-rlvr_core::register!(task, "countdown", "countdown arithmetic: reach a target with each number once (several answers per problem)", CountdownConfig);
+rlvr_core::register!(
+    task,
+    "countdown",
+    "countdown arithmetic: reach a target with each number once (several answers per problem)",
+    CountdownConfig
+);
 
 /// All expressions over `nums` (each used once, any order) with + − ×, paired with their values
 /// under the usual precedence (× before + and −).
@@ -106,7 +117,13 @@ pub fn eval(expr: &str) -> Option<(i64, Vec<i64>)> {
 
 /// Ground truth text: `numbers|target`, e.g. `3 5 7|22`.
 fn encode(nums: &[i64], target: i64) -> String {
-    format!("{}|{target}", nums.iter().map(i64::to_string).collect::<Vec<_>>().join(" "))
+    format!(
+        "{}|{target}",
+        nums.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 fn decode(gt: &str) -> Option<(Vec<i64>, i64)> {
@@ -125,15 +142,34 @@ impl Verifier for CountdownVerifier {
         let Some((mut want, target)) = decode(ground_truth) else {
             return Verdict::new(Outcome::GoldUnparseable, None);
         };
-        let answer = response.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let answer = response
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         let answer: String = answer.chars().take(64).collect();
         let Some((value, mut used)) = eval(&answer) else {
-            return Verdict::new(if answer.is_empty() { Outcome::NoAnswer } else { Outcome::Incorrect }, Some(answer));
+            return Verdict::new(
+                if answer.is_empty() {
+                    Outcome::NoAnswer
+                } else {
+                    Outcome::Incorrect
+                },
+                Some(answer),
+            );
         };
         want.sort_unstable();
         used.sort_unstable();
         let ok = value == target && used == want;
-        Verdict::new(if ok { Outcome::Correct } else { Outcome::Incorrect }, Some(answer))
+        Verdict::new(
+            if ok {
+                Outcome::Correct
+            } else {
+                Outcome::Incorrect
+            },
+            Some(answer),
+        )
     }
 }
 
@@ -148,7 +184,11 @@ impl Countdown {
     /// Generates the problems of `cfg` (distinct number multisets and targets).
     pub fn new(cfg: &CountdownConfig) -> rlvr_core::Result<Countdown> {
         if !(2..=4).contains(&cfg.numbers) || !(2..=99).contains(&cfg.max_number) {
-            return Err(CoreError::invalid("task.numbers/max_number", format!("{}/{}", cfg.numbers, cfg.max_number), "need 2..=4 numbers and max_number in 2..=99"));
+            return Err(CoreError::invalid(
+                "task.numbers/max_number",
+                format!("{}/{}", cfg.numbers, cfg.max_number),
+                "need 2..=4 numbers and max_number in 2..=99",
+            ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let want = cfg.train_size + cfg.test_size;
@@ -157,7 +197,9 @@ impl Countdown {
         let mut attempts = 0;
         while problems.len() < want && attempts < want * 50 {
             attempts += 1;
-            let mut nums: Vec<i64> = (0..cfg.numbers).map(|_| rand::Rng::random_range(&mut rng, 1..=cfg.max_number)).collect();
+            let mut nums: Vec<i64> = (0..cfg.numbers)
+                .map(|_| rand::Rng::random_range(&mut rng, 1..=cfg.max_number))
+                .collect();
             nums.sort_unstable();
             let exprs = expressions(&nums);
             let (_, target) = exprs[rand::Rng::random_range(&mut rng, 0..exprs.len())].clone();
@@ -165,15 +207,36 @@ impl Countdown {
                 continue;
             }
             let id = format!("cd-{}", problems.len());
-            let prompt = format!("{}={target}:", nums.iter().map(i64::to_string).collect::<Vec<_>>().join(" "));
-            problems.push(Problem { id, prompt, ground_truth: encode(&nums, target), data_source: "countdown".into() });
+            let prompt = format!(
+                "{}={target}:",
+                nums.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            problems.push(Problem {
+                id,
+                prompt,
+                ground_truth: encode(&nums, target),
+                data_source: "countdown".into(),
+            });
         }
         if problems.len() < want {
-            return Err(CoreError::invalid("task.train_size+test_size", want, format!("only {} distinct problems exist for these settings", problems.len())));
+            return Err(CoreError::invalid(
+                "task.train_size+test_size",
+                want,
+                format!(
+                    "only {} distinct problems exist for these settings",
+                    problems.len()
+                ),
+            ));
         }
         problems.shuffle(&mut rng);
         let test = problems.split_off(cfg.train_size);
-        Ok(Countdown { train: problems, test })
+        Ok(Countdown {
+            train: problems,
+            test,
+        })
     }
 }
 
@@ -192,7 +255,11 @@ impl Task for Countdown {
     /// A valid answer drawn uniformly from all valid ones.
     fn solution(&self, problem: &Problem, seed: u64) -> Option<String> {
         let (nums, target) = decode(&problem.ground_truth)?;
-        let valid: Vec<String> = expressions(&nums).into_iter().filter(|(_, v)| *v == target).map(|(e, _)| e).collect();
+        let valid: Vec<String> = expressions(&nums)
+            .into_iter()
+            .filter(|(_, v)| *v == target)
+            .map(|(e, _)| e)
+            .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         valid.choose(&mut rng).cloned()
     }

@@ -14,7 +14,12 @@ pub const REWARDING: [&str; 6] = ["ACD", "ACB", "BDC", "BDA", "CAB", "DBA"];
 pub struct ToyTreeConfig {}
 
 rlvr_core::describe_fields!(ToyTreeConfig);
-rlvr_core::register!(task, "toy-tree", "SimKO's toy tree: actions A-D, depth 3, six rewarding sequences (Fig. 5)", ToyTreeConfig);
+rlvr_core::register!(
+    task,
+    "toy-tree",
+    "SimKO's toy tree: actions A-D, depth 3, six rewarding sequences (Fig. 5)",
+    ToyTreeConfig
+);
 
 /// The task.
 #[derive(Debug, Clone, Default)]
@@ -31,13 +36,25 @@ impl Verifier for ToyTreeVerifier {
             return Verdict::new(Outcome::NoAnswer, None);
         }
         let ok = ground_truth.split(',').any(|g| g.trim() == r);
-        Verdict::new(if ok { Outcome::Correct } else { Outcome::Incorrect }, Some(r.to_string()))
+        Verdict::new(
+            if ok {
+                Outcome::Correct
+            } else {
+                Outcome::Incorrect
+            },
+            Some(r.to_string()),
+        )
     }
 }
 
 impl Task for ToyTree {
     fn problems(&self, _split: Split) -> rlvr_core::Result<Vec<Problem>> {
-        Ok(vec![Problem { id: "tree".into(), prompt: String::new(), ground_truth: REWARDING.join(","), data_source: "toy-tree".into() }])
+        Ok(vec![Problem {
+            id: "tree".into(),
+            prompt: String::new(),
+            ground_truth: REWARDING.join(","),
+            data_source: "toy-tree".into(),
+        }])
     }
 
     fn verifier(&self) -> Box<dyn Verifier> {

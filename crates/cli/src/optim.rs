@@ -1,0 +1,158 @@
+//! AdamW (Loshchilov & Hutter 2019) with decoupled weight decay, global grad-norm clipping and a
+//! learning-rate schedule (linear warmup, then constant or cosine decay). Written here rather than
+//! using tch's optimiser so that its moments can be checkpointed and a resumed run continues
+//! exactly.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{nn::VarStore, Kind, Tensor};
+
+/// Learning-rate schedule after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Constant after warmup.
+    Constant,
+    /// Cosine decay to 10% of the peak at the last step.
+    Cosine,
+}
+
+/// The learning rate at `step` (0-based) of `total`.
+pub fn lr_at(step: u64, total: u64, peak: f64, warmup: u64, schedule: Schedule) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    match schedule {
+        Schedule::Constant => peak,
+        Schedule::Cosine => {
+            let span = total.saturating_sub(warmup).max(1) as f64;
+            let t = ((step - warmup) as f64 / span).min(1.0);
+            peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+        }
+    }
+}
+
+/// AdamW state: first and second moments per trainable variable, in store order.
+pub struct AdamW {
+    /// β1.
+    pub beta1: f64,
+    /// β2.
+    pub beta2: f64,
+    /// ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Updates taken.
+    pub t: i64,
+    names: Vec<String>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+fn named_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+impl AdamW {
+    /// Fresh state for the trainable variables of `vs`.
+    pub fn new(vs: &VarStore, weight_decay: f64) -> AdamW {
+        let vars = named_vars(vs);
+        AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            t: 0,
+            names: vars.iter().map(|(n, _)| n.clone()).collect(),
+            m: vars.iter().map(|(_, v)| v.zeros_like()).collect(),
+            v: vars.iter().map(|(_, v)| v.zeros_like()).collect(),
+        }
+    }
+
+    /// Global L2 norm of the gradients (0 where a variable has none).
+    pub fn grad_norm(vs: &VarStore) -> f64 {
+        let mut total = 0.0;
+        for (_, v) in named_vars(vs) {
+            let g = v.grad();
+            if g.defined() {
+                total += g
+                    .to_kind(Kind::Double)
+                    .square()
+                    .sum(Kind::Double)
+                    .double_value(&[]);
+            }
+        }
+        total.sqrt()
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero_grad(vs: &VarStore) {
+        for (_, mut v) in named_vars(vs) {
+            v.zero_grad();
+        }
+    }
+
+    /// One update with learning rate `lr`, gradients scaled by `scale` (for clipping).
+    pub fn step(&mut self, vs: &VarStore, lr: f64, scale: f64) {
+        let _guard = tch::no_grad_guard();
+        self.t += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let bc1 = 1.0 - b1.powi(self.t as i32);
+        let bc2 = 1.0 - b2.powi(self.t as i32);
+        for (i, (_, mut var)) in named_vars(vs).into_iter().enumerate() {
+            let g = var.grad();
+            if !g.defined() {
+                continue;
+            }
+            let g = g * scale;
+            self.m[i] = &self.m[i] * b1 + &g * (1.0 - b1);
+            self.v[i] = &self.v[i] * b2 + g.square() * (1.0 - b2);
+            let update = (&self.m[i] / bc1) / ((&self.v[i] / bc2).sqrt() + self.eps);
+            let decayed = &var * (1.0 - lr * self.weight_decay);
+            var.copy_(&(decayed - update * lr));
+        }
+    }
+
+    /// Writes the moments and step count.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let t = Tensor::from(self.t);
+        let mut list: Vec<(String, &Tensor)> = vec![("t".into(), &t)];
+        for (i, n) in self.names.iter().enumerate() {
+            list.push((format!("m.{n}"), &self.m[i]));
+            list.push((format!("v.{n}"), &self.v[i]));
+        }
+        let refs: Vec<(&str, &Tensor)> = list.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        Tensor::write_safetensors(&refs, path)
+            .with_context(|| format!("writing optimizer state {}", path.display()))
+    }
+
+    /// Restores the moments and step count.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let map: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .with_context(|| format!("reading optimizer state {}", path.display()))?
+            .into_iter()
+            .collect();
+        self.t = map
+            .get("t")
+            .context("optimizer state lacks `t`")?
+            .int64_value(&[]);
+        for (i, n) in self.names.iter().enumerate() {
+            self.m[i] = map
+                .get(&format!("m.{n}"))
+                .with_context(|| format!("optimizer state lacks m.{n}"))?
+                .shallow_clone();
+            self.v[i] = map
+                .get(&format!("v.{n}"))
+                .with_context(|| format!("optimizer state lacks v.{n}"))?
+                .shallow_clone();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! The configuration of a training run: `[algo]`, `[model]`, `[task]` or `[data]`, `[train]`,
+//! resolved from built-in defaults, a TOML file, `--set` overrides and flags, and validated before
+//! any work. The resolved document is written to `runs/<name>/config.toml`.
+
+use crate::optim::Schedule;
+use anyhow::{bail, Context, Result};
+use documented::DocumentedFields;
+use rlvr_core::{AlgoConfig, ModelConfig, TaskConfig};
+use serde::{Deserialize, Serialize};
+
+/// The loop's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Number of RL steps (one rollout batch each).
+    pub steps: u64,
+    /// Prompts per step.
+    pub prompts_per_step: usize,
+    /// Responses sampled per prompt (the group size).
+    pub samples_per_prompt: usize,
+    /// Passes (PPO epochs) over each rollout batch.
+    pub epochs: usize,
+    /// Mini-batches per epoch (one optimizer step each).
+    pub mini_batches: usize,
+    /// Responses per forward/backward pass (micro-batching never changes the gradient).
+    pub micro_batch_size: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: u64,
+    /// Learning-rate schedule after warmup: constant | cosine.
+    pub schedule: Schedule,
+    /// Decoupled weight decay of AdamW.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = none).
+    pub grad_clip: f64,
+    /// Maximum response length in tokens.
+    pub max_new_tokens: i64,
+    /// Sampling temperature of rollouts.
+    pub temperature: f64,
+    /// Nucleus mass kept when sampling (1 = all).
+    pub top_p: f64,
+    /// Most likely tokens kept when sampling (0 = all).
+    pub top_k: i64,
+    /// Seed of sampling, shuffling and data order.
+    pub seed: u64,
+    /// Held-out problems evaluated before and after training (0 = skip).
+    pub eval_problems: usize,
+    /// Samples per held-out problem (pass@k for k = 1, 2, 4, ... up to this).
+    pub eval_samples: usize,
+    /// Steps between checkpoints (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// Consecutive non-finite updates (skipped) that abort the run.
+    pub max_nonfinite: usize,
+    /// Testing hook: make the loss of this step non-finite (0 = never).
+    pub inject_nan_at_step: u64,
+    /// Device: cpu | cuda | cuda:N.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 150,
+            prompts_per_step: 16,
+            samples_per_prompt: 8,
+            epochs: 1,
+            mini_batches: 1,
+            micro_batch_size: 64,
+            lr: 2e-4,
+            warmup_steps: 0,
+            schedule: Schedule::Constant,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            max_new_tokens: 12,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            eval_problems: 100,
+            eval_samples: 16,
+            checkpoint_every: 20,
+            max_nonfinite: 3,
+            inject_nan_at_step: 0,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let checks = [
+            (self.steps >= 1, "train.steps must be >= 1"),
+            (
+                self.prompts_per_step >= 1,
+                "train.prompts_per_step must be >= 1",
+            ),
+            (
+                self.samples_per_prompt >= 1,
+                "train.samples_per_prompt must be >= 1",
+            ),
+            (self.epochs >= 1, "train.epochs must be >= 1"),
+            (self.mini_batches >= 1, "train.mini_batches must be >= 1"),
+            (
+                self.mini_batches <= self.prompts_per_step * self.samples_per_prompt,
+                "train.mini_batches must be <= responses per step",
+            ),
+            (
+                self.micro_batch_size >= 1,
+                "train.micro_batch_size must be >= 1",
+            ),
+            (
+                self.lr > 0.0 && self.lr.is_finite(),
+                "train.lr must be a finite number > 0",
+            ),
+            (self.grad_clip >= 0.0, "train.grad_clip must be >= 0"),
+            (
+                self.max_new_tokens >= 1,
+                "train.max_new_tokens must be >= 1",
+            ),
+            (self.temperature >= 0.0, "train.temperature must be >= 0"),
+            (
+                self.top_p > 0.0 && self.top_p <= 1.0,
+                "train.top_p must be in (0, 1]",
+            ),
+            (self.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
+        ];
+        for (ok, msg) in checks {
+            if !ok {
+                bail!("{msg}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dataset files instead of a built-in task.
+#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training file (.parquet in verl layout, or .jsonl).
+    pub train: String,
+    /// Held-out file; "" holds out the last rows of the training file.
+    pub test: String,
+    /// Rows held out when `test` is "".
+    pub holdout: usize,
+}
+
+/// A fully resolved run.
+pub struct RunConfig {
+    /// The algorithm.
+    pub algo: AlgoConfig,
+    /// The model.
+    pub model: Box<dyn ModelConfig>,
+    /// A built-in task, unless `data` is set.
+    pub task: Option<Box<dyn TaskConfig>>,
+    /// Dataset files.
+    pub data: Option<DataConfig>,
+    /// Loop settings.
+    pub train: TrainConfig,
+    /// The resolved document (written as config.toml).
+    pub document: toml::Table,
+}
+
+/// The built-in default run: SimKO on countdown with the shipped SFT base checkpoint.
+pub fn default_document() -> toml::Table {
+    let text = format!(
+        r#"
+[algo]
+preset = "simko"
+
+[model]
+type = "tiny"
+init = "{base}"
+
+[task]
+type = "countdown"
+"#,
+        base = base_checkpoint().display()
+    );
+    text.parse().unwrap_or_default()
+}
+
+/// The shipped base checkpoint (an SFT warm start of the `tiny` model on countdown).
+pub fn base_checkpoint() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/countdown-base")
+}
+
+fn table<'a>(doc: &'a toml::Table, key: &str) -> Result<Option<&'a toml::Table>> {
+    match doc.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Table(t)) => Ok(Some(t)),
+        Some(_) => bail!("`{key}` in the config must be a table"),
+    }
+}
+
+/// Parses a tagged table through the registries, naming the section in errors.
+fn tagged<T: ?Sized>(section: &str, t: &toml::Table) -> Result<Box<T>>
+where
+    Box<T>: serde::de::DeserializeOwned,
+{
+    let value = toml::Value::Table(t.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        anyhow::anyhow!("config error at `{section}.{path}`: {}", e.into_inner())
+    })
+}
+
+impl RunConfig {
+    /// Resolves and validates a run document (after `--set` and flags were applied).
+    pub fn from_document(mut doc: toml::Table) -> Result<RunConfig> {
+        let valid = ["algo", "model", "task", "data", "train"];
+        if let Some(k) = doc.keys().find(|k| !valid.contains(&k.as_str())) {
+            bail!(
+                "unknown config section `[{k}]`; valid sections: {}",
+                valid.join(", ")
+            );
+        }
+        let algo_table = table(&doc, "algo")?.cloned().unwrap_or_default();
+        let algo = AlgoConfig::resolve(&algo_table)?;
+        algo.build().context("invalid algorithm configuration")?;
+        let model_table = table(&doc, "model")?
+            .context("no [model] section: give --model or a [model] table")?
+            .clone();
+        let model: Box<dyn ModelConfig> = tagged("model", &model_table)?;
+        let data = match table(&doc, "data")? {
+            Some(t) => Some(
+                toml::Value::Table(t.clone())
+                    .try_into::<DataConfig>()
+                    .context("config error in [data]")?,
+            ),
+            None => None,
+        };
+        let task = match (table(&doc, "task")?, &data) {
+            (_, Some(_)) => None,
+            (Some(t), None) => Some(tagged::<dyn TaskConfig>("task", t)?),
+            (None, None) => {
+                bail!("no task: give --task NAME (see `rlvr list task`) or --data FILE")
+            }
+        };
+        let train: TrainConfig = match table(&doc, "train")? {
+            Some(t) => toml::Value::Table(t.clone())
+                .try_into()
+                .context("config error in [train]")?,
+            None => TrainConfig::default(),
+        };
+        train.validate()?;
+        doc.insert("algo".into(), toml::Value::Table(algo.to_table()?));
+        doc.insert("train".into(), toml::Value::try_from(&train)?);
+        Ok(RunConfig {
+            algo,
+            model,
+            task,
+            data,
+            train,
+            document: doc,
+        })
+    }
+}
