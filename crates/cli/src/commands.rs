@@ -34,6 +34,8 @@ pub enum Command {
     Train(crate::train_cmd::TrainArgs),
     /// Supervised warm start on a task's generated solutions.
     Sft(crate::train_cmd::SftArgs),
+    /// Sample a trained run's policy on one problem: accuracy and distinct correct responses.
+    Sample(crate::train_cmd::SampleArgs),
 }
 
 /// How an algorithm is chosen: a preset, a config file, overrides, and parameter flags.
@@ -64,6 +66,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::List { kind } => list(kind.as_deref()),
         Command::Train(args) => crate::train_cmd::train(args),
         Command::Sft(args) => crate::train_cmd::sft(args),
+        Command::Sample(args) => crate::train_cmd::sample(args),
         Command::Config(args) => {
             let (config, _) = resolve_algo(&args)?;
             print!("{}", render_algo(&config)?);

@@ -326,7 +326,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
             bar.set_position(t.step);
             bar.set_message(line);
         }
-        if (tc.checkpoint_every > 0 && t.step % tc.checkpoint_every == 0) || t.step == tc.steps {
+        if (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
+            || t.step == tc.steps
+        {
             t.checkpoint()?;
         }
     }
@@ -516,5 +518,89 @@ pub fn sft(args: SftArgs) -> Result<()> {
         r.problems,
         r.mean_at_n
     );
+    Ok(())
+}
+
+/// Flags of `rlvr sample`.
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    /// Run folder (its config and latest checkpoint are used).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Responses to sample for the first held-out problem.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
+    /// A mode counts when it holds at least this fraction of the samples.
+    #[arg(long, default_value_t = 0.01)]
+    pub min_share: f64,
+}
+
+/// Runs `rlvr sample`: the distribution of a trained policy's responses to one problem —
+/// accuracy and how many distinct correct responses ("modes") it keeps.
+pub fn sample(args: SampleArgs) -> Result<()> {
+    let doc = config_file::read(&args.run.join("config.toml"))?;
+    let cfg = RunConfig::from_document(doc)?;
+    let (_, test, verifier) = load_problems(&cfg)?;
+    let problem = test
+        .first()
+        .context("the task has no held-out problem")?
+        .clone();
+    let codec = cfg.model.codec()?;
+    let mut policy = cfg.model.build(tch::Device::Cpu)?;
+    let (step, ck) = crate::trainer::latest_checkpoint(&args.run)?
+        .context("the run has no complete checkpoint")?;
+    rlvr_models::checkpoint::load_weights(policy.var_store_mut(), &ck.join("model"))?;
+    let tc = &cfg.train;
+    let sampling = SamplingConfig {
+        temperature: tc.temperature,
+        top_p: tc.top_p,
+        top_k: tc.top_k,
+        max_new_tokens: tc.max_new_tokens,
+        seed: args.seed,
+    };
+    let (ro, _, _) = crate::trainer::rollout(
+        policy.as_ref(),
+        codec.as_ref(),
+        None,
+        verifier.as_ref(),
+        &[problem],
+        args.n,
+        &sampling,
+    )?;
+    let mut counts: std::collections::BTreeMap<(bool, String), usize> = Default::default();
+    for (t, o) in ro.texts.iter().zip(&ro.outcomes) {
+        *counts
+            .entry((*o == rlvr_core::Outcome::Correct, t.clone()))
+            .or_default() += 1;
+    }
+    let accuracy = ro
+        .outcomes
+        .iter()
+        .filter(|o| **o == rlvr_core::Outcome::Correct)
+        .count() as f64
+        / args.n as f64;
+    let modes = counts
+        .iter()
+        .filter(|((ok, _), c)| *ok && **c as f64 >= args.min_share * args.n as f64)
+        .count();
+    println!(
+        "{} at step {step}: {} samples, accuracy {accuracy:.3}, correct modes (≥{:.0}%): {modes}",
+        args.run.display(),
+        args.n,
+        args.min_share * 100.0
+    );
+    let mut rows: Vec<_> = counts.into_iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+    for ((ok, text), c) in rows.iter().take(12) {
+        println!(
+            "  {:>5}  {:<12} {}",
+            c,
+            format!("{text:?}"),
+            if *ok { "correct" } else { "" }
+        );
+    }
     Ok(())
 }

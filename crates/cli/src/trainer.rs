@@ -437,7 +437,7 @@ impl Trainer {
                         self.algo.loss_normalizer,
                     )?;
                     if tc.inject_nan_at_step == step + 1 {
-                        loss = loss * f64::NAN;
+                        loss *= f64::NAN;
                     }
                     loss_total += loss.double_value(&[]);
                     loss.backward();
@@ -585,8 +585,11 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     Ok(())
 }
 
+/// Training problems, held-out problems and the verifier.
+pub type LoadedProblems = (Vec<Problem>, Vec<Problem>, Box<dyn Verifier>);
+
 /// Loads the task's problems (or the dataset's) and its verifier.
-pub fn load_problems(cfg: &RunConfig) -> Result<(Vec<Problem>, Vec<Problem>, Box<dyn Verifier>)> {
+pub fn load_problems(cfg: &RunConfig) -> Result<LoadedProblems> {
     let task: Box<dyn Task> = match (&cfg.task, &cfg.data) {
         (Some(t), _) => t.build()?,
         (None, Some(d)) => {

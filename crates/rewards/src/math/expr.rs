@@ -636,6 +636,9 @@ impl Expr {
     }
 }
 
+/// Sample points for the free variables of identity tests (arbitrary, away from special values).
+const POINTS: [f64; 5] = [0.731, 1.618, 2.2361, 0.4142, 2.9173];
+
 /// Whether two values agree: relative tolerance `rel` (absolute `rel` near zero).
 pub fn close(a: C, b: C, rel: f64) -> bool {
     if a.re.is_infinite() || b.re.is_infinite() {
@@ -655,7 +658,6 @@ pub fn equivalent(a: &Expr, b: &Expr, rel: f64) -> bool {
     if vars.len() > 8 {
         return false;
     }
-    const POINTS: [f64; 5] = [0.731, 1.618, 2.2361, 0.4142, 3.1416];
     let mut compared = 0;
     for (k, base) in POINTS.iter().enumerate() {
         let env = |name: &str| {
@@ -692,7 +694,7 @@ pub fn proportional(a: &Expr, b: &Expr, rel: f64) -> bool {
         return false;
     }
     let mut ratio: Option<C> = None;
-    for (k, base) in [0.731, 1.618, 2.2361, 0.4142, 3.1416].iter().enumerate() {
+    for (k, base) in POINTS.iter().enumerate() {
         let env = |name: &str| {
             vars.iter()
                 .position(|v| v == name)

@@ -12,8 +12,7 @@ pub fn last_boxed(text: &str) -> Option<String> {
                 balanced(stripped)
             } else {
                 // \boxed 5
-                rest.trim_start()
-                    .split_whitespace()
+                rest.split_whitespace()
                     .next()
                     .map(|s| s.trim_end_matches(['$', '.']).to_string())
             };
