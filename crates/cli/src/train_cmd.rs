@@ -398,16 +398,29 @@ pub struct SftArgs {
     /// Output folder (HF layout).
     #[arg(long)]
     pub out: PathBuf,
+    /// Dataset with worked solutions (verl parquet or JSONL with `solution`) instead of a task's
+    /// generator; use with `--model` pointing at a HF folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// Runs `rlvr sft`: maximum likelihood on the task's generated solutions.
 pub fn sft(args: SftArgs) -> Result<()> {
     let mut doc = toml::Table::new();
-    set(
-        &mut doc,
-        "model.type",
-        toml::Value::String(args.model.clone()),
-    );
+    if Path::new(&args.model).is_dir() {
+        set(&mut doc, "model.type", toml::Value::String("hf".into()));
+        set(
+            &mut doc,
+            "model.path",
+            toml::Value::String(args.model.clone()),
+        );
+    } else {
+        set(
+            &mut doc,
+            "model.type",
+            toml::Value::String(args.model.clone()),
+        );
+    }
     set(
         &mut doc,
         "task.type",
@@ -424,21 +437,74 @@ pub fn sft(args: SftArgs) -> Result<()> {
             .context("[task]")?;
     let task = task_cfg.build()?;
     let codec = model.codec()?;
+    // (prompt, target) examples: the dataset's worked solutions, or the task's generator.
+    let dataset: Option<Vec<(String, String)>> = match &args.data {
+        None => None,
+        Some(path) => {
+            let ds = rlvr_rewards::data::read(path, rlvr_rewards::data::OnBadRow::Fail)?;
+            let chat = if model.chat() {
+                Some(rlvr_models::tokenizer::HfTokenizer::from_dir(Path::new(
+                    &args.model,
+                ))?)
+            } else {
+                None
+            };
+            let mut pairs = Vec::new();
+            for r in &ds.records {
+                let Some(sol) = &r.solution else { continue };
+                let content = r
+                    .prompt
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == "user")
+                    .or(r.prompt.last())
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                let problem = rlvr_core::Problem {
+                    id: String::new(),
+                    prompt: content,
+                    ground_truth: String::new(),
+                    data_source: String::new(),
+                };
+                pairs.push((
+                    crate::trainer::prompt_text(&problem, chat.as_ref())?,
+                    sol.clone(),
+                ));
+            }
+            if pairs.is_empty() {
+                bail!(
+                    "{}: no rows with a `solution` to learn from",
+                    path.display()
+                );
+            }
+            Some(pairs)
+        }
+    };
     tch::manual_seed(args.seed as i64);
     let policy = model.build(tch::Device::Cpu)?;
     let mut opt = AdamW::new(policy.var_store(), 0.0);
     let train = task.problems(Split::Train)?;
     let stop = codec.stop_tokens();
+    let example = |step: u64, i: usize| -> Result<(String, String)> {
+        match &dataset {
+            Some(pairs) => Ok(pairs[(step as usize * args.batch + i) % pairs.len()].clone()),
+            None => {
+                let idx =
+                    ((step as usize * args.batch + i) * 7919 + args.seed as usize) % train.len();
+                let p = &train[idx];
+                let sol = task
+                    .solution(p, args.seed.wrapping_add(step * 1000 + i as u64))
+                    .context("task has no solution generator")?;
+                Ok((p.prompt.clone(), sol))
+            }
+        }
+    };
     for step in 0..args.steps {
         let mut prompts = Vec::new();
         let mut targets = Vec::new();
         for i in 0..args.batch {
-            let idx = ((step as usize * args.batch + i) * 7919 + args.seed as usize) % train.len();
-            let p = &train[idx];
-            let sol = task
-                .solution(p, args.seed.wrapping_add(step * 1000 + i as u64))
-                .context("task has no solution generator")?;
-            prompts.push(p.prompt.clone());
+            let (prompt, sol) = example(step, i)?;
+            prompts.push(prompt);
             let mut t = codec.encode(&sol)?;
             t.extend(stop.first());
             targets.push(t);
@@ -497,6 +563,10 @@ pub fn sft(args: SftArgs) -> Result<()> {
         }
     }
     policy.save(&args.out)?;
+    if dataset.is_some() {
+        println!("saved {}", args.out.display());
+        return Ok(());
+    }
     let test: Vec<_> = task.problems(Split::Test)?.into_iter().take(100).collect();
     let greedy = SamplingConfig {
         temperature: 0.0,

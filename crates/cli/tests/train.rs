@@ -320,3 +320,59 @@ fn invalid_configs_fail_before_any_rollout() {
     let again = train(tmp.path(), "once", &["--steps", "1"]);
     assert!(!again.status.success() && text(&again).contains("--resume"));
 }
+
+#[test]
+fn sft_learns_from_a_task_generator_and_from_dataset_solutions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cd");
+    let o = rlvr()
+        .args([
+            "sft",
+            "--task",
+            "countdown",
+            "--steps",
+            "30",
+            "--batch",
+            "16",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("greedy accuracy"));
+    rlvr_models::HfModel::load(&out, tch::Device::Cpu, tch::Kind::Float).unwrap();
+
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    let data = repo("crates/rewards/tests/data/math_test.parquet");
+    let out = tmp.path().join("math");
+    let o = rlvr()
+        .args([
+            "sft",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let losses: Vec<f64> = text(&o)
+        .lines()
+        .filter_map(|l| l.split("loss ").nth(1))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    assert!(
+        !losses.is_empty() && losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+    let trained = rlvr_models::HfModel::load(&out, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let original = rlvr_models::HfModel::load(&model, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let w = |m: &rlvr_models::HfModel| m.vs.variables()["model.norm.weight"].copy();
+    assert!(!w(&trained).equal(&w(&original)), "weights moved");
+}
