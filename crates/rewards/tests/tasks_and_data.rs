@@ -92,7 +92,7 @@ fn tasks_and_verifiers_build_from_config() {
     );
     let bad: Box<dyn TaskConfig> = toml::from_str("type = \"countdown\"\nnumbers = 7\n").unwrap();
     assert!(bad.build().is_err());
-    for name in ["math", "gsm8k", "exact"] {
+    for name in ["math", "gsm8k", "exact", "toy-tree", "countdown"] {
         let cfg: Box<dyn rlvr_core::VerifierConfig> =
             toml::from_str(&format!("type = \"{name}\"")).unwrap();
         cfg.build().unwrap();

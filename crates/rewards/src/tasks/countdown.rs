@@ -271,3 +271,23 @@ impl TaskConfig for CountdownConfig {
         Ok(Box::new(Countdown::new(self)?))
     }
 }
+
+/// Configuration of the `countdown` verifier.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, DocumentedFields)]
+#[serde(default)]
+pub struct CountdownVerifierConfig {}
+
+rlvr_core::describe_fields!(CountdownVerifierConfig);
+rlvr_core::register!(
+    verifier,
+    "countdown",
+    "countdown: the expression uses exactly the given numbers and equals the target",
+    CountdownVerifierConfig
+);
+
+#[typetag::serde(name = "countdown")]
+impl rlvr_core::VerifierConfig for CountdownVerifierConfig {
+    fn build(&self) -> rlvr_core::Result<Box<dyn Verifier>> {
+        Ok(Box::new(CountdownVerifier))
+    }
+}

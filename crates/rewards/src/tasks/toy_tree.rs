@@ -72,3 +72,23 @@ impl TaskConfig for ToyTreeConfig {
         Ok(Box::new(ToyTree))
     }
 }
+
+/// Configuration of the `toy-tree` verifier.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, DocumentedFields)]
+#[serde(default)]
+pub struct ToyTreeVerifierConfig {}
+
+rlvr_core::describe_fields!(ToyTreeVerifierConfig);
+rlvr_core::register!(
+    verifier,
+    "toy-tree",
+    "toy tree: the response is one of the comma-separated rewarding sequences",
+    ToyTreeVerifierConfig
+);
+
+#[typetag::serde(name = "toy-tree")]
+impl rlvr_core::VerifierConfig for ToyTreeVerifierConfig {
+    fn build(&self) -> rlvr_core::Result<Box<dyn Verifier>> {
+        Ok(Box::new(ToyTreeVerifier))
+    }
+}
