@@ -452,17 +452,9 @@ pub fn sft(args: SftArgs) -> Result<()> {
             let mut pairs = Vec::new();
             for r in &ds.records {
                 let Some(sol) = &r.solution else { continue };
-                let content = r
-                    .prompt
-                    .iter()
-                    .rev()
-                    .find(|m| m.role == "user")
-                    .or(r.prompt.last())
-                    .map(|m| m.content.clone())
-                    .unwrap_or_default();
                 let problem = rlvr_core::Problem {
                     id: String::new(),
-                    prompt: content,
+                    prompt: r.user_prompt(),
                     ground_truth: String::new(),
                     data_source: String::new(),
                 };

@@ -21,6 +21,19 @@ pub struct Record {
     pub solution: Option<String>,
 }
 
+impl Record {
+    /// The prompt text: the last user message (or the last message).
+    pub fn user_prompt(&self) -> String {
+        self.prompt
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .or(self.prompt.last())
+            .map(|m| m.content.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

@@ -13,14 +13,7 @@ pub struct DatasetTask {
 }
 
 fn problem(r: &Record) -> Problem {
-    let prompt = r
-        .prompt
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .or(r.prompt.last())
-        .map(|m| m.content.clone())
-        .unwrap_or_default();
+    let prompt = r.user_prompt();
     Problem {
         id: format!("row-{}", r.row),
         prompt,
