@@ -332,6 +332,7 @@ impl Trainer {
         let needs = self.algo.loss.needs();
         let diag = StatsNeeds {
             entropy: true,
+            entropy_grad: false,
             topk: needs.topk.max(1),
             top1: true,
             reference: false,

@@ -13,8 +13,12 @@ use tch::{Kind, Tensor};
 /// What a loss needs from the policy besides the sampled token's log-prob.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsNeeds {
-    /// Entropy of the current policy at each position.
+    /// Entropy of the current policy at each position (detached unless `entropy_grad`).
     pub entropy: bool,
+    /// Whether gradients must flow through the entropy (an entropy bonus); gates read it
+    /// detached, and then it is computed without building an autograd graph over the vocabulary.
+    #[serde(default)]
+    pub entropy_grad: bool,
     /// Number of top candidates whose log-probs and ids are needed (0 = none).
     pub topk: usize,
     /// Whether the sampled token is the argmax of the current logits.
@@ -28,6 +32,7 @@ impl StatsNeeds {
     pub fn union(self, other: StatsNeeds) -> StatsNeeds {
         StatsNeeds {
             entropy: self.entropy || other.entropy,
+            entropy_grad: self.entropy_grad || other.entropy_grad,
             topk: self.topk.max(other.topk),
             top1: self.top1 || other.top1,
             reference: self.reference || other.reference,
@@ -128,8 +133,10 @@ pub fn token_stats_from_logits(
         .f_log_softmax(-1, Kind::Float)?;
     let idx = targets.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     let logp = logp_all.f_gather(-1, &idx, false)?.f_squeeze_dim(-1)?;
-    let entropy = if needs.entropy {
+    let entropy = if needs.entropy_grad {
         Some(-(logp_all.f_exp()? * &logp_all).f_sum_dim_intlist(-1, false, Kind::Float)?)
+    } else if needs.entropy {
+        Some(detached_entropy(&logp_all)?)
     } else {
         None
     };
@@ -161,6 +168,35 @@ pub fn token_stats_from_logits(
     })
 }
 
+/// Entropy of log-probs `[..., V]` without gradient, in row chunks so the temporaries stay small.
+fn detached_entropy(logp_all: &Tensor) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let size = logp_all.size();
+    let vocab = *size.last().unwrap_or(&1);
+    let flat = logp_all.f_reshape([-1, vocab])?;
+    let rows = flat.size()[0];
+    let chunk = (1 << 22) / vocab.max(1) + 1;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < rows {
+        let len = chunk.min(rows - start);
+        let x = flat.f_narrow(0, start, len)?;
+        parts.push(
+            x.f_exp()?
+                .f_mul(&x)?
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_neg()?,
+        );
+        start += len;
+    }
+    if parts.is_empty() {
+        return Ok(flat
+            .f_sum_dim_intlist(-1, false, Kind::Float)?
+            .f_reshape(&size[..size.len() - 1])?);
+    }
+    Ok(Tensor::f_cat(&parts, 0)?.f_reshape(&size[..size.len() - 1])?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +209,7 @@ mod tests {
         let targets = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5]).view([2, 3]);
         let needs = StatsNeeds {
             entropy: true,
+            entropy_grad: false,
             topk: 3,
             top1: true,
             reference: false,
@@ -194,6 +231,31 @@ mod tests {
         assert!(s.logp.allclose(&lp, 1e-5, 1e-6, false));
         let top1 = ids.select(-1, 0).eq_tensor(&targets).to_kind(Kind::Float);
         assert!(s.is_top1.unwrap().equal(&top1));
+    }
+
+    #[test]
+    fn entropy_is_detached_unless_its_gradient_is_needed() {
+        let logits = Tensor::randn([3, 5, 11], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let targets = Tensor::zeros([3, 5], (Kind::Int64, Device::Cpu));
+        let plain = StatsNeeds {
+            entropy: true,
+            ..Default::default()
+        };
+        let with_grad = StatsNeeds {
+            entropy: true,
+            entropy_grad: true,
+            ..Default::default()
+        };
+        let a = token_stats_from_logits(&logits, &targets, &plain)
+            .unwrap()
+            .entropy
+            .unwrap();
+        let b = token_stats_from_logits(&logits, &targets, &with_grad)
+            .unwrap()
+            .entropy
+            .unwrap();
+        assert!(!a.requires_grad() && b.requires_grad());
+        assert!(a.allclose(&b, 1e-6, 1e-7, false));
     }
 
     #[test]

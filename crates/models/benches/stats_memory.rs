@@ -37,6 +37,7 @@ fn child(mode: &str, tokens: i64) {
     let targets = Tensor::randint(VOCAB, [tokens], (Kind::Int64, Device::Cpu));
     let needs = StatsNeeds {
         entropy: true,
+        entropy_grad: false,
         topk: 3,
         top1: true,
         reference: false,

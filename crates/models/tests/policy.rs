@@ -26,6 +26,7 @@ fn zero_grads(vs: &tch::nn::VarStore) {
 fn all_needs() -> StatsNeeds {
     StatsNeeds {
         entropy: true,
+        entropy_grad: true,
         topk: 3,
         top1: true,
         reference: false,

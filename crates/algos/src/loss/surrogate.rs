@@ -92,6 +92,7 @@ impl Surrogate {
     pub fn needs(&self) -> StatsNeeds {
         StatsNeeds {
             entropy: self.entropy_coef != 0.0,
+            entropy_grad: self.entropy_coef != 0.0,
             reference: self.kl_coef > 0.0,
             ..Default::default()
         }
