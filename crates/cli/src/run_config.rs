@@ -136,7 +136,7 @@ impl TrainConfig {
 }
 
 /// Dataset files instead of a built-in task.
-#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     /// Training file (.parquet in verl layout, or .jsonl).
@@ -145,6 +145,19 @@ pub struct DataConfig {
     pub test: String,
     /// Rows held out when `test` is "".
     pub holdout: usize,
+    /// Plain-text prompt template; `{prompt}` is replaced by the row's user message.
+    pub template: String,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            train: String::new(),
+            test: String::new(),
+            holdout: 100,
+            template: "{prompt}".into(),
+        }
+    }
 }
 
 /// A fully resolved run.

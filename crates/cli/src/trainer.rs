@@ -606,9 +606,16 @@ pub fn load_problems(cfg: &RunConfig) -> Result<LoadedProblems> {
                     read(Path::new(&d.test), OnBadRow::Fail)?.records,
                 )
             };
-            Box::new(rlvr_rewards::data::task::DatasetTask::new(
+            if !d.template.contains("{prompt}") {
+                bail!(
+                    "data.template must contain {{prompt}}, got {:?}",
+                    d.template
+                );
+            }
+            Box::new(rlvr_rewards::data::task::DatasetTask::with_template(
                 &train_rows,
                 &test_rows,
+                &d.template,
             ))
         }
         (None, None) => bail!("no task or data"),

@@ -179,3 +179,26 @@ fn write_bad_parquet(path: &std::path::Path) {
     rg.close().unwrap();
     writer.close().unwrap();
 }
+
+#[test]
+fn dataset_tasks_apply_a_plain_text_template_and_route_verifiers() {
+    use rlvr_rewards::data::task::DatasetTask;
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/amc23_test.parquet");
+    let ds = data::read(&path, OnBadRow::Fail).unwrap();
+    let task = DatasetTask::with_template(&ds.records[..30], &ds.records[30..], "Q: {prompt}\nA:");
+    let test = task.problems(Split::Test).unwrap();
+    assert_eq!(test.len(), 10);
+    assert!(test[0].prompt.starts_with("Q: ") && test[0].prompt.ends_with("\nA:"));
+    let truth = &test[0].ground_truth;
+    let answer = truth.split('\u{1f}').nth(1).unwrap();
+    let v = task.verifier();
+    assert_eq!(
+        v.verify(&format!("so \\boxed{{{answer}}}"), truth).outcome,
+        Outcome::Correct
+    );
+    assert_eq!(
+        v.verify("\\boxed{-123456}", truth).outcome,
+        Outcome::Incorrect
+    );
+}

@@ -25,9 +25,20 @@ fn problem(r: &Record) -> Problem {
 impl DatasetTask {
     /// A task over `train` rows, testing on `test` rows.
     pub fn new(train: &[Record], test: &[Record]) -> DatasetTask {
+        Self::with_template(train, test, "{prompt}")
+    }
+
+    /// A task whose prompts are `template` with `{prompt}` replaced by the row's user message
+    /// (a plain-text prompt template; chat templates are applied by the model's tokenizer).
+    pub fn with_template(train: &[Record], test: &[Record], template: &str) -> DatasetTask {
+        let apply = |r: &Record| {
+            let mut p = problem(r);
+            p.prompt = template.replace("{prompt}", &p.prompt);
+            p
+        };
         DatasetTask {
-            train: train.iter().map(problem).collect(),
-            test: test.iter().map(problem).collect(),
+            train: train.iter().map(apply).collect(),
+            test: test.iter().map(apply).collect(),
         }
     }
 }
