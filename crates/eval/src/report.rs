@@ -1,0 +1,221 @@
+//! Evaluation reports: pass@K per data source and overall, mean@n, concentration diagnostics; as
+//! JSON (serde) and as markdown tables.
+
+use crate::concentration::Concentration;
+use crate::passk::{ks, mean_pass_at_k};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One problem's outcome: how many of the samples were verified correct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemResult {
+    /// Problem id within its task or dataset.
+    pub id: String,
+    /// Origin of the problem (the dataset's `data_source`).
+    pub data_source: String,
+    /// Samples verified correct.
+    pub correct: usize,
+}
+
+/// pass@K and mean@n over a set of problems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceReport {
+    /// Problems.
+    pub problems: usize,
+    /// (K, pass@K) for K = 1, 2, 4, … ≤ samples.
+    pub pass_at_k: Vec<(usize, f64)>,
+    /// Mean accuracy over all samples.
+    pub mean_at_n: f64,
+}
+
+impl SourceReport {
+    fn of(samples: usize, correct: &[usize]) -> SourceReport {
+        SourceReport {
+            problems: correct.len(),
+            pass_at_k: ks(samples)
+                .into_iter()
+                .map(|k| (k, mean_pass_at_k(samples, correct, k)))
+                .collect(),
+            mean_at_n: correct.iter().sum::<usize>() as f64
+                / (correct.len().max(1) * samples.max(1)) as f64,
+        }
+    }
+}
+
+/// The result of evaluating one policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Problems evaluated.
+    pub problems: usize,
+    /// Samples per problem (n).
+    pub samples: usize,
+    /// (K, pass@K) over all problems.
+    pub pass_at_k: Vec<(usize, f64)>,
+    /// Mean accuracy over all samples (mean@n).
+    pub mean_at_n: f64,
+    /// The same per data source.
+    #[serde(default)]
+    pub by_source: BTreeMap<String, SourceReport>,
+    /// Probability-concentration diagnostics of the sampled responses.
+    #[serde(default)]
+    pub concentration: Option<Concentration>,
+    /// Per-problem correct counts (so any pass@K can be recomputed).
+    #[serde(default)]
+    pub per_problem: Vec<ProblemResult>,
+}
+
+impl EvalReport {
+    /// Aggregates per-problem results of `samples` samples each.
+    pub fn from_results(
+        samples: usize,
+        results: Vec<ProblemResult>,
+        concentration: Option<Concentration>,
+    ) -> EvalReport {
+        let correct: Vec<usize> = results.iter().map(|r| r.correct).collect();
+        let all = SourceReport::of(samples, &correct);
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for r in &results {
+            groups
+                .entry(r.data_source.clone())
+                .or_default()
+                .push(r.correct);
+        }
+        EvalReport {
+            problems: all.problems,
+            samples,
+            pass_at_k: all.pass_at_k,
+            mean_at_n: all.mean_at_n,
+            by_source: groups
+                .into_iter()
+                .map(|(s, c)| (s, SourceReport::of(samples, &c)))
+                .collect(),
+            concentration,
+            per_problem: results,
+        }
+    }
+
+    /// pass@K for one K, if reported.
+    pub fn pass(&self, k: usize) -> Option<f64> {
+        self.pass_at_k
+            .iter()
+            .find(|(x, _)| *x == k)
+            .map(|(_, v)| *v)
+    }
+
+    /// A markdown section: pass@K per data source and the concentration diagnostics.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let ks: Vec<usize> = self.pass_at_k.iter().map(|(k, _)| *k).collect();
+        let head: Vec<String> = ks.iter().map(|k| format!("pass@{k}")).collect();
+        let _ = writeln!(
+            s,
+            "| data source | problems | mean@{} | {} |",
+            self.samples,
+            head.join(" | ")
+        );
+        let _ = writeln!(s, "|---|---:|---:|{}", "---:|".repeat(ks.len()));
+        let mut row = |name: &str, r: &SourceReport| {
+            let cells: Vec<String> = r.pass_at_k.iter().map(|(_, v)| format!("{v:.3}")).collect();
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {:.3} | {} |",
+                r.problems,
+                r.mean_at_n,
+                cells.join(" | ")
+            );
+        };
+        if self.by_source.len() > 1 || self.by_source.is_empty() {
+            row(
+                "**all**",
+                &SourceReport {
+                    problems: self.problems,
+                    pass_at_k: self.pass_at_k.clone(),
+                    mean_at_n: self.mean_at_n,
+                },
+            );
+        }
+        for (name, r) in &self.by_source {
+            row(name, r);
+        }
+        if let Some(c) = &self.concentration {
+            let _ = writeln!(
+                s,
+                "\nProbability concentration over {} response tokens (SimKO, arXiv 2510.14807):\n",
+                c.tokens
+            );
+            let _ = writeln!(s, "| rank n | Λ(n) = mean log p | mean p |");
+            let _ = writeln!(s, "|---:|---:|---:|");
+            for (i, (l, p)) in c.lambda.iter().zip(&c.rank_prob).enumerate() {
+                let _ = writeln!(s, "| {} | {l:.4} | {p:.4} |", i + 1);
+            }
+            let _ = writeln!(
+                s,
+                "\nSampled token mean log-prob {:.4}; mean token entropy {:.4} nats.",
+                c.sampled_logp, c.entropy_mean
+            );
+        }
+        s
+    }
+}
+
+/// A side-by-side markdown table of several reports: pass@K, mean@n, Λ(n), rank-n probabilities.
+pub fn compare_markdown(runs: &[(String, EvalReport)]) -> String {
+    let mut s = String::new();
+    let mut ks: Vec<usize> = runs
+        .iter()
+        .flat_map(|(_, r)| r.pass_at_k.iter().map(|(k, _)| *k))
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let head: Vec<String> = ks.iter().map(|k| format!("pass@{k}")).collect();
+    let _ = writeln!(s, "| run | problems × n | mean@n | {} |", head.join(" | "));
+    let _ = writeln!(s, "|---|---:|---:|{}", "---:|".repeat(ks.len()));
+    for (name, r) in runs {
+        let cells: Vec<String> = ks
+            .iter()
+            .map(|k| r.pass(*k).map_or("–".into(), |v| format!("{v:.3}")))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {name} | {} × {} | {:.3} | {} |",
+            r.problems,
+            r.samples,
+            r.mean_at_n,
+            cells.join(" | ")
+        );
+    }
+    if runs.iter().any(|(_, r)| r.concentration.is_some()) {
+        let ranks = runs
+            .iter()
+            .filter_map(|(_, r)| r.concentration.as_ref().map(|c| c.lambda.len()))
+            .max()
+            .unwrap_or(0);
+        let lam: Vec<String> = (1..=ranks).map(|n| format!("Λ({n})")).collect();
+        let prob: Vec<String> = (1..=ranks).map(|n| format!("p(rank {n})")).collect();
+        let _ = writeln!(
+            s,
+            "\n| run | {} | {} | sampled log p | entropy |",
+            lam.join(" | "),
+            prob.join(" | ")
+        );
+        let _ = writeln!(s, "|---|{}---:|---:|", "---:|".repeat(2 * ranks));
+        for (name, r) in runs {
+            let Some(c) = &r.concentration else {
+                continue;
+            };
+            let cell = |v: Option<&f64>| v.map_or("–".into(), |v| format!("{v:.4}"));
+            let l: Vec<String> = (0..ranks).map(|i| cell(c.lambda.get(i))).collect();
+            let p: Vec<String> = (0..ranks).map(|i| cell(c.rank_prob.get(i))).collect();
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {:.4} | {:.4} |",
+                l.join(" | "),
+                p.join(" | "),
+                c.sampled_logp,
+                c.entropy_mean
+            );
+        }
+    }
+    s
+}

@@ -1,0 +1,148 @@
+//! Figures render to PNG files that decode and are not blank, and to SVG.
+
+use rlvr_eval::plot::{line_panels, pass_at_k_curves, rank_bars, Panel, Series};
+use std::path::Path;
+
+/// Decodes a PNG and returns (width, height, fraction of non-white pixels, distinct colours).
+fn inspect(path: &Path) -> (u32, u32, f64, usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let bytes = &buf[..info.buffer_size()];
+    let mut colors = std::collections::HashSet::new();
+    let mut non_white = 0usize;
+    for p in bytes.chunks(px) {
+        colors.insert(p[..3].to_vec());
+        if p[..3] != [255, 255, 255] {
+            non_white += 1;
+        }
+    }
+    let total = (info.width * info.height) as f64;
+    (
+        info.width,
+        info.height,
+        non_white as f64 / total,
+        colors.len(),
+    )
+}
+
+fn assert_drawn(paths: &[std::path::PathBuf], min_ink: f64) {
+    assert_eq!(paths.len(), 2);
+    let png = paths
+        .iter()
+        .find(|p| p.extension().unwrap() == "png")
+        .unwrap();
+    let svg = paths
+        .iter()
+        .find(|p| p.extension().unwrap() == "svg")
+        .unwrap();
+    let (w, h, ink, colors) = inspect(png);
+    assert!(w >= 400 && h >= 300, "{w}x{h}");
+    assert!(
+        ink > min_ink,
+        "{}: only {ink:.4} of the pixels are drawn",
+        png.display()
+    );
+    assert!(colors > 8, "{}: {colors} colours", png.display());
+    let text = std::fs::read_to_string(svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("</svg>"));
+}
+
+#[test]
+fn pass_at_k_curves_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let curve = |label: &str, base: f64| Series {
+        label: label.into(),
+        points: [1, 2, 4, 8, 16, 32, 64]
+            .iter()
+            .map(|&k| (k as f64, 1.0 - (1.0 - base).powf((k as f64).sqrt()), 0.02))
+            .collect(),
+    };
+    let paths = pass_at_k_curves(
+        &dir.path().join("plots/passk"),
+        "pass@K",
+        &[curve("grpo", 0.4), curve("simko", 0.35)],
+    )
+    .unwrap();
+    assert_drawn(&paths, 0.01);
+    let svg = std::fs::read_to_string(dir.path().join("plots/passk.svg")).unwrap();
+    assert!(svg.contains("simko") && svg.contains("pass@K"));
+}
+
+#[test]
+fn rank_bars_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = vec![
+        (
+            "grpo".to_string(),
+            vec![
+                (0.9, 0.01),
+                (0.05, 0.005),
+                (0.02, 0.0),
+                (0.01, 0.0),
+                (0.005, 0.0),
+            ],
+        ),
+        (
+            "simko".to_string(),
+            vec![
+                (0.8, 0.02),
+                (0.1, 0.01),
+                (0.04, 0.0),
+                (0.02, 0.0),
+                (0.01, 0.0),
+            ],
+        ),
+    ];
+    let paths = rank_bars(
+        &dir.path().join("bars"),
+        "rank-n probability",
+        "mean p",
+        &runs,
+    )
+    .unwrap();
+    assert_drawn(&paths, 0.03);
+}
+
+#[test]
+fn line_panels_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = |label: &str, f: fn(f64) -> f64| Series {
+        label: label.into(),
+        points: (0..100).map(|i| (i as f64, f(i as f64), 0.0)).collect(),
+    };
+    let panels: Vec<Panel> = ["reward", "entropy", "Λ(1)"]
+        .iter()
+        .map(|t| Panel {
+            title: t.to_string(),
+            x_desc: "step".into(),
+            series: vec![series("a", |x| (x / 10.0).sin()), series("b", |x| x.sqrt())],
+        })
+        .collect();
+    let paths = line_panels(&dir.path().join("train"), "training", &panels, 2).unwrap();
+    assert_drawn(&paths, 0.01);
+}
+
+#[test]
+fn degenerate_inputs_still_render() {
+    let dir = tempfile::tempdir().unwrap();
+    // A single K, a flat curve, NaN values and an empty run must not fail.
+    let flat = Series {
+        label: "flat".into(),
+        points: vec![(1.0, 0.5, 0.0)],
+    };
+    pass_at_k_curves(&dir.path().join("a"), "one point", &[flat]).unwrap();
+    let nan = Series {
+        label: "nan".into(),
+        points: vec![(0.0, f64::NAN, 0.0), (1.0, 1.0, 0.0)],
+    };
+    let panel = Panel {
+        title: "t".into(),
+        x_desc: "x".into(),
+        series: vec![nan],
+    };
+    line_panels(&dir.path().join("b"), "nan", &[panel], 1).unwrap();
+    rank_bars(&dir.path().join("c"), "empty", "p", &[]).unwrap();
+}
