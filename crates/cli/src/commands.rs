@@ -34,6 +34,10 @@ pub enum Command {
     Train(crate::train_cmd::TrainArgs),
     /// Supervised warm start on a task's generated solutions.
     Sft(crate::train_cmd::SftArgs),
+    /// Evaluate a run's checkpoint or a model: pass@K, mean@n, concentration diagnostics, plots.
+    Eval(crate::eval_cmd::EvalArgs),
+    /// Compare evaluations of several runs side by side: tables and plots.
+    Compare(crate::eval_cmd::CompareArgs),
     /// Sample a trained run's policy on one problem: accuracy and distinct correct responses.
     Sample(crate::train_cmd::SampleArgs),
 }
@@ -67,6 +71,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => crate::train_cmd::train(args),
         Command::Sft(args) => crate::train_cmd::sft(args),
         Command::Sample(args) => crate::train_cmd::sample(args),
+        Command::Eval(args) => crate::eval_cmd::eval(args),
+        Command::Compare(args) => crate::eval_cmd::compare(args),
         Command::Config(args) => {
             let (config, _) = resolve_algo(&args)?;
             print!("{}", render_algo(&config)?);

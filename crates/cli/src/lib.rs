@@ -7,8 +7,10 @@
 pub mod algo_args;
 pub mod commands;
 pub mod config_file;
+pub mod eval_cmd;
+pub mod evaluation;
+pub mod figures;
 pub mod optim;
-pub mod passk;
 pub mod run_config;
 pub mod train_cmd;
 pub mod trainer;

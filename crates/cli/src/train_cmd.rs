@@ -1,11 +1,10 @@
 //! `rlvr train` and `rlvr sft`: building a run from flags and files, running it with progress,
 //! checkpoints and before/after evaluation.
 
+use crate::evaluation::{evaluate, EvalOptions};
 use crate::optim::{lr_at, AdamW};
 use crate::run_config::{default_document, RunConfig};
-use crate::trainer::{
-    append_jsonl, evaluate, load_problems, truncate_metrics, EvalReport, Trainer,
-};
+use crate::trainer::{append_jsonl, load_problems, truncate_metrics, Trainer};
 use crate::{algo_args, config_file};
 use anyhow::{bail, Context, Result};
 use rlvr_core::algo::merge;
@@ -13,6 +12,7 @@ use rlvr_core::registry::{self, Kind};
 use rlvr_core::{
     AlgoConfig, ModelConfig, SamplingConfig, SequenceBatch, Split, StatsNeeds, TaskConfig,
 };
+use rlvr_eval::EvalReport;
 use std::path::{Path, PathBuf};
 use tch::{Kind as TKind, Tensor};
 
@@ -266,13 +266,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let metrics_path = dir.join("metrics.jsonl");
     truncate_metrics(&metrics_path, t.step)?;
     let tc = t.cfg.train.clone();
-    let eval_sampling = SamplingConfig {
-        temperature: tc.temperature.max(0.0),
-        top_p: tc.top_p,
-        top_k: tc.top_k,
-        max_new_tokens: tc.max_new_tokens,
-        seed: tc.seed ^ 0xE7A1,
-    };
+    let eval_opts = EvalOptions::new(
+        tc.eval_samples,
+        SamplingConfig {
+            temperature: tc.temperature.max(0.0),
+            top_p: tc.top_p,
+            top_k: tc.top_k,
+            max_new_tokens: tc.max_new_tokens,
+            seed: tc.seed ^ 0xE7A1,
+        },
+    );
     let eval_problems: Vec<_> = t
         .test_problems
         .iter()
@@ -287,8 +290,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             chat.as_ref(),
             t.verifier.as_ref(),
             &eval_problems,
-            tc.eval_samples,
-            &eval_sampling,
+            &eval_opts,
         )?;
         print_eval("before", &r);
         std::fs::write(
@@ -340,8 +342,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             chat.as_ref(),
             t.verifier.as_ref(),
             &eval_problems,
-            tc.eval_samples,
-            &eval_sampling,
+            &eval_opts,
         )?;
         if let Some(b) = &before {
             print_eval("before", b);
@@ -356,7 +357,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn chat_tokenizer(cfg: &RunConfig) -> Result<Option<rlvr_models::tokenizer::HfTokenizer>> {
+pub(crate) fn chat_tokenizer(
+    cfg: &RunConfig,
+) -> Result<Option<rlvr_models::tokenizer::HfTokenizer>> {
     if !cfg.model.chat() {
         return Ok(None);
     }
@@ -571,8 +574,10 @@ pub fn sft(args: SftArgs) -> Result<()> {
         None,
         task.verifier().as_ref(),
         &test,
-        1,
-        &greedy,
+        &EvalOptions {
+            diagnostics: false,
+            ..EvalOptions::new(1, greedy)
+        },
     )?;
     println!(
         "saved {}; greedy accuracy on {} held-out problems: {:.3}",

@@ -3,7 +3,6 @@
 //! grad-norm clipping and an LR schedule, metrics, checkpoints and resume.
 
 use crate::optim::{lr_at, AdamW};
-use crate::passk::{ks, pass_at_k};
 use crate::run_config::RunConfig;
 use anyhow::{bail, Context, Result};
 use rlvr_core::{
@@ -77,6 +76,20 @@ pub struct StepMetrics {
     pub top1_prob: f64,
     /// Mean log-probability of the sampled tokens.
     pub sampled_logp: f64,
+    /// Λ(1): mean log-probability of the most likely candidate over response tokens (SimKO).
+    pub lambda_1: f64,
+    /// Λ(2): mean log-probability of the rank-2 candidate.
+    pub lambda_2: f64,
+    /// Λ(3): mean log-probability of the rank-3 candidate.
+    pub lambda_3: f64,
+    /// Λ(4): mean log-probability of the rank-4 candidate.
+    pub lambda_4: f64,
+    /// Λ(5): mean log-probability of the rank-5 candidate.
+    pub lambda_5: f64,
+    /// Mean probability of the rank-2 candidate (rank 1 is `top1_prob`).
+    pub rank2_prob: f64,
+    /// Mean probability of the rank-3 candidate.
+    pub rank3_prob: f64,
     /// Fraction of tokens whose ratio was clipped.
     pub clipfrac: f64,
     /// Approximate KL(old‖new) over response tokens.
@@ -101,19 +114,6 @@ pub struct StepMetrics {
     pub time_update: f64,
     /// Generated tokens per second of rollout.
     pub tokens_per_s: f64,
-}
-
-/// pass@k of a policy on held-out problems.
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalReport {
-    /// Problems evaluated.
-    pub problems: usize,
-    /// Samples per problem.
-    pub samples: usize,
-    /// (k, pass@k).
-    pub pass_at_k: Vec<(usize, f64)>,
-    /// Mean accuracy over all samples (mean@n).
-    pub mean_at_n: f64,
 }
 
 /// Left-pads encoded prompts to a common width.
@@ -225,57 +225,6 @@ pub fn rollout(
     Ok((ro, t_roll, t_score))
 }
 
-/// pass@k and mean@n of a policy on problems.
-pub fn evaluate(
-    policy: &dyn Policy,
-    codec: &dyn TextCodec,
-    chat: Option<&rlvr_models::tokenizer::HfTokenizer>,
-    verifier: &dyn Verifier,
-    problems: &[Problem],
-    n: usize,
-    sampling: &SamplingConfig,
-) -> Result<EvalReport> {
-    let mut correct = vec![0usize; problems.len()];
-    for (chunk_i, chunk) in problems.chunks(16).enumerate() {
-        let s = SamplingConfig {
-            seed: sampling.seed.wrapping_add(chunk_i as u64 * 7919),
-            ..sampling.clone()
-        };
-        let (ro, _, _) = rollout(policy, codec, chat, verifier, chunk, n, &s)?;
-        for (r, o) in ro.outcomes.iter().enumerate() {
-            correct[chunk_i * 16 + r / n] += usize::from(*o == Outcome::Correct);
-        }
-    }
-    let pass = ks(n)
-        .into_iter()
-        .map(|k| {
-            (
-                k,
-                correct.iter().map(|&c| pass_at_k(n, c, k)).sum::<f64>()
-                    / problems.len().max(1) as f64,
-            )
-        })
-        .collect();
-    let mean = correct.iter().sum::<usize>() as f64 / (problems.len().max(1) * n) as f64;
-    Ok(EvalReport {
-        problems: problems.len(),
-        samples: n,
-        pass_at_k: pass,
-        mean_at_n: mean,
-    })
-}
-
-fn masked_mean(x: &Tensor, mask: &Tensor) -> f64 {
-    let den = mask.sum(Kind::Double).double_value(&[]);
-    if den == 0.0 {
-        return 0.0;
-    }
-    (x.to_kind(Kind::Double) * mask)
-        .sum(Kind::Double)
-        .double_value(&[])
-        / den
-}
-
 fn rows(x: &Tensor, idx: &Tensor) -> Tensor {
     x.index_select(0, idx)
 }
@@ -331,11 +280,11 @@ impl Trainer {
         // Old statistics (and diagnostics) without gradient.
         let needs = self.algo.loss.needs();
         let diag = StatsNeeds {
-            entropy: true,
-            entropy_grad: false,
-            topk: needs.topk.max(1),
+            topk: needs
+                .topk
+                .max(crate::evaluation::diagnostic_needs(self.policy.as_ref()).topk),
             top1: true,
-            reference: false,
+            ..crate::evaluation::diagnostic_needs(self.policy.as_ref())
         };
         let old = {
             let _g = tch::no_grad_guard();
@@ -349,7 +298,18 @@ impl Trainer {
             }
             None => None,
         };
+        let mut conc = rlvr_eval::ConcentrationAccumulator::default();
+        conc.add(&old, &ro.mask)?;
+        let conc = conc.finish();
+        let rank = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
         let mut m = StepMetrics {
+            lambda_1: rank(&conc.lambda, 0),
+            lambda_2: rank(&conc.lambda, 1),
+            lambda_3: rank(&conc.lambda, 2),
+            lambda_4: rank(&conc.lambda, 3),
+            lambda_5: rank(&conc.lambda, 4),
+            rank2_prob: rank(&conc.rank_prob, 1),
+            rank3_prob: rank(&conc.rank_prob, 2),
             step: step + 1,
             reward_mean: ro.scores.mean(Kind::Double).double_value(&[]),
             accuracy: ro
@@ -358,17 +318,9 @@ impl Trainer {
                 .filter(|o| **o == Outcome::Correct)
                 .count() as f64
                 / b as f64,
-            entropy: old
-                .entropy
-                .as_ref()
-                .map(|e| masked_mean(e, &ro.mask))
-                .unwrap_or(0.0),
-            top1_prob: old
-                .topk_logp
-                .as_ref()
-                .map(|t| masked_mean(&t.select(-1, 0).exp(), &ro.mask))
-                .unwrap_or(0.0),
-            sampled_logp: masked_mean(&old_logp, &ro.mask),
+            entropy: conc.entropy_mean,
+            top1_prob: rank(&conc.rank_prob, 0),
+            sampled_logp: conc.sampled_logp,
             response_len: ro.mask.sum(Kind::Double).double_value(&[]) / b as f64,
             lr: lr_at(step, tc.steps, tc.lr, tc.warmup_steps, tc.schedule),
             time_rollout: t_roll,

@@ -159,38 +159,58 @@ impl EvalReport {
     }
 }
 
-/// A side-by-side markdown table of several reports: pass@K, mean@n, Λ(n), rank-n probabilities.
-pub fn compare_markdown(runs: &[(String, EvalReport)]) -> String {
+/// A cell: the plain value for one run, mean ± std for several.
+fn cell(values: &[f64], digits: usize) -> String {
+    match crate::MeanStd::of(values) {
+        None => "–".into(),
+        Some(m) if m.n == 1 => format!("{:.digits$}", m.mean),
+        Some(m) => m.display(digits),
+    }
+}
+
+/// Side-by-side markdown tables of groups of reports (a group = repeats of one configuration,
+/// e.g. seeds; shown as mean ± std, or the plain value for a single report): pass@K and mean@n,
+/// then Λ(n), the rank-n probabilities, the sampled token's log-prob and the entropy.
+pub fn compare_markdown(groups: &[(String, Vec<&EvalReport>)]) -> String {
     let mut s = String::new();
-    let mut ks: Vec<usize> = runs
-        .iter()
-        .flat_map(|(_, r)| r.pass_at_k.iter().map(|(k, _)| *k))
+    let all = || groups.iter().flat_map(|(_, g)| g.iter());
+    let mut ks: Vec<usize> = all()
+        .flat_map(|r| r.pass_at_k.iter().map(|(k, _)| *k))
         .collect();
     ks.sort_unstable();
     ks.dedup();
     let head: Vec<String> = ks.iter().map(|k| format!("pass@{k}")).collect();
-    let _ = writeln!(s, "| run | problems × n | mean@n | {} |", head.join(" | "));
-    let _ = writeln!(s, "|---|---:|---:|{}", "---:|".repeat(ks.len()));
-    for (name, r) in runs {
+    let _ = writeln!(
+        s,
+        "| run | runs | problems × n | mean@n | {} |",
+        head.join(" | ")
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|{}", "---:|".repeat(ks.len()));
+    for (name, g) in groups {
+        let shape = g
+            .first()
+            .map_or("–".into(), |r| format!("{} × {}", r.problems, r.samples));
+        let means: Vec<f64> = g.iter().map(|r| r.mean_at_n).collect();
         let cells: Vec<String> = ks
             .iter()
-            .map(|k| r.pass(*k).map_or("–".into(), |v| format!("{v:.3}")))
+            .map(|k| {
+                let v: Vec<f64> = g.iter().filter_map(|r| r.pass(*k)).collect();
+                cell(&v, 3)
+            })
             .collect();
         let _ = writeln!(
             s,
-            "| {name} | {} × {} | {:.3} | {} |",
-            r.problems,
-            r.samples,
-            r.mean_at_n,
+            "| {name} | {} | {shape} | {} | {} |",
+            g.len(),
+            cell(&means, 3),
             cells.join(" | ")
         );
     }
-    if runs.iter().any(|(_, r)| r.concentration.is_some()) {
-        let ranks = runs
-            .iter()
-            .filter_map(|(_, r)| r.concentration.as_ref().map(|c| c.lambda.len()))
-            .max()
-            .unwrap_or(0);
+    let ranks = all()
+        .filter_map(|r| r.concentration.as_ref().map(|c| c.lambda.len()))
+        .max()
+        .unwrap_or(0);
+    if ranks > 0 {
         let lam: Vec<String> = (1..=ranks).map(|n| format!("Λ({n})")).collect();
         let prob: Vec<String> = (1..=ranks).map(|n| format!("p(rank {n})")).collect();
         let _ = writeln!(
@@ -200,20 +220,29 @@ pub fn compare_markdown(runs: &[(String, EvalReport)]) -> String {
             prob.join(" | ")
         );
         let _ = writeln!(s, "|---|{}---:|---:|", "---:|".repeat(2 * ranks));
-        for (name, r) in runs {
-            let Some(c) = &r.concentration else {
+        for (name, g) in groups {
+            let cs: Vec<&Concentration> =
+                g.iter().filter_map(|r| r.concentration.as_ref()).collect();
+            if cs.is_empty() {
                 continue;
+            }
+            let col = |f: &dyn Fn(&Concentration) -> Option<f64>| {
+                let v: Vec<f64> = cs.iter().filter_map(|c| f(c)).collect();
+                cell(&v, 4)
             };
-            let cell = |v: Option<&f64>| v.map_or("–".into(), |v| format!("{v:.4}"));
-            let l: Vec<String> = (0..ranks).map(|i| cell(c.lambda.get(i))).collect();
-            let p: Vec<String> = (0..ranks).map(|i| cell(c.rank_prob.get(i))).collect();
+            let l: Vec<String> = (0..ranks)
+                .map(|i| col(&|c| c.lambda.get(i).copied()))
+                .collect();
+            let p: Vec<String> = (0..ranks)
+                .map(|i| col(&|c| c.rank_prob.get(i).copied()))
+                .collect();
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {:.4} | {:.4} |",
+                "| {name} | {} | {} | {} | {} |",
                 l.join(" | "),
                 p.join(" | "),
-                c.sampled_logp,
-                c.entropy_mean
+                col(&|c| Some(c.sampled_logp)),
+                col(&|c| Some(c.entropy_mean))
             );
         }
     }

@@ -1,0 +1,242 @@
+//! The figures and markdown of `rlvr eval`, `rlvr compare` and `rlvr sweep`, drawn from groups of
+//! evaluation reports (a group = one configuration, possibly several seeds) and the groups' training
+//! metrics (`metrics.jsonl`).
+
+use anyhow::{Context, Result};
+use rlvr_eval::plot::{line_panels, moving_average, pass_at_k_curves, rank_bars, Panel, Series};
+use rlvr_eval::{EvalReport, MeanStd};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One configuration: its evaluation reports and the metrics files of its runs.
+pub struct Group {
+    /// Legend and table label.
+    pub label: String,
+    /// One report per run (seed).
+    pub reports: Vec<EvalReport>,
+    /// `metrics.jsonl` of each run that has one.
+    pub metrics: Vec<PathBuf>,
+}
+
+/// The training-curve panels: metrics.jsonl key and panel title.
+const TRAINING_PANELS: [(&str, &str); 6] = [
+    ("reward_mean", "reward"),
+    ("entropy", "token entropy"),
+    ("lambda_1", "Λ(1) = mean log p of rank 1"),
+    ("lambda_2", "Λ(2)"),
+    ("lambda_3", "Λ(3)"),
+    ("sampled_logp", "sampled-token log p"),
+];
+
+/// Reads the numeric columns of a metrics.jsonl file: key → (step, value).
+pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, Vec<(f64, f64)>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut cols: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
+        let Some(step) = v.get("step").and_then(|s| s.as_f64()) else {
+            continue;
+        };
+        if let Some(obj) = v.as_object() {
+            for (k, x) in obj {
+                let y = x.as_f64().unwrap_or(f64::NAN);
+                cols.entry(k.clone()).or_default().push((step, y));
+            }
+        }
+    }
+    Ok(cols)
+}
+
+/// Mean over runs of a metric per step (steps present in every run).
+fn mean_curve(runs: &[BTreeMap<String, Vec<(f64, f64)>>], key: &str) -> Vec<(f64, f64)> {
+    let mut by_step: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for (s, y) in r.get(key).map(|v| v.as_slice()).unwrap_or(&[]) {
+            by_step.entry(*s as i64).or_default().push(*y);
+        }
+    }
+    by_step
+        .into_iter()
+        .filter(|(_, v)| v.len() == runs.len())
+        .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
+        .collect()
+}
+
+fn stats(values: &[f64]) -> (f64, f64) {
+    MeanStd::of(values).map_or((f64::NAN, 0.0), |m| (m.mean, m.std))
+}
+
+/// Draws the figures of `groups` into `dir` (PNG and SVG); returns (caption, PNG file name).
+pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let seeds = |g: &Group| {
+        if g.reports.len() > 1 {
+            format!(" ({} runs)", g.reports.len())
+        } else {
+            String::new()
+        }
+    };
+    // pass@K curves.
+    let curves: Vec<Series> = groups
+        .iter()
+        .filter(|g| !g.reports.is_empty())
+        .map(|g| {
+            let mut ks: Vec<usize> = g
+                .reports
+                .iter()
+                .flat_map(|r| r.pass_at_k.iter().map(|(k, _)| *k))
+                .collect();
+            ks.sort_unstable();
+            ks.dedup();
+            Series {
+                label: format!("{}{}", g.label, seeds(g)),
+                points: ks
+                    .into_iter()
+                    .map(|k| {
+                        let v: Vec<f64> = g.reports.iter().filter_map(|r| r.pass(k)).collect();
+                        let (m, s) = stats(&v);
+                        (k as f64, m, s)
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    if !curves.is_empty() {
+        pass_at_k_curves(&dir.join("passk"), "pass@K (mean ± std over runs)", &curves)?;
+        out.push(("pass@K".into(), "passk.png".into()));
+    }
+    // Rank-n probability bars and the entropy histogram.
+    let with_conc: Vec<(&Group, Vec<&rlvr_eval::Concentration>)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g,
+                g.reports
+                    .iter()
+                    .filter_map(|r| r.concentration.as_ref())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if !with_conc.is_empty() {
+        let bars: Vec<(String, Vec<(f64, f64)>)> = with_conc
+            .iter()
+            .map(|(g, cs)| {
+                let ranks = cs.iter().map(|c| c.rank_prob.len()).min().unwrap_or(0);
+                let v = (0..ranks)
+                    .map(|i| stats(&cs.iter().map(|c| c.rank_prob[i]).collect::<Vec<_>>()))
+                    .collect();
+                (g.label.clone(), v)
+            })
+            .collect();
+        rank_bars(
+            &dir.join("rank_probs"),
+            "Average probability of the rank-n candidate over response tokens",
+            "mean probability",
+            &bars,
+        )?;
+        out.push((
+            "rank-n candidate probabilities".into(),
+            "rank_probs.png".into(),
+        ));
+        let series: Vec<Series> = with_conc
+            .iter()
+            .map(|(g, cs)| {
+                let edges = &cs[0].entropy_hist.edges;
+                let dens: Vec<Vec<f64>> = cs.iter().map(|c| c.entropy_hist.density()).collect();
+                let points = (0..edges.len().saturating_sub(1))
+                    .map(|b| {
+                        let v: Vec<f64> = dens.iter().filter_map(|d| d.get(b).copied()).collect();
+                        let (m, _) = stats(&v);
+                        ((edges[b] + edges[b + 1]) / 2.0, m, 0.0)
+                    })
+                    .collect();
+                Series {
+                    label: g.label.clone(),
+                    points,
+                }
+            })
+            .collect();
+        line_panels(
+            &dir.join("entropy_hist"),
+            "Token entropy of sampled responses",
+            &[Panel {
+                title: "fraction of response tokens".into(),
+                x_desc: "entropy (nats)".into(),
+                series,
+            }],
+            1,
+        )?;
+        out.push(("token-entropy histogram".into(), "entropy_hist.png".into()));
+    }
+    // Training curves.
+    let mut loaded = Vec::new();
+    for g in groups {
+        let runs: Vec<_> = g
+            .metrics
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| read_metrics(p))
+            .collect::<Result<_>>()?;
+        if !runs.is_empty() {
+            loaded.push((g, runs));
+        }
+    }
+    if !loaded.is_empty() {
+        let panels: Vec<Panel> = TRAINING_PANELS
+            .iter()
+            .map(|(key, title)| Panel {
+                title: title.to_string(),
+                x_desc: "step".into(),
+                series: loaded
+                    .iter()
+                    .map(|(g, runs)| {
+                        let curve = mean_curve(runs, key);
+                        let window = (curve.len() / 30).max(1);
+                        let ys: Vec<f64> = curve.iter().map(|p| p.1).collect();
+                        let smooth = moving_average(&ys, window);
+                        Series {
+                            label: g.label.clone(),
+                            points: curve
+                                .iter()
+                                .zip(smooth)
+                                .map(|(p, y)| (p.0, y, 0.0))
+                                .collect(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        line_panels(
+            &dir.join("training"),
+            "Training curves (mean over runs, moving average over ~1/30 of the steps)",
+            &panels,
+            3,
+        )?;
+        out.push(("training curves".into(), "training.png".into()));
+    }
+    Ok(out)
+}
+
+/// Markdown image lines for figures stored in `rel` (relative to the markdown file).
+pub fn figure_markdown(figures: &[(String, String)], rel: &str) -> String {
+    figures
+        .iter()
+        .map(|(caption, file)| format!("![{caption}]({rel}{file})\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
