@@ -38,6 +38,8 @@ pub enum Command {
     Eval(crate::eval_cmd::EvalArgs),
     /// Compare evaluations of several runs side by side: tables and plots.
     Compare(crate::eval_cmd::CompareArgs),
+    /// Train a grid of runs from a sweep file, resumable, with a mean ± std summary report.
+    Sweep(crate::sweep::SweepArgs),
     /// Sample a trained run's policy on one problem: accuracy and distinct correct responses.
     Sample(crate::train_cmd::SampleArgs),
 }
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sft(args) => crate::train_cmd::sft(args),
         Command::Sample(args) => crate::train_cmd::sample(args),
         Command::Eval(args) => crate::eval_cmd::eval(args),
+        Command::Sweep(args) => crate::sweep::sweep(args),
         Command::Compare(args) => crate::eval_cmd::compare(args),
         Command::Config(args) => {
             let (config, _) = resolve_algo(&args)?;

@@ -12,6 +12,7 @@ pub mod evaluation;
 pub mod figures;
 pub mod optim;
 pub mod run_config;
+pub mod sweep;
 pub mod train_cmd;
 pub mod trainer;
 

@@ -82,17 +82,8 @@ fn take_flag(params: &mut Vec<String>, name: &str) -> Result<Option<String>> {
     Ok(None)
 }
 
-fn set(doc: &mut toml::Table, path: &str, value: toml::Value) {
-    let mut cur = doc;
-    let parts: Vec<&str> = path.split('.').collect();
-    for p in &parts[..parts.len() - 1] {
-        cur = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .expect("table");
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
+fn set(doc: &mut toml::Table, path: &str, value: toml::Value) -> Result<()> {
+    Ok(rlvr_core::algo::set_value(doc, path, value)?)
 }
 
 /// Builds the run document from the flags (defaults ← file ← flags ← --set ← parameter flags).
@@ -137,7 +128,7 @@ pub fn build_document(args: &TrainArgs) -> Result<toml::Table> {
     }
     if let Some(d) = data {
         doc.remove("task");
-        set(&mut doc, "data.train", toml::Value::String(d));
+        set(&mut doc, "data.train", toml::Value::String(d))?;
     }
     if let Some(m) = model {
         let table: toml::Table = if Path::new(&m).is_dir() {
@@ -157,13 +148,13 @@ pub fn build_document(args: &TrainArgs) -> Result<toml::Table> {
         doc.insert("model".into(), toml::Value::Table(table));
     }
     if let Some(s) = steps {
-        set(&mut doc, "train.steps", rlvr_core::algo::parse_value(&s));
+        set(&mut doc, "train.steps", rlvr_core::algo::parse_value(&s))?;
     }
     if let Some(s) = seed {
-        set(&mut doc, "train.seed", rlvr_core::algo::parse_value(&s));
+        set(&mut doc, "train.seed", rlvr_core::algo::parse_value(&s))?;
     }
     if let Some(d) = device {
-        set(&mut doc, "train.device", toml::Value::String(d));
+        set(&mut doc, "train.device", toml::Value::String(d))?;
     }
     config_file::apply_sets(&mut doc, &args.sets)?;
     let algo_table = doc
@@ -225,6 +216,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
         dir
     };
+    run_training(cfg, &dir, resuming)?;
+    Ok(())
+}
+
+/// Trains the run `cfg` in `dir` (continuing from its latest checkpoint when `resuming`), with
+/// before/after evaluation; returns the end-of-training evaluation, if any.
+pub fn run_training(cfg: RunConfig, dir: &Path, resuming: bool) -> Result<Option<EvalReport>> {
+    let dir = dir.to_path_buf();
     let device = rlvr_models::device::parse_device(&cfg.train.device)?;
     let (train_problems, test_problems, verifier) = load_problems(&cfg)?;
     let codec = cfg.model.codec()?;
@@ -335,6 +334,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    let mut result = None;
     if !eval_problems.is_empty() {
         let after = evaluate(
             t.policy.as_ref(),
@@ -352,9 +352,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
             dir.join("eval/after.json"),
             serde_json::to_string_pretty(&after)?,
         )?;
+        result = Some(after);
     }
     println!("run saved in {}", dir.display());
-    Ok(())
+    Ok(result)
 }
 
 pub(crate) fn chat_tokenizer(
@@ -411,24 +412,24 @@ pub struct SftArgs {
 pub fn sft(args: SftArgs) -> Result<()> {
     let mut doc = toml::Table::new();
     if Path::new(&args.model).is_dir() {
-        set(&mut doc, "model.type", toml::Value::String("hf".into()));
+        set(&mut doc, "model.type", toml::Value::String("hf".into()))?;
         set(
             &mut doc,
             "model.path",
             toml::Value::String(args.model.clone()),
-        );
+        )?;
     } else {
         set(
             &mut doc,
             "model.type",
             toml::Value::String(args.model.clone()),
-        );
+        )?;
     }
     set(
         &mut doc,
         "task.type",
         toml::Value::String(args.task.clone()),
-    );
+    )?;
     config_file::apply_sets(&mut doc, &args.sets)?;
     let model: Box<dyn ModelConfig> =
         toml::Value::Table(doc["model"].as_table().cloned().unwrap_or_default())

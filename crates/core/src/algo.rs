@@ -186,7 +186,12 @@ pub fn check_known_fields(path: &str, given: &toml::Table, parsed: &toml::Table)
 /// Sets `path` (dotted, e.g. `algo.loss.topk`) in `table` to `raw`, parsed as a TOML value
 /// (`5`, `0.1`, `true`, `"text"`, `[1, 2]`); text that is not valid TOML is taken as a string.
 pub fn set_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<()> {
-    let value = parse_value(raw);
+    set_value(table, path, parse_value(raw))
+}
+
+/// Sets `path` (dotted) in `table` to `value`, creating intermediate tables; an intermediate
+/// that holds a non-table value is an error naming it.
+pub fn set_value(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<()> {
     let parts: Vec<&str> = path.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(CoreError::config(path, "empty key in dotted path"));

@@ -1,0 +1,375 @@
+//! `rlvr sweep sweep.toml`: a grid of runs over config keys (algorithm parameters, presets, seeds),
+//! trained one after another in `runs/sweeps/<name>/<run>/`, resumable after a kill (finished runs
+//! are skipped, an interrupted one continues from its latest checkpoint), summarised as mean ± std
+//! over seeds in a markdown report with figures.
+//!
+//! ```toml
+//! name = "alpha"                      # folder under <runs-dir>/sweeps (default: the file's stem)
+//! config = "base.toml"                # optional run config, relative to this file
+//! seed_keys = ["train.seed"]          # keys averaged over in the summary (default)
+//! description = "text for the report" # optional
+//!
+//! [base]                              # run document merged over the default and `config`
+//! train.steps = 50
+//!
+//! [[variant]]                         # optional named variants, each a set of dotted keys
+//! name = "simko"
+//! set = { "algo.preset" = "simko" }
+//!
+//! [grid]                              # every combination of these values (× variants)
+//! "algo.loss.alpha" = [0.0, 0.01, 0.05]
+//! "train.seed" = [0, 1]
+//! ```
+
+use crate::config_file;
+use crate::figures::{figure_markdown, write_atomic, write_figures, Group};
+use crate::run_config::{default_document, RunConfig};
+use crate::train_cmd::run_training;
+use crate::trainer::latest_checkpoint;
+use anyhow::{bail, Context, Result};
+use rlvr_core::algo::{merge, set_value};
+use rlvr_eval::report::compare_markdown;
+use rlvr_eval::{EvalReport, MeanStd};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Flags of `rlvr sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// The sweep file (TOML; see `rlvr sweep --help` and docs/sweeps.md).
+    pub file: PathBuf,
+    /// Folder holding runs; the sweep goes to <runs-dir>/sweeps/<name>.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Also write the summary to this markdown file, figures in a folder beside it named after
+    /// the file's stem (e.g. docs/results.md with docs/results/*.png).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// List the runs and validate their configurations without training.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    name: Option<String>,
+    config: Option<String>,
+    #[serde(default)]
+    base: toml::Table,
+    #[serde(default)]
+    variant: Vec<Variant>,
+    #[serde(default)]
+    grid: toml::Table,
+    #[serde(default = "default_seed_keys")]
+    seed_keys: Vec<String>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Variant {
+    name: String,
+    #[serde(default)]
+    set: toml::Table,
+}
+
+fn default_seed_keys() -> Vec<String> {
+    vec!["train.seed".into()]
+}
+
+/// One run of the sweep.
+struct PlannedRun {
+    name: String,
+    group: String,
+    cfg: RunConfig,
+}
+
+fn value_label(v: &toml::Value) -> String {
+    let s = match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn short_key(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// Expands the sweep file into runs, validating every configuration.
+fn plan(file: &Path, sweep: &SweepFile) -> Result<Vec<PlannedRun>> {
+    let mut base = default_document();
+    if let Some(c) = &sweep.config {
+        let path = file.parent().unwrap_or(Path::new(".")).join(c);
+        merge(&mut base, &config_file::read(&path)?);
+    }
+    merge(&mut base, &sweep.base);
+    let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
+    for (key, values) in &sweep.grid {
+        let toml::Value::Array(values) = values else {
+            bail!(
+                "{}: grid key `{key}` must be an array of values",
+                file.display()
+            );
+        };
+        if values.is_empty() {
+            bail!("{}: grid key `{key}` has no values", file.display());
+        }
+        axes.push((key.clone(), values.clone()));
+    }
+    let variants: Vec<Option<&Variant>> = if sweep.variant.is_empty() {
+        vec![None]
+    } else {
+        sweep.variant.iter().map(Some).collect()
+    };
+    let combos: usize = axes.iter().map(|a| a.1.len()).product();
+    let mut runs = Vec::new();
+    for variant in variants {
+        for mut i in 0..combos {
+            let mut doc = base.clone();
+            let mut name_parts: Vec<String> = Vec::new();
+            let mut group_parts: Vec<String> = Vec::new();
+            if let Some(v) = variant {
+                for (k, val) in &v.set {
+                    set_value(&mut doc, k, val.clone()).with_context(|| {
+                        format!("{}: variant `{}`: key `{k}`", file.display(), v.name)
+                    })?;
+                }
+                name_parts.push(v.name.clone());
+                group_parts.push(v.name.clone());
+            }
+            for (key, values) in &axes {
+                let val = &values[i % values.len()];
+                i /= values.len();
+                set_value(&mut doc, key, val.clone())
+                    .with_context(|| format!("{}: grid key `{key}`", file.display()))?;
+                let part = format!("{}={}", short_key(key), value_label(val));
+                if !sweep.seed_keys.contains(key) {
+                    group_parts.push(part.clone());
+                }
+                name_parts.push(part);
+            }
+            let name = if name_parts.is_empty() {
+                "run".to_string()
+            } else {
+                name_parts.join("_")
+            };
+            let cfg = RunConfig::from_document(doc)
+                .with_context(|| format!("{}: run `{name}`", file.display()))?;
+            let group = if group_parts.is_empty() {
+                "all".into()
+            } else {
+                group_parts.join(" ")
+            };
+            runs.push(PlannedRun { name, group, cfg });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &runs {
+        if !seen.insert(r.name.clone()) {
+            bail!(
+                "{}: two runs are both named `{}`; give variants distinct names",
+                file.display(),
+                r.name
+            );
+        }
+    }
+    Ok(runs)
+}
+
+/// Whether a run folder holds a finished run: the final checkpoint and (when evaluation is on)
+/// the end-of-training evaluation.
+fn finished(dir: &Path, cfg: &RunConfig) -> Result<bool> {
+    let done = latest_checkpoint(dir)?.is_some_and(|(s, _)| s >= cfg.train.steps);
+    Ok(done && (cfg.train.eval_problems == 0 || dir.join("eval/after.json").exists()))
+}
+
+fn read_report(path: &Path) -> Result<Option<EvalReport>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)?;
+    Ok(Some(serde_json::from_str(&text).with_context(|| {
+        format!("{}: not an evaluation report", path.display())
+    })?))
+}
+
+/// Runs `rlvr sweep`.
+pub fn sweep(args: SweepArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read sweep file {}", args.file.display()))?;
+    let sweep: SweepFile = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid sweep file", args.file.display()))?;
+    let name = sweep.name.clone().unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into())
+    });
+    let runs = plan(&args.file, &sweep)?;
+    let dir = args.runs_dir.join("sweeps").join(&name);
+    // Refuse to mix runs of a different configuration into this sweep, before training anything.
+    for r in &runs {
+        let run_dir = dir.join(&r.name);
+        let path = run_dir.join("config.toml");
+        if path.exists() {
+            let existing = RunConfig::from_document(config_file::read(&path)?)?;
+            if existing.document != r.cfg.document {
+                bail!(
+                    "{} was made from a different configuration than {} now gives for run `{}`; \
+                     remove that folder or give the sweep another name",
+                    run_dir.display(),
+                    args.file.display(),
+                    r.name
+                );
+            }
+        }
+    }
+    println!("sweep {name}: {} runs in {}", runs.len(), dir.display());
+    if args.dry_run {
+        for r in &runs {
+            println!("  {}  (group: {})", r.name, r.group);
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let total = runs.len();
+    let mut planned: Vec<(String, String, RunConfig)> = Vec::new();
+    for (i, r) in runs.into_iter().enumerate() {
+        let run_dir = dir.join(&r.name);
+        let status = if run_dir.join("config.toml").exists() {
+            if finished(&run_dir, &r.cfg)? {
+                "done"
+            } else {
+                "resuming"
+            }
+        } else {
+            "training"
+        };
+        println!("[{}/{total}] {}: {status}", i + 1, r.name);
+        if status != "done" {
+            let cfg = RunConfig::from_document(r.cfg.document.clone())?;
+            run_training(cfg, &run_dir, status == "resuming")
+                .with_context(|| format!("sweep run `{}`", r.name))?;
+        }
+        planned.push((r.name, r.group, r.cfg));
+    }
+    // Summary: groups in order of first appearance; a base-model group from the first group's
+    // before-training evaluations.
+    let mut order: Vec<String> = Vec::new();
+    let mut members: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (run, group, _) in &planned {
+        if !members.contains_key(group) {
+            order.push(group.clone());
+        }
+        members.entry(group.clone()).or_default().push(run);
+    }
+    let mut groups = Vec::new();
+    if let Some(first) = order.first() {
+        let mut before = Vec::new();
+        for run in &members[first] {
+            if let Some(r) = read_report(&dir.join(run).join("eval/before.json"))? {
+                before.push(r);
+            }
+        }
+        if !before.is_empty() {
+            groups.push(Group {
+                label: "base (before training)".into(),
+                reports: before,
+                metrics: Vec::new(),
+            });
+        }
+    }
+    for g in &order {
+        let mut reports = Vec::new();
+        let mut metrics = Vec::new();
+        for run in &members[g] {
+            if let Some(r) = read_report(&dir.join(run).join("eval/after.json"))? {
+                reports.push(r);
+            }
+            metrics.push(dir.join(run).join("metrics.jsonl"));
+        }
+        groups.push(Group {
+            label: g.clone(),
+            reports,
+            metrics,
+        });
+    }
+    let table = compare_markdown(
+        &groups
+            .iter()
+            .map(|g| (g.label.clone(), g.reports.iter().collect()))
+            .collect::<Vec<_>>(),
+    );
+    let first_cfg = &planned[0].2;
+    let setup = format!(
+        "Each run: {} steps × {} prompts × {} samples, then {} held-out problems × {} samples \
+         (temperature {}). Values are mean ± std over the runs of a group (sample std).\n",
+        first_cfg.train.steps,
+        first_cfg.train.prompts_per_step,
+        first_cfg.train.samples_per_prompt,
+        first_cfg.train.eval_problems,
+        first_cfg.train.eval_samples,
+        first_cfg.train.temperature,
+    );
+    let run_list: String = planned
+        .iter()
+        .map(|(run, group, _)| format!("| {run} | {group} |\n"))
+        .collect();
+    let render =
+        |rel: &str, figures: &[(String, String)]| {
+            format!(
+            "# Sweep `{name}`\n\n{}{}\nProduced by `rlvr sweep {}`; runs in `{}`.\n\n{setup}\n## \
+             pass@K and probability concentration\n\n{table}\n## Figures\n\n{}\n## Runs\n\n| run | \
+             group |\n|---|---|\n{run_list}",
+            sweep.description.trim(),
+            if sweep.description.trim().is_empty() { "" } else { "\n\n" },
+            args.file.display(),
+            dir.display(),
+            figure_markdown(figures, rel),
+        )
+        };
+    let summary_json = serde_json::json!({
+        "name": name,
+        "groups": groups.iter().map(|g| serde_json::json!({
+            "label": g.label,
+            "runs": g.reports.len(),
+            "mean_at_n": MeanStd::of(&g.reports.iter().map(|r| r.mean_at_n).collect::<Vec<_>>()),
+            "pass_at_k": g.reports.first().map(|r| r.pass_at_k.iter().map(|(k, _)| {
+                let v: Vec<f64> = g.reports.iter().filter_map(|r| r.pass(*k)).collect();
+                serde_json::json!({"k": k, "value": MeanStd::of(&v)})
+            }).collect::<Vec<_>>()),
+        })).collect::<Vec<_>>(),
+        "runs": planned.iter().map(|(run, group, _)| serde_json::json!({"run": run, "group": group})).collect::<Vec<_>>(),
+    });
+    let figures = write_figures(&dir.join("plots"), &groups)?;
+    write_atomic(&dir.join("summary.md"), &render("plots/", &figures))?;
+    write_atomic(
+        &dir.join("summary.json"),
+        &serde_json::to_string_pretty(&summary_json)?,
+    )?;
+    println!("{table}");
+    println!("summary in {}", dir.join("summary.md").display());
+    if let Some(report) = &args.report {
+        let stem = report
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .context("--report needs a file name")?;
+        let fig_dir = report.with_file_name(&stem);
+        let figures = write_figures(&fig_dir, &groups)?;
+        write_atomic(report, &render(&format!("{stem}/"), &figures))?;
+        println!("report in {}", report.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! End-to-end tests of `rlvr eval`, `rlvr compare` and `rlvr sweep`: reports, plots that decode
+//! and are not blank, per-source results for datasets, and a sweep that resumes after SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn rlvr() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rlvr"))
+}
+
+fn repo(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(p)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let o = rlvr().args(args).output().unwrap();
+    assert!(o.status.success(), "rlvr {args:?}:\n{}", text(&o));
+    text(&o)
+}
+
+/// Decodes a PNG; asserts a real image with drawn content, not a blank canvas.
+fn assert_png_drawn(path: &Path) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(file).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let first = pixels[0];
+    let differing = pixels.iter().filter(|p| p[..3] != first[..3]).count();
+    let colors: std::collections::HashSet<&[u8]> = pixels.iter().map(|p| &p[..3]).collect();
+    assert!(
+        info.width >= 400 && info.height >= 300,
+        "{}",
+        path.display()
+    );
+    assert!(
+        differing as f64 > 0.01 * pixels.len() as f64 && colors.len() > 8,
+        "{} looks blank: {differing} pixels differ from the background, {} colours",
+        path.display(),
+        colors.len()
+    );
+}
+
+/// C(n, k) as f64 (small arguments).
+fn binom(n: usize, k: usize) -> f64 {
+    if k > n {
+        return 0.0;
+    }
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+fn small_run(runs: &Path, name: &str) -> PathBuf {
+    run_ok(&[
+        "train",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        name,
+        "--steps",
+        "3",
+        "--set",
+        "train.prompts_per_step=4",
+        "--set",
+        "train.samples_per_prompt=4",
+        "--set",
+        "train.eval_problems=0",
+    ]);
+    runs.join(name)
+}
+
+#[test]
+fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = small_run(tmp.path(), "r");
+    let out = run_ok(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "-n",
+        "8",
+        "--problems",
+        "12",
+    ]);
+    assert!(out.contains("| countdown | 12 |"), "{out}");
+    let dir = run.join("eval/step-3-n8");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["samples"], 8);
+    assert_eq!(report["problems"], 12);
+    let ks: Vec<u64> = report["pass_at_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(ks, vec![1, 2, 4, 8]);
+    // pass@K recomputed from the per-problem counts with plain binomials.
+    let counts: Vec<usize> = report["per_problem"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["correct"].as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(counts.len(), 12);
+    for p in report["pass_at_k"].as_array().unwrap() {
+        let k = p[0].as_u64().unwrap() as usize;
+        let want = counts
+            .iter()
+            .map(|&c| 1.0 - binom(8 - c, k) / binom(8, k))
+            .sum::<f64>()
+            / 12.0;
+        assert!((p[1].as_f64().unwrap() - want).abs() < 1e-12, "pass@{k}");
+    }
+    assert!(report["by_source"]["countdown"]["problems"] == 12);
+    let conc = &report["concentration"];
+    assert_eq!(conc["lambda"].as_array().unwrap().len(), 5);
+    assert!(conc["tokens"].as_u64().unwrap() > 0);
+    let probs: Vec<f64> = conc["rank_prob"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs.iter().sum::<f64>() <= 1.0 + 1e-6);
+    let md = std::fs::read_to_string(dir.join("eval.md")).unwrap();
+    assert!(md.contains("pass@8") && md.contains("Λ(n)") && md.contains("](plots/passk.png)"));
+    for fig in ["passk", "rank_probs", "entropy_hist", "training"] {
+        assert_png_drawn(&dir.join(format!("plots/{fig}.png")));
+        let svg = std::fs::read_to_string(dir.join(format!("plots/{fig}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg"), "{fig}.svg");
+    }
+    // Nothing is overwritten without --overwrite.
+    let before = std::fs::read(dir.join("eval.json")).unwrap();
+    let again = rlvr()
+        .args([
+            "eval",
+            "--run",
+            run.to_str().unwrap(),
+            "-n",
+            "8",
+            "--seed",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--overwrite"), "{}", text(&again));
+    assert_eq!(std::fs::read(dir.join("eval.json")).unwrap(), before);
+    // The initial weights (step 0) evaluate too; a missing checkpoint is a clear error.
+    run_ok(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--step",
+        "0",
+        "-n",
+        "2",
+        "--problems",
+        "3",
+    ]);
+    let bad = rlvr()
+        .args(["eval", "--run", run.to_str().unwrap(), "--step", "7"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&bad).contains("step-7") && !bad.status.success(),
+        "{}",
+        text(&bad)
+    );
+
+    // compare: the run (its newest evaluation) against the step-0 evaluation folder.
+    let cmp = tmp.path().join("cmp");
+    let out = run_ok(&[
+        "compare",
+        run.to_str().unwrap(),
+        run.join("eval/step-0-n2").to_str().unwrap(),
+        "--labels",
+        "trained,initial",
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("| trained |") && out.contains("| initial |"),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(cmp.join("comparison.md")).unwrap();
+    assert!(md.contains("Λ(1)") && md.contains("plots/passk.png"));
+    assert_png_drawn(&cmp.join("plots/passk.png"));
+    assert_png_drawn(&cmp.join("plots/rank_probs.png"));
+}
+
+#[test]
+fn eval_of_a_hf_folder_on_a_dataset_reports_per_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("e");
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    let data = repo("crates/rewards/tests/data/aime2025_test.parquet");
+    let out = run_ok(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "-n",
+        "2",
+        "--problems",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["problems"], 3, "{out}");
+    let sources = report["by_source"].as_object().unwrap();
+    assert_eq!(sources.len(), 1);
+    assert!(
+        sources
+            .keys()
+            .next()
+            .unwrap()
+            .to_lowercase()
+            .contains("aime"),
+        "{sources:?}"
+    );
+    // --model without a task or dataset is refused before any work.
+    let o = rlvr()
+        .args(["eval", "--model", model.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("--task"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn write_sweep(path: &Path, steps: u32) {
+    std::fs::write(
+        path,
+        format!(
+            r#"
+name = "alpha"
+[base.algo]
+preset = "simko"
+[base.train]
+steps = {steps}
+prompts_per_step = 4
+samples_per_prompt = 4
+checkpoint_every = 2
+eval_problems = 6
+eval_samples = 4
+[grid]
+"algo.loss.alpha" = [0.0, 0.01, 0.05]
+"train.seed" = [0, 1]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_sweep_runs_from_toml_and_resumes_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("alpha.toml");
+    write_sweep(&file, 6);
+    let runs = tmp.path().join("runs");
+    let dir = runs.join("sweeps/alpha");
+    let mut child = rlvr()
+        .args([
+            "sweep",
+            file.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill in the middle of the second run.
+    let second = dir.join("alpha=0.01_seed=0");
+    let start = Instant::now();
+    while !second.join("checkpoints/step-2/state.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "second run never checkpointed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.join("summary.md").exists(), "killed before the end");
+    let first_metrics = std::fs::read(dir.join("alpha=0.0_seed=0/metrics.jsonl")).unwrap();
+
+    let out = run_ok(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(out.contains("[1/6] alpha=0.0_seed=0: done"), "{out}");
+    assert!(out.contains("[2/6] alpha=0.01_seed=0: resuming"), "{out}");
+    assert!(out.contains("[6/6] alpha=0.05_seed=1: training"), "{out}");
+    assert_eq!(
+        std::fs::read(dir.join("alpha=0.0_seed=0/metrics.jsonl")).unwrap(),
+        first_metrics,
+        "a finished run is not retrained"
+    );
+    for alpha in ["0.0", "0.01", "0.05"] {
+        for seed in [0, 1] {
+            let run = dir.join(format!("alpha={alpha}_seed={seed}"));
+            let lines = std::fs::read_to_string(run.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .count();
+            assert_eq!(lines, 6, "{}: one metrics line per step", run.display());
+            assert!(run.join("eval/after.json").exists());
+            let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+            assert!(cfg.contains(&format!("alpha = {alpha}")), "{cfg}");
+        }
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    for g in [
+        "| alpha=0.0 | 2 |",
+        "| alpha=0.01 | 2 |",
+        "| alpha=0.05 | 2 |",
+        "base (before training)",
+    ] {
+        assert!(summary.contains(g), "summary lacks `{g}`:\n{summary}");
+    }
+    assert!(summary.contains(" ± "), "mean ± std over seeds");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["groups"].as_array().unwrap().len(), 4);
+    for fig in ["passk", "rank_probs", "training"] {
+        assert_png_drawn(&dir.join(format!("plots/{fig}.png")));
+    }
+    // A second pass only re-summarises.
+    let out = run_ok(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.matches(": done").count(), 6, "{out}");
+    // Changing the sweep under existing runs is refused, not mixed in.
+    write_sweep(&file, 8);
+    let o = rlvr()
+        .args([
+            "sweep",
+            file.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("different configuration"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn bad_sweep_files_are_reported_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let cases = [
+        ("[grid]\n\"train.seed\" = 3\n", "must be an array"),
+        (
+            "[grid]\n\"algo.loss.alpha\" = [2.0]\n[base.algo]\npreset = \"simko\"\n",
+            "alpha",
+        ),
+        ("gird = 1\n", "unknown field"),
+        ("[grid]\n\"train.stepz\" = [1]\n", "stepz"),
+    ];
+    for (body, want) in cases {
+        let file = tmp.path().join("bad.toml");
+        std::fs::write(&file, body).unwrap();
+        let o = rlvr()
+            .args([
+                "sweep",
+                file.to_str().unwrap(),
+                "--runs-dir",
+                runs.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{body}");
+        assert!(text(&o).contains(want), "{body}: {}", text(&o));
+        assert!(
+            !runs.join("sweeps/bad").exists(),
+            "nothing written for {body}"
+        );
+    }
+}
