@@ -84,8 +84,9 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
     // pass@K curves.
     let curves: Vec<Series> = groups
         .iter()
-        .filter(|g| !g.reports.is_empty())
-        .map(|g| {
+        .enumerate()
+        .filter(|(_, g)| !g.reports.is_empty())
+        .map(|(color, g)| {
             let mut ks: Vec<usize> = g
                 .reports
                 .iter()
@@ -95,6 +96,7 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
             ks.dedup();
             Series {
                 label: format!("{}{}", g.label, seeds(g)),
+                color,
                 points: ks
                     .into_iter()
                     .map(|k| {
@@ -111,10 +113,12 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
         out.push(("pass@K".into(), "passk.png".into()));
     }
     // Rank-n probability bars and the entropy histogram.
-    let with_conc: Vec<(&Group, Vec<&rlvr_eval::Concentration>)> = groups
+    let with_conc: Vec<(usize, &Group, Vec<&rlvr_eval::Concentration>)> = groups
         .iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(color, g)| {
             (
+                color,
                 g,
                 g.reports
                     .iter()
@@ -122,17 +126,24 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
                     .collect::<Vec<_>>(),
             )
         })
-        .filter(|(_, c)| !c.is_empty())
+        .filter(|(_, _, c)| !c.is_empty())
         .collect();
     if !with_conc.is_empty() {
-        let bars: Vec<(String, Vec<(f64, f64)>)> = with_conc
+        let bars: Vec<Series> = with_conc
             .iter()
-            .map(|(g, cs)| {
+            .map(|(color, g, cs)| {
                 let ranks = cs.iter().map(|c| c.rank_prob.len()).min().unwrap_or(0);
-                let v = (0..ranks)
-                    .map(|i| stats(&cs.iter().map(|c| c.rank_prob[i]).collect::<Vec<_>>()))
+                let points = (0..ranks)
+                    .map(|i| {
+                        let (m, s) = stats(&cs.iter().map(|c| c.rank_prob[i]).collect::<Vec<_>>());
+                        (i as f64 + 1.0, m, s)
+                    })
                     .collect();
-                (g.label.clone(), v)
+                Series {
+                    label: g.label.clone(),
+                    points,
+                    color: *color,
+                }
             })
             .collect();
         rank_bars(
@@ -147,7 +158,7 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
         ));
         let series: Vec<Series> = with_conc
             .iter()
-            .map(|(g, cs)| {
+            .map(|(color, g, cs)| {
                 let edges = &cs[0].entropy_hist.edges;
                 let dens: Vec<Vec<f64>> = cs.iter().map(|c| c.entropy_hist.density()).collect();
                 let points = (0..edges.len().saturating_sub(1))
@@ -160,6 +171,7 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
                 Series {
                     label: g.label.clone(),
                     points,
+                    color: *color,
                 }
             })
             .collect();
@@ -177,7 +189,7 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
     }
     // Training curves.
     let mut loaded = Vec::new();
-    for g in groups {
+    for (color, g) in groups.iter().enumerate() {
         let runs: Vec<_> = g
             .metrics
             .iter()
@@ -185,7 +197,7 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
             .map(|p| read_metrics(p))
             .collect::<Result<_>>()?;
         if !runs.is_empty() {
-            loaded.push((g, runs));
+            loaded.push((color, g, runs));
         }
     }
     if !loaded.is_empty() {
@@ -196,13 +208,14 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
                 x_desc: "step".into(),
                 series: loaded
                     .iter()
-                    .map(|(g, runs)| {
+                    .map(|(color, g, runs)| {
                         let curve = mean_curve(runs, key);
                         let window = (curve.len() / 30).max(1);
                         let ys: Vec<f64> = curve.iter().map(|p| p.1).collect();
                         let smooth = moving_average(&ys, window);
                         Series {
                             label: g.label.clone(),
+                            color: *color,
                             points: curve
                                 .iter()
                                 .zip(smooth)

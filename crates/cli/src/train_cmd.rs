@@ -292,9 +292,9 @@ pub fn run_training(cfg: RunConfig, dir: &Path, resuming: bool) -> Result<Option
             &eval_opts,
         )?;
         print_eval("before", &r);
-        std::fs::write(
-            dir.join("eval/before.json"),
-            serde_json::to_string_pretty(&r)?,
+        crate::figures::write_atomic(
+            &dir.join("eval/before.json"),
+            &serde_json::to_string_pretty(&r)?,
         )?;
         Some(r)
     } else {
@@ -348,9 +348,9 @@ pub fn run_training(cfg: RunConfig, dir: &Path, resuming: bool) -> Result<Option
             print_eval("before", b);
         }
         print_eval("after ", &after);
-        std::fs::write(
-            dir.join("eval/after.json"),
-            serde_json::to_string_pretty(&after)?,
+        crate::figures::write_atomic(
+            &dir.join("eval/after.json"),
+            &serde_json::to_string_pretty(&after)?,
         )?;
         result = Some(after);
     }

@@ -81,13 +81,15 @@ macro_rules! render_both {
     }};
 }
 
-/// One curve: points (x, mean, half-width of the error bar; 0 for none).
+/// One curve (or one run's bars): points (x, mean, half-width of the error bar; 0 for none).
 #[derive(Debug, Clone)]
 pub struct Series {
     /// Legend label.
     pub label: String,
     /// (x, y, error).
     pub points: Vec<(f64, f64, f64)>,
+    /// Index into the palette, so a run keeps its colour across figures.
+    pub color: usize,
 }
 
 /// One panel of [`line_panels`].
@@ -158,8 +160,8 @@ fn draw_pass_at_k<DB: DrawingBackend>(
         .axis_desc_style((FONT, 16))
         .draw()
         .map_err(err)?;
-    for (i, c) in curves.iter().enumerate() {
-        let col = color(i);
+    for c in curves {
+        let col = color(c.color);
         let pts: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0.log2(), p.1)).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
@@ -190,12 +192,8 @@ fn draw_pass_at_k<DB: DrawingBackend>(
 }
 
 /// Grouped bars: for each rank n = 1.. one bar per run (value ± error), value printed above.
-pub fn rank_bars(
-    stem: &Path,
-    title: &str,
-    y_desc: &str,
-    runs: &[(String, Vec<(f64, f64)>)],
-) -> Result<Vec<PathBuf>> {
+/// Each run's points are (rank, value, error) with ranks 1, 2, ….
+pub fn rank_bars(stem: &Path, title: &str, y_desc: &str, runs: &[Series]) -> Result<Vec<PathBuf>> {
     render_both!(stem, (900, 600), draw_rank_bars(title, y_desc, runs))
 }
 
@@ -203,12 +201,17 @@ fn draw_rank_bars<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     y_desc: &str,
-    runs: &[(String, Vec<(f64, f64)>)],
+    runs: &[Series],
 ) -> Result<()> {
-    let ranks = runs.iter().map(|r| r.1.len()).max().unwrap_or(0).max(1);
+    let ranks = runs
+        .iter()
+        .map(|r| r.points.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let top = runs
         .iter()
-        .flat_map(|r| r.1.iter().map(|v| v.0 + v.1))
+        .flat_map(|r| r.points.iter().map(|v| v.1 + v.2))
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.15 } else { 1.0 };
@@ -238,8 +241,10 @@ fn draw_rank_bars<DB: DrawingBackend>(
         .map_err(err)?;
     let m = runs.len().max(1) as f64;
     let w = 0.8 / m;
-    for (i, (label, values)) in runs.iter().enumerate() {
-        let col = color(i);
+    for (i, run) in runs.iter().enumerate() {
+        let col = color(run.color);
+        let label = &run.label;
+        let values: Vec<(f64, f64)> = run.points.iter().map(|p| (p.1, p.2)).collect();
         let x0 = |r: usize| r as f64 + 1.0 - 0.4 + i as f64 * w;
         chart
             .draw_series(values.iter().enumerate().map(|(r, v)| {
@@ -329,17 +334,26 @@ fn draw_panels<DB: DrawingBackend>(
             .y_label_area_size(55)
             .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
             .map_err(err)?;
+        let wide = x_hi - x_lo >= 10.0;
+        let x_fmt = move |x: &f64| {
+            if wide {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        };
         chart
             .configure_mesh()
             .x_labels(6)
             .y_labels(6)
+            .x_label_formatter(&x_fmt)
             .x_desc(panel.x_desc.as_str())
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))
             .draw()
             .map_err(err)?;
-        for (i, s) in panel.series.iter().enumerate() {
-            let col = color(i);
+        for s in &panel.series {
+            let col = color(s.color);
             let pts: Vec<(f64, f64)> = s
                 .points
                 .iter()

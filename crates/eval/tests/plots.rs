@@ -53,8 +53,9 @@ fn assert_drawn(paths: &[std::path::PathBuf], min_ink: f64) {
 #[test]
 fn pass_at_k_curves_render() {
     let dir = tempfile::tempdir().unwrap();
-    let curve = |label: &str, base: f64| Series {
+    let curve = |label: &str, base: f64, color: usize| Series {
         label: label.into(),
+        color,
         points: [1, 2, 4, 8, 16, 32, 64]
             .iter()
             .map(|&k| (k as f64, 1.0 - (1.0 - base).powf((k as f64).sqrt()), 0.02))
@@ -63,7 +64,7 @@ fn pass_at_k_curves_render() {
     let paths = pass_at_k_curves(
         &dir.path().join("plots/passk"),
         "pass@K",
-        &[curve("grpo", 0.4), curve("simko", 0.35)],
+        &[curve("grpo", 0.4, 0), curve("simko", 0.35, 1)],
     )
     .unwrap();
     assert_drawn(&paths, 0.01);
@@ -74,26 +75,37 @@ fn pass_at_k_curves_render() {
 #[test]
 fn rank_bars_render() {
     let dir = tempfile::tempdir().unwrap();
+    let bars = |label: &str, v: [(f64, f64); 5], color: usize| Series {
+        label: label.into(),
+        points: v
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as f64 + 1.0, p.0, p.1))
+            .collect(),
+        color,
+    };
     let runs = vec![
-        (
-            "grpo".to_string(),
-            vec![
+        bars(
+            "grpo",
+            [
                 (0.9, 0.01),
                 (0.05, 0.005),
                 (0.02, 0.0),
                 (0.01, 0.0),
                 (0.005, 0.0),
             ],
+            0,
         ),
-        (
-            "simko".to_string(),
-            vec![
+        bars(
+            "simko",
+            [
                 (0.8, 0.02),
                 (0.1, 0.01),
                 (0.04, 0.0),
                 (0.02, 0.0),
                 (0.01, 0.0),
             ],
+            1,
         ),
     ];
     let paths = rank_bars(
@@ -111,6 +123,7 @@ fn line_panels_render() {
     let dir = tempfile::tempdir().unwrap();
     let series = |label: &str, f: fn(f64) -> f64| Series {
         label: label.into(),
+        color: label.len(),
         points: (0..100).map(|i| (i as f64, f(i as f64), 0.0)).collect(),
     };
     let panels: Vec<Panel> = ["reward", "entropy", "Λ(1)"]
@@ -131,11 +144,13 @@ fn degenerate_inputs_still_render() {
     // A single K, a flat curve, NaN values and an empty run must not fail.
     let flat = Series {
         label: "flat".into(),
+        color: 0,
         points: vec![(1.0, 0.5, 0.0)],
     };
     pass_at_k_curves(&dir.path().join("a"), "one point", &[flat]).unwrap();
     let nan = Series {
         label: "nan".into(),
+        color: 3,
         points: vec![(0.0, f64::NAN, 0.0), (1.0, 1.0, 0.0)],
     };
     let panel = Panel {

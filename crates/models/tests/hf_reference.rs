@@ -15,10 +15,21 @@ fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The device of the reference checks: CPU, or `RLVR_TEST_DEVICE` (`cuda`, `cuda:N`) to run the
+/// same checks on a GPU.
+fn device() -> Device {
+    match std::env::var("RLVR_TEST_DEVICE") {
+        Ok(d) => rlvr_models::device::parse_device(&d).unwrap(),
+        Err(_) => Device::Cpu,
+    }
+}
+
+/// The fixture's inputs and transformers' outputs, on [`device`].
 fn reference(name: &str) -> HashMap<String, Tensor> {
     Tensor::read_safetensors(dir(name).join("reference.safetensors"))
         .unwrap()
         .into_iter()
+        .map(|(k, t)| (k, t.to_device(device())))
         .collect()
 }
 
@@ -31,7 +42,7 @@ fn max_masked_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
 #[test]
 fn logits_match_transformers() {
     for name in MODELS {
-        let m = HfModel::load(&dir(name), Device::Cpu, Kind::Float).unwrap();
+        let m = HfModel::load(&dir(name), device(), Kind::Float).unwrap();
         let r = reference(name);
         let positions = positions_from_mask(&r["attention_mask"]).unwrap();
         assert!(positions.equal(&r["position_ids"]), "{name}: positions");
@@ -74,7 +85,7 @@ fn greedy_cached(m: &HfModel, ids: &Tensor, mask: &Tensor, steps: i64) -> (Tenso
 #[test]
 fn greedy_generation_through_the_kv_cache_matches_transformers() {
     for name in MODELS {
-        let m = HfModel::load(&dir(name), Device::Cpu, Kind::Float).unwrap();
+        let m = HfModel::load(&dir(name), device(), Kind::Float).unwrap();
         let r = reference(name);
         let expected = &r["expected_greedy_ids"];
         let steps = expected.size()[1] - r["input_ids"].size()[1];
@@ -89,7 +100,7 @@ fn greedy_generation_through_the_kv_cache_matches_transformers() {
 #[test]
 fn teacher_forced_logits_equal_prefill_plus_cached_steps() {
     for name in MODELS {
-        let m = HfModel::load(&dir(name), Device::Cpu, Kind::Float).unwrap();
+        let m = HfModel::load(&dir(name), device(), Kind::Float).unwrap();
         let r = reference(name);
         let steps = 6;
         let (ids, step_logits) = greedy_cached(&m, &r["input_ids"], &r["attention_mask"], steps);
