@@ -127,11 +127,11 @@ fn teacher_forced_logits_equal_prefill_plus_cached_steps() {
 #[test]
 fn save_then_load_gives_identical_logits_and_hf_layout() {
     for name in MODELS {
-        let m = HfModel::load(&dir(name), Device::Cpu, Kind::Float).unwrap();
+        let m = HfModel::load(&dir(name), device(), Kind::Float).unwrap();
         let r = reference(name);
         let tmp = tempfile::tempdir().unwrap();
         m.save(tmp.path()).unwrap();
-        let again = HfModel::load(tmp.path(), Device::Cpu, Kind::Float).unwrap();
+        let again = HfModel::load(tmp.path(), device(), Kind::Float).unwrap();
         let a = m
             .model
             .forward_logits(&r["input_ids"], &r["attention_mask"])
@@ -181,7 +181,7 @@ fn bad_checkpoints_fail_with_clear_errors() {
         cfg.replace("\"qwen2\"", "\"mistral\""),
     )
     .unwrap();
-    let err = HfModel::load(tmp.path(), Device::Cpu, Kind::Float)
+    let err = HfModel::load(tmp.path(), device(), Kind::Float)
         .unwrap_err()
         .to_string();
     assert!(err.contains("mistral") && err.contains("qwen3"), "{err}");
@@ -190,7 +190,7 @@ fn bad_checkpoints_fail_with_clear_errors() {
         cfg.replace("\"intermediate_size\": 160", "\"intermediate_size\": 128"),
     )
     .unwrap();
-    let err = HfModel::load(tmp.path(), Device::Cpu, Kind::Float)
+    let err = HfModel::load(tmp.path(), device(), Kind::Float)
         .unwrap_err()
         .to_string();
     assert!(
@@ -205,7 +205,7 @@ fn bad_checkpoints_fail_with_clear_errors() {
         ),
     )
     .unwrap();
-    let err = HfModel::load(tmp.path(), Device::Cpu, Kind::Float)
+    let err = HfModel::load(tmp.path(), device(), Kind::Float)
         .unwrap_err()
         .to_string();
     assert!(err.contains("yarn"), "{err}");
@@ -238,8 +238,8 @@ fn sharded_checkpoints_load_and_save_in_the_same_layout() {
     )
     .unwrap();
     std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
-    let sharded = HfModel::load(tmp.path(), Device::Cpu, Kind::Float).unwrap();
-    let single = HfModel::load(&src, Device::Cpu, Kind::Float).unwrap();
+    let sharded = HfModel::load(tmp.path(), device(), Kind::Float).unwrap();
+    let single = HfModel::load(&src, device(), Kind::Float).unwrap();
     let r = reference("llama-tiny");
     let a = single
         .model
@@ -255,7 +255,7 @@ fn sharded_checkpoints_load_and_save_in_the_same_layout() {
     assert!(out.path().join("model-00001-of-00002.safetensors").exists());
     assert!(out.path().join("model-00002-of-00002.safetensors").exists());
     assert!(!out.path().join("model.safetensors").exists());
-    let again = HfModel::load(out.path(), Device::Cpu, Kind::Float).unwrap();
+    let again = HfModel::load(out.path(), device(), Kind::Float).unwrap();
     assert!(again
         .model
         .forward_logits(&r["input_ids"], &r["attention_mask"])

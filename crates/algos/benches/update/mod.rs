@@ -1,5 +1,6 @@
 //! One policy-update step from logits, shared by the benchmarks: token statistics (core's
-//! constructor), gates, loss, token-mean aggregation, backward.
+//! constructor), gates, loss, token-mean aggregation, backward. `RLVR_BENCH_DEVICE=cuda` runs it
+//! on a GPU (the step ends with a scalar read, which synchronises).
 
 use rlvr_core::{token_stats_from_logits, AlgoConfig, Algorithm, GlobalCounts, LossInput};
 use tch::{Device, Kind, Tensor};
@@ -14,14 +15,24 @@ pub struct Inputs {
     pub scores: Tensor,
 }
 
-/// Random inputs of the given size (seeded).
+/// The device from `RLVR_BENCH_DEVICE` (`cpu`, `cuda`, `cuda:N`), default CPU.
+pub fn device() -> Device {
+    match std::env::var("RLVR_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        Ok(d) if d.starts_with("cuda:") => Device::Cuda(d[5..].parse().expect("cuda:N")),
+        _ => Device::Cpu,
+    }
+}
+
+/// Random inputs of the given size (seeded), on [`device`].
 pub fn inputs(b: i64, t: i64, v: i64) -> Inputs {
     tch::manual_seed(0);
-    let opts = (Kind::Float, Device::Cpu);
+    let dev = device();
+    let opts = (Kind::Float, dev);
     let logits = Tensor::randn([b, t, v], opts);
-    let tokens = Tensor::randint(v, [b, t], (Kind::Int64, Device::Cpu));
+    let tokens = Tensor::randint(v, [b, t], (Kind::Int64, dev));
     let old_logp = Tensor::randn([b, t], opts) * 0.1 - (v as f64).ln();
-    let scores = Tensor::randint(2, [b], (Kind::Int64, Device::Cpu)).to_kind(Kind::Float);
+    let scores = Tensor::randint(2, [b], (Kind::Int64, dev)).to_kind(Kind::Float);
     let adv = (&scores - 0.5)
         .unsqueeze(1)
         .expand([b, t], false)
