@@ -175,6 +175,19 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
                 }
             })
             .collect();
+        // Drop the empty bins above the highest entropy any run reached.
+        let used = series
+            .iter()
+            .filter_map(|s| s.points.iter().rposition(|p| p.1 > 0.0))
+            .max()
+            .map_or(usize::MAX, |last| last + 2);
+        let series: Vec<Series> = series
+            .into_iter()
+            .map(|mut s| {
+                s.points.truncate(used);
+                s
+            })
+            .collect();
         line_panels(
             &dir.join("entropy_hist"),
             "Token entropy of sampled responses",

@@ -354,8 +354,63 @@ pub fn run_training(cfg: RunConfig, dir: &Path, resuming: bool) -> Result<Option
         )?;
         result = Some(after);
     }
-    println!("run saved in {}", dir.display());
+    write_run_summary(&dir, &t.cfg, &metrics_path)?;
+    println!(
+        "run saved in {} (summary: {})",
+        dir.display(),
+        dir.join("summary.md").display()
+    );
     Ok(result)
+}
+
+/// `summary.md` and `plots/` of a run: pass@K and concentration before vs after training, and the
+/// training curves.
+fn write_run_summary(dir: &Path, cfg: &RunConfig, metrics: &Path) -> Result<()> {
+    use crate::figures::{figure_markdown, write_atomic, write_figures, Group};
+    let read = |name: &str| -> Result<Option<EvalReport>> {
+        let path = dir.join("eval").join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{}: not an evaluation report", path.display())
+        })?))
+    };
+    let groups = vec![
+        Group {
+            label: "before training".into(),
+            reports: read("before.json")?.into_iter().collect(),
+            metrics: Vec::new(),
+        },
+        Group {
+            label: "after training".into(),
+            reports: read("after.json")?.into_iter().collect(),
+            metrics: vec![metrics.to_path_buf()],
+        },
+    ];
+    let figures = write_figures(&dir.join("plots"), &groups)?;
+    let table = rlvr_eval::report::compare_markdown(
+        &groups
+            .iter()
+            .filter(|g| !g.reports.is_empty())
+            .map(|g| (g.label.clone(), g.reports.iter().collect()))
+            .collect::<Vec<_>>(),
+    );
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let md = format!(
+        "# Run `{name}`\n\nAlgorithm `{}`, {} steps × {} prompts × {} samples; resolved settings in \
+         `config.toml`, per-step metrics in `metrics.jsonl`.\n\n{table}\n{}",
+        cfg.algo.preset.as_deref().unwrap_or("custom"),
+        cfg.train.steps,
+        cfg.train.prompts_per_step,
+        cfg.train.samples_per_prompt,
+        figure_markdown(&figures, "plots/")
+    );
+    write_atomic(&dir.join("summary.md"), &md)
 }
 
 pub(crate) fn chat_tokenizer(

@@ -328,6 +328,9 @@ fn a_sweep_runs_from_toml_and_resumes_after_a_kill() {
                 .count();
             assert_eq!(lines, 6, "{}: one metrics line per step", run.display());
             assert!(run.join("eval/after.json").exists());
+            let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+            assert!(md.contains("| before training |") && md.contains("| after training |"));
+            assert_png_drawn(&run.join("plots/training.png"));
             let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
             assert!(cfg.contains(&format!("alpha = {alpha}")), "{cfg}");
         }

@@ -299,7 +299,10 @@ pub fn line_panels(
 ) -> Result<Vec<PathBuf>> {
     let cols = cols.max(1);
     let rows = panels.len().div_ceil(cols).max(1);
-    let size = (420 * cols as u32, 340 * rows as u32 + 40);
+    let size = (
+        (420 * cols as u32).max(720),
+        (340 * rows as u32 + 40).max(480),
+    );
     render_both!(stem, size, draw_panels(title, panels, cols, rows))
 }
 
