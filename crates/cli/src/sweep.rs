@@ -87,11 +87,16 @@ struct PlannedRun {
     cfg: RunConfig,
 }
 
+/// A label usable in a folder name: letters, digits, `.`, `-`, `+`; anything else becomes `_`, and
+/// a label of dots only (`..`) is replaced so it cannot name a parent folder.
 fn value_label(v: &toml::Value) -> String {
     let s = match v {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    if s.chars().all(|c| c == '.') {
+        return "_".repeat(s.len().max(1));
+    }
     s.chars()
         .map(|c| {
             if c.is_alphanumeric() || matches!(c, '.' | '-' | '+') {
@@ -146,7 +151,7 @@ fn plan(file: &Path, sweep: &SweepFile) -> Result<Vec<PlannedRun>> {
                         format!("{}: variant `{}`: key `{k}`", file.display(), v.name)
                     })?;
                 }
-                name_parts.push(v.name.clone());
+                name_parts.push(value_label(&toml::Value::String(v.name.clone())));
                 group_parts.push(v.name.clone());
             }
             for (key, values) in &axes {

@@ -410,3 +410,31 @@ fn bad_sweep_files_are_reported_before_training() {
         );
     }
 }
+
+#[test]
+fn run_folder_names_from_variants_stay_inside_the_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("names.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[variant]]
+name = ".."
+[[variant]]
+name = "a/b c"
+[grid]
+"train.seed" = [0]
+"#,
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let out = run_ok(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(out.contains("  ___seed=0  (group: ..)"), "{out}");
+    assert!(out.contains("  a_b_c_seed=0  (group: a/b c)"), "{out}");
+}
