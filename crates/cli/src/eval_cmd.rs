@@ -294,12 +294,7 @@ pub struct CompareArgs {
 
 /// The evaluation report of an input of `rlvr compare`, its label and the run's metrics file.
 pub fn find_report(input: &Path) -> Result<(EvalReport, String, Option<PathBuf>)> {
-    let read = |p: &Path| -> Result<EvalReport> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not an evaluation report", p.display()))
-    };
+    let read = EvalReport::read;
     if input.is_file() {
         return Ok((
             read(input)?,

@@ -200,16 +200,6 @@ fn finished(dir: &Path, cfg: &RunConfig) -> Result<bool> {
     Ok(done && (cfg.train.eval_problems == 0 || dir.join("eval/after.json").exists()))
 }
 
-fn read_report(path: &Path) -> Result<Option<EvalReport>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path)?;
-    Ok(Some(serde_json::from_str(&text).with_context(|| {
-        format!("{}: not an evaluation report", path.display())
-    })?))
-}
-
 /// Runs `rlvr sweep`.
 pub fn sweep(args: SweepArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
@@ -284,7 +274,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     if let Some(first) = order.first() {
         let mut before = Vec::new();
         for run in &members[first] {
-            if let Some(r) = read_report(&dir.join(run).join("eval/before.json"))? {
+            if let Some(r) = EvalReport::read_if_exists(&dir.join(run).join("eval/before.json"))? {
                 before.push(r);
             }
         }
@@ -300,7 +290,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         let mut reports = Vec::new();
         let mut metrics = Vec::new();
         for run in &members[g] {
-            if let Some(r) = read_report(&dir.join(run).join("eval/after.json"))? {
+            if let Some(r) = EvalReport::read_if_exists(&dir.join(run).join("eval/after.json"))? {
                 reports.push(r);
             }
             metrics.push(dir.join(run).join("metrics.jsonl"));

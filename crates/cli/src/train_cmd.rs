@@ -367,16 +367,7 @@ pub fn run_training(cfg: RunConfig, dir: &Path, resuming: bool) -> Result<Option
 /// training curves.
 fn write_run_summary(dir: &Path, cfg: &RunConfig, metrics: &Path) -> Result<()> {
     use crate::figures::{figure_markdown, write_atomic, write_figures, Group};
-    let read = |name: &str| -> Result<Option<EvalReport>> {
-        let path = dir.join("eval").join(name);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| {
-            format!("{}: not an evaluation report", path.display())
-        })?))
-    };
+    let read = |name: &str| EvalReport::read_if_exists(&dir.join("eval").join(name));
     let groups = vec![
         Group {
             label: "before training".into(),

@@ -66,6 +66,24 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// Reads a report written as JSON (`eval.json`, `eval/after.json`), naming the file in errors.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<EvalReport> {
+        use anyhow::Context;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an evaluation report", path.display()))
+    }
+
+    /// Like [`EvalReport::read`], but `None` when the file does not exist.
+    pub fn read_if_exists(path: &std::path::Path) -> anyhow::Result<Option<EvalReport>> {
+        if path.exists() {
+            Self::read(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Aggregates per-problem results of `samples` samples each.
     pub fn from_results(
         samples: usize,
