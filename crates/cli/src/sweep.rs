@@ -37,7 +37,8 @@ use std::path::{Path, PathBuf};
 /// Flags of `rlvr sweep`.
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
-    /// The sweep file (TOML; see `rlvr sweep --help` and docs/sweeps.md).
+    /// The sweep file: TOML with `[base]` (a run document), optional `[[variant]]` (name + set of
+    /// dotted keys) and `[grid]` (dotted key = list of values); format in docs/evaluation.md.
     pub file: PathBuf,
     /// Folder holding runs; the sweep goes to <runs-dir>/sweeps/<name>.
     #[arg(long, default_value = "runs")]
@@ -322,19 +323,28 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         .iter()
         .map(|(run, group, _)| format!("| {run} | {group} |\n"))
         .collect();
-    let render =
-        |rel: &str, figures: &[(String, String)]| {
-            format!(
-            "# Sweep `{name}`\n\n{}{}\nProduced by `rlvr sweep {}`; runs in `{}`.\n\n{setup}\n## \
-             pass@K and probability concentration\n\n{table}\n## Figures\n\n{}\n## Runs\n\n| run | \
-             group |\n|---|---|\n{run_list}",
-            sweep.description.trim(),
-            if sweep.description.trim().is_empty() { "" } else { "\n\n" },
+    let command = match &args.report {
+        Some(r) => format!(
+            "rlvr sweep {} --report {}",
             args.file.display(),
+            r.display()
+        ),
+        None => format!("rlvr sweep {}", args.file.display()),
+    };
+    let intro = if sweep.description.trim().is_empty() {
+        String::new()
+    } else {
+        format!("{}\n\n", sweep.description.trim())
+    };
+    let render = |rel: &str, figures: &[(String, String)]| {
+        format!(
+            "# Sweep `{name}`\n\n{intro}Produced by `{command}`; runs in `{}`.\n\n{setup}\n## pass@K \
+             and probability concentration\n\n{table}\n## Figures\n\n{}\n## Runs\n\n| run | group \
+             |\n|---|---|\n{run_list}",
             dir.display(),
             figure_markdown(figures, rel),
         )
-        };
+    };
     let summary_json = serde_json::json!({
         "name": name,
         "groups": groups.iter().map(|g| serde_json::json!({
