@@ -1,1 +1,194 @@
-//! End-to-end tests live in `tests/tests/`.
+//! # rlvr-tests
+//!
+//! Support shared by the workspace's tests and benches (and usable by plugin crates' tests):
+//! running a CLI binary and reading its output ([`cli`]), the loss-input tensors a policy-loss
+//! test builds ([`loss`]), and the atoms of generated verifier inputs ([`fuzz`]). The whole-system
+//! tests of the registries live in `tests/tests/`.
+//!
+//! It depends only on `rlvr-core`, so any crate can take it as a dev-dependency.
+
+pub mod cli {
+    //! Running a binary under test.
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// Runs `bin` with `args` and returns its output (panics only if it cannot start).
+    pub fn run(bin: &str, args: &[&str]) -> Output {
+        Command::new(bin)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{bin} does not start: {e}"))
+    }
+
+    /// Runs `bin` with `args`, asserts success and returns stdout + stderr.
+    pub fn run_ok(bin: &str, args: &[&str]) -> String {
+        let o = run(bin, args);
+        assert!(o.status.success(), "{bin} {args:?}:\n{}", text(&o));
+        text(&o)
+    }
+
+    /// Standard output and standard error together.
+    pub fn text(o: &Output) -> String {
+        format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+    }
+
+    /// Standard output.
+    pub fn stdout(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Standard error.
+    pub fn stderr(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// A path inside the workspace root.
+    pub fn repo(p: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+    }
+
+    /// The JSON lines of a `metrics.jsonl` file.
+    pub fn metrics_lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+pub mod loss {
+    //! The tensors of a [`LossInput`] besides the policy's statistics, owned.
+    use rlvr_core::{GlobalCounts, LossInput, LossOutput, TokenStats};
+    use std::collections::HashMap;
+    use tch::{Kind, Tensor};
+
+    /// Old log-probs, advantages, mask, scores and tokens of `B` responses of `T` tokens.
+    pub struct LossBatch {
+        /// `[B, T]` f32.
+        pub old_logp: Tensor,
+        /// `[B, T]` f32.
+        pub advantages: Tensor,
+        /// `[B, T]` f32.
+        pub mask: Tensor,
+        /// `[B]` f32.
+        pub scores: Tensor,
+        /// `[B, T]` i64.
+        pub tokens: Tensor,
+    }
+
+    impl LossBatch {
+        /// From a fixture with the official code's names (`old_log_prob`, `advantages`, `mask`,
+        /// `scores`, `tokens`).
+        pub fn from_fixture(f: &HashMap<String, Tensor>) -> LossBatch {
+            let get = |k: &str| {
+                f.get(k)
+                    .unwrap_or_else(|| panic!("fixture lacks `{k}`"))
+                    .shallow_clone()
+            };
+            LossBatch {
+                old_logp: get("old_log_prob"),
+                advantages: get("advantages"),
+                mask: get("mask"),
+                scores: get("scores"),
+                tokens: get("tokens"),
+            }
+        }
+
+        /// Rows `start..start + len`.
+        pub fn rows(&self, start: i64, len: i64) -> LossBatch {
+            let r = |x: &Tensor| x.narrow(0, start, len);
+            LossBatch {
+                old_logp: r(&self.old_logp),
+                advantages: r(&self.advantages),
+                mask: r(&self.mask),
+                scores: r(&self.scores),
+                tokens: r(&self.tokens),
+            }
+        }
+
+        /// The loss input with `stats` (no reference, truncation unknown).
+        pub fn input<'a>(&'a self, stats: &'a TokenStats) -> LossInput<'a> {
+            LossInput {
+                stats,
+                old_logp: &self.old_logp,
+                ref_logp: None,
+                advantages: &self.advantages,
+                mask: &self.mask,
+                scores: &self.scores,
+                tokens: &self.tokens,
+                truncated: None,
+            }
+        }
+
+        /// The mini-batch's global counts.
+        pub fn counts(&self) -> GlobalCounts {
+            GlobalCounts::of_mask(&self.mask).expect("a [B, T] mask")
+        }
+
+        /// Mean of a loss metric over valid tokens (panics when the loss does not emit it).
+        pub fn metric_mean(&self, out: &LossOutput, name: &str) -> f64 {
+            let m = out
+                .metrics
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("metric `{name}` emitted"));
+            (&m.values * &self.mask).sum(Kind::Double).double_value(&[]) / self.counts().tokens
+        }
+    }
+}
+
+pub mod fuzz {
+    //! Pieces of LaTeX-like answers that generated verifier inputs are made of: the commands,
+    //! brackets, numbers and phrases that a math verifier parses, plus pathological ones (huge
+    //! numbers, nested powers, non-ASCII).
+    pub const LATEX_ATOMS: &[&str] = &[
+        "\\boxed{",
+        "}",
+        "{",
+        "\\frac",
+        "\\sqrt[",
+        "]",
+        "^",
+        "_",
+        "(",
+        ")",
+        "[",
+        "\\{",
+        "\\}",
+        "1",
+        "0",
+        "9",
+        "x",
+        "e",
+        "i",
+        "\\pi",
+        "+",
+        "-",
+        "*",
+        "/",
+        ",",
+        "=",
+        "<",
+        "\\le",
+        "!",
+        "\\text{",
+        "$",
+        "\\\\",
+        "&",
+        "\\begin{pmatrix}",
+        "\\end{pmatrix}",
+        "%",
+        ".",
+        " ",
+        "answer is",
+        "####",
+        "\\infty",
+        "\\cup",
+        "10^{10^{10}}",
+        "99999999999999999999",
+        "\\sin",
+        "é",
+        "∞",
+    ];
+}

@@ -1,4 +1,4 @@
-//! Named algorithm presets (DESIGN.md §4): complete `[algo]` configurations that users start from
+//! Named algorithm presets (docs/design.md §4): complete `[algo]` configurations that users start from
 //! and override (`[algo] preset = "simko"` plus any field).
 
 use crate::advantage::grpo::{GrpoConfig, GrpoScale};

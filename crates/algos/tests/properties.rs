@@ -1,4 +1,4 @@
-//! Property tests: SimKO's mixed ratio and closed-form logit gradient (DESIGN.md §3), pass@k
+//! Property tests: SimKO's mixed ratio and closed-form logit gradient (docs/design.md §3), pass@k
 //! estimators against brute-force subset enumeration, and micro-batching invariance.
 
 mod common;
@@ -102,7 +102,7 @@ proptest! {
         prop_assert!(mixed.allclose(&r, 1e-6, 1e-7, false));
     }
 
-    /// The autograd gradient w.r.t. each token's logits equals the closed form of DESIGN.md §3:
+    /// The autograd gradient w.r.t. each token's logits equals the closed form of docs/design.md §3:
     /// −A'·r·(ẽ − p)·1[not clipped] / N, ẽ = (1 − αcw)e_y + (αcw/K)Σ_k e_vk,
     /// A' = A·(1 + (λ − 1)·1[A<0]·1[y top-1]·w).
     #[test]

@@ -2,7 +2,8 @@
 //! every leaf of `[algo]` is a flag by its dotted path (`--loss.gate.tau 0.1`) and, when its last
 //! name is unique, by that name alone (`--tau 0.1`). A plugin's fields therefore become flags too.
 
-use anyhow::{bail, Result};
+use crate::usage_bail;
+use anyhow::Result;
 use rlvr_core::algo::{leaves, set_path};
 use std::collections::BTreeMap;
 
@@ -39,13 +40,15 @@ pub fn apply(algo: &mut toml::Table, args: &[String]) -> Result<()> {
     while i < args.len() {
         let arg = &args[i];
         let Some(flag) = arg.strip_prefix("--") else {
-            bail!("unexpected argument `{arg}`; algorithm parameters are given as --NAME VALUE");
+            usage_bail!(
+                "unexpected argument `{arg}`; algorithm parameters are given as --NAME VALUE"
+            );
         };
         let (name, value) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => {
                 let Some(v) = args.get(i + 1) else {
-                    bail!("flag --{flag} needs a value");
+                    usage_bail!("flag --{flag} needs a value");
                 };
                 i += 1;
                 (flag.to_string(), v.clone())
@@ -58,7 +61,7 @@ pub fn apply(algo: &mut toml::Table, args: &[String]) -> Result<()> {
                 .filter(|k| !k.contains('.'))
                 .map(|k| format!("--{}", k.replace('_', "-")))
                 .collect();
-            bail!("unknown algorithm parameter --{name}; valid: {} (or any dotted path, e.g. --loss.clip_low)", valid.join(", "));
+            usage_bail!("unknown algorithm parameter --{name}; valid: {} (or any dotted path, e.g. --loss.clip_low)", valid.join(", "));
         };
         set_path(algo, path, &value)?;
         i += 1;

@@ -1,20 +1,15 @@
 //! # rlvr-cli
 //!
-//! The `rlvr` command line and the library behind it. A plugin binary links its own crate and
-//! calls [`main`]; the built-in crates are named here so that their link-time registrations are
-//! kept (see the README's "Writing a plugin").
+//! The `rlvr` command line: argument parsing and printing around the `rlvr-train` library. Each
+//! subcommand is a module of [`commands`] with its flags and a short `exec`. A plugin binary
+//! links its own crate and calls [`main`]; the built-in crates are named here so that their
+//! link-time registrations are kept (see the README's "Writing a plugin").
 
 pub mod algo_args;
+pub mod args;
 pub mod commands;
-pub mod config_file;
-pub mod eval_cmd;
-pub mod evaluation;
-pub mod figures;
-pub mod optim;
-pub mod run_config;
-pub mod sweep;
-pub mod train_cmd;
-pub mod trainer;
+pub mod document;
+pub mod output;
 
 use rlvr_algos as _;
 use rlvr_models as _;
@@ -22,6 +17,57 @@ use rlvr_rewards as _;
 
 use clap::Parser;
 use std::process::ExitCode;
+
+/// A usage error of the command line (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// An `anyhow::Error` that is a usage error.
+pub fn usage_error(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// `bail!` with a [`UsageError`].
+#[macro_export]
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::usage_error(format!($($arg)*)))
+    };
+}
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for failures at run time.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// The exit code of an error: [`EXIT_USAGE`] when any cause is a usage or configuration error
+/// (bad flags, names, values or config files), [`EXIT_FAILURE`] otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    use rlvr_core::CoreError as C;
+    let usage = err.chain().any(|cause| {
+        cause.downcast_ref::<UsageError>().is_some()
+            || cause
+                .downcast_ref::<rlvr_train::TrainError>()
+                .is_some_and(|e| e.is_usage())
+            || matches!(
+                cause.downcast_ref::<C>(),
+                Some(C::UnknownName { .. } | C::InvalidParam { .. } | C::Config { .. })
+            )
+    });
+    if usage {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
 
 /// Keeps the built-in crates' registrations linked into any binary that links this crate.
 #[doc(hidden)]
@@ -32,7 +78,7 @@ pub fn link_builtins() {
 }
 
 /// Parses `std::env::args`, runs the command, prints any error with its causes, and returns the
-/// exit status (2 for usage and configuration errors, 1 for failures at run time).
+/// exit status: 0 on success, 2 for usage and configuration errors, 1 for failures at run time.
 pub fn main() -> ExitCode {
     link_builtins();
     let cli = commands::Cli::parse();
@@ -41,7 +87,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit_code(&err))
         }
     }
 }

@@ -1,21 +1,12 @@
 //! End-to-end tests of the `rlvr` binary: listing, config printing, and configuration errors.
 
 use rlvr_core::AlgoConfig;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use rlvr_tests::cli::{stderr, stdout};
 
 fn rlvr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlvr"))
-        .args(args)
-        .output()
-        .expect("rlvr runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    rlvr_tests::cli::run(env!("CARGO_BIN_EXE_rlvr"), args)
 }
 
 /// Sections of `rlvr list`: heading → names in printed order.

@@ -1,32 +1,17 @@
 //! End-to-end tests of `rlvr eval`, `rlvr compare` and `rlvr sweep`: reports, plots that decode
 //! and are not blank, per-source results for datasets, and a sweep that resumes after SIGKILL.
 
+use rlvr_tests::cli::{repo, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn rlvr() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rlvr"))
 }
 
-fn repo(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(p)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn run_ok(args: &[&str]) -> String {
-    let o = rlvr().args(args).output().unwrap();
-    assert!(o.status.success(), "rlvr {args:?}:\n{}", text(&o));
-    text(&o)
+    rlvr_tests::cli::run_ok(env!("CARGO_BIN_EXE_rlvr"), args)
 }
 
 /// Decodes a PNG; asserts a real image with drawn content, not a blank canvas.

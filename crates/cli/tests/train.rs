@@ -1,18 +1,13 @@
 //! End-to-end tests of `rlvr train` / `rlvr sft`: resume after SIGKILL, non-finite guards, metrics
 //! keys, the shipped base checkpoint, a smoke run with a HF checkpoint on MATH parquet.
 
-use std::path::{Path, PathBuf};
+use rlvr_tests::cli::{metrics_lines, repo, text};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn rlvr() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rlvr"))
-}
-
-fn repo(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(p)
 }
 
 /// Small, fast settings on countdown from the shipped base.
@@ -48,14 +43,6 @@ fn weights(dir: &Path) -> Vec<(String, tch::Tensor)> {
     let mut v = tch::Tensor::read_safetensors(dir.join("model/model.safetensors")).unwrap();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -116,87 +103,41 @@ fn a_run_killed_and_resumed_ends_with_the_same_weights() {
 }
 
 #[test]
-fn a_nan_step_is_skipped_and_repeated_ones_abort_keeping_the_last_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ok = train(
-        tmp.path(),
-        "nan",
-        &["--steps", "6", "--set", "train.inject_nan_at_step=3"],
-    );
-    assert!(ok.status.success(), "{}", text(&ok));
-    let metrics: Vec<serde_json::Value> =
-        std::fs::read_to_string(tmp.path().join("nan/metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-    assert_eq!(metrics.len(), 6);
-    assert_eq!(
-        metrics[2]["skipped_updates"], 2,
-        "both mini-batch updates of step 3 skipped"
-    );
-    assert_eq!(metrics[3]["skipped_updates"], 0);
-    assert!(text(&ok).contains("non-finite"));
-
-    let abort = train(
-        tmp.path(),
-        "abort",
-        &[
-            "--steps",
-            "12",
-            "--set",
-            "train.inject_nan_at_step=7",
-            "--set",
-            "train.max_nonfinite=1",
-        ],
-    );
-    assert!(!abort.status.success());
-    assert!(text(&abort).contains("non-finite"), "{}", text(&abort));
-    let ck = tmp.path().join("abort/checkpoints");
-    assert!(
-        ck.join("step-5/state.json").exists(),
-        "last good checkpoint kept"
-    );
-    assert!(!ck.join("step-10").exists());
-}
-
-#[test]
-fn metrics_have_the_documented_keys() {
+fn metrics_have_the_documented_keys_and_tensorboard_events() {
     let tmp = tempfile::tempdir().unwrap();
     let o = train(tmp.path(), "keys", &["--steps", "1"]);
     assert!(o.status.success(), "{}", text(&o));
-    let line = std::fs::read_to_string(tmp.path().join("keys/metrics.jsonl")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let v = &metrics_lines(&tmp.path().join("keys/metrics.jsonl"))[0];
     for key in [
         "step",
-        "reward_mean",
-        "accuracy",
-        "entropy",
-        "top1_prob",
-        "sampled_logp",
-        "lambda_1",
-        "lambda_2",
-        "lambda_3",
-        "lambda_4",
-        "lambda_5",
-        "rank2_prob",
-        "rank3_prob",
-        "clipfrac",
-        "ppo_kl",
-        "kl_ref",
-        "loss",
-        "grad_norm",
-        "lr",
-        "response_len",
-        "skipped_updates",
-        "time_rollout",
-        "time_score",
-        "time_update",
-        "tokens_per_s",
+        "reward/mean",
+        "reward/accuracy",
+        "conc/entropy",
+        "conc/top1_prob",
+        "conc/sampled_logp",
+        "conc/lambda_1",
+        "conc/lambda_5",
+        "conc/rank2_prob",
+        "conc/rank3_prob",
+        "loss/clipfrac",
+        "loss/ppo_kl",
+        "loss/kl_ref",
+        "loss/gate_frac",
+        "loss/top1_penalized",
+        "actor/loss",
+        "actor/grad_norm",
+        "actor/lr",
+        "actor/skipped_updates",
+        "rollout/response_len",
+        "rollout/tokens_per_s",
+        "time/rollout",
+        "time/score",
+        "time/update",
+        "time/step",
     ] {
         assert!(
             v.get(key).is_some_and(|x| x.is_number()),
-            "metrics.jsonl lacks `{key}`"
+            "metrics.jsonl lacks `{key}`: {v}"
         );
     }
     let config = std::fs::read_to_string(tmp.path().join("keys/config.toml")).unwrap();
@@ -204,6 +145,47 @@ fn metrics_have_the_documented_keys() {
         config.contains("[algo.loss]") && config.contains("[train]"),
         "resolved config written"
     );
+    let events = std::fs::read_dir(tmp.path().join("keys/tensorboard"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .count();
+    assert_eq!(events, 1, "one TensorBoard event file");
+}
+
+#[test]
+fn exit_codes_are_2_for_usage_errors_and_1_for_failures_at_run_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().to_str().unwrap();
+    for args in [
+        vec!["train", "--runs-dir", runs, "--set", "train.lr=-1"],
+        vec!["train", "--runs-dir", runs, "--algo", "nope"],
+        vec!["list", "nope"],
+        vec!["eval"],
+        vec!["train", "--runs-dir", runs, "--no-such-flag", "1"],
+    ] {
+        let o = rlvr().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+    }
+    // A run whose checkpoint is damaged fails at run time when resumed.
+    assert!(train(tmp.path(), "damaged", &["--steps", "1"])
+        .status
+        .success());
+    let weights = tmp
+        .path()
+        .join("damaged/checkpoints/step-1/model/model.safetensors");
+    std::fs::write(&weights, b"not safetensors").unwrap();
+    let dir = tmp.path().join("damaged");
+    let o = rlvr()
+        .args(["train", "--resume", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("step-1"), "{}", text(&o));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! # rlvr-core
 //!
-//! The contracts of rlvr (DESIGN.md §1–§5): the traits that algorithms, models and rewards
+//! The contracts of rlvr (docs/design.md §1–§5): the traits that algorithms, models and rewards
 //! implement ([`PolicyLoss`], [`AdvantageEstimator`], [`TokenGate`], [`Policy`], [`Verifier`],
 //! [`Task`]), the tensors they exchange ([`TokenStats`], [`LossInput`], ...), the canonical
 //! token-statistics constructor, link-time registries, tagged configuration and errors.
@@ -18,6 +18,7 @@ pub mod registry;
 pub mod reward;
 pub mod stats;
 pub mod task;
+pub mod testing;
 pub mod toml_doc;
 
 pub use advantage::{AdvantageConfig, AdvantageEstimator, AdvantageInput};

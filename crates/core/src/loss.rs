@@ -2,7 +2,7 @@
 //!
 //! A loss returns per-token values; the reduction to a scalar happens outside the loss with global
 //! counts of the whole mini-batch ([`GlobalCounts`]), so splitting a mini-batch into micro-batches
-//! and summing their gradients never changes the result (DESIGN.md §2).
+//! and summing their gradients never changes the result (docs/design.md §2).
 
 use crate::describe::Describe;
 use crate::error::{CoreError, Result};

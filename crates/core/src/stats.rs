@@ -4,7 +4,7 @@
 //! A loss declares the statistics it needs ([`StatsNeeds`]); the policy computes only those. All
 //! of them come from a single f32 log-softmax per position. Top-K candidates are found on detached
 //! logits and their log-probs gathered from that log-softmax: logits are never expanded K-fold
-//! (the official SimKO code materialises `[N·K, V]`; see DESIGN.md §3).
+//! (the official SimKO code materialises `[N·K, V]`; see docs/design.md §3).
 
 use crate::error::{CoreError, Result};
 use serde::{Deserialize, Serialize};

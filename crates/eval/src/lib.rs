@@ -1,12 +1,13 @@
 //! # rlvr-eval
 //!
-//! Evaluation of RLVR policies (DESIGN.md §8): the unbiased pass@K estimator, the SimKO paper's
+//! Evaluation of RLVR policies (docs/design.md §8): the unbiased pass@K estimator, the SimKO paper's
 //! probability-concentration diagnostics, JSON/markdown reports, mean ± std summaries and plots
 //! (PNG and SVG, drawn with a bundled font so no system font is needed).
 //!
 //! This crate depends only on `rlvr-core`; sampling responses is the caller's business.
 
 pub mod concentration;
+pub mod figures;
 pub mod passk;
 pub mod plot;
 pub mod report;

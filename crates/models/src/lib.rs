@@ -1,6 +1,6 @@
 //! # rlvr-models
 //!
-//! Policies the trainer drives (DESIGN.md §6): the Llama / Qwen2 / Qwen3 decoder
+//! Policies the trainer drives (docs/design.md §6): the Llama / Qwen2 / Qwen3 decoder
 //! ([`transformer`]) configured from HF `config.json` ([`hf_config`]) and loaded from / saved to HF
 //! checkpoint folders ([`checkpoint`]).
 

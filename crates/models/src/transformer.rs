@@ -1,4 +1,4 @@
-//! One decoder implementation for the Llama / Qwen2 / Qwen3 family (DESIGN.md §6): RMSNorm, rotary
+//! One decoder implementation for the Llama / Qwen2 / Qwen3 family (docs/design.md §6): RMSNorm, rotary
 //! positions (f32 tables, `rope_theta`, llama3 scaling), grouped-query attention, SwiGLU, Qwen2 q/k/v
 //! bias, Qwen3 per-head q/k norms, tied or untied embeddings. Follows transformers'
 //! `modeling_llama.py` / `modeling_qwen2.py` / `modeling_qwen3.py` (eager attention).

@@ -1,6 +1,6 @@
 //! # rlvr-rewards
 //!
-//! Verifiers and tasks (DESIGN.md §7): the math answer verifier ([`math`]), registered verifiers
+//! Verifiers and tasks (docs/design.md §7): the math answer verifier ([`math`]), registered verifiers
 //! and batch scoring ([`verifiers`]), dataset readers ([`data`]) and built-in tasks ([`tasks`]).
 
 pub mod data;

@@ -2,9 +2,10 @@
 //!
 //! A worked example of extending rlvr from outside its crates: a new policy loss
 //! (`vanilla-pg`, plain REINFORCE-style −A·log π without ratio or clipping) and a new token gate
-//! (`first-tokens`, only the first N response tokens), registered at link time. The binary in
-//! `src/main.rs` names this crate and runs rlvr's CLI, so both appear in `rlvr-with-plugin list`
-//! and can be chosen in a config:
+//! (`first-tokens`, only the first N response tokens), registered at link time. The library
+//! depends on `rlvr-core` (the contracts) and `rlvr-algos` (for the gate plumbing a loss reuses);
+//! the binary `rlvr-with-plugin` in `examples/plugin-cli` names this crate and runs rlvr's CLI, so
+//! both appear in `rlvr-with-plugin list` and can be chosen in a config:
 //!
 //! ```toml
 //! [algo]
@@ -17,6 +18,7 @@
 //! ```
 
 use documented::DocumentedFields;
+use rlvr_algos::loss::{build_gate, gate_needs, gate_weights};
 use rlvr_core::{
     CoreError, GateConfig, GateInput, LossConfig, LossInput, LossOutput, PolicyLoss, Result,
     StatsNeeds, TokenGate,
@@ -50,26 +52,20 @@ pub struct VanillaPg {
 impl LossConfig for VanillaPgConfig {
     fn build(&self) -> Result<Box<dyn PolicyLoss>> {
         Ok(Box::new(VanillaPg {
-            gate: self.gate.as_ref().map(|g| g.build()).transpose()?,
+            gate: build_gate(&self.gate)?,
         }))
     }
 }
 
 impl PolicyLoss for VanillaPg {
     fn needs(&self) -> StatsNeeds {
-        self.gate.as_ref().map(|g| g.needs()).unwrap_or_default()
+        gate_needs(&self.gate)
     }
 
     fn per_token_loss(&self, input: &LossInput<'_>) -> Result<LossOutput> {
         let mut per_token = input.advantages.f_neg()?.f_mul(&input.stats.logp)?;
         if let Some(gate) = &self.gate {
-            let w = gate.weights(&GateInput {
-                stats: input.stats,
-                mask: input.mask,
-                tokens: input.tokens,
-                truncated: input.truncated,
-            })?;
-            per_token = per_token.f_mul(&w)?;
+            per_token = per_token.f_mul(&gate_weights(gate.as_ref(), input)?)?;
         }
         Ok(LossOutput {
             per_token,

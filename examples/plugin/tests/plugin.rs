@@ -1,54 +1,21 @@
-//! The example plugin's loss and gate are registered from outside rlvr, listed by the plugin
-//! binary, and selectable by a config.
-
-use std::process::Command;
-
-fn plugin_bin(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rlvr-with-plugin"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+//! The example plugin's loss and gate, registered from outside rlvr: their registrations are
+//! consistent (checked with `rlvr_core::testing::check_registrations`) and they compute what they
+//! say. The binary that runs rlvr's CLI with them is tested in `examples/plugin-cli`.
 
 #[test]
-fn plugin_binary_lists_the_plugin_loss_and_gate() {
-    let out = plugin_bin(&["list"]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("vanilla-pg"), "{text}");
-    assert!(text.contains("first-tokens"), "{text}");
-    assert!(text.contains("simko"), "built-ins still present: {text}");
-}
-
-#[test]
-fn plugin_loss_and_gate_are_selected_by_a_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plugin.toml");
-    std::fs::write(&path, "[algo]\npreset = \"grpo\"\n[algo.loss]\ntype = \"vanilla-pg\"\n[algo.loss.gate]\ntype = \"first-tokens\"\nn = 8\n").unwrap();
-    let out = plugin_bin(&["config", "--config", path.to_str().unwrap(), "--n", "3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: toml::Table = String::from_utf8_lossy(&out.stdout).parse().unwrap();
-    let loss = doc["algo"]["loss"].as_table().unwrap();
-    assert_eq!(loss["type"].as_str(), Some("vanilla-pg"));
-    assert_eq!(loss["gate"]["type"].as_str(), Some("first-tokens"));
-    assert_eq!(
-        loss["gate"]["n"].as_integer(),
-        Some(3),
-        "plugin field became a flag"
-    );
-    // Invalid plugin parameters are validated like built-in ones.
-    let out = plugin_bin(&["config", "--config", path.to_str().unwrap(), "--n", "0"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("gate.n"));
+fn plugin_registrations_are_consistent() {
+    rlvr_plugin_example::link();
+    rlvr_algos::presets::link_anchor();
+    let problems = rlvr_core::testing::check_registrations();
+    assert!(problems.is_empty(), "{problems:#?}");
+    let losses = rlvr_core::registry::names(rlvr_core::Kind::Loss);
+    assert!(losses.contains(&"vanilla-pg"), "{losses:?}");
 }
 
 #[test]
 fn plugin_pieces_compute_what_they_say() {
-    use rlvr_core::{GateInput, LossConfig, LossInput, StatsNeeds, TokenStats};
+    use rlvr_core::{GateInput, LossConfig, StatsNeeds, TokenStats};
+    use rlvr_tests::loss::LossBatch;
     use tch::{Kind, Tensor};
     rlvr_plugin_example::link();
     let cfg: Box<dyn LossConfig> =
@@ -64,27 +31,21 @@ fn plugin_pieces_compute_what_they_say() {
         is_top1: None,
     };
     let mask = Tensor::ones([1, 4], (Kind::Float, tch::Device::Cpu));
-    let adv = Tensor::full([1, 4], 2.0, (Kind::Float, tch::Device::Cpu));
-    let zeros = mask.zeros_like();
-    let tokens = zeros.to_kind(Kind::Int64);
-    let scores = Tensor::ones([1], (Kind::Float, tch::Device::Cpu));
-    let input = LossInput {
-        stats: &stats,
-        old_logp: &zeros,
-        ref_logp: None,
-        advantages: &adv,
-        mask: &mask,
-        scores: &scores,
-        tokens: &tokens,
-        truncated: None,
+    let batch = LossBatch {
+        old_logp: mask.zeros_like(),
+        advantages: Tensor::full([1, 4], 2.0, (Kind::Float, tch::Device::Cpu)),
+        mask: mask.shallow_clone(),
+        scores: Tensor::ones([1], (Kind::Float, tch::Device::Cpu)),
+        tokens: mask.zeros_like().to_kind(Kind::Int64),
     };
+    let (tokens, input) = (&batch.tokens, batch.input(&stats));
     let out = loss.per_token_loss(&input).unwrap();
     let values = Vec::<f32>::try_from(out.per_token.reshape([-1])).unwrap();
     assert_eq!(values, vec![2.0, 4.0, 0.0, 0.0]);
     let _ = GateInput {
         stats: &stats,
         mask: &mask,
-        tokens: &tokens,
+        tokens,
         truncated: None,
     };
 }

@@ -1,4 +1,4 @@
-//! Advantage estimators (DESIGN.md §4), each registered by name.
+//! Advantage estimators (docs/design.md §4), each registered by name.
 
 pub mod grpo;
 pub mod outcome;

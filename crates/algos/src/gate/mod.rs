@@ -1,4 +1,4 @@
-//! Token gates (DESIGN.md §4): which response tokens a loss piece acts on.
+//! Token gates (docs/design.md §4): which response tokens a loss piece acts on.
 
 pub mod entropy_quantile;
 pub mod simple;

@@ -1,5 +1,5 @@
 //! `simko`: Simple Pass@K Policy Optimization (Peng et al. 2025, arXiv 2510.14807), assembled from
-//! reusable pieces on the PPO clipped surrogate (DESIGN.md §3):
+//! reusable pieces on the PPO clipped surrogate (docs/design.md §3):
 //! a gate ([`rlvr_core::TokenGate`], by default the per-response entropy quantile, τ = 0.8),
 //! the top-K mixture on correct responses ([`TopKMixture`]) and the top-1 penalty on negative
 //! responses ([`Top1Penalty`]). α = 0 turns the positive part off, λ = 1 the negative part;

@@ -1,4 +1,4 @@
-//! The math answer verifier (DESIGN.md §7): extraction, normalisation, and equivalence by exact,
+//! The math answer verifier (docs/design.md §7): extraction, normalisation, and equivalence by exact,
 //! numeric (relative tolerance) and symbolic checks. Never panics; bounded in time by input-size
 //! limits instead of signals or killed threads.
 

@@ -2,8 +2,8 @@
 //! [`EvalReport`] (pass@K per data source, mean@n) with the concentration diagnostics of the
 //! sampled responses (rlvr-eval).
 
-use crate::trainer::rollout;
-use anyhow::Result;
+use crate::error::Result;
+use crate::rollout::rollout;
 use rlvr_core::{
     Outcome, Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds, TextCodec, Verifier,
 };
@@ -21,8 +21,8 @@ pub struct EvalOptions {
     pub diagnostics: bool,
     /// Responses generated together (problems per batch = max(1, rows / samples)).
     pub batch_rows: usize,
-    /// Advanced by the number of problems done.
-    pub progress: indicatif::ProgressBar,
+    /// Called with the number of problems finished after each batch (e.g. to move a progress bar).
+    pub progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl EvalOptions {
@@ -33,7 +33,7 @@ impl EvalOptions {
             sampling,
             diagnostics: true,
             batch_rows: 256,
-            progress: indicatif::ProgressBar::hidden(),
+            progress: None,
         }
     }
 }
@@ -70,7 +70,7 @@ pub fn evaluate(
             seed: opts.sampling.seed.wrapping_add(chunk_i as u64 * 7919),
             ..opts.sampling.clone()
         };
-        let (ro, _, _) = rollout(policy, codec, chat, verifier, chunk, n, &sampling)?;
+        let ro = rollout(policy, codec, chat, verifier, chunk, n, &sampling)?;
         for (i, p) in chunk.iter().enumerate() {
             let correct = ro.outcomes[i * n..(i + 1) * n]
                 .iter()
@@ -99,8 +99,60 @@ pub fn evaluate(
                 start += len;
             }
         }
-        opts.progress.inc(chunk.len() as u64);
+        if let Some(progress) = &opts.progress {
+            progress(chunk.len() as u64);
+        }
     }
     let concentration = opts.diagnostics.then(|| acc.finish());
     Ok(EvalReport::from_results(n, results, concentration))
+}
+
+/// Writes an evaluation folder — `eval.json`, `eval.md` and `plots/` (with the training curves of
+/// `metrics` files, if any) — into a temporary folder that then replaces `out`.
+pub fn write_evaluation(
+    out: &std::path::Path,
+    label: &str,
+    report: &EvalReport,
+    sampling: &SamplingConfig,
+    metrics: Vec<std::path::PathBuf>,
+) -> Result<()> {
+    use crate::error::IoResultExt;
+    use rlvr_eval::figures::{figure_markdown, write_figures, Group};
+    let tmp = out.with_extension("partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    let plots = tmp.join("plots");
+    std::fs::create_dir_all(&plots).at(&plots)?;
+    let json = tmp.join("eval.json");
+    std::fs::write(&json, serde_json::to_string_pretty(report)?).at(&json)?;
+    let figures = write_figures(
+        &plots,
+        &[Group {
+            label: label.to_string(),
+            reports: vec![report.clone()],
+            metrics,
+        }],
+    )?;
+    let md = format!(
+        "# Evaluation of {label}\n\n{} held-out problems × {} samples, temperature {}, max {} new \
+         tokens, seed {}.\n\n{}\n{}",
+        report.problems,
+        report.samples,
+        sampling.temperature,
+        sampling.max_new_tokens,
+        sampling.seed,
+        report.markdown(),
+        figure_markdown(&figures, "plots/")
+    );
+    let md_path = tmp.join("eval.md");
+    std::fs::write(&md_path, &md).at(&md_path)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).at(out)?;
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).at(parent)?;
+    }
+    std::fs::rename(&tmp, out).at(out)?;
+    Ok(())
 }

@@ -2,11 +2,13 @@
 //! resolved from built-in defaults, a TOML file, `--set` overrides and flags, and validated before
 //! any work. The resolved document is written to `runs/<name>/config.toml`.
 
+use crate::config_bail;
+use crate::error::{IoResultExt, Result, ResultExt, TrainError};
 use crate::optim::Schedule;
-use anyhow::{bail, Context, Result};
 use documented::DocumentedFields;
 use rlvr_core::{AlgoConfig, ModelConfig, TaskConfig};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// The loop's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
@@ -52,10 +54,10 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Consecutive non-finite updates (skipped) that abort the run.
     pub max_nonfinite: usize,
-    /// Testing hook: make the loss of this step non-finite (0 = never).
-    pub inject_nan_at_step: u64,
     /// Device: cpu | cuda | cuda:N.
     pub device: String,
+    /// Write TensorBoard event files to `<run>/tensorboard/` next to `metrics.jsonl`.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -81,8 +83,8 @@ impl Default for TrainConfig {
             eval_samples: 16,
             checkpoint_every: 20,
             max_nonfinite: 3,
-            inject_nan_at_step: 0,
             device: "cpu".into(),
+            tensorboard: true,
         }
     }
 }
@@ -128,7 +130,7 @@ impl TrainConfig {
         ];
         for (ok, msg) in checks {
             if !ok {
-                bail!("{msg}");
+                config_bail!("{msg}");
             }
         }
         Ok(())
@@ -204,7 +206,7 @@ fn table<'a>(doc: &'a toml::Table, key: &str) -> Result<Option<&'a toml::Table>>
     match doc.get(key) {
         None => Ok(None),
         Some(toml::Value::Table(t)) => Ok(Some(t)),
-        Some(_) => bail!("`{key}` in the config must be a table"),
+        Some(_) => config_bail!("`{key}` in the config must be a table"),
     }
 }
 
@@ -216,7 +218,10 @@ where
     let value = toml::Value::Table(t.clone());
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        anyhow::anyhow!("config error at `{section}.{path}`: {}", e.into_inner())
+        TrainError::Config(format!(
+            "config error at `{section}.{path}`: {}",
+            e.into_inner()
+        ))
     })
 }
 
@@ -225,7 +230,7 @@ impl RunConfig {
     pub fn from_document(mut doc: toml::Table) -> Result<RunConfig> {
         let valid = ["algo", "model", "task", "data", "train"];
         if let Some(k) = doc.keys().find(|k| !valid.contains(&k.as_str())) {
-            bail!(
+            config_bail!(
                 "unknown config section `[{k}]`; valid sections: {}",
                 valid.join(", ")
             );
@@ -233,15 +238,16 @@ impl RunConfig {
         let algo_table = table(&doc, "algo")?.cloned().unwrap_or_default();
         let algo = AlgoConfig::resolve(&algo_table)?;
         algo.build().context("invalid algorithm configuration")?;
-        let model_table = table(&doc, "model")?
-            .context("no [model] section: give --model or a [model] table")?
-            .clone();
+        let model_table = match table(&doc, "model")? {
+            Some(t) => t.clone(),
+            None => config_bail!("no [model] section: give --model or a [model] table"),
+        };
         let model: Box<dyn ModelConfig> = tagged("model", &model_table)?;
         let data = match table(&doc, "data")? {
             Some(t) => Some(
                 toml::Value::Table(t.clone())
                     .try_into::<DataConfig>()
-                    .context("config error in [data]")?,
+                    .map_err(|e| TrainError::Config(format!("config error in [data]: {e}")))?,
             ),
             None => None,
         };
@@ -249,13 +255,13 @@ impl RunConfig {
             (_, Some(_)) => None,
             (Some(t), None) => Some(tagged::<dyn TaskConfig>("task", t)?),
             (None, None) => {
-                bail!("no task: give --task NAME (see `rlvr list task`) or --data FILE")
+                config_bail!("no task: give --task NAME (see `rlvr list task`) or --data FILE")
             }
         };
         let train: TrainConfig = match table(&doc, "train")? {
             Some(t) => toml::Value::Table(t.clone())
                 .try_into()
-                .context("config error in [train]")?,
+                .map_err(|e| TrainError::Config(format!("config error in [train]: {e}")))?,
             None => TrainConfig::default(),
         };
         train.validate()?;
@@ -270,4 +276,27 @@ impl RunConfig {
             document: doc,
         })
     }
+}
+
+/// Reads a TOML configuration file into a table, naming the file in any error.
+pub fn read_document(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    text.parse::<toml::Table>()
+        .map_err(|e| TrainError::Config(format!("{} is not valid TOML: {e}", path.display())))
+}
+
+/// Applies `key=value` overrides (dotted keys from the document root, e.g. `algo.loss.topk=5`).
+pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+    for set in sets {
+        let Some((key, value)) = set.split_once('=') else {
+            config_bail!("--set `{set}`: expected KEY=VALUE, e.g. algo.loss.topk=5");
+        };
+        rlvr_core::algo::set_path(table, key.trim(), value.trim())?;
+    }
+    Ok(())
+}
+
+/// Sets a dotted key of a document to a value.
+pub fn set(doc: &mut toml::Table, path: &str, value: impl Into<toml::Value>) -> Result<()> {
+    Ok(rlvr_core::algo::set_value(doc, path, value.into())?)
 }

@@ -21,34 +21,31 @@
 //! "train.seed" = [0, 1]
 //! ```
 
-use crate::config_file;
-use crate::figures::{figure_markdown, write_atomic, write_figures, Group};
-use crate::run_config::{default_document, RunConfig};
-use crate::train_cmd::run_training;
-use crate::trainer::latest_checkpoint;
-use anyhow::{bail, Context, Result};
+use crate::checkpoint::latest_checkpoint;
+use crate::config::{default_document, read_document, RunConfig};
+use crate::config_bail;
+use crate::error::{fs::write_atomic, IoResultExt, Result, ResultExt, TrainError};
+use crate::trainer::{fit, Reporter};
 use rlvr_core::algo::{merge, set_value};
+use rlvr_eval::figures::{figure_markdown, write_figures, Group};
 use rlvr_eval::report::compare_markdown;
 use rlvr_eval::{EvalReport, MeanStd};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Flags of `rlvr sweep`.
-#[derive(Debug, clap::Args)]
-pub struct SweepArgs {
+/// How to run a sweep.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
     /// The sweep file: TOML with `[base]` (a run document), optional `[[variant]]` (name + set of
     /// dotted keys) and `[grid]` (dotted key = list of values); format in docs/evaluation.md.
     pub file: PathBuf,
     /// Folder holding runs; the sweep goes to <runs-dir>/sweeps/<name>.
-    #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Also write the summary to this markdown file, figures in a folder beside it named after
     /// the file's stem (e.g. docs/results.md with docs/results/*.png).
-    #[arg(long)]
     pub report: Option<PathBuf>,
     /// List the runs and validate their configurations without training.
-    #[arg(long)]
     pub dry_run: bool,
 }
 
@@ -118,19 +115,19 @@ fn plan(file: &Path, sweep: &SweepFile) -> Result<Vec<PlannedRun>> {
     let mut base = default_document();
     if let Some(c) = &sweep.config {
         let path = file.parent().unwrap_or(Path::new(".")).join(c);
-        merge(&mut base, &config_file::read(&path)?);
+        merge(&mut base, &read_document(&path)?);
     }
     merge(&mut base, &sweep.base);
     let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
     for (key, values) in &sweep.grid {
         let toml::Value::Array(values) = values else {
-            bail!(
+            config_bail!(
                 "{}: grid key `{key}` must be an array of values",
                 file.display()
             );
         };
         if values.is_empty() {
-            bail!("{}: grid key `{key}` has no values", file.display());
+            config_bail!("{}: grid key `{key}` has no values", file.display());
         }
         axes.push((key.clone(), values.clone()));
     }
@@ -184,7 +181,7 @@ fn plan(file: &Path, sweep: &SweepFile) -> Result<Vec<PlannedRun>> {
     let mut seen = std::collections::HashSet::new();
     for r in &runs {
         if !seen.insert(r.name.clone()) {
-            bail!(
+            config_bail!(
                 "{}: two runs are both named `{}`; give variants distinct names",
                 file.display(),
                 r.name
@@ -201,12 +198,18 @@ fn finished(dir: &Path, cfg: &RunConfig) -> Result<bool> {
     Ok(done && (cfg.train.eval_problems == 0 || dir.join("eval/after.json").exists()))
 }
 
-/// Runs `rlvr sweep`.
-pub fn sweep(args: SweepArgs) -> Result<()> {
+/// Runs a sweep: validates every run, trains those not finished (resuming an interrupted one),
+/// and writes the summary. Progress lines go to `reporter`.
+pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read sweep file {}", args.file.display()))?;
-    let sweep: SweepFile = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid sweep file", args.file.display()))?;
+        .at(&args.file)
+        .context("cannot read sweep file")?;
+    let sweep: SweepFile = toml::from_str(&text).map_err(|e| {
+        TrainError::Config(format!(
+            "{} is not a valid sweep file: {e}",
+            args.file.display()
+        ))
+    })?;
     let name = sweep.name.clone().unwrap_or_else(|| {
         args.file
             .file_stem()
@@ -220,9 +223,9 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         let run_dir = dir.join(&r.name);
         let path = run_dir.join("config.toml");
         if path.exists() {
-            let existing = RunConfig::from_document(config_file::read(&path)?)?;
+            let existing = RunConfig::from_document(read_document(&path)?)?;
             if existing.document != r.cfg.document {
-                bail!(
+                config_bail!(
                     "{} was made from a different configuration than {} now gives for run `{}`; \
                      remove that folder or give the sweep another name",
                     run_dir.display(),
@@ -232,14 +235,18 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
             }
         }
     }
-    println!("sweep {name}: {} runs in {}", runs.len(), dir.display());
+    reporter.message(&format!(
+        "sweep {name}: {} runs in {}",
+        runs.len(),
+        dir.display()
+    ));
     if args.dry_run {
         for r in &runs {
-            println!("  {}  (group: {})", r.name, r.group);
+            reporter.message(&format!("  {}  (group: {})", r.name, r.group));
         }
         return Ok(());
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
     let total = runs.len();
     let mut planned: Vec<(String, String, RunConfig)> = Vec::new();
     for (i, r) in runs.into_iter().enumerate() {
@@ -253,10 +260,10 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         } else {
             "training"
         };
-        println!("[{}/{total}] {}: {status}", i + 1, r.name);
+        reporter.message(&format!("[{}/{total}] {}: {status}", i + 1, r.name));
         if status != "done" {
             let cfg = RunConfig::from_document(r.cfg.document.clone())?;
-            run_training(cfg, &run_dir, status == "resuming")
+            fit(cfg, &run_dir, status == "resuming", reporter)
                 .with_context(|| format!("sweep run `{}`", r.name))?;
         }
         planned.push((r.name, r.group, r.cfg));
@@ -364,17 +371,16 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         &dir.join("summary.json"),
         &serde_json::to_string_pretty(&summary_json)?,
     )?;
-    println!("{table}");
-    println!("summary in {}", dir.join("summary.md").display());
+    reporter.message(&table);
+    reporter.message(&format!("summary in {}", dir.join("summary.md").display()));
     if let Some(report) = &args.report {
-        let stem = report
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .context("--report needs a file name")?;
+        let Some(stem) = report.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            config_bail!("--report needs a file name");
+        };
         let fig_dir = report.with_file_name(&stem);
         let figures = write_figures(&fig_dir, &groups)?;
         write_atomic(report, &render(&format!("{stem}/"), &figures))?;
-        println!("report in {}", report.display());
+        reporter.message(&format!("report in {}", report.display()));
     }
     Ok(())
 }

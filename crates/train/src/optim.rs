@@ -3,7 +3,7 @@
 //! using tch's optimiser so that its moments can be checkpointed and a resumed run continues
 //! exactly.
 
-use anyhow::{Context, Result};
+use crate::error::{Result, ResultExt, TrainError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{nn::VarStore, Kind, Tensor};
@@ -139,20 +139,57 @@ impl AdamW {
             .with_context(|| format!("reading optimizer state {}", path.display()))?
             .into_iter()
             .collect();
-        self.t = map
-            .get("t")
-            .context("optimizer state lacks `t`")?
-            .int64_value(&[]);
+        let get = |key: &str| {
+            map.get(key).ok_or_else(|| {
+                TrainError::Run(format!("optimizer state {} lacks `{key}`", path.display()))
+            })
+        };
+        self.t = get("t")?.int64_value(&[]);
         for (i, n) in self.names.iter().enumerate() {
-            self.m[i] = map
-                .get(&format!("m.{n}"))
-                .with_context(|| format!("optimizer state lacks m.{n}"))?
-                .shallow_clone();
-            self.v[i] = map
-                .get(&format!("v.{n}"))
-                .with_context(|| format!("optimizer state lacks v.{n}"))?
-                .shallow_clone();
+            self.m[i] = get(&format!("m.{n}"))?.shallow_clone();
+            self.v[i] = get(&format!("v.{n}"))?.shallow_clone();
         }
         Ok(())
     }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepOutcome {
+    /// Parameters updated; the global gradient norm before clipping.
+    Applied {
+        /// Global L2 norm of the gradients before clipping.
+        grad_norm: f64,
+    },
+    /// Skipped because the loss or the gradient norm was not finite; gradients were zeroed.
+    Skipped {
+        /// The non-finite (or finite) loss.
+        loss: f64,
+        /// The gradient norm.
+        grad_norm: f64,
+    },
+}
+
+/// The optimizer step shared by RL and SFT: skip a non-finite loss or gradient (zeroing the
+/// gradients), clip the global gradient norm to `grad_clip` (0 = no clipping), and take one AdamW
+/// step at learning rate `lr` (from [`lr_at`]).
+pub fn optimizer_step(
+    opt: &mut AdamW,
+    vs: &VarStore,
+    loss: f64,
+    lr: f64,
+    grad_clip: f64,
+) -> StepOutcome {
+    let grad_norm = AdamW::grad_norm(vs);
+    if !loss.is_finite() || !grad_norm.is_finite() {
+        AdamW::zero_grad(vs);
+        return StepOutcome::Skipped { loss, grad_norm };
+    }
+    let scale = if grad_clip > 0.0 && grad_norm > grad_clip {
+        grad_clip / grad_norm
+    } else {
+        1.0
+    };
+    opt.step(vs, lr, scale);
+    StepOutcome::Applied { grad_norm }
 }

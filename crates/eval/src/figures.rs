@@ -2,9 +2,9 @@
 //! evaluation reports (a group = one configuration, possibly several seeds) and the groups' training
 //! metrics (`metrics.jsonl`).
 
+use crate::plot::{line_panels, moving_average, pass_at_k_curves, rank_bars, Panel, Series};
+use crate::{EvalReport, MeanStd};
 use anyhow::{Context, Result};
-use rlvr_eval::plot::{line_panels, moving_average, pass_at_k_curves, rank_bars, Panel, Series};
-use rlvr_eval::{EvalReport, MeanStd};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -20,13 +20,50 @@ pub struct Group {
 
 /// The training-curve panels: metrics.jsonl key and panel title.
 const TRAINING_PANELS: [(&str, &str); 6] = [
-    ("reward_mean", "reward"),
-    ("entropy", "token entropy"),
-    ("lambda_1", "Λ(1) = mean log p of rank 1"),
-    ("lambda_2", "Λ(2)"),
-    ("lambda_3", "Λ(3)"),
-    ("sampled_logp", "sampled-token log p"),
+    ("reward/mean", "reward"),
+    ("conc/entropy", "token entropy"),
+    ("conc/lambda_1", "Λ(1) = mean log p of rank 1"),
+    ("conc/lambda_2", "Λ(2)"),
+    ("conc/lambda_3", "Λ(3)"),
+    ("conc/sampled_logp", "sampled-token log p"),
 ];
+
+/// Keys of `metrics.jsonl` files written before metrics were namespaced, and their names now, so
+/// older runs still plot and compare.
+pub const LEGACY_METRIC_KEYS: [(&str, &str); 24] = [
+    ("reward_mean", "reward/mean"),
+    ("accuracy", "reward/accuracy"),
+    ("entropy", "conc/entropy"),
+    ("top1_prob", "conc/top1_prob"),
+    ("sampled_logp", "conc/sampled_logp"),
+    ("lambda_1", "conc/lambda_1"),
+    ("lambda_2", "conc/lambda_2"),
+    ("lambda_3", "conc/lambda_3"),
+    ("lambda_4", "conc/lambda_4"),
+    ("lambda_5", "conc/lambda_5"),
+    ("rank2_prob", "conc/rank2_prob"),
+    ("rank3_prob", "conc/rank3_prob"),
+    ("clipfrac", "loss/clipfrac"),
+    ("ppo_kl", "loss/ppo_kl"),
+    ("kl_ref", "loss/kl_ref"),
+    ("loss", "actor/loss"),
+    ("grad_norm", "actor/grad_norm"),
+    ("lr", "actor/lr"),
+    ("response_len", "rollout/response_len"),
+    ("skipped_updates", "actor/skipped_updates"),
+    ("time_rollout", "time/rollout"),
+    ("time_score", "time/score"),
+    ("time_update", "time/update"),
+    ("tokens_per_s", "rollout/tokens_per_s"),
+];
+
+/// The current name of a metrics key (older runs used un-namespaced names).
+pub fn current_metric_key(key: &str) -> &str {
+    LEGACY_METRIC_KEYS
+        .iter()
+        .find(|(old, _)| *old == key)
+        .map_or(key, |(_, new)| new)
+}
 
 /// Reads the numeric columns of a metrics.jsonl file: key → (step, value).
 pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, Vec<(f64, f64)>>> {
@@ -45,7 +82,9 @@ pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, Vec<(f64, f64)>>> {
         if let Some(obj) = v.as_object() {
             for (k, x) in obj {
                 let y = x.as_f64().unwrap_or(f64::NAN);
-                cols.entry(k.clone()).or_default().push((step, y));
+                cols.entry(current_metric_key(k).to_string())
+                    .or_default()
+                    .push((step, y));
             }
         }
     }
@@ -113,7 +152,7 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
         out.push(("pass@K".into(), "passk.png".into()));
     }
     // Rank-n probability bars and the entropy histogram.
-    let with_conc: Vec<(usize, &Group, Vec<&rlvr_eval::Concentration>)> = groups
+    let with_conc: Vec<(usize, &Group, Vec<&crate::Concentration>)> = groups
         .iter()
         .enumerate()
         .map(|(color, g)| {

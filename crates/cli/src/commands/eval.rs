@@ -1,0 +1,218 @@
+//! `rlvr eval`: a run's checkpoint or a model on held-out problems — pass@K, mean@n,
+//! concentration diagnostics — written as JSON, markdown and plots.
+
+use crate::args::{DataArgs, DeviceArgs, ModelArgs};
+use crate::document::{apply_data, model_table};
+use crate::output::progress_bar;
+use crate::usage_bail;
+use anyhow::{Context, Result};
+use rlvr_core::SamplingConfig;
+use rlvr_train::checkpoint::{latest_checkpoint, load_checkpoint};
+use rlvr_train::compare::dir_name;
+use rlvr_train::config::{apply_sets, default_document, read_document, set, RunConfig};
+use rlvr_train::data::{chat_tokenizer, load_problems};
+use rlvr_train::evaluation::{evaluate, write_evaluation, EvalOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Flags of `rlvr eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Run folder: its config, held-out problems and latest checkpoint.
+    #[arg(long, conflicts_with = "model")]
+    pub run: Option<PathBuf>,
+    /// Checkpoint step of --run (default: the latest; 0 = the initial weights of the config).
+    #[arg(long, requires = "run")]
+    pub step: Option<u64>,
+    /// A model instead of a run.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Held-out problems: a task (default: the run's) or a dataset file, all of whose rows are
+    /// held out unless `--set data.test=...` names another file.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Device (default: the run's).
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Samples per problem (n); pass@K is reported for K = 1, 2, 4, ... ≤ n.
+    #[arg(short, long, default_value_t = 16)]
+    pub n: usize,
+    /// Held-out problems evaluated (0 = all).
+    #[arg(long, default_value_t = 100)]
+    pub problems: usize,
+    /// Sampling temperature (default: the run's train.temperature, else 1).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Maximum response length in tokens (default: the run's train.max_new_tokens).
+    #[arg(long)]
+    pub max_new_tokens: Option<i64>,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Responses generated together.
+    #[arg(long, default_value_t = 256)]
+    pub batch_rows: usize,
+    /// Skip the concentration diagnostics (saves one forward pass over the responses).
+    #[arg(long)]
+    pub no_diagnostics: bool,
+    /// Output folder (default: <run>/eval/step-N-nK, or evals/<model>-nK).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Override KEY=VALUE of the run document (e.g. data.template=...); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// The run document to evaluate and the checkpoint (step, folder) to load, if any.
+fn document(args: &EvalArgs) -> Result<(toml::Table, Option<(u64, PathBuf)>)> {
+    let (mut doc, step) = match (&args.run, &args.model.model) {
+        (Some(run), _) => {
+            let doc = read_document(&run.join("config.toml"))
+                .with_context(|| format!("--run {}: not a run folder", run.display()))?;
+            let step = match args.step {
+                Some(0) => None,
+                Some(s) => {
+                    let dir = run.join("checkpoints").join(format!("step-{s}"));
+                    if !dir.join("state.json").exists() {
+                        usage_bail!("--step {s}: {} is not a complete checkpoint", dir.display());
+                    }
+                    Some((s, dir))
+                }
+                None => Some(latest_checkpoint(run)?.with_context(|| {
+                    format!(
+                        "{} has no complete checkpoint; --step 0 evaluates the initial weights",
+                        run.display()
+                    )
+                })?),
+            };
+            (doc, step)
+        }
+        (None, Some(model)) => {
+            if args.data.task.is_none() && args.data.data.is_none() {
+                usage_bail!("--model needs --task NAME (see `rlvr list task`) or --data FILE");
+            }
+            let mut doc = default_document();
+            doc.insert("model".into(), toml::Value::Table(model_table(model)?));
+            (doc, None)
+        }
+        (None, None) => usage_bail!("give --run RUN_FOLDER or --model MODEL"),
+    };
+    apply_data(&mut doc, &args.data)?;
+    if let Some(d) = doc.get_mut("data").and_then(|d| d.as_table_mut()) {
+        // A dataset given to eval is all held-out: read it as the test file.
+        if args.data.data.is_some() {
+            if let Some(train) = d.get("train").cloned() {
+                d.insert("test".into(), train);
+            }
+        }
+    }
+    if let Some(d) = &args.device.device {
+        set(&mut doc, "train.device", d.as_str())?;
+    }
+    apply_sets(&mut doc, &args.sets)?;
+    Ok((doc, step))
+}
+
+/// Runs `rlvr eval`.
+pub fn exec(args: EvalArgs) -> Result<()> {
+    if args.n == 0 {
+        usage_bail!("--n must be >= 1");
+    }
+    if args.batch_rows == 0 {
+        usage_bail!("--batch-rows must be >= 1");
+    }
+    if args
+        .temperature
+        .is_some_and(|t| !(t >= 0.0 && t.is_finite()))
+    {
+        usage_bail!("--temperature must be a finite number >= 0");
+    }
+    if args.max_new_tokens.is_some_and(|m| m < 1) {
+        usage_bail!("--max-new-tokens must be >= 1");
+    }
+    let (doc, run_step) = document(&args)?;
+    let cfg = RunConfig::from_document(doc)?;
+    let tc = cfg.train.clone();
+    let label = match (&args.run, &run_step) {
+        (Some(run), Some((s, _))) => format!("{}@step-{s}", dir_name(run)),
+        (Some(run), None) => format!("{}@step-0", dir_name(run)),
+        (None, _) => args
+            .model
+            .model
+            .as_deref()
+            .map(|m| dir_name(Path::new(m)))
+            .unwrap_or_default(),
+    };
+    let out = match (&args.out, &args.run) {
+        (Some(o), _) => o.clone(),
+        (None, Some(run)) => run.join("eval").join(format!(
+            "step-{}-n{}",
+            run_step.as_ref().map_or(0, |s| s.0),
+            args.n
+        )),
+        (None, None) => PathBuf::from("evals").join(format!("{label}-n{}", args.n)),
+    };
+    if out.exists() && !args.overwrite {
+        usage_bail!(
+            "{} already exists; pass --overwrite to replace it or --out to write elsewhere",
+            out.display()
+        );
+    }
+    // Everything is validated: build and load.
+    let device = rlvr_models::device::parse_device(&tc.device)?;
+    let loaded = load_problems(&cfg)?;
+    let take = if args.problems == 0 {
+        usize::MAX
+    } else {
+        args.problems
+    };
+    let problems: Vec<_> = loaded.test.into_iter().take(take).collect();
+    if problems.is_empty() {
+        usage_bail!("no held-out problems to evaluate");
+    }
+    let codec = cfg.model.codec()?;
+    let chat = chat_tokenizer(&cfg)?;
+    let mut policy = cfg.model.build(device)?;
+    if let Some((_, dir)) = &run_step {
+        load_checkpoint(dir, policy.as_mut(), None)?;
+    }
+    let bar = progress_bar(problems.len() as u64);
+    let inc = bar.clone();
+    let opts = EvalOptions {
+        diagnostics: !args.no_diagnostics,
+        batch_rows: args.batch_rows,
+        progress: Some(Arc::new(move |n| inc.inc(n))),
+        ..EvalOptions::new(
+            args.n,
+            SamplingConfig {
+                temperature: args.temperature.unwrap_or(tc.temperature),
+                top_p: tc.top_p,
+                top_k: tc.top_k,
+                max_new_tokens: args.max_new_tokens.unwrap_or(tc.max_new_tokens),
+                seed: args.seed,
+            },
+        )
+    };
+    let report = evaluate(
+        policy.as_ref(),
+        codec.as_ref(),
+        chat.as_ref(),
+        loaded.verifier.as_ref(),
+        &problems,
+        &opts,
+    )?;
+    bar.finish_and_clear();
+    let metrics: Vec<PathBuf> = args
+        .run
+        .iter()
+        .map(|r| r.join("metrics.jsonl"))
+        .filter(|p| p.exists())
+        .collect();
+    write_evaluation(&out, &label, &report, &opts.sampling, metrics)?;
+    print!("{}", report.markdown());
+    println!("evaluation saved in {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The subcommands of `rlvr`: one module each, holding its flags and a short `exec`.
+
+pub mod compare;
+pub mod config;
+pub mod eval;
+pub mod list;
+pub mod sample;
+pub mod sft;
+pub mod sweep;
+pub mod train;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Reinforcement learning with verifiable rewards for language models.
+#[derive(Debug, Parser)]
+#[command(name = "rlvr", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v, -vv, -vvv); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List everything registered: presets, advantage estimators, losses, gates, verifiers, tasks, models.
+    List(list::ListArgs),
+    /// Print the fully resolved algorithm configuration as TOML, each field with its meaning.
+    Config(config::ConfigArgs),
+    /// Train a policy with RL (defaults: SimKO on countdown from the shipped base checkpoint).
+    Train(train::TrainArgs),
+    /// Supervised warm start on a task's generated solutions.
+    Sft(sft::SftArgs),
+    /// Evaluate a run's checkpoint or a model: pass@K, mean@n, concentration diagnostics, plots.
+    Eval(eval::EvalArgs),
+    /// Compare evaluations of several runs side by side: tables and plots.
+    Compare(compare::CompareArgs),
+    /// Train a grid of runs from a sweep file, resumable, with a mean ± std summary report.
+    Sweep(sweep::SweepArgs),
+    /// Sample a trained run's policy on one problem: accuracy and distinct correct responses.
+    Sample(sample::SampleArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::List(args) => list::exec(args),
+        Command::Config(args) => config::exec(args),
+        Command::Train(args) => train::exec(args),
+        Command::Sft(args) => sft::exec(args),
+        Command::Eval(args) => eval::exec(args),
+        Command::Compare(args) => compare::exec(args),
+        Command::Sweep(args) => sweep::exec(args),
+        Command::Sample(args) => sample::exec(args),
+    }
+}

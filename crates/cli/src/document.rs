@@ -1,0 +1,141 @@
+//! Building a run document from command-line values: built-in defaults ← `--config` file ←
+//! `--algo`/`--task`/`--data`/`--model`/`--steps`/`--seed`/`--device` ← `--set` ← algorithm
+//! parameter flags.
+
+use crate::args::{AlgoArgs, DataArgs, DeviceArgs, ModelArgs};
+use crate::{algo_args, usage_bail};
+use anyhow::{Context, Result};
+use rlvr_core::algo::merge;
+use rlvr_core::registry::{self, Kind};
+use rlvr_core::AlgoConfig;
+use rlvr_train::config::{apply_sets, default_document, read_document, set};
+use std::path::Path;
+
+/// The values a run document is built from.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    /// Algorithm choice, config file, overrides and parameter flags.
+    pub algo: AlgoArgs,
+    /// Model.
+    pub model: ModelArgs,
+    /// Task or dataset.
+    pub data: DataArgs,
+    /// Device.
+    pub device: DeviceArgs,
+    /// `train.steps`.
+    pub steps: Option<String>,
+    /// `train.seed`.
+    pub seed: Option<String>,
+}
+
+/// Removes `--name VALUE` / `--name=VALUE` from `params`, returning the value.
+fn take_flag(params: &mut Vec<String>, name: &str) -> Result<Option<String>> {
+    let long = format!("--{name}");
+    let eq = format!("--{name}=");
+    if let Some(i) = params.iter().position(|p| *p == long) {
+        if i + 1 >= params.len() {
+            usage_bail!("flag {long} needs a value");
+        }
+        let v = params.remove(i + 1);
+        params.remove(i);
+        return Ok(Some(v));
+    }
+    if let Some(i) = params.iter().position(|p| p.starts_with(&eq)) {
+        return Ok(Some(params.remove(i)[eq.len()..].to_string()));
+    }
+    Ok(None)
+}
+
+/// Ordinary options given after algorithm parameters end up among the parameters; this moves
+/// them back into their fields.
+pub fn take_ordinary_flags(flags: &mut RunFlags) -> Result<()> {
+    let mut params = std::mem::take(&mut flags.algo.params);
+    let mut take = |name: &str, given: &mut Option<String>| -> Result<()> {
+        if let Some(v) = take_flag(&mut params, name)? {
+            given.get_or_insert(v);
+        }
+        Ok(())
+    };
+    take("algo", &mut flags.algo.algo)?;
+    take("task", &mut flags.data.task)?;
+    take("data", &mut flags.data.data)?;
+    take("model", &mut flags.model.model)?;
+    take("steps", &mut flags.steps)?;
+    take("seed", &mut flags.seed)?;
+    take("device", &mut flags.device.device)?;
+    flags.algo.params = params;
+    Ok(())
+}
+
+/// The `[model]` table of `--model`: a folder is a Hugging Face checkpoint, anything else a
+/// registered model name.
+pub fn model_table(model: &str) -> Result<toml::Table> {
+    if Path::new(model).is_dir() {
+        return Ok([
+            ("type".to_string(), "hf".into()),
+            ("path".to_string(), toml::Value::String(model.into())),
+        ]
+        .into_iter()
+        .collect());
+    }
+    registry::find(Kind::Model, model)
+        .context("--model is neither a folder nor a registered model")?;
+    Ok([("type".to_string(), toml::Value::String(model.into()))]
+        .into_iter()
+        .collect())
+}
+
+/// Replaces the document's task or data with `--task` / `--data`, if given.
+pub fn apply_data(doc: &mut toml::Table, data: &DataArgs) -> Result<()> {
+    if let Some(t) = &data.task {
+        registry::find(Kind::Task, t)?;
+        doc.remove("data");
+        let table: toml::Table = [("type".to_string(), toml::Value::String(t.clone()))]
+            .into_iter()
+            .collect();
+        doc.insert("task".into(), toml::Value::Table(table));
+    }
+    if let Some(d) = &data.data {
+        doc.remove("task");
+        set(doc, "data.train", d.as_str())?;
+    }
+    Ok(())
+}
+
+/// Builds the run document (defaults ← file ← flags ← --set ← parameter flags).
+pub fn build(flags: &RunFlags) -> Result<toml::Table> {
+    let mut doc = default_document();
+    if let Some(path) = &flags.algo.config {
+        merge(&mut doc, &read_document(path)?);
+    }
+    if let Some(a) = &flags.algo.algo {
+        registry::find(Kind::Preset, a)?;
+        let table: toml::Table = [("preset".to_string(), toml::Value::String(a.clone()))]
+            .into_iter()
+            .collect();
+        doc.insert("algo".into(), toml::Value::Table(table));
+    }
+    apply_data(&mut doc, &flags.data)?;
+    if let Some(m) = &flags.model.model {
+        doc.insert("model".into(), toml::Value::Table(model_table(m)?));
+    }
+    if let Some(s) = &flags.steps {
+        set(&mut doc, "train.steps", rlvr_core::algo::parse_value(s))?;
+    }
+    if let Some(s) = &flags.seed {
+        set(&mut doc, "train.seed", rlvr_core::algo::parse_value(s))?;
+    }
+    if let Some(d) = &flags.device.device {
+        set(&mut doc, "train.device", d.as_str())?;
+    }
+    apply_sets(&mut doc, &flags.algo.sets)?;
+    let algo_table = doc
+        .get("algo")
+        .and_then(|a| a.as_table())
+        .cloned()
+        .unwrap_or_default();
+    let mut expanded = AlgoConfig::expand(&algo_table)?;
+    algo_args::apply(&mut expanded, &flags.algo.params)?;
+    doc.insert("algo".into(), toml::Value::Table(expanded));
+    Ok(doc)
+}

@@ -1,0 +1,163 @@
+//! The second phase of an RL step: the actor's update (verl's `update_policy`). It owns the PPO
+//! epochs, the shuffled mini-batches (one optimizer step each) and the micro-batches (gradient
+//! accumulation with the mini-batch's global token counts, so micro-batching never changes the
+//! gradient), and reports every metric the loss emits.
+
+use crate::config::TrainConfig;
+use crate::error::Result;
+use crate::experience::Experience;
+use crate::metrics::{loss_metric_key, Metrics};
+use crate::optim::{optimizer_step, AdamW, StepOutcome};
+use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Metrics every update reports, 0 when the loss does not emit them.
+const STANDARD_LOSS_METRICS: [&str; 3] = ["loss/clipfrac", "loss/ppo_kl", "loss/kl_ref"];
+
+/// The policy being trained, its optimizer state and the algorithm that updates it.
+pub struct Actor {
+    /// The policy.
+    pub policy: Box<dyn Policy>,
+    /// AdamW moments and step count.
+    pub opt: AdamW,
+    /// The validated algorithm (estimator, loss, aggregation).
+    pub algo: Algorithm,
+}
+
+impl Actor {
+    /// Updates the policy on `exp`: `epochs` passes over `mini_batches` shuffled mini-batches of
+    /// micro-batches of `micro_batch_size` responses, one optimizer step per mini-batch at
+    /// learning rate `lr`. `step` (0-based) seeds the shuffling. Returns `actor/*`, `loss/*` and
+    /// `time/update`.
+    pub fn update(
+        &mut self,
+        exp: &Experience,
+        tc: &TrainConfig,
+        step: u64,
+        lr: f64,
+    ) -> Result<Metrics> {
+        let t_up = Instant::now();
+        let device = self.policy.device();
+        let needs = self.algo.loss.needs();
+        let b = exp.len();
+        let mut m = Metrics::new(step + 1);
+        let (mut loss_sum, mut norm_sum) = (0.0, 0.0);
+        let mut updates = 0usize;
+        let mut skipped = 0usize;
+        let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut tok_sum = 0.0;
+        for epoch in 0..tc.epochs {
+            tch::manual_seed(
+                (tc.seed
+                    .wrapping_mul(31)
+                    .wrapping_add(step * 97 + epoch as u64)) as i64,
+            );
+            let perm = Tensor::randperm(b, (Kind::Int64, device));
+            let per_mb = (b as usize).div_ceil(tc.mini_batches);
+            for mb in 0..tc.mini_batches {
+                let start = (mb * per_mb) as i64;
+                if start >= b {
+                    break;
+                }
+                let len = (per_mb as i64).min(b - start);
+                let idx = perm.narrow(0, start, len);
+                let counts = GlobalCounts::of_mask(&exp.mask.index_select(0, &idx))?;
+                if counts.tokens == 0.0 {
+                    continue;
+                }
+                AdamW::zero_grad(self.policy.var_store());
+                let mut loss_total = 0.0;
+                let mut micro = 0;
+                while micro < len {
+                    let ml = (tc.micro_batch_size as i64).min(len - micro);
+                    let part = exp.select(&idx.narrow(0, micro, ml));
+                    let (loss, sums, ntok) = self.micro_step(&part, counts, &needs)?;
+                    loss_total += loss;
+                    for (k, v) in sums {
+                        *metric_sums.entry(k).or_insert(0.0) += v;
+                    }
+                    tok_sum += ntok;
+                    micro += ml;
+                }
+                match optimizer_step(
+                    &mut self.opt,
+                    self.policy.var_store(),
+                    loss_total,
+                    lr,
+                    tc.grad_clip,
+                ) {
+                    StepOutcome::Applied { grad_norm } => {
+                        loss_sum += loss_total;
+                        norm_sum += grad_norm;
+                        updates += 1;
+                    }
+                    StepOutcome::Skipped { loss, grad_norm } => {
+                        skipped += 1;
+                        tracing::warn!(
+                            "step {}: non-finite loss ({loss}) or gradient norm ({grad_norm}); update skipped",
+                            step + 1
+                        );
+                    }
+                }
+            }
+        }
+        let per_update = |x: f64| if updates > 0 { x / updates as f64 } else { 0.0 };
+        m.set("actor/loss", per_update(loss_sum));
+        m.set("actor/grad_norm", per_update(norm_sum));
+        m.set("actor/lr", lr);
+        m.set("actor/updates", updates as f64);
+        m.set("actor/skipped_updates", skipped as f64);
+        for key in STANDARD_LOSS_METRICS {
+            metric_sums.entry(key.to_string()).or_insert(0.0);
+        }
+        for (k, v) in metric_sums {
+            m.set(k, if tok_sum > 0.0 { v / tok_sum } else { 0.0 });
+        }
+        m.set("time/update", t_up.elapsed().as_secs_f64());
+        Ok(m)
+    }
+
+    /// Forward and backward of one micro-batch; returns its share of the mini-batch loss, the
+    /// token-sums of the loss's metrics and its number of valid tokens.
+    fn micro_step(
+        &self,
+        part: &Experience,
+        counts: GlobalCounts,
+        needs: &rlvr_core::StatsNeeds,
+    ) -> Result<(f64, Vec<(String, f64)>, f64)> {
+        let stats = self.policy.token_stats(&part.seq, needs)?;
+        let input = LossInput {
+            stats: &stats,
+            old_logp: &part.old_logp,
+            ref_logp: part.ref_logp.as_ref(),
+            advantages: &part.advantages,
+            mask: &part.mask,
+            scores: &part.scores,
+            tokens: &part.tokens,
+            truncated: Some(&part.truncated),
+        };
+        let out = self.algo.loss.per_token_loss(&input)?;
+        let loss = self.algo.aggregation.reduce(
+            &out.per_token,
+            &part.mask,
+            counts,
+            self.algo.loss_normalizer,
+        )?;
+        let value = loss.double_value(&[]);
+        loss.backward();
+        let ntok = part.mask.sum(Kind::Double).double_value(&[]);
+        let sums = out
+            .metrics
+            .iter()
+            .map(|metric| {
+                let v = (&metric.values.to_kind(Kind::Double) * &part.mask)
+                    .sum(Kind::Double)
+                    .double_value(&[]);
+                (loss_metric_key(metric.name), v)
+            })
+            .collect();
+        Ok((value, sums, ntok))
+    }
+}

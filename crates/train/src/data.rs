@@ -1,0 +1,138 @@
+//! The problems a run trains and evaluates on (a built-in task or dataset files), the verifier
+//! that scores them, and the prompt text and token ids a policy sees.
+
+use crate::config::RunConfig;
+use crate::config_bail;
+use crate::error::{Result, TrainError};
+use rlvr_core::{Problem, Split, Task, TextCodec, Verifier};
+use rlvr_models::tokenizer::{HfTokenizer, Message};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// Training problems, held-out problems and the verifier of a run.
+pub struct Problems {
+    /// Problems the RL loop draws from.
+    pub train: Vec<Problem>,
+    /// Held-out problems for evaluation.
+    pub test: Vec<Problem>,
+    /// Scores responses.
+    pub verifier: Box<dyn Verifier>,
+}
+
+/// Loads the task's problems (or the dataset's) and its verifier.
+pub fn load_problems(cfg: &RunConfig) -> Result<Problems> {
+    let task: Box<dyn Task> = match (&cfg.task, &cfg.data) {
+        (Some(t), _) => t.build()?,
+        (None, Some(d)) => {
+            use rlvr_rewards::data::{read, OnBadRow};
+            if !d.template.contains("{prompt}") {
+                config_bail!(
+                    "data.template must contain {{prompt}}, got {:?}",
+                    d.template
+                );
+            }
+            let train = read(Path::new(&d.train), OnBadRow::Fail)?;
+            let (train_rows, test_rows) = if d.test.is_empty() {
+                let hold = d.holdout.min(train.records.len() / 2);
+                let cut = train.records.len() - hold;
+                (train.records[..cut].to_vec(), train.records[cut..].to_vec())
+            } else {
+                (
+                    train.records,
+                    read(Path::new(&d.test), OnBadRow::Fail)?.records,
+                )
+            };
+            Box::new(rlvr_rewards::data::task::DatasetTask::with_template(
+                &train_rows,
+                &test_rows,
+                &d.template,
+            ))
+        }
+        (None, None) => config_bail!("no task or data"),
+    };
+    let train = task.problems(Split::Train)?;
+    if train.is_empty() {
+        config_bail!("the task has no training problems");
+    }
+    Ok(Problems {
+        train,
+        test: task.problems(Split::Test)?,
+        verifier: task.verifier(),
+    })
+}
+
+/// The chat tokenizer of a chat model (its template wraps prompts), or `None`.
+pub fn chat_tokenizer(cfg: &RunConfig) -> Result<Option<HfTokenizer>> {
+    if !cfg.model.chat() {
+        return Ok(None);
+    }
+    let path = cfg
+        .document
+        .get("model")
+        .and_then(|m| m.get("path"))
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| TrainError::Config("a chat model needs `model.path`".into()))?;
+    Ok(Some(HfTokenizer::from_dir(Path::new(path))?))
+}
+
+/// The prompt text a policy sees (through the chat template for chat models).
+pub fn prompt_text(problem: &Problem, chat: Option<&HfTokenizer>) -> Result<String> {
+    match chat {
+        Some(tok) => Ok(tok.apply_chat_template(
+            &[Message {
+                role: "user".into(),
+                content: problem.prompt.clone(),
+            }],
+            true,
+        )?),
+        None => Ok(problem.prompt.clone()),
+    }
+}
+
+/// Left-pads encoded prompts to a common width: `(ids, mask)`, both `[B, width]` i64.
+pub fn encode_prompts(
+    codec: &dyn TextCodec,
+    prompts: &[String],
+    device: Device,
+) -> Result<(Tensor, Tensor)> {
+    let encoded: Vec<Vec<i64>> = prompts
+        .iter()
+        .map(|p| codec.encode(p))
+        .collect::<rlvr_core::Result<_>>()?;
+    let width = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let pad = codec.pad_token();
+    let mut ids = Vec::with_capacity(encoded.len() * width);
+    let mut mask = Vec::with_capacity(encoded.len() * width);
+    for e in &encoded {
+        let fill = width - e.len();
+        ids.extend(std::iter::repeat_n(pad, fill).chain(e.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, fill).chain(std::iter::repeat_n(1i64, e.len())));
+    }
+    let shape = [encoded.len() as i64, width as i64];
+    Ok((
+        Tensor::from_slice(&ids).reshape(shape).to_device(device),
+        Tensor::from_slice(&mask).reshape(shape).to_device(device),
+    ))
+}
+
+/// Right-pads token sequences to a common width: `(ids, mask)`, both `[B, width]` i64.
+pub fn pad_right(rows: &[Vec<i64>], pad: i64) -> (Tensor, Tensor) {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(rows.len() * width);
+    let mut mask = Vec::with_capacity(rows.len() * width);
+    for t in rows {
+        ids.extend(
+            t.iter()
+                .copied()
+                .chain(std::iter::repeat_n(pad, width - t.len())),
+        );
+        mask.extend(
+            std::iter::repeat_n(1i64, t.len()).chain(std::iter::repeat_n(0, width - t.len())),
+        );
+    }
+    let shape = [rows.len() as i64, width as i64];
+    (
+        Tensor::from_slice(&ids).reshape(shape),
+        Tensor::from_slice(&mask).reshape(shape),
+    )
+}

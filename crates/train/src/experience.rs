@@ -1,0 +1,204 @@
+//! The first phase of an RL step, `make_experience` (verl's `generate_sequences` →
+//! `compute_reward` → `compute_advantage` → `compute_log_prob`): rollout, scores, advantages,
+//! old-policy and reference statistics, and the step's diagnostics. The result, an [`Experience`],
+//! is everything the actor's update reads.
+
+use crate::error::Result;
+use crate::evaluation::diagnostic_needs;
+use crate::metrics::Metrics;
+use crate::rollout::{rollout, Rollout};
+use rlvr_core::{
+    AdvantageEstimator, AdvantageInput, Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds,
+    TextCodec, Verifier,
+};
+use rlvr_models::tokenizer::HfTokenizer;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// One step's rollout batch with everything the update needs; all tensors have `B` rows.
+pub struct Experience {
+    /// Prompt + response ids and mask.
+    pub seq: SequenceBatch,
+    /// Response tokens `[B, T]` i64.
+    pub tokens: Tensor,
+    /// Response mask `[B, T]` f32.
+    pub mask: Tensor,
+    /// Verifier scores `[B]` f32.
+    pub scores: Tensor,
+    /// Prompt index `[B]` i64.
+    pub group: Tensor,
+    /// 1.0 for responses cut at the length limit, `[B]` f32.
+    pub truncated: Tensor,
+    /// Per-token advantages `[B, T]` f32 (0 on padding).
+    pub advantages: Tensor,
+    /// Log-prob of the sampled tokens under the rollout (old) policy `[B, T]` f32.
+    pub old_logp: Tensor,
+    /// Log-prob under the reference policy, when the loss needs one.
+    pub ref_logp: Option<Tensor>,
+}
+
+impl Experience {
+    /// Number of responses.
+    pub fn len(&self) -> i64 {
+        self.tokens.size()[0]
+    }
+
+    /// Whether there are no responses.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows `idx` (an i64 index tensor) of every tensor, in that order.
+    pub fn select(&self, idx: &Tensor) -> Experience {
+        let rows = |x: &Tensor| x.index_select(0, idx);
+        Experience {
+            seq: SequenceBatch {
+                input_ids: rows(&self.seq.input_ids),
+                attention_mask: rows(&self.seq.attention_mask),
+                prompt_len: self.seq.prompt_len,
+            },
+            tokens: rows(&self.tokens),
+            mask: rows(&self.mask),
+            scores: rows(&self.scores),
+            group: rows(&self.group),
+            truncated: rows(&self.truncated),
+            advantages: rows(&self.advantages),
+            old_logp: rows(&self.old_logp),
+            ref_logp: self.ref_logp.as_ref().map(rows),
+        }
+    }
+}
+
+/// What `make_experience` reads: the models, the data of this step and the algorithm's pieces.
+pub struct ExperienceInputs<'a> {
+    /// The policy being trained (sampled from, and its old statistics taken).
+    pub policy: &'a dyn Policy,
+    /// The frozen reference policy, when the loss needs one.
+    pub reference: Option<&'a dyn Policy>,
+    /// Tokenizer.
+    pub codec: &'a dyn TextCodec,
+    /// Chat template of chat models.
+    pub chat: Option<&'a HfTokenizer>,
+    /// Scores responses.
+    pub verifier: &'a dyn Verifier,
+    /// The advantage estimator.
+    pub advantage: &'a dyn AdvantageEstimator,
+    /// Statistics the loss needs (the old pass computes at least these).
+    pub loss_needs: StatsNeeds,
+    /// This step's prompts.
+    pub problems: &'a [Problem],
+    /// Responses per prompt.
+    pub samples_per_prompt: usize,
+    /// Sampling settings with this step's seed.
+    pub sampling: SamplingConfig,
+}
+
+/// Token-level scores: each response's score on its last valid token (verl's
+/// `token_level_scores`).
+pub fn token_level_scores(scores: &Tensor, mask: &Tensor) -> Tensor {
+    let lengths = mask.sum_dim_intlist(-1, false, Kind::Int64);
+    let last = (&lengths - 1).clamp_min(0).unsqueeze(1);
+    mask.zeros_like().scatter(1, &last, &scores.unsqueeze(1)) * mask
+}
+
+/// Rollout → scores → advantages → old/reference statistics → diagnostics. Returns the
+/// experience and the step's metrics so far (`reward/*`, `rollout/*`, `conc/*`, `adv/*`,
+/// `time/*`).
+pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Experience, Metrics)> {
+    let t_start = Instant::now();
+    let ro: Rollout = rollout(
+        inputs.policy,
+        inputs.codec,
+        inputs.chat,
+        inputs.verifier,
+        inputs.problems,
+        inputs.samples_per_prompt,
+        &inputs.sampling,
+    )?;
+    let t_adv = Instant::now();
+    let tls = token_level_scores(&ro.scores, &ro.mask);
+    let advantages = inputs.advantage.compute(&AdvantageInput {
+        scores: &ro.scores,
+        token_level_scores: &tls,
+        mask: &ro.mask,
+        group: &ro.group,
+    })?;
+    let time_advantage = t_adv.elapsed().as_secs_f64();
+    // Old statistics (and diagnostics) without gradient.
+    let t_old = Instant::now();
+    let diag = diagnostic_needs(inputs.policy);
+    let needs = StatsNeeds {
+        topk: inputs.loss_needs.topk.max(diag.topk),
+        top1: true,
+        ..diag
+    };
+    let old = {
+        let _g = tch::no_grad_guard();
+        inputs.policy.token_stats(&ro.seq, &needs)?
+    };
+    let old_logp = old.logp.detach();
+    let ref_logp = match inputs.reference {
+        Some(r) => {
+            let _g = tch::no_grad_guard();
+            Some(r.token_stats(&ro.seq, &StatsNeeds::default())?.logp)
+        }
+        None => None,
+    };
+    let mut conc = rlvr_eval::ConcentrationAccumulator::default();
+    conc.add(&old, &ro.mask)?;
+    let conc = conc.finish();
+    let time_old = t_old.elapsed().as_secs_f64();
+
+    let b = ro.tokens.size()[0];
+    let tokens = ro.mask.sum(Kind::Double).double_value(&[]);
+    let rank = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
+    let mut m = Metrics::new(step + 1);
+    m.set(
+        "reward/mean",
+        ro.scores.mean(Kind::Double).double_value(&[]),
+    );
+    m.set("reward/accuracy", ro.accuracy());
+    for i in 0..5 {
+        m.set(format!("conc/lambda_{}", i + 1), rank(&conc.lambda, i));
+    }
+    m.set("conc/top1_prob", rank(&conc.rank_prob, 0));
+    m.set("conc/rank2_prob", rank(&conc.rank_prob, 1));
+    m.set("conc/rank3_prob", rank(&conc.rank_prob, 2));
+    m.set("conc/entropy", conc.entropy_mean);
+    m.set("conc/sampled_logp", conc.sampled_logp);
+    m.set("rollout/response_len", tokens / b as f64);
+    m.set(
+        "rollout/truncated_frac",
+        ro.truncated.mean(Kind::Double).double_value(&[]),
+    );
+    m.set("rollout/tokens_per_s", tokens / ro.time_generate.max(1e-9));
+    let valid = tokens.max(1.0);
+    m.set(
+        "adv/mean",
+        (&advantages * &ro.mask).sum(Kind::Double).double_value(&[]) / valid,
+    );
+    m.set(
+        "adv/abs_mean",
+        (advantages.abs() * &ro.mask)
+            .sum(Kind::Double)
+            .double_value(&[])
+            / valid,
+    );
+    m.set("time/rollout", ro.time_generate);
+    m.set("time/score", ro.time_score);
+    m.set("time/advantage", time_advantage);
+    m.set("time/old_stats", time_old);
+    m.set("time/make_experience", t_start.elapsed().as_secs_f64());
+    let exp = Experience {
+        seq: ro.seq,
+        tokens: ro.tokens,
+        mask: ro.mask,
+        scores: ro.scores,
+        group: ro.group,
+        truncated: ro.truncated,
+        advantages,
+        old_logp,
+        ref_logp,
+    };
+    Ok((exp, m))
+}

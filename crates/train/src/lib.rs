@@ -1,0 +1,35 @@
+//! # rlvr-train
+//!
+//! rlvr's trainer as a library (docs/design.md §2.1): the run configuration ([`config`]), the RL step
+//! in named phases — [`experience::make_experience`] (rollout → scores → advantages →
+//! old/reference statistics → diagnostics) and the actor's [`actor::Actor::update`] (epochs,
+//! mini-batches, micro-batches, one [`optim::optimizer_step`] per mini-batch) — the loop around
+//! them ([`trainer::fit`]: run folder, checkpoints, resume, before/after evaluation), supervised
+//! warm starts ([`sft`]), evaluation runs ([`evaluation`]), sweeps ([`sweep`]), and the metric log
+//! (`metrics.jsonl` + TensorBoard, [`metrics`]).
+//!
+//! It prints nothing: callers observe a run through a [`trainer::Reporter`]. Errors are
+//! [`TrainError`], which tells usage errors from run-time failures.
+
+pub mod actor;
+pub mod checkpoint;
+pub mod compare;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod evaluation;
+pub mod experience;
+pub mod metrics;
+pub mod optim;
+pub mod rollout;
+pub mod sft;
+pub mod summary;
+pub mod sweep;
+pub mod trainer;
+
+pub use actor::Actor;
+pub use config::{RunConfig, TrainConfig};
+pub use error::{Result, TrainError};
+pub use experience::{make_experience, Experience};
+pub use metrics::{Metrics, MetricsLog};
+pub use trainer::{fit, Reporter, Silent, Trainer};

@@ -1,0 +1,112 @@
+//! The rollout phase: `n` sampled responses per problem, decoded and scored by the verifier.
+
+use crate::data::{encode_prompts, prompt_text};
+use crate::error::Result;
+use rlvr_core::{
+    FinishReason, Outcome, Policy, Problem, SamplingConfig, SequenceBatch, TextCodec, Verifier,
+};
+use rlvr_models::tokenizer::HfTokenizer;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Sampled and scored responses: row `i` answers problem `i / n`.
+pub struct Rollout {
+    /// Prompt + response ids and mask.
+    pub seq: SequenceBatch,
+    /// Response tokens `[B, T]`.
+    pub tokens: Tensor,
+    /// Response mask `[B, T]` f32.
+    pub mask: Tensor,
+    /// Scores `[B]` f32.
+    pub scores: Tensor,
+    /// Prompt index `[B]` i64 (the group of group-relative advantages).
+    pub group: Tensor,
+    /// 1.0 for responses that hit the length limit `[B]` f32.
+    pub truncated: Tensor,
+    /// Decoded responses.
+    pub texts: Vec<String>,
+    /// Verifier outcomes.
+    pub outcomes: Vec<Outcome>,
+    /// Seconds spent generating.
+    pub time_generate: f64,
+    /// Seconds spent decoding and scoring.
+    pub time_score: f64,
+}
+
+impl Rollout {
+    /// Fraction of responses verified correct.
+    pub fn accuracy(&self) -> f64 {
+        let correct = self
+            .outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Correct)
+            .count();
+        correct as f64 / self.outcomes.len().max(1) as f64
+    }
+}
+
+/// Samples `n` responses for each problem and scores them.
+pub fn rollout(
+    policy: &dyn Policy,
+    codec: &dyn TextCodec,
+    chat: Option<&HfTokenizer>,
+    verifier: &dyn Verifier,
+    problems: &[Problem],
+    n: usize,
+    sampling: &SamplingConfig,
+) -> Result<Rollout> {
+    let device = policy.device();
+    let mut prompts = Vec::new();
+    let mut group = Vec::new();
+    for (i, p) in problems.iter().enumerate() {
+        let text = prompt_text(p, chat)?;
+        for _ in 0..n {
+            prompts.push(text.clone());
+            group.push(i as i64);
+        }
+    }
+    let (ids, pmask) = encode_prompts(codec, &prompts, device)?;
+    let t0 = Instant::now();
+    let gen = policy.generate(&ids, &pmask, sampling, &codec.stop_tokens())?;
+    let time_generate = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let rows = gen.tokens.size()[0];
+    let mut texts = Vec::with_capacity(rows as usize);
+    let mut pairs = Vec::with_capacity(rows as usize);
+    for r in 0..rows {
+        let len = gen.mask.get(r).sum(Kind::Float).double_value(&[]) as i64;
+        let toks: Vec<i64> =
+            Vec::try_from(gen.tokens.get(r).narrow(0, 0, len).to_device(Device::Cpu))?;
+        let text = codec.decode(&toks)?;
+        pairs.push((
+            text.clone(),
+            problems[(r as usize) / n].ground_truth.clone(),
+        ));
+        texts.push(text);
+    }
+    let verdicts = rlvr_rewards::verifiers::score_batch(verifier, &pairs);
+    let time_score = t1.elapsed().as_secs_f64();
+    let scores: Vec<f32> = verdicts.iter().map(|v| v.score as f32).collect();
+    let truncated: Vec<f32> = gen
+        .finish
+        .iter()
+        .map(|f| f32::from(*f == FinishReason::Length))
+        .collect();
+    let seq = SequenceBatch {
+        input_ids: Tensor::cat(&[&ids, &gen.tokens], 1),
+        attention_mask: Tensor::cat(&[&pmask, &gen.mask.to_kind(Kind::Int64)], 1),
+        prompt_len: ids.size()[1],
+    };
+    Ok(Rollout {
+        seq,
+        tokens: gen.tokens,
+        mask: gen.mask,
+        scores: Tensor::from_slice(&scores).to_device(device),
+        group: Tensor::from_slice(&group).to_device(device),
+        truncated: Tensor::from_slice(&truncated).to_device(device),
+        texts,
+        outcomes: verdicts.iter().map(|v| v.outcome).collect(),
+        time_generate,
+        time_score,
+    })
+}

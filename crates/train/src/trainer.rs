@@ -1,0 +1,287 @@
+//! The RL loop as named phases (verl's `fit`): each step is [`make_experience`] followed by the
+//! actor's [`Actor::update`], each timed under its name; around the steps, [`fit`] writes the run
+//! folder (resolved config, metrics log, atomic checkpoints, before/after evaluation, summary).
+
+use crate::actor::Actor;
+use crate::checkpoint::{latest_checkpoint, load_checkpoint, write_checkpoint};
+use crate::config::RunConfig;
+use crate::data::{chat_tokenizer, load_problems, Problems};
+use crate::error::{IoResultExt, Result, TrainError};
+use crate::evaluation::{evaluate, EvalOptions};
+use crate::experience::{make_experience, Experience, ExperienceInputs};
+use crate::metrics::{Metrics, MetricsLog};
+use crate::optim::{lr_at, AdamW};
+use crate::summary::write_run_summary;
+use rlvr_core::{Policy, Problem, SamplingConfig, TextCodec};
+use rlvr_eval::EvalReport;
+use rlvr_models::tokenizer::HfTokenizer;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What a caller of [`fit`] is told while it runs; every method has a silent default.
+pub trait Reporter {
+    /// A line of information ("resuming ... from step N").
+    fn message(&self, _text: &str) {}
+    /// An evaluation finished (`label` is "before" or "after").
+    fn evaluation(&self, _label: &str, _report: &EvalReport) {}
+    /// Training starts at `step` of `total`.
+    fn start(&self, _step: u64, _total: u64) {}
+    /// A step finished with these metrics.
+    fn step(&self, _metrics: &Metrics, _total: u64) {}
+    /// Training finished (before the final evaluation).
+    fn finish(&self) {}
+}
+
+/// A [`Reporter`] that says nothing.
+pub struct Silent;
+impl Reporter for Silent {}
+
+/// Everything the loop needs, built from a [`RunConfig`].
+pub struct Trainer {
+    /// The run's settings.
+    pub cfg: RunConfig,
+    /// The policy, its optimizer and the algorithm.
+    pub actor: Actor,
+    /// A frozen reference policy, when the loss needs one.
+    pub reference: Option<Box<dyn Policy>>,
+    /// The tokenizer.
+    pub codec: Box<dyn TextCodec>,
+    /// The chat template of chat models.
+    pub chat: Option<HfTokenizer>,
+    /// Training and held-out problems and the verifier.
+    pub problems: Problems,
+    /// Steps completed.
+    pub step: u64,
+    /// Run folder.
+    pub dir: PathBuf,
+}
+
+impl Trainer {
+    /// Builds the models, data, verifier, algorithm and optimizer of `cfg` for the run folder
+    /// `dir` (nothing is written).
+    pub fn new(cfg: RunConfig, dir: &Path) -> Result<Trainer> {
+        let device = rlvr_models::device::parse_device(&cfg.train.device)?;
+        let problems = load_problems(&cfg)?;
+        let codec = cfg.model.codec()?;
+        let chat = chat_tokenizer(&cfg)?;
+        let policy = cfg.model.build(device)?;
+        let algo = cfg.algo.build()?;
+        let reference = if algo.loss.needs().reference {
+            Some(cfg.model.build(device)?)
+        } else {
+            None
+        };
+        let opt = AdamW::new(policy.var_store(), cfg.train.weight_decay);
+        Ok(Trainer {
+            cfg,
+            actor: Actor { policy, opt, algo },
+            reference,
+            codec,
+            chat,
+            problems,
+            step: 0,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The prompts of the current step: a deterministic walk over the training problems.
+    pub fn step_problems(&self) -> Vec<Problem> {
+        let tc = &self.cfg.train;
+        let n_train = self.problems.train.len();
+        (0..tc.prompts_per_step)
+            .map(|i| {
+                self.problems.train[(self.step as usize * tc.prompts_per_step + i) % n_train]
+                    .clone()
+            })
+            .collect()
+    }
+
+    /// Rollout sampling settings of the current step.
+    pub fn step_sampling(&self) -> SamplingConfig {
+        let tc = &self.cfg.train;
+        SamplingConfig {
+            temperature: tc.temperature,
+            top_p: tc.top_p,
+            top_k: tc.top_k,
+            max_new_tokens: tc.max_new_tokens,
+            seed: tc.seed.wrapping_mul(1_000_003).wrapping_add(self.step),
+        }
+    }
+
+    /// Phase 1 of the current step: see [`make_experience`].
+    pub fn make_experience(&self) -> Result<(Experience, Metrics)> {
+        let problems = self.step_problems();
+        let inputs = ExperienceInputs {
+            policy: self.actor.policy.as_ref(),
+            reference: self.reference.as_deref(),
+            codec: self.codec.as_ref(),
+            chat: self.chat.as_ref(),
+            verifier: self.problems.verifier.as_ref(),
+            advantage: self.actor.algo.advantage.as_ref(),
+            loss_needs: self.actor.algo.loss.needs(),
+            problems: &problems,
+            samples_per_prompt: self.cfg.train.samples_per_prompt,
+            sampling: self.step_sampling(),
+        };
+        make_experience(&inputs, self.step)
+    }
+
+    /// The learning rate of the current step.
+    pub fn lr(&self) -> f64 {
+        let tc = &self.cfg.train;
+        lr_at(self.step, tc.steps, tc.lr, tc.warmup_steps, tc.schedule)
+    }
+
+    /// One RL step: `make_experience`, then the actor's `update`. Returns the step's metrics.
+    pub fn train_step(&mut self) -> Result<Metrics> {
+        let t0 = Instant::now();
+        let (exp, mut m) = self.make_experience()?;
+        let lr = self.lr();
+        let update = self.actor.update(&exp, &self.cfg.train, self.step, lr)?;
+        m.extend(update);
+        m.set("time/step", t0.elapsed().as_secs_f64());
+        self.step += 1;
+        Ok(m)
+    }
+
+    /// Writes a checkpoint of the current step atomically.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        write_checkpoint(
+            &self.dir,
+            self.step,
+            self.cfg.train.seed,
+            self.actor.policy.as_ref(),
+            &self.actor.opt,
+        )
+    }
+
+    /// Restores the latest complete checkpoint; returns its step.
+    pub fn restore_latest(&mut self) -> Result<Option<u64>> {
+        let Some((step, dir)) = latest_checkpoint(&self.dir)? else {
+            return Ok(None);
+        };
+        load_checkpoint(&dir, self.actor.policy.as_mut(), Some(&mut self.actor.opt))?;
+        self.step = step;
+        Ok(Some(step))
+    }
+
+    /// The held-out problems evaluated before and after training, and how.
+    fn eval_setup(&self) -> (Vec<Problem>, EvalOptions) {
+        let tc = &self.cfg.train;
+        let opts = EvalOptions::new(
+            tc.eval_samples,
+            SamplingConfig {
+                temperature: tc.temperature.max(0.0),
+                top_p: tc.top_p,
+                top_k: tc.top_k,
+                max_new_tokens: tc.max_new_tokens,
+                seed: tc.seed ^ 0xE7A1,
+            },
+        );
+        let problems = self
+            .problems
+            .test
+            .iter()
+            .take(tc.eval_problems)
+            .cloned()
+            .collect();
+        (problems, opts)
+    }
+
+    /// Evaluates the current policy on `problems`.
+    pub fn evaluate(&self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
+        evaluate(
+            self.actor.policy.as_ref(),
+            self.codec.as_ref(),
+            self.chat.as_ref(),
+            self.problems.verifier.as_ref(),
+            problems,
+            opts,
+        )
+    }
+}
+
+/// Trains the run `cfg` in `dir` (continuing from its latest checkpoint when `resuming`), with
+/// before/after evaluation; returns the end-of-training evaluation, if any.
+pub fn fit(
+    cfg: RunConfig,
+    dir: &Path,
+    resuming: bool,
+    reporter: &dyn Reporter,
+) -> Result<Option<EvalReport>> {
+    let mut t = Trainer::new(cfg, dir)?;
+    std::fs::create_dir_all(dir).at(dir)?;
+    if !resuming {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, toml::to_string(&t.cfg.document)?).at(&path)?;
+    }
+    if resuming {
+        match t.restore_latest()? {
+            Some(step) => reporter.message(&format!("resuming {} from step {step}", dir.display())),
+            None => reporter.message(&format!(
+                "no complete checkpoint in {}; starting from step 0",
+                dir.display()
+            )),
+        }
+    }
+    let tc = t.cfg.train.clone();
+    let mut log = MetricsLog::open(dir, t.step, tc.tensorboard)?;
+    let (eval_problems, eval_opts) = t.eval_setup();
+    let eval_dir = dir.join("eval");
+    std::fs::create_dir_all(&eval_dir).at(&eval_dir)?;
+    let before = if !eval_problems.is_empty() && t.step == 0 {
+        let r = t.evaluate(&eval_problems, &eval_opts)?;
+        reporter.evaluation("before", &r);
+        crate::error::fs::write_atomic(
+            &eval_dir.join("before.json"),
+            &serde_json::to_string_pretty(&r)?,
+        )?;
+        Some(r)
+    } else {
+        None
+    };
+    reporter.start(t.step, tc.steps);
+    let mut bad_in_row = 0;
+    while t.step < tc.steps {
+        let m = t.train_step()?;
+        if m.value("actor/skipped_updates") > 0.0 {
+            bad_in_row += 1;
+            if bad_in_row >= tc.max_nonfinite {
+                return Err(TrainError::Run(format!(
+                    "{bad_in_row} steps in a row had non-finite losses or gradients; stopping (last good checkpoint kept in {})",
+                    dir.join("checkpoints").display()
+                )));
+            }
+        } else {
+            bad_in_row = 0;
+        }
+        log.append(&m)?;
+        reporter.step(&m, tc.steps);
+        if (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
+            || t.step == tc.steps
+        {
+            t.checkpoint()?;
+        }
+    }
+    reporter.finish();
+    let mut result = None;
+    if !eval_problems.is_empty() {
+        let after = t.evaluate(&eval_problems, &eval_opts)?;
+        if let Some(b) = &before {
+            reporter.evaluation("before", b);
+        }
+        reporter.evaluation("after ", &after);
+        crate::error::fs::write_atomic(
+            &eval_dir.join("after.json"),
+            &serde_json::to_string_pretty(&after)?,
+        )?;
+        result = Some(after);
+    }
+    write_run_summary(dir, &t.cfg, log.path())?;
+    reporter.message(&format!(
+        "run saved in {} (summary: {})",
+        dir.display(),
+        dir.join("summary.md").display()
+    ));
+    Ok(result)
+}

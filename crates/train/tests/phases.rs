@@ -1,0 +1,243 @@
+//! The trainer's phases in-process (no binary spawned): an RL step's experience and update, an SFT
+//! step, and a non-finite loss being skipped and then aborting with the last good checkpoint.
+
+mod common;
+
+use common::{metrics, small_config};
+use rlvr_core::{CoreError, LossConfig, LossInput, LossOutput, PolicyLoss, StatsNeeds};
+use rlvr_train::{Silent, TrainError, Trainer};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tch::{Kind, Tensor};
+
+fn params(t: &Trainer) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = t
+        .actor
+        .policy
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(n, x)| (n, x.detach().copy()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn one_rl_step_makes_experience_then_updates_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(small_config(&[]), tmp.path()).unwrap();
+    let (exp, m) = t.make_experience().unwrap();
+    // 4 prompts × 4 samples, responses padded to a common length.
+    assert_eq!(exp.len(), 16);
+    let width = exp.tokens.size()[1];
+    assert!(width >= 1 && width <= t.cfg.train.max_new_tokens);
+    for x in [&exp.mask, &exp.advantages, &exp.old_logp] {
+        assert_eq!(x.size(), vec![16, width]);
+    }
+    assert_eq!(exp.scores.size(), vec![16]);
+    assert_eq!(
+        exp.seq.input_ids.size()[1],
+        exp.seq.prompt_len + width,
+        "prompt + response ids"
+    );
+    let groups = Vec::<i64>::try_from(&exp.group).unwrap();
+    assert_eq!(groups, (0..4).flat_map(|g| [g; 4]).collect::<Vec<_>>());
+    // Advantages vanish on padding; old log-probs are log-probabilities.
+    let pad = 1.0 - &exp.mask;
+    let on_pad = (&exp.advantages * &pad)
+        .abs()
+        .sum(Kind::Double)
+        .double_value(&[]);
+    assert_eq!(on_pad, 0.0);
+    assert!((&exp.old_logp * &exp.mask).max().double_value(&[]) <= 0.0);
+    // GRPO-style advantages are centred within each prompt's group.
+    let per_response = exp.advantages.sum_dim_intlist(-1, false, Kind::Double)
+        / exp
+            .mask
+            .sum_dim_intlist(-1, false, Kind::Double)
+            .clamp_min(1.0);
+    for g in 0..4 {
+        let s = per_response
+            .narrow(0, g * 4, 4)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        assert!(s.abs() < 1e-4, "group {g} advantages sum to {s}");
+    }
+    for key in [
+        "reward/mean",
+        "conc/lambda_1",
+        "adv/abs_mean",
+        "time/rollout",
+    ] {
+        assert!(m.get(key).is_some_and(f64::is_finite), "{key}");
+    }
+    // Selecting rows keeps them aligned.
+    let idx = Tensor::from_slice(&[3i64, 0]);
+    let sel = exp.select(&idx);
+    assert_eq!(sel.len(), 2);
+    assert!(sel.tokens.get(1).equal(&exp.tokens.get(0)));
+    assert!(sel.advantages.get(0).equal(&exp.advantages.get(3)));
+
+    let before = params(&t);
+    let lr = t.lr();
+    let tc = t.cfg.train.clone();
+    let um = t.actor.update(&exp, &tc, 0, lr).unwrap();
+    let after = params(&t);
+    let changed = before
+        .iter()
+        .zip(&after)
+        .filter(|((_, a), (_, b))| !a.equal(b))
+        .count();
+    if um.value("actor/grad_norm") > 0.0 {
+        assert!(
+            changed > 0,
+            "an update with a non-zero gradient moves weights"
+        );
+    }
+    assert_eq!(um.value("actor/updates"), 1.0);
+    assert_eq!(um.value("actor/skipped_updates"), 0.0);
+    assert_eq!(um.value("actor/lr"), lr);
+    // The whole step through the trainer advances the step counter.
+    let m = t.train_step().unwrap();
+    assert_eq!((m.step, t.step), (1, 1));
+    assert!(m.get("time/step").is_some());
+}
+
+#[test]
+fn one_sft_step_changes_the_weights() {
+    use rlvr_train::sft::{sft, SftSpec};
+    rlvr_models::link_anchor();
+    rlvr_rewards::link_anchor();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = |steps: u64, out: &str| SftSpec {
+        model: "tiny".into(),
+        task: "countdown".into(),
+        sets: vec![],
+        steps,
+        batch: 8,
+        lr: 3e-3,
+        seed: 5,
+        out: tmp.path().join(out),
+        data: None,
+    };
+    let zero = sft(&spec(0, "zero"), &Silent).unwrap();
+    assert!(zero.final_loss.is_nan(), "no step taken");
+    let one = sft(&spec(1, "one"), &Silent).unwrap();
+    assert!(one.final_loss.is_finite() && one.final_loss > 0.0);
+    let read = |d: &str| {
+        let mut v = Tensor::read_safetensors(tmp.path().join(d).join("model.safetensors")).unwrap();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (a, b) = (read("zero"), read("one"));
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a.iter().zip(&b).any(|((_, x), (_, y))| !x.equal(y)),
+        "one SFT step moved the weights"
+    );
+}
+
+/// A loss that only these tests register: PPO-clip whose loss is NaN on calls `from..from + count`
+/// of `per_token_loss` (counted from 1), for testing the non-finite guard.
+#[derive(Serialize, Deserialize, Default, documented::DocumentedFields)]
+#[serde(default)]
+struct NanOnCalls {
+    /// First NaN call.
+    from: u64,
+    /// Number of NaN calls.
+    count: u64,
+}
+rlvr_core::describe_fields!(NanOnCalls);
+rlvr_core::register!(
+    loss,
+    "test-nan-on-calls",
+    "test only: NaN on some calls",
+    NanOnCalls
+);
+
+struct NanLoss {
+    inner: Box<dyn PolicyLoss>,
+    from: u64,
+    count: u64,
+    calls: AtomicU64,
+}
+
+#[typetag::serde(name = "test-nan-on-calls")]
+impl LossConfig for NanOnCalls {
+    fn build(&self) -> rlvr_core::Result<Box<dyn PolicyLoss>> {
+        let ppo: Box<dyn LossConfig> =
+            toml::from_str("type = \"ppo-clip\"").map_err(|e| CoreError::config("ppo-clip", e))?;
+        Ok(Box::new(NanLoss {
+            inner: ppo.build()?,
+            from: self.from,
+            count: self.count,
+            calls: AtomicU64::new(0),
+        }))
+    }
+}
+
+impl PolicyLoss for NanLoss {
+    fn needs(&self) -> StatsNeeds {
+        self.inner.needs()
+    }
+    fn per_token_loss(&self, input: &LossInput<'_>) -> rlvr_core::Result<LossOutput> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut out = self.inner.per_token_loss(input)?;
+        if call >= self.from && call < self.from + self.count {
+            out.per_token = out.per_token * f64::NAN;
+        }
+        Ok(out)
+    }
+}
+
+fn nan_run(
+    dir: &std::path::Path,
+    steps: i64,
+    from: i64,
+    max_nonfinite: i64,
+) -> rlvr_train::Result<()> {
+    let cfg = small_config(&[
+        ("train.steps", steps.into()),
+        ("train.mini_batches", 2.into()),
+        ("train.checkpoint_every", 5.into()),
+        ("train.max_nonfinite", max_nonfinite.into()),
+        (
+            "algo.loss",
+            toml::Value::Table(toml::toml! {
+                type = "test-nan-on-calls"
+                from = from
+                count = 2
+            }),
+        ),
+    ]);
+    rlvr_train::fit(cfg, dir, false, &Silent).map(drop)
+}
+
+#[test]
+fn a_nan_step_is_skipped_and_repeated_ones_abort_keeping_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two mini-batches per step: calls 5 and 6 are step 3's.
+    let dir = tmp.path().join("nan");
+    nan_run(&dir, 6, 5, 3).unwrap();
+    let m = metrics(&dir);
+    assert_eq!(m.len(), 6);
+    assert_eq!(
+        m[2]["actor/skipped_updates"], 2.0,
+        "both updates of step 3 skipped"
+    );
+    assert_eq!(m[3]["actor/skipped_updates"], 0.0);
+    assert_eq!(m[1]["actor/skipped_updates"], 0.0);
+
+    let dir = tmp.path().join("abort");
+    let err = nan_run(&dir, 12, 13, 1).unwrap_err();
+    assert!(matches!(err, TrainError::Run(_)), "{err}");
+    assert!(!err.is_usage());
+    assert!(err.to_string().contains("non-finite"), "{err}");
+    let ck = dir.join("checkpoints");
+    assert!(
+        ck.join("step-5/state.json").exists(),
+        "last good checkpoint kept"
+    );
+    assert!(!ck.join("step-10").exists());
+}
