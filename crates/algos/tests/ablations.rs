@@ -4,7 +4,8 @@
 mod common;
 
 use common::{algo_from_toml, load};
-use rlvr_core::{Aggregation, Algorithm, GlobalCounts, LossInput, TokenStats};
+use rlvr_core::{Aggregation, Algorithm, TokenStats};
+use rlvr_tests::loss::LossBatch;
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
@@ -41,19 +42,9 @@ fn probe(algo: &Algorithm, f: &HashMap<String, Tensor>) -> Probe {
         topk_ids: None,
         is_top1: Some(f["max_token"].shallow_clone()),
     };
-    let mask = &f["mask"];
-    let input = LossInput {
-        stats: &stats,
-        old_logp: &f["old_log_prob"],
-        ref_logp: None,
-        advantages: &f["advantages"],
-        mask,
-        scores: &f["scores"],
-        tokens: &f["tokens"],
-        truncated: None,
-    };
-    let out = algo.loss.per_token_loss(&input).unwrap();
-    let counts = GlobalCounts::of_mask(mask).unwrap();
+    let batch = LossBatch::from_fixture(f);
+    let (mask, counts) = (&batch.mask, batch.counts());
+    let out = algo.loss.per_token_loss(&batch.input(&stats)).unwrap();
     Aggregation::TokenMean
         .reduce(&out.per_token, mask, counts, 1.0)
         .unwrap()

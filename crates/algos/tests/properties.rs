@@ -7,18 +7,15 @@ use common::loss_from_toml;
 use proptest::prelude::*;
 use rlvr_algos::advantage::{passk::passk_group, pkpo::pkpo_group};
 use rlvr_algos::loss::topk_mixture::{TopKMixture, TopKWeights};
-use rlvr_core::{token_stats_from_logits, Aggregation, GlobalCounts, LossInput, PolicyLoss};
+use rlvr_core::{token_stats_from_logits, Aggregation, GlobalCounts, PolicyLoss};
+use rlvr_tests::loss::LossBatch;
 use tch::{Device, Kind, Tensor};
 
 /// A random batch: logits [B,T,V], tokens, old log-probs near the current ones, group-wise 0/1
 /// scores with GRPO-like advantages, and right padding.
 struct Batch {
     logits: Tensor,
-    tokens: Tensor,
-    old_logp: Tensor,
-    adv: Tensor,
-    mask: Tensor,
-    scores: Tensor,
+    loss: LossBatch,
 }
 
 fn batch(seed: i64, b: i64, t: i64, v: i64) -> Batch {
@@ -42,44 +39,31 @@ fn batch(seed: i64, b: i64, t: i64, v: i64) -> Batch {
     let adv = adv_row.unsqueeze(1) * &mask;
     Batch {
         logits,
-        tokens,
-        old_logp,
-        adv,
-        mask,
-        scores,
+        loss: LossBatch {
+            old_logp,
+            advantages: adv,
+            mask,
+            scores,
+            tokens,
+        },
     }
 }
 
 fn loss_grad(loss: &dyn PolicyLoss, bt: &Batch, agg: Aggregation, chunks: i64) -> Tensor {
     let logits = bt.logits.copy().set_requires_grad(true);
-    let counts = GlobalCounts::of_mask(&bt.mask).unwrap();
-    let b = bt.mask.size()[0];
+    let counts = GlobalCounts::of_mask(&bt.loss.mask).unwrap();
+    let b = bt.loss.mask.size()[0];
     let per = (b + chunks - 1) / chunks;
+    let full = &bt.loss;
     let mut start = 0;
     while start < b {
         let len = per.min(b - start);
-        let rows = |x: &Tensor| x.narrow(0, start, len);
+        let part = full.rows(start, len);
         let stats =
-            token_stats_from_logits(&rows(&logits), &rows(&bt.tokens), &loss.needs()).unwrap();
-        let (old, adv, mask, scores, tokens) = (
-            rows(&bt.old_logp),
-            rows(&bt.adv),
-            rows(&bt.mask),
-            rows(&bt.scores),
-            rows(&bt.tokens),
-        );
-        let input = LossInput {
-            stats: &stats,
-            old_logp: &old,
-            ref_logp: None,
-            advantages: &adv,
-            mask: &mask,
-            scores: &scores,
-            tokens: &tokens,
-            truncated: None,
-        };
-        let out = loss.per_token_loss(&input).unwrap();
-        agg.reduce(&out.per_token, &mask, counts, 7.0)
+            token_stats_from_logits(&logits.narrow(0, start, len), &part.tokens, &loss.needs())
+                .unwrap();
+        let out = loss.per_token_loss(&part.input(&stats)).unwrap();
+        agg.reduce(&out.per_token, &part.mask, counts, 7.0)
             .unwrap()
             .backward();
         start += len;
@@ -96,9 +80,9 @@ proptest! {
         let bt = batch(seed, 4, 5, 8);
         let weights = if softmax { TopKWeights::Softmax } else { TopKWeights::Uniform };
         let mix = TopKMixture::new(k, alpha, weights).unwrap();
-        let stats = token_stats_from_logits(&bt.logits, &bt.tokens, &mix.needs()).unwrap();
-        let r = (&stats.logp - &bt.old_logp).exp();
-        let mixed = mix.ratio(&r, stats.topk_logp.as_ref(), &bt.mask).unwrap();
+        let stats = token_stats_from_logits(&bt.logits, &bt.loss.tokens, &mix.needs()).unwrap();
+        let r = (&stats.logp - &bt.loss.old_logp).exp();
+        let mixed = mix.ratio(&r, stats.topk_logp.as_ref(), &bt.loss.mask).unwrap();
         prop_assert!(mixed.allclose(&r, 1e-6, 1e-7, false));
     }
 
@@ -116,24 +100,24 @@ proptest! {
         let v = bt.logits.size()[2];
         let p = bt.logits.softmax(-1, Kind::Float);
         let logp_all = bt.logits.log_softmax(-1, Kind::Float);
-        let logp = logp_all.gather(-1, &bt.tokens.unsqueeze(-1), false).squeeze_dim(-1);
-        let r = (&logp - &bt.old_logp).exp();
+        let logp = logp_all.gather(-1, &bt.loss.tokens.unsqueeze(-1), false).squeeze_dim(-1);
+        let r = (&logp - &bt.loss.old_logp).exp();
         let entropy = -(&p * &logp_all).sum_dim_intlist(-1, false, Kind::Float);
-        let w = gate_reference(&entropy, &bt.mask, tau);
-        let c = bt.scores.eq(1.0).to_kind(Kind::Float).unsqueeze(1);
+        let w = gate_reference(&entropy, &bt.loss.mask, tau);
+        let c = bt.loss.scores.eq(1.0).to_kind(Kind::Float).unsqueeze(1);
         let (_, ids) = bt.logits.topk(k, -1, true, true);
-        let top1 = ids.select(-1, 0).eq_tensor(&bt.tokens).to_kind(Kind::Float);
-        let e_y = bt.tokens.one_hot(v).to_kind(Kind::Float);
+        let top1 = ids.select(-1, 0).eq_tensor(&bt.loss.tokens).to_kind(Kind::Float);
+        let e_y = bt.loss.tokens.one_hot(v).to_kind(Kind::Float);
         let e_topk = ids.one_hot(v).to_kind(Kind::Float).sum_dim_intlist(-2, false, Kind::Float);
         let acw = (&w * &c * alpha).unsqueeze(-1);
         let e_tilde = (acw.ones_like() - &acw) * &e_y + &acw / (k as f64) * e_topk;
-        let negative = bt.adv.sum_dim_intlist(-1, true, Kind::Float).lt(0.0).to_kind(Kind::Float);
-        let adv_p = &bt.adv * (&negative * &top1 * &w * (lambda - 1.0) + 1.0);
+        let negative = bt.loss.advantages.sum_dim_intlist(-1, true, Kind::Float).lt(0.0).to_kind(Kind::Float);
+        let adv_p = &bt.loss.advantages * (&negative * &top1 * &w * (lambda - 1.0) + 1.0);
         let pg1 = -&adv_p * &r;
         let pg2 = -&adv_p * r.clamp(0.8, 1.2);
         let unclipped = pg2.le_tensor(&pg1).to_kind(Kind::Float);
-        let n = bt.mask.sum(Kind::Float);
-        let coef = (-&adv_p * &r * unclipped * &bt.mask / n).unsqueeze(-1);
+        let n = bt.loss.mask.sum(Kind::Float);
+        let coef = (-&adv_p * &r * unclipped * &bt.loss.mask / n).unsqueeze(-1);
         let expected = coef * (e_tilde - p);
         prop_assert!(grad.allclose(&expected, 1e-4, 1e-6, false), "max diff {}", (&grad - &expected).abs().max().double_value(&[]));
     }

@@ -4,9 +4,10 @@ mod common;
 
 use common::{assert_close, load, loss_from_toml, manifest};
 use rlvr_core::{
-    token_stats_from_logits, AdvantageConfig, AdvantageInput, Aggregation, GlobalCounts, LossInput,
+    token_stats_from_logits, AdvantageConfig, AdvantageInput, Aggregation, GlobalCounts,
     PolicyLoss, StatsNeeds, TokenStats,
 };
+use rlvr_tests::loss::LossBatch;
 use tch::{Kind, Tensor};
 
 const REL: f64 = 1e-5;
@@ -18,31 +19,16 @@ fn run_loss(
     f: &std::collections::HashMap<String, Tensor>,
     stats: &TokenStats,
 ) -> (Tensor, f64, f64) {
-    let mask = &f["mask"];
-    let input = LossInput {
-        stats,
-        old_logp: &f["old_log_prob"],
-        ref_logp: None,
-        advantages: &f["advantages"],
-        mask,
-        scores: &f["scores"],
-        tokens: &f["tokens"],
-        truncated: None,
-    };
-    let out = loss.per_token_loss(&input).expect("loss runs");
-    let counts = GlobalCounts::of_mask(mask).unwrap();
+    let batch = LossBatch::from_fixture(f);
+    let out = loss.per_token_loss(&batch.input(stats)).expect("loss runs");
     let total = Aggregation::TokenMean
-        .reduce(&out.per_token, mask, counts, 1.0)
+        .reduce(&out.per_token, &batch.mask, batch.counts(), 1.0)
         .unwrap();
-    let metric = |name: &str| {
-        let m = out
-            .metrics
-            .iter()
-            .find(|m| m.name == name)
-            .expect("metric present");
-        (&m.values * mask).sum(Kind::Double).double_value(&[]) / counts.tokens
-    };
-    (total, metric("clipfrac"), metric("ppo_kl"))
+    (
+        total,
+        batch.metric_mean(&out, "clipfrac"),
+        batch.metric_mean(&out, "ppo_kl"),
+    )
 }
 
 fn simko_toml(case: &serde_json::Value) -> String {
@@ -129,17 +115,11 @@ fn official_reading_loss(
         clip_high: eps,
         ..Default::default()
     };
-    let input = LossInput {
-        stats,
-        old_logp: &f["old_log_prob"],
-        ref_logp: None,
-        advantages: &adv,
-        mask,
-        scores: &f["scores"],
-        tokens: &f["tokens"],
-        truncated: None,
+    let batch = LossBatch {
+        advantages: adv.shallow_clone(),
+        ..LossBatch::from_fixture(f)
     };
-    let out = surrogate.loss(&ratio, &adv, &input).unwrap();
+    let out = surrogate.loss(&ratio, &adv, &batch.input(stats)).unwrap();
     Aggregation::TokenMean
         .reduce(
             &out.per_token,

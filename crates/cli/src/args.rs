@@ -51,3 +51,17 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub device: Option<String>,
 }
+
+/// The model, problems and device of a run or an evaluation.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TargetArgs {
+    /// Model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Task or dataset.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}

@@ -2,26 +2,25 @@
 //! `--algo`/`--task`/`--data`/`--model`/`--steps`/`--seed`/`--device` ← `--set` ← algorithm
 //! parameter flags.
 
-use crate::args::{AlgoArgs, DataArgs, DeviceArgs, ModelArgs};
+use crate::args::{AlgoArgs, DataArgs, TargetArgs};
+use crate::commands::eval::EvalArgs;
 use crate::{algo_args, usage_bail};
 use anyhow::{Context, Result};
 use rlvr_core::algo::merge;
 use rlvr_core::registry::{self, Kind};
 use rlvr_core::AlgoConfig;
+use rlvr_train::checkpoint::latest_checkpoint;
 use rlvr_train::config::{apply_sets, default_document, read_document, set};
 use std::path::Path;
+use std::path::PathBuf;
 
 /// The values a run document is built from.
 #[derive(Debug, Clone, Default)]
 pub struct RunFlags {
     /// Algorithm choice, config file, overrides and parameter flags.
     pub algo: AlgoArgs,
-    /// Model.
-    pub model: ModelArgs,
-    /// Task or dataset.
-    pub data: DataArgs,
-    /// Device.
-    pub device: DeviceArgs,
+    /// Model, task or dataset, device.
+    pub target: TargetArgs,
     /// `train.steps`.
     pub steps: Option<String>,
     /// `train.seed`.
@@ -57,12 +56,12 @@ pub fn take_ordinary_flags(flags: &mut RunFlags) -> Result<()> {
         Ok(())
     };
     take("algo", &mut flags.algo.algo)?;
-    take("task", &mut flags.data.task)?;
-    take("data", &mut flags.data.data)?;
-    take("model", &mut flags.model.model)?;
+    take("task", &mut flags.target.data.task)?;
+    take("data", &mut flags.target.data.data)?;
+    take("model", &mut flags.target.model.model)?;
     take("steps", &mut flags.steps)?;
     take("seed", &mut flags.seed)?;
-    take("device", &mut flags.device.device)?;
+    take("device", &mut flags.target.device.device)?;
     flags.algo.params = params;
     Ok(())
 }
@@ -115,8 +114,8 @@ pub fn build(flags: &RunFlags) -> Result<toml::Table> {
             .collect();
         doc.insert("algo".into(), toml::Value::Table(table));
     }
-    apply_data(&mut doc, &flags.data)?;
-    if let Some(m) = &flags.model.model {
+    apply_data(&mut doc, &flags.target.data)?;
+    if let Some(m) = &flags.target.model.model {
         doc.insert("model".into(), toml::Value::Table(model_table(m)?));
     }
     if let Some(s) = &flags.steps {
@@ -125,7 +124,7 @@ pub fn build(flags: &RunFlags) -> Result<toml::Table> {
     if let Some(s) = &flags.seed {
         set(&mut doc, "train.seed", rlvr_core::algo::parse_value(s))?;
     }
-    if let Some(d) = &flags.device.device {
+    if let Some(d) = &flags.target.device.device {
         set(&mut doc, "train.device", d.as_str())?;
     }
     apply_sets(&mut doc, &flags.algo.sets)?;
@@ -138,4 +137,54 @@ pub fn build(flags: &RunFlags) -> Result<toml::Table> {
     algo_args::apply(&mut expanded, &flags.algo.params)?;
     doc.insert("algo".into(), toml::Value::Table(expanded));
     Ok(doc)
+}
+
+/// The run document `rlvr eval` evaluates and the checkpoint (step, folder) to load, if any.
+pub fn eval_document(args: &EvalArgs) -> Result<(toml::Table, Option<(u64, PathBuf)>)> {
+    let (mut doc, step) = match (&args.run, &args.target.model.model) {
+        (Some(run), _) => {
+            let doc = read_document(&run.join("config.toml"))
+                .with_context(|| format!("--run {}: not a run folder", run.display()))?;
+            let step = match args.step {
+                Some(0) => None,
+                Some(s) => {
+                    let dir = run.join("checkpoints").join(format!("step-{s}"));
+                    if !dir.join("state.json").exists() {
+                        usage_bail!("--step {s}: {} is not a complete checkpoint", dir.display());
+                    }
+                    Some((s, dir))
+                }
+                None => Some(latest_checkpoint(run)?.with_context(|| {
+                    format!(
+                        "{} has no complete checkpoint; --step 0 evaluates the initial weights",
+                        run.display()
+                    )
+                })?),
+            };
+            (doc, step)
+        }
+        (None, Some(model)) => {
+            if args.target.data.task.is_none() && args.target.data.data.is_none() {
+                usage_bail!("--model needs --task NAME (see `rlvr list task`) or --data FILE");
+            }
+            let mut doc = default_document();
+            doc.insert("model".into(), toml::Value::Table(model_table(model)?));
+            (doc, None)
+        }
+        (None, None) => usage_bail!("give --run RUN_FOLDER or --model MODEL"),
+    };
+    apply_data(&mut doc, &args.target.data)?;
+    if let Some(d) = doc.get_mut("data").and_then(|d| d.as_table_mut()) {
+        // A dataset given to eval is all held-out: read it as the test file.
+        if args.target.data.data.is_some() {
+            if let Some(train) = d.get("train").cloned() {
+                d.insert("test".into(), train);
+            }
+        }
+    }
+    if let Some(d) = &args.target.device.device {
+        set(&mut doc, "train.device", d.as_str())?;
+    }
+    apply_sets(&mut doc, &args.sets)?;
+    Ok((doc, step))
 }

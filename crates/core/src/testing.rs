@@ -64,32 +64,28 @@ fn check_one(name: &str, factory: &Factory, value: toml::Value) -> Result<(), St
              #[typetag::serde(name = ...)] and register!)"
         ));
     }
-    let back = |e: toml::de::Error| format!("default config does not deserialise back: {e}");
     match factory.kind() {
-        Kind::Advantage => {
-            let c: Box<dyn AdvantageConfig> = value.try_into().map_err(back)?;
-            c.build().map(drop).map_err(|e| e.to_string())
-        }
-        Kind::Loss => {
-            let c: Box<dyn LossConfig> = value.try_into().map_err(back)?;
-            c.build().map(drop).map_err(|e| e.to_string())
-        }
-        Kind::Gate => {
-            let c: Box<dyn GateConfig> = value.try_into().map_err(back)?;
-            c.build().map(drop).map_err(|e| e.to_string())
-        }
-        Kind::Verifier => {
-            let c: Box<dyn VerifierConfig> = value.try_into().map_err(back)?;
-            c.build().map(drop).map_err(|e| e.to_string())
-        }
-        Kind::Task => {
-            let _: Box<dyn crate::TaskConfig> = value.try_into().map_err(back)?;
-            Ok(())
-        }
-        Kind::Model => {
-            let _: Box<dyn crate::ModelConfig> = value.try_into().map_err(back)?;
-            Ok(())
-        }
+        Kind::Advantage => built(back::<dyn AdvantageConfig>(value)?.build()),
+        Kind::Loss => built(back::<dyn LossConfig>(value)?.build()),
+        Kind::Gate => built(back::<dyn GateConfig>(value)?.build()),
+        Kind::Verifier => built(back::<dyn VerifierConfig>(value)?.build()),
+        Kind::Task => back::<dyn crate::TaskConfig>(value).map(drop),
+        Kind::Model => back::<dyn crate::ModelConfig>(value).map(drop),
         Kind::Preset => Ok(()),
     }
+}
+
+/// Deserialises a default configuration back through its typetag registry.
+fn back<C: ?Sized>(value: toml::Value) -> Result<Box<C>, String>
+where
+    Box<C>: serde::de::DeserializeOwned,
+{
+    value
+        .try_into()
+        .map_err(|e| format!("default config does not deserialise back: {e}"))
+}
+
+/// Whether a configuration built.
+fn built<T>(result: crate::Result<T>) -> Result<(), String> {
+    result.map(drop).map_err(|e| e.to_string())
 }

@@ -110,6 +110,22 @@ fn stats(values: &[f64]) -> (f64, f64) {
     MeanStd::of(values).map_or((f64::NAN, 0.0), |m| (m.mean, m.std))
 }
 
+/// One series per group with concentration diagnostics, its points computed from the group's
+/// diagnostics by `points`.
+fn conc_series(
+    groups: &[(usize, &Group, Vec<&crate::Concentration>)],
+    points: impl Fn(&[&crate::Concentration]) -> Vec<(f64, f64, f64)>,
+) -> Vec<Series> {
+    groups
+        .iter()
+        .map(|(color, g, cs)| Series {
+            label: g.label.clone(),
+            points: points(cs),
+            color: *color,
+        })
+        .collect()
+}
+
 /// Draws the figures of `groups` into `dir` (PNG and SVG); returns (caption, PNG file name).
 pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
@@ -168,23 +184,15 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
         .filter(|(_, _, c)| !c.is_empty())
         .collect();
     if !with_conc.is_empty() {
-        let bars: Vec<Series> = with_conc
-            .iter()
-            .map(|(color, g, cs)| {
-                let ranks = cs.iter().map(|c| c.rank_prob.len()).min().unwrap_or(0);
-                let points = (0..ranks)
-                    .map(|i| {
-                        let (m, s) = stats(&cs.iter().map(|c| c.rank_prob[i]).collect::<Vec<_>>());
-                        (i as f64 + 1.0, m, s)
-                    })
-                    .collect();
-                Series {
-                    label: g.label.clone(),
-                    points,
-                    color: *color,
-                }
-            })
-            .collect();
+        let bars = conc_series(&with_conc, |cs| {
+            let ranks = cs.iter().map(|c| c.rank_prob.len()).min().unwrap_or(0);
+            (0..ranks)
+                .map(|i| {
+                    let (m, s) = stats(&cs.iter().map(|c| c.rank_prob[i]).collect::<Vec<_>>());
+                    (i as f64 + 1.0, m, s)
+                })
+                .collect()
+        });
         rank_bars(
             &dir.join("rank_probs"),
             "Average probability of the rank-n candidate over response tokens",
@@ -195,25 +203,17 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
             "rank-n candidate probabilities".into(),
             "rank_probs.png".into(),
         ));
-        let series: Vec<Series> = with_conc
-            .iter()
-            .map(|(color, g, cs)| {
-                let edges = &cs[0].entropy_hist.edges;
-                let dens: Vec<Vec<f64>> = cs.iter().map(|c| c.entropy_hist.density()).collect();
-                let points = (0..edges.len().saturating_sub(1))
-                    .map(|b| {
-                        let v: Vec<f64> = dens.iter().filter_map(|d| d.get(b).copied()).collect();
-                        let (m, _) = stats(&v);
-                        ((edges[b] + edges[b + 1]) / 2.0, m, 0.0)
-                    })
-                    .collect();
-                Series {
-                    label: g.label.clone(),
-                    points,
-                    color: *color,
-                }
-            })
-            .collect();
+        let series = conc_series(&with_conc, |cs| {
+            let edges = &cs[0].entropy_hist.edges;
+            let dens: Vec<Vec<f64>> = cs.iter().map(|c| c.entropy_hist.density()).collect();
+            (0..edges.len().saturating_sub(1))
+                .map(|b| {
+                    let v: Vec<f64> = dens.iter().filter_map(|d| d.get(b).copied()).collect();
+                    let (m, _) = stats(&v);
+                    ((edges[b] + edges[b + 1]) / 2.0, m, 0.0)
+                })
+                .collect()
+        });
         // Drop the empty bins above the highest entropy any run reached.
         let used = series
             .iter()

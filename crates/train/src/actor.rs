@@ -63,7 +63,7 @@ impl Actor {
                 }
                 let len = (per_mb as i64).min(b - start);
                 let idx = perm.narrow(0, start, len);
-                let counts = GlobalCounts::of_mask(&exp.mask.index_select(0, &idx))?;
+                let counts = GlobalCounts::of_mask(&exp.responses.mask.index_select(0, &idx))?;
                 if counts.tokens == 0.0 {
                     continue;
                 }
@@ -73,12 +73,12 @@ impl Actor {
                 while micro < len {
                     let ml = (tc.micro_batch_size as i64).min(len - micro);
                     let part = exp.select(&idx.narrow(0, micro, ml));
-                    let (loss, sums, ntok) = self.micro_step(&part, counts, &needs)?;
-                    loss_total += loss;
-                    for (k, v) in sums {
+                    let out = self.micro_step(&part, counts, &needs)?;
+                    loss_total += out.loss;
+                    for (k, v) in out.metric_sums {
                         *metric_sums.entry(k).or_insert(0.0) += v;
                     }
-                    tok_sum += ntok;
+                    tok_sum += out.tokens;
                     micro += ml;
                 }
                 match optimizer_step(
@@ -119,45 +119,59 @@ impl Actor {
         Ok(m)
     }
 
-    /// Forward and backward of one micro-batch; returns its share of the mini-batch loss, the
-    /// token-sums of the loss's metrics and its number of valid tokens.
+    /// Forward and backward of one micro-batch.
     fn micro_step(
         &self,
         part: &Experience,
         counts: GlobalCounts,
         needs: &rlvr_core::StatsNeeds,
-    ) -> Result<(f64, Vec<(String, f64)>, f64)> {
-        let stats = self.policy.token_stats(&part.seq, needs)?;
+    ) -> Result<MicroStep> {
+        let r = &part.responses;
+        let stats = self.policy.token_stats(&r.seq, needs)?;
         let input = LossInput {
             stats: &stats,
             old_logp: &part.old_logp,
             ref_logp: part.ref_logp.as_ref(),
             advantages: &part.advantages,
-            mask: &part.mask,
-            scores: &part.scores,
-            tokens: &part.tokens,
-            truncated: Some(&part.truncated),
+            mask: &r.mask,
+            scores: &r.scores,
+            tokens: &r.tokens,
+            truncated: Some(&r.truncated),
         };
         let out = self.algo.loss.per_token_loss(&input)?;
         let loss = self.algo.aggregation.reduce(
             &out.per_token,
-            &part.mask,
+            &r.mask,
             counts,
             self.algo.loss_normalizer,
         )?;
         let value = loss.double_value(&[]);
         loss.backward();
-        let ntok = part.mask.sum(Kind::Double).double_value(&[]);
+        let ntok = r.mask.sum(Kind::Double).double_value(&[]);
         let sums = out
             .metrics
             .iter()
             .map(|metric| {
-                let v = (&metric.values.to_kind(Kind::Double) * &part.mask)
+                let v = (&metric.values.to_kind(Kind::Double) * &r.mask)
                     .sum(Kind::Double)
                     .double_value(&[]);
                 (loss_metric_key(metric.name), v)
             })
             .collect();
-        Ok((value, sums, ntok))
+        Ok(MicroStep {
+            loss: value,
+            metric_sums: sums,
+            tokens: ntok,
+        })
     }
+}
+
+/// What one micro-batch contributed.
+struct MicroStep {
+    /// Its share of the mini-batch loss.
+    loss: f64,
+    /// Token-sums of the loss's metrics, by key.
+    metric_sums: Vec<(String, f64)>,
+    /// Its number of valid tokens.
+    tokens: f64,
 }

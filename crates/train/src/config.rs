@@ -3,7 +3,7 @@
 //! any work. The resolved document is written to `runs/<name>/config.toml`.
 
 use crate::config_bail;
-use crate::error::{IoResultExt, Result, ResultExt, TrainError};
+use crate::error::{Result, ResultExt, TrainError};
 use crate::optim::Schedule;
 use documented::DocumentedFields;
 use rlvr_core::{AlgoConfig, ModelConfig, TaskConfig};
@@ -280,7 +280,9 @@ impl RunConfig {
 
 /// Reads a TOML configuration file into a table, naming the file in any error.
 pub fn read_document(path: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path).at(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        TrainError::Config(format!("cannot read config file {}: {e}", path.display()))
+    })?;
     text.parse::<toml::Table>()
         .map_err(|e| TrainError::Config(format!("{} is not valid TOML: {e}", path.display())))
 }

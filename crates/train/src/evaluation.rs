@@ -71,6 +71,7 @@ pub fn evaluate(
             ..opts.sampling.clone()
         };
         let ro = rollout(policy, codec, chat, verifier, chunk, n, &sampling)?;
+        let r = &ro.responses;
         for (i, p) in chunk.iter().enumerate() {
             let correct = ro.outcomes[i * n..(i + 1) * n]
                 .iter()
@@ -84,18 +85,18 @@ pub fn evaluate(
         }
         if opts.diagnostics {
             let _g = tch::no_grad_guard();
-            let rows = ro.tokens.size()[0];
+            let rows = r.len();
             let step = 64i64;
             let mut start = 0;
             while start < rows {
                 let len = step.min(rows - start);
                 let seq = SequenceBatch {
-                    input_ids: ro.seq.input_ids.narrow(0, start, len),
-                    attention_mask: ro.seq.attention_mask.narrow(0, start, len),
-                    prompt_len: ro.seq.prompt_len,
+                    input_ids: r.seq.input_ids.narrow(0, start, len),
+                    attention_mask: r.seq.attention_mask.narrow(0, start, len),
+                    prompt_len: r.seq.prompt_len,
                 };
                 let stats = policy.token_stats(&seq, &needs)?;
-                acc.add(&stats, &ro.mask.narrow(0, start, len))?;
+                acc.add(&stats, &r.mask.narrow(0, start, len))?;
                 start += len;
             }
         }

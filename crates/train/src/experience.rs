@@ -6,10 +6,10 @@
 use crate::error::Result;
 use crate::evaluation::diagnostic_needs;
 use crate::metrics::Metrics;
-use crate::rollout::{rollout, Rollout};
+use crate::rollout::{rollout, Responses, Rollout};
 use rlvr_core::{
-    AdvantageEstimator, AdvantageInput, Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds,
-    TextCodec, Verifier,
+    AdvantageEstimator, AdvantageInput, Policy, Problem, SamplingConfig, StatsNeeds, TextCodec,
+    Verifier,
 };
 use rlvr_models::tokenizer::HfTokenizer;
 use std::time::Instant;
@@ -17,18 +17,8 @@ use tch::{Kind, Tensor};
 
 /// One step's rollout batch with everything the update needs; all tensors have `B` rows.
 pub struct Experience {
-    /// Prompt + response ids and mask.
-    pub seq: SequenceBatch,
-    /// Response tokens `[B, T]` i64.
-    pub tokens: Tensor,
-    /// Response mask `[B, T]` f32.
-    pub mask: Tensor,
-    /// Verifier scores `[B]` f32.
-    pub scores: Tensor,
-    /// Prompt index `[B]` i64.
-    pub group: Tensor,
-    /// 1.0 for responses cut at the length limit, `[B]` f32.
-    pub truncated: Tensor,
+    /// The scored responses.
+    pub responses: Responses,
     /// Per-token advantages `[B, T]` f32 (0 on padding).
     pub advantages: Tensor,
     /// Log-prob of the sampled tokens under the rollout (old) policy `[B, T]` f32.
@@ -40,7 +30,7 @@ pub struct Experience {
 impl Experience {
     /// Number of responses.
     pub fn len(&self) -> i64 {
-        self.tokens.size()[0]
+        self.responses.len()
     }
 
     /// Whether there are no responses.
@@ -52,16 +42,7 @@ impl Experience {
     pub fn select(&self, idx: &Tensor) -> Experience {
         let rows = |x: &Tensor| x.index_select(0, idx);
         Experience {
-            seq: SequenceBatch {
-                input_ids: rows(&self.seq.input_ids),
-                attention_mask: rows(&self.seq.attention_mask),
-                prompt_len: self.seq.prompt_len,
-            },
-            tokens: rows(&self.tokens),
-            mask: rows(&self.mask),
-            scores: rows(&self.scores),
-            group: rows(&self.group),
-            truncated: rows(&self.truncated),
+            responses: self.responses.select(idx),
             advantages: rows(&self.advantages),
             old_logp: rows(&self.old_logp),
             ref_logp: self.ref_logp.as_ref().map(rows),
@@ -115,13 +96,14 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
         inputs.samples_per_prompt,
         &inputs.sampling,
     )?;
+    let r = &ro.responses;
     let t_adv = Instant::now();
-    let tls = token_level_scores(&ro.scores, &ro.mask);
+    let tls = token_level_scores(&r.scores, &r.mask);
     let advantages = inputs.advantage.compute(&AdvantageInput {
-        scores: &ro.scores,
+        scores: &r.scores,
         token_level_scores: &tls,
-        mask: &ro.mask,
-        group: &ro.group,
+        mask: &r.mask,
+        group: &r.group,
     })?;
     let time_advantage = t_adv.elapsed().as_secs_f64();
     // Old statistics (and diagnostics) without gradient.
@@ -134,29 +116,26 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     };
     let old = {
         let _g = tch::no_grad_guard();
-        inputs.policy.token_stats(&ro.seq, &needs)?
+        inputs.policy.token_stats(&r.seq, &needs)?
     };
     let old_logp = old.logp.detach();
     let ref_logp = match inputs.reference {
-        Some(r) => {
+        Some(reference) => {
             let _g = tch::no_grad_guard();
-            Some(r.token_stats(&ro.seq, &StatsNeeds::default())?.logp)
+            Some(reference.token_stats(&r.seq, &StatsNeeds::default())?.logp)
         }
         None => None,
     };
     let mut conc = rlvr_eval::ConcentrationAccumulator::default();
-    conc.add(&old, &ro.mask)?;
+    conc.add(&old, &r.mask)?;
     let conc = conc.finish();
     let time_old = t_old.elapsed().as_secs_f64();
 
-    let b = ro.tokens.size()[0];
-    let tokens = ro.mask.sum(Kind::Double).double_value(&[]);
+    let b = r.len();
+    let tokens = r.mask.sum(Kind::Double).double_value(&[]);
     let rank = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
     let mut m = Metrics::new(step + 1);
-    m.set(
-        "reward/mean",
-        ro.scores.mean(Kind::Double).double_value(&[]),
-    );
+    m.set("reward/mean", r.scores.mean(Kind::Double).double_value(&[]));
     m.set("reward/accuracy", ro.accuracy());
     for i in 0..5 {
         m.set(format!("conc/lambda_{}", i + 1), rank(&conc.lambda, i));
@@ -169,17 +148,17 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     m.set("rollout/response_len", tokens / b as f64);
     m.set(
         "rollout/truncated_frac",
-        ro.truncated.mean(Kind::Double).double_value(&[]),
+        r.truncated.mean(Kind::Double).double_value(&[]),
     );
     m.set("rollout/tokens_per_s", tokens / ro.time_generate.max(1e-9));
     let valid = tokens.max(1.0);
     m.set(
         "adv/mean",
-        (&advantages * &ro.mask).sum(Kind::Double).double_value(&[]) / valid,
+        (&advantages * &r.mask).sum(Kind::Double).double_value(&[]) / valid,
     );
     m.set(
         "adv/abs_mean",
-        (advantages.abs() * &ro.mask)
+        (advantages.abs() * &r.mask)
             .sum(Kind::Double)
             .double_value(&[])
             / valid,
@@ -190,12 +169,7 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     m.set("time/old_stats", time_old);
     m.set("time/make_experience", t_start.elapsed().as_secs_f64());
     let exp = Experience {
-        seq: ro.seq,
-        tokens: ro.tokens,
-        mask: ro.mask,
-        scores: ro.scores,
-        group: ro.group,
-        truncated: ro.truncated,
+        responses: ro.responses,
         advantages,
         old_logp,
         ref_logp,

@@ -9,11 +9,11 @@ use rlvr_models::tokenizer::HfTokenizer;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// Sampled and scored responses: row `i` answers problem `i / n`.
-pub struct Rollout {
+/// Scored responses as tensors, `B` rows.
+pub struct Responses {
     /// Prompt + response ids and mask.
     pub seq: SequenceBatch,
-    /// Response tokens `[B, T]`.
+    /// Response tokens `[B, T]` i64.
     pub tokens: Tensor,
     /// Response mask `[B, T]` f32.
     pub mask: Tensor,
@@ -23,6 +23,41 @@ pub struct Rollout {
     pub group: Tensor,
     /// 1.0 for responses that hit the length limit `[B]` f32.
     pub truncated: Tensor,
+}
+
+impl Responses {
+    /// Number of responses.
+    pub fn len(&self) -> i64 {
+        self.tokens.size()[0]
+    }
+
+    /// Whether there are no responses.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows `idx` (an i64 index tensor), in that order.
+    pub fn select(&self, idx: &Tensor) -> Responses {
+        let rows = |x: &Tensor| x.index_select(0, idx);
+        Responses {
+            seq: SequenceBatch {
+                input_ids: rows(&self.seq.input_ids),
+                attention_mask: rows(&self.seq.attention_mask),
+                prompt_len: self.seq.prompt_len,
+            },
+            tokens: rows(&self.tokens),
+            mask: rows(&self.mask),
+            scores: rows(&self.scores),
+            group: rows(&self.group),
+            truncated: rows(&self.truncated),
+        }
+    }
+}
+
+/// Sampled and scored responses: row `i` answers problem `i / n`.
+pub struct Rollout {
+    /// The responses as tensors.
+    pub responses: Responses,
     /// Decoded responses.
     pub texts: Vec<String>,
     /// Verifier outcomes.
@@ -98,12 +133,14 @@ pub fn rollout(
         prompt_len: ids.size()[1],
     };
     Ok(Rollout {
-        seq,
-        tokens: gen.tokens,
-        mask: gen.mask,
-        scores: Tensor::from_slice(&scores).to_device(device),
-        group: Tensor::from_slice(&group).to_device(device),
-        truncated: Tensor::from_slice(&truncated).to_device(device),
+        responses: Responses {
+            seq,
+            tokens: gen.tokens,
+            mask: gen.mask,
+            scores: Tensor::from_slice(&scores).to_device(device),
+            group: Tensor::from_slice(&group).to_device(device),
+            truncated: Tensor::from_slice(&truncated).to_device(device),
+        },
         texts,
         outcomes: verdicts.iter().map(|v| v.outcome).collect(),
         time_generate,

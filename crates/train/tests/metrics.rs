@@ -7,6 +7,7 @@ mod common;
 use common::{metrics, small_config};
 use rlvr_core::registry::{self, Kind};
 use rlvr_core::{token_stats_from_logits, LossConfig};
+use rlvr_tests::loss::LossBatch;
 use rlvr_train::metrics::{loss_metric_key, read_tensorboard_scalars, MetricsLog};
 use rlvr_train::Silent;
 use std::collections::BTreeSet;
@@ -23,18 +24,15 @@ fn emitted(loss_table: &toml::Table) -> Vec<String> {
     let stats = token_stats_from_logits(&logits, &tokens, &loss.needs()).unwrap();
     let mask = Tensor::ones([b, t], (TKind::Float, tch::Device::Cpu));
     let scores = Tensor::from_slice(&[1.0f32, 0.0, 1.0, 0.0]);
-    let adv = (&scores - 0.5).unsqueeze(1) * &mask;
-    let old = stats.logp.detach() - 0.01;
-    let input = rlvr_core::LossInput {
-        stats: &stats,
-        old_logp: &old,
-        ref_logp: Some(&old),
-        advantages: &adv,
-        mask: &mask,
-        scores: &scores,
-        tokens: &tokens,
-        truncated: None,
+    let batch = LossBatch {
+        old_logp: stats.logp.detach() - 0.01,
+        advantages: (&scores - 0.5).unsqueeze(1) * &mask,
+        mask,
+        scores,
+        tokens,
     };
+    let mut input = batch.input(&stats);
+    input.ref_logp = Some(&batch.old_logp);
     let out = loss.per_token_loss(&input).unwrap();
     out.metrics.iter().map(|m| m.name.to_string()).collect()
 }

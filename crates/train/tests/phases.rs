@@ -30,30 +30,36 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
     let (exp, m) = t.make_experience().unwrap();
     // 4 prompts × 4 samples, responses padded to a common length.
     assert_eq!(exp.len(), 16);
-    let width = exp.tokens.size()[1];
+    let width = exp.responses.tokens.size()[1];
     assert!(width >= 1 && width <= t.cfg.train.max_new_tokens);
-    for x in [&exp.mask, &exp.advantages, &exp.old_logp] {
+    for x in [&exp.responses.mask, &exp.advantages, &exp.old_logp] {
         assert_eq!(x.size(), vec![16, width]);
     }
-    assert_eq!(exp.scores.size(), vec![16]);
+    assert_eq!(exp.responses.scores.size(), vec![16]);
     assert_eq!(
-        exp.seq.input_ids.size()[1],
-        exp.seq.prompt_len + width,
+        exp.responses.seq.input_ids.size()[1],
+        exp.responses.seq.prompt_len + width,
         "prompt + response ids"
     );
-    let groups = Vec::<i64>::try_from(&exp.group).unwrap();
+    let groups = Vec::<i64>::try_from(&exp.responses.group).unwrap();
     assert_eq!(groups, (0..4).flat_map(|g| [g; 4]).collect::<Vec<_>>());
     // Advantages vanish on padding; old log-probs are log-probabilities.
-    let pad = 1.0 - &exp.mask;
+    let pad = 1.0 - &exp.responses.mask;
     let on_pad = (&exp.advantages * &pad)
         .abs()
         .sum(Kind::Double)
         .double_value(&[]);
     assert_eq!(on_pad, 0.0);
-    assert!((&exp.old_logp * &exp.mask).max().double_value(&[]) <= 0.0);
+    assert!(
+        (&exp.old_logp * &exp.responses.mask)
+            .max()
+            .double_value(&[])
+            <= 0.0
+    );
     // GRPO-style advantages are centred within each prompt's group.
     let per_response = exp.advantages.sum_dim_intlist(-1, false, Kind::Double)
         / exp
+            .responses
             .mask
             .sum_dim_intlist(-1, false, Kind::Double)
             .clamp_min(1.0);
@@ -76,7 +82,11 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
     let idx = Tensor::from_slice(&[3i64, 0]);
     let sel = exp.select(&idx);
     assert_eq!(sel.len(), 2);
-    assert!(sel.tokens.get(1).equal(&exp.tokens.get(0)));
+    assert!(sel
+        .responses
+        .tokens
+        .get(1)
+        .equal(&exp.responses.tokens.get(0)));
     assert!(sel.advantages.get(0).equal(&exp.advantages.get(3)));
 
     let before = params(&t);
@@ -185,7 +195,7 @@ impl PolicyLoss for NanLoss {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mut out = self.inner.per_token_loss(input)?;
         if call >= self.from && call < self.from + self.count {
-            out.per_token = out.per_token * f64::NAN;
+            out.per_token *= f64::NAN;
         }
         Ok(out)
     }

@@ -1,15 +1,15 @@
 //! `rlvr eval`: a run's checkpoint or a model on held-out problems — pass@K, mean@n,
 //! concentration diagnostics — written as JSON, markdown and plots.
 
-use crate::args::{DataArgs, DeviceArgs, ModelArgs};
-use crate::document::{apply_data, model_table};
+use crate::args::TargetArgs;
+use crate::document::eval_document;
 use crate::output::progress_bar;
 use crate::usage_bail;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rlvr_core::SamplingConfig;
-use rlvr_train::checkpoint::{latest_checkpoint, load_checkpoint};
+use rlvr_train::checkpoint::load_checkpoint;
 use rlvr_train::compare::dir_name;
-use rlvr_train::config::{apply_sets, default_document, read_document, set, RunConfig};
+use rlvr_train::config::RunConfig;
 use rlvr_train::data::{chat_tokenizer, load_problems};
 use rlvr_train::evaluation::{evaluate, write_evaluation, EvalOptions};
 use std::path::{Path, PathBuf};
@@ -24,16 +24,11 @@ pub struct EvalArgs {
     /// Checkpoint step of --run (default: the latest; 0 = the initial weights of the config).
     #[arg(long, requires = "run")]
     pub step: Option<u64>,
-    /// A model instead of a run.
+    /// A model instead of a run; held-out problems from a task (default: the run's) or a dataset
+    /// file, all of whose rows are held out unless `--set data.test=...` names another file; the
+    /// device (default: the run's).
     #[command(flatten)]
-    pub model: ModelArgs,
-    /// Held-out problems: a task (default: the run's) or a dataset file, all of whose rows are
-    /// held out unless `--set data.test=...` names another file.
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Device (default: the run's).
-    #[command(flatten)]
-    pub device: DeviceArgs,
+    pub target: TargetArgs,
     /// Samples per problem (n); pass@K is reported for K = 1, 2, 4, ... ≤ n.
     #[arg(short, long, default_value_t = 16)]
     pub n: usize,
@@ -66,56 +61,6 @@ pub struct EvalArgs {
     pub sets: Vec<String>,
 }
 
-/// The run document to evaluate and the checkpoint (step, folder) to load, if any.
-fn document(args: &EvalArgs) -> Result<(toml::Table, Option<(u64, PathBuf)>)> {
-    let (mut doc, step) = match (&args.run, &args.model.model) {
-        (Some(run), _) => {
-            let doc = read_document(&run.join("config.toml"))
-                .with_context(|| format!("--run {}: not a run folder", run.display()))?;
-            let step = match args.step {
-                Some(0) => None,
-                Some(s) => {
-                    let dir = run.join("checkpoints").join(format!("step-{s}"));
-                    if !dir.join("state.json").exists() {
-                        usage_bail!("--step {s}: {} is not a complete checkpoint", dir.display());
-                    }
-                    Some((s, dir))
-                }
-                None => Some(latest_checkpoint(run)?.with_context(|| {
-                    format!(
-                        "{} has no complete checkpoint; --step 0 evaluates the initial weights",
-                        run.display()
-                    )
-                })?),
-            };
-            (doc, step)
-        }
-        (None, Some(model)) => {
-            if args.data.task.is_none() && args.data.data.is_none() {
-                usage_bail!("--model needs --task NAME (see `rlvr list task`) or --data FILE");
-            }
-            let mut doc = default_document();
-            doc.insert("model".into(), toml::Value::Table(model_table(model)?));
-            (doc, None)
-        }
-        (None, None) => usage_bail!("give --run RUN_FOLDER or --model MODEL"),
-    };
-    apply_data(&mut doc, &args.data)?;
-    if let Some(d) = doc.get_mut("data").and_then(|d| d.as_table_mut()) {
-        // A dataset given to eval is all held-out: read it as the test file.
-        if args.data.data.is_some() {
-            if let Some(train) = d.get("train").cloned() {
-                d.insert("test".into(), train);
-            }
-        }
-    }
-    if let Some(d) = &args.device.device {
-        set(&mut doc, "train.device", d.as_str())?;
-    }
-    apply_sets(&mut doc, &args.sets)?;
-    Ok((doc, step))
-}
-
 /// Runs `rlvr eval`.
 pub fn exec(args: EvalArgs) -> Result<()> {
     if args.n == 0 {
@@ -133,13 +78,14 @@ pub fn exec(args: EvalArgs) -> Result<()> {
     if args.max_new_tokens.is_some_and(|m| m < 1) {
         usage_bail!("--max-new-tokens must be >= 1");
     }
-    let (doc, run_step) = document(&args)?;
+    let (doc, run_step) = eval_document(&args)?;
     let cfg = RunConfig::from_document(doc)?;
     let tc = cfg.train.clone();
     let label = match (&args.run, &run_step) {
         (Some(run), Some((s, _))) => format!("{}@step-{s}", dir_name(run)),
         (Some(run), None) => format!("{}@step-0", dir_name(run)),
         (None, _) => args
+            .target
             .model
             .model
             .as_deref()

@@ -1,7 +1,7 @@
 //! `rlvr train`: builds a run from flags and files, or continues one, and trains it with
 //! progress, checkpoints and before/after evaluation (`rlvr_train::fit`).
 
-use crate::args::{AlgoArgs, DataArgs, DeviceArgs, ModelArgs};
+use crate::args::{AlgoArgs, TargetArgs};
 use crate::document::{self, RunFlags};
 use crate::output::Console;
 use crate::usage_bail;
@@ -12,15 +12,9 @@ use std::path::PathBuf;
 /// Flags of `rlvr train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Model.
+    /// Model, task or dataset, device.
     #[command(flatten)]
-    pub model: ModelArgs,
-    /// Task or dataset.
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Device.
-    #[command(flatten)]
-    pub device: DeviceArgs,
+    pub target: TargetArgs,
     /// Number of RL steps.
     #[arg(long)]
     pub steps: Option<u64>,
@@ -46,9 +40,7 @@ impl TrainArgs {
     pub fn run_flags(&self) -> Result<RunFlags> {
         let mut flags = RunFlags {
             algo: self.algo.clone(),
-            model: self.model.clone(),
-            data: self.data.clone(),
-            device: self.device.clone(),
+            target: self.target.clone(),
             steps: self.steps.map(|s| s.to_string()),
             seed: self.seed.map(|s| s.to_string()),
         };
