@@ -52,6 +52,15 @@ pub const EXIT_FAILURE: u8 = 1;
 /// (bad flags, names, values or config files), [`EXIT_FAILURE`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     use rlvr_core::CoreError as C;
+    // A run stopped by a signal ends with 128 + the signal.
+    if let Some(code) = err
+        .chain()
+        .filter_map(|c| c.downcast_ref::<rlvr_train::TrainError>())
+        .map(|e| e.exit_code())
+        .find(|code| *code > EXIT_USAGE)
+    {
+        return code;
+    }
     let usage = err.chain().any(|cause| {
         cause.downcast_ref::<UsageError>().is_some()
             || cause
@@ -78,7 +87,8 @@ pub fn link_builtins() {
 }
 
 /// Parses `std::env::args`, runs the command, prints any error with its causes, and returns the
-/// exit status: 0 on success, 2 for usage and configuration errors, 1 for failures at run time.
+/// exit status: 0 on success, 2 for usage and configuration errors, 1 for failures at run time,
+/// 128 + N for a run stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 pub fn main() -> ExitCode {
     link_builtins();
     let cli = commands::Cli::parse();

@@ -3,6 +3,8 @@
 use rlvr_eval::EvalReport;
 use rlvr_train::{Metrics, Reporter};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A progress bar on a terminal (stderr), hidden otherwise.
 pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
@@ -43,10 +45,49 @@ pub fn step_line(m: &Metrics, total: u64) -> String {
 }
 
 /// Prints a run's progress: a bar with the latest step line on a terminal, one line per step
-/// otherwise.
+/// otherwise. With [`Console::stoppable`], the first SIGINT/SIGTERM asks the run to stop after
+/// its current step (with a checkpoint); a second one ends the process at once.
 #[derive(Default)]
 pub struct Console {
     bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+    signal: Option<Arc<AtomicUsize>>,
+}
+
+impl Console {
+    /// A console that also catches SIGINT and SIGTERM for a graceful stop.
+    pub fn stoppable() -> anyhow::Result<Console> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let which = Arc::new(AtomicUsize::new(0));
+        let got = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Runs first: exits at once when a signal already arrived (the second one).
+            flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&got))?;
+            flag::register_usize(sig, Arc::clone(&which), sig as usize)?;
+            flag::register(sig, Arc::clone(&got))?;
+        }
+        let seen = Arc::clone(&which);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let sig = seen.load(Ordering::SeqCst);
+            if sig != 0 {
+                let name = if sig as i32 == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                eprintln!(
+                    "received {name}: finishing the current step and writing a checkpoint \
+                     (send it again to quit at once)"
+                );
+                return;
+            }
+        });
+        Ok(Console {
+            signal: Some(which),
+            ..Console::default()
+        })
+    }
 }
 
 impl Reporter for Console {
@@ -73,5 +114,9 @@ impl Reporter for Console {
         if let Some(bar) = self.bar.borrow_mut().take() {
             bar.finish_and_clear();
         }
+    }
+    fn stop_requested(&self) -> Option<i32> {
+        let sig = self.signal.as_ref()?.load(Ordering::SeqCst);
+        (sig != 0).then_some(sig as i32)
     }
 }

@@ -184,6 +184,55 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
     assert!(md.contains("Λ(1)") && md.contains("plots/passk.png"));
     assert_png_drawn(&cmp.join("plots/passk.png"));
     assert_png_drawn(&cmp.join("plots/rank_probs.png"));
+
+    // The comparison is not replaced without --overwrite.
+    let step0 = run.join("eval/step-0-n2");
+    let again = [
+        "compare",
+        run.to_str().unwrap(),
+        step0.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+    ];
+    let o = rlvr().args(again).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--overwrite"));
+    assert_eq!(
+        std::fs::read_to_string(cmp.join("comparison.md")).unwrap(),
+        md
+    );
+    run_ok(&[again.as_slice(), &["--overwrite"]].concat());
+
+    // A doctored report (pass@1 = 7.5) is refused, naming the file.
+    let doctored = tmp.path().join("doctored.json");
+    let json = std::fs::read_to_string(run.join("eval/step-0-n2/eval.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["pass_at_k"][0][1] = serde_json::json!(7.5);
+    std::fs::write(&doctored, v.to_string()).unwrap();
+    let o = rlvr()
+        .args(["compare", doctored.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("cmp2"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("doctored.json") && text(&o).contains("pass@1 = 7.5"),
+        "{}",
+        text(&o)
+    );
+
+    // Evaluation settings are validated before any work.
+    for (flag, value) in [
+        ("--temperature", "nan"),
+        ("--max-new-tokens", "0"),
+        ("-n", "0"),
+    ] {
+        let o = rlvr()
+            .args(["eval", "--run", run.to_str().unwrap(), flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", text(&o));
+    }
 }
 
 #[test]

@@ -52,12 +52,16 @@ pub struct Concentration {
     /// Response tokens the statistics are over.
     pub tokens: u64,
     /// Λ(n) for n = 1..: mean log-probability of the rank-n candidate.
+    #[serde(with = "crate::nonfinite::vec")]
     pub lambda: Vec<f64>,
     /// Mean probability of the rank-n candidate.
+    #[serde(with = "crate::nonfinite::vec")]
     pub rank_prob: Vec<f64>,
     /// Mean log-probability of the sampled token.
+    #[serde(with = "crate::nonfinite::value")]
     pub sampled_logp: f64,
     /// Mean token entropy (nats).
+    #[serde(with = "crate::nonfinite::value")]
     pub entropy_mean: f64,
     /// Token-entropy histogram (nats).
     pub entropy_hist: Histogram,

@@ -8,6 +8,7 @@
 
 pub mod concentration;
 pub mod figures;
+pub mod nonfinite;
 pub mod passk;
 pub mod plot;
 pub mod report;

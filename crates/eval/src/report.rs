@@ -66,13 +66,53 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    /// Reads a report written as JSON (`eval.json`, `eval/after.json`), naming the file in errors.
+    /// Reads a report written as JSON (`eval.json`, `eval/after.json`) and checks it
+    /// ([`EvalReport::validate`]), naming the file in errors.
     pub fn read(path: &std::path::Path) -> anyhow::Result<EvalReport> {
         use anyhow::Context;
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not an evaluation report", path.display()))
+        let report: EvalReport = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an evaluation report", path.display()))?;
+        report
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: invalid evaluation report: {e}", path.display()))?;
+        Ok(report)
+    }
+
+    /// Checks what a report claims: pass@K and mean@n are probabilities, K ≤ n, and the counts
+    /// per problem do not exceed n.
+    pub fn validate(&self) -> Result<(), String> {
+        let prob = |what: String, x: f64| {
+            if (0.0..=1.0).contains(&x) {
+                Ok(())
+            } else {
+                Err(format!("{what} = {x} is not in [0, 1]"))
+            }
+        };
+        for (k, p) in &self.pass_at_k {
+            prob(format!("pass@{k}"), *p)?;
+            if *k == 0 || *k > self.samples {
+                return Err(format!(
+                    "pass@{k} with {} samples per problem",
+                    self.samples
+                ));
+            }
+        }
+        prob("mean@n".into(), self.mean_at_n)?;
+        for (source, r) in &self.by_source {
+            for (k, p) in &r.pass_at_k {
+                prob(format!("{source}: pass@{k}"), *p)?;
+            }
+            prob(format!("{source}: mean@n"), r.mean_at_n)?;
+        }
+        if let Some(p) = self.per_problem.iter().find(|p| p.correct > self.samples) {
+            return Err(format!(
+                "problem {} has {} correct of {} samples",
+                p.id, p.correct, self.samples
+            ));
+        }
+        Ok(())
     }
 
     /// Like [`EvalReport::read`], but `None` when the file does not exist.

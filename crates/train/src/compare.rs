@@ -69,12 +69,14 @@ pub fn find_report(input: &Path) -> Result<(EvalReport, String, Option<PathBuf>)
 }
 
 /// Compares `inputs` (labelled by `labels`, or by folder names) into `out` (default
-/// `comparisons/<a>-vs-<b>...`): `comparison.md` and overlaid figures. Returns the markdown table
-/// and the output folder.
+/// `comparisons/<a>-vs-<b>...`): `comparison.md` and overlaid figures, written into a temporary
+/// folder that replaces `out` — only with `overwrite` when `out` exists. Returns the markdown
+/// table and the output folder.
 pub fn compare(
     inputs: &[PathBuf],
     labels: &[String],
     out: Option<&Path>,
+    overwrite: bool,
 ) -> Result<(String, PathBuf)> {
     if !labels.is_empty() && labels.len() != inputs.len() {
         config_bail!(
@@ -101,7 +103,17 @@ pub fn compare(
         name.truncate(120);
         PathBuf::from("comparisons").join(name)
     });
-    let plots = out.join("plots");
+    if out.exists() && !overwrite {
+        config_bail!(
+            "{} already exists; pass --overwrite to replace it or --out to write elsewhere",
+            out.display()
+        );
+    }
+    let tmp = out.with_extension("partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    let plots = tmp.join("plots");
     std::fs::create_dir_all(&plots).at(&plots)?;
     let figures = write_figures(&plots, &groups)?;
     let table = compare_markdown(
@@ -121,6 +133,10 @@ pub fn compare(
         table,
         figure_markdown(&figures, "plots/")
     );
-    write_atomic(&out.join("comparison.md"), &md)?;
+    write_atomic(&tmp.join("comparison.md"), &md)?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out).at(&out)?;
+    }
+    std::fs::rename(&tmp, &out).at(&out)?;
     Ok((table, out))
 }

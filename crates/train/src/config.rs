@@ -52,6 +52,8 @@ pub struct TrainConfig {
     pub eval_samples: usize,
     /// Steps between checkpoints (0 = only at the end).
     pub checkpoint_every: u64,
+    /// Checkpoints kept: the newest `keep_last` plus the final one; older ones are deleted.
+    pub keep_last: usize,
     /// Consecutive non-finite updates (skipped) that abort the run.
     pub max_nonfinite: usize,
     /// Device: cpu | cuda | cuda:N.
@@ -82,6 +84,7 @@ impl Default for TrainConfig {
             eval_problems: 100,
             eval_samples: 16,
             checkpoint_every: 20,
+            keep_last: 3,
             max_nonfinite: 3,
             device: "cpu".into(),
             tensorboard: true,
@@ -127,6 +130,19 @@ impl TrainConfig {
                 "train.top_p must be in (0, 1]",
             ),
             (self.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
+            (self.keep_last >= 1, "train.keep_last must be >= 1"),
+            (
+                self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+                "train.weight_decay must be a finite number >= 0",
+            ),
+            (
+                self.grad_clip.is_finite(),
+                "train.grad_clip must be a finite number >= 0",
+            ),
+            (
+                self.temperature.is_finite(),
+                "train.temperature must be a finite number >= 0",
+            ),
         ];
         for (ok, msg) in checks {
             if !ok {
@@ -234,6 +250,13 @@ impl RunConfig {
                 "unknown config section `[{k}]`; valid sections: {}",
                 valid.join(", ")
             );
+        }
+        // No setting anywhere may be NaN or infinite (each range is checked where it is parsed).
+        if let Some((path, value)) = rlvr_core::algo::leaves(&doc)
+            .into_iter()
+            .find(|(_, v)| v.as_float().is_some_and(|x| !x.is_finite()))
+        {
+            config_bail!("`{path}` = {value} is not a finite number");
         }
         let algo_table = table(&doc, "algo")?.cloned().unwrap_or_default();
         let algo = AlgoConfig::resolve(&algo_table)?;

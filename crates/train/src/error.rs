@@ -17,8 +17,28 @@ pub enum TrainError {
     /// A failure while the run was working (non-finite updates, a missing checkpoint, ...).
     #[error("{0}")]
     Run(String),
-    /// A file or folder could not be read or written.
-    #[error("{path}: {source}")]
+    /// Weights or optimizer moments that are NaN or infinite (the named tensor).
+    #[error("{0} is not finite")]
+    NonFinite(String),
+    /// The run stopped at a signal after checkpointing its last finished step.
+    #[error(
+        "stopped by signal {signal} after step {step}; checkpoint {checkpoint} written; continue \
+         with `rlvr train --resume {run}`",
+        checkpoint = checkpoint.display(),
+        run = run.display()
+    )]
+    Interrupted {
+        /// The signal number (2 = SIGINT, 15 = SIGTERM).
+        signal: i32,
+        /// The last finished step.
+        step: u64,
+        /// The checkpoint written for it.
+        checkpoint: PathBuf,
+        /// The run folder.
+        run: PathBuf,
+    },
+    /// A file or folder could not be read or written (the reason is its `source()`).
+    #[error("{}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -36,10 +56,10 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] rlvr_rewards::data::DataError),
     /// An error raised by libtorch.
-    #[error("libtorch: {0}")]
+    #[error(transparent)]
     Torch(#[from] tch::TchError),
     /// An error of the evaluation crate (reports, figures).
-    #[error("{0:#}")]
+    #[error(transparent)]
     Eval(#[from] anyhow::Error),
     /// JSON that could not be written or read.
     #[error("json: {0}")]
@@ -50,8 +70,8 @@ pub enum TrainError {
     /// A TensorBoard event file could not be written.
     #[error("tensorboard: {0}")]
     TensorBoard(String),
-    /// An error with the context it happened in.
-    #[error("{context}: {source}")]
+    /// An error with the context it happened in (the cause is its `source()`).
+    #[error("{context}")]
     Context {
         /// What was being done.
         context: String,
@@ -73,6 +93,17 @@ impl TrainError {
             TrainError::Data(_) => true,
             TrainError::Context { source, .. } => source.is_usage(),
             _ => false,
+        }
+    }
+
+    /// The process exit code a command line should end with for this error: 128 + the signal
+    /// for an interrupted run, 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TrainError::Interrupted { signal, .. } => (128 + signal).clamp(0, 255) as u8,
+            TrainError::Context { source, .. } => source.exit_code(),
+            e if e.is_usage() => 2,
+            _ => 1,
         }
     }
 

@@ -120,6 +120,20 @@ impl AdamW {
         }
     }
 
+    /// The name of the first moment tensor holding a non-finite value, if any.
+    pub fn first_nonfinite(&self) -> Option<String> {
+        let _guard = tch::no_grad_guard();
+        self.names.iter().enumerate().find_map(|(i, n)| {
+            if !all_finite(&self.m[i]) {
+                Some(format!("m.{n}"))
+            } else if !all_finite(&self.v[i]) {
+                Some(format!("v.{n}"))
+            } else {
+                None
+            }
+        })
+    }
+
     /// Writes the moments and step count.
     pub fn save(&self, path: &Path) -> Result<()> {
         let t = Tensor::from(self.t);
@@ -192,4 +206,18 @@ pub fn optimizer_step(
     };
     opt.step(vs, lr, scale);
     StepOutcome::Applied { grad_norm }
+}
+
+fn all_finite(t: &Tensor) -> bool {
+    t.isfinite().all().int64_value(&[]) != 0
+}
+
+/// The name of the first trainable parameter of `vs` holding a non-finite value, if any (one
+/// pass over the weights).
+pub fn first_nonfinite_parameter(vs: &VarStore) -> Option<String> {
+    let _guard = tch::no_grad_guard();
+    named_vars(vs)
+        .into_iter()
+        .find(|(_, v)| !all_finite(v))
+        .map(|(n, _)| n)
 }

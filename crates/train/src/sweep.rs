@@ -25,6 +25,7 @@ use crate::checkpoint::latest_checkpoint;
 use crate::config::{default_document, read_document, RunConfig};
 use crate::config_bail;
 use crate::error::{fs::write_atomic, IoResultExt, Result, ResultExt, TrainError};
+use crate::run_dir::{validate_name, FolderLock};
 use crate::trainer::{fit, Reporter};
 use rlvr_core::algo::{merge, set_value};
 use rlvr_eval::figures::{figure_markdown, write_figures, Group};
@@ -216,6 +217,7 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sweep".into())
     });
+    validate_name("sweep name", &name)?;
     let runs = plan(&args.file, &sweep)?;
     let dir = args.runs_dir.join("sweeps").join(&name);
     // Refuse to mix runs of a different configuration into this sweep, before training anything.
@@ -247,6 +249,7 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(&dir).at(&dir)?;
+    let _lock = FolderLock::acquire(&dir, "sweep")?;
     let total = runs.len();
     let mut planned: Vec<(String, String, RunConfig)> = Vec::new();
     for (i, r) in runs.into_iter().enumerate() {

@@ -5,12 +5,14 @@
 use crate::actor::Actor;
 use crate::checkpoint::{latest_checkpoint, load_checkpoint, write_checkpoint};
 use crate::config::RunConfig;
+use crate::config_bail;
 use crate::data::{chat_tokenizer, load_problems, Problems};
-use crate::error::{IoResultExt, Result, TrainError};
+use crate::error::{fs::write_atomic, IoResultExt, Result, TrainError};
 use crate::evaluation::{evaluate, EvalOptions};
 use crate::experience::{make_experience, Experience, ExperienceInputs};
 use crate::metrics::{Metrics, MetricsLog};
-use crate::optim::{lr_at, AdamW};
+use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
+use crate::run_dir::{create_run_dir, FolderLock};
 use crate::summary::write_run_summary;
 use rlvr_core::{Policy, Problem, SamplingConfig, TextCodec};
 use rlvr_eval::EvalReport;
@@ -30,6 +32,11 @@ pub trait Reporter {
     fn step(&self, _metrics: &Metrics, _total: u64) {}
     /// Training finished (before the final evaluation).
     fn finish(&self) {}
+    /// A signal asking the run to stop (checked after each step): the signal number. The run
+    /// then checkpoints its last finished step and returns [`TrainError::Interrupted`].
+    fn stop_requested(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// A [`Reporter`] that says nothing.
@@ -66,6 +73,14 @@ impl Trainer {
         let chat = chat_tokenizer(&cfg)?;
         let policy = cfg.model.build(device)?;
         let algo = cfg.algo.build()?;
+        let topk = algo.loss.needs().topk as i64;
+        if topk > policy.vocab_size() {
+            config_bail!(
+                "the loss needs the top {topk} candidates but the model's vocabulary has {} tokens; \
+                 lower algo.loss.topk",
+                policy.vocab_size()
+            );
+        }
         let reference = if algo.loss.needs().reference {
             Some(cfg.model.build(device)?)
         } else {
@@ -138,14 +153,24 @@ impl Trainer {
         let (exp, mut m) = self.make_experience()?;
         let lr = self.lr();
         let update = self.actor.update(&exp, &self.cfg.train, self.step, lr)?;
+        if let Some(name) = first_nonfinite_parameter(self.actor.policy.var_store()) {
+            return Err(TrainError::NonFinite(format!("parameter `{name}`")));
+        }
         m.extend(update);
         m.set("time/step", t0.elapsed().as_secs_f64());
         self.step += 1;
         Ok(m)
     }
 
-    /// Writes a checkpoint of the current step atomically.
+    /// Writes a checkpoint of the current step atomically; refuses (with
+    /// [`TrainError::NonFinite`]) when a weight or an optimizer moment is not finite.
     pub fn checkpoint(&self) -> Result<PathBuf> {
+        if let Some(name) = first_nonfinite_parameter(self.actor.policy.var_store()) {
+            return Err(TrainError::NonFinite(format!("parameter `{name}`")));
+        }
+        if let Some(name) = self.actor.opt.first_nonfinite() {
+            return Err(TrainError::NonFinite(format!("optimizer moment `{name}`")));
+        }
         write_checkpoint(
             &self.dir,
             self.step,
@@ -202,19 +227,127 @@ impl Trainer {
 }
 
 /// Trains the run `cfg` in `dir` (continuing from its latest checkpoint when `resuming`), with
-/// before/after evaluation; returns the end-of-training evaluation, if any.
+/// before/after evaluation; returns the end-of-training evaluation, if any. A new run's folder must
+/// not exist; it is created (after everything was built, so a failure leaves nothing) and locked
+/// for the run's life, as is a resumed one.
 pub fn fit(
     cfg: RunConfig,
     dir: &Path,
     resuming: bool,
     reporter: &dyn Reporter,
 ) -> Result<Option<EvalReport>> {
-    let mut t = Trainer::new(cfg, dir)?;
-    std::fs::create_dir_all(dir).at(dir)?;
-    if !resuming {
-        let path = dir.join("config.toml");
-        std::fs::write(&path, toml::to_string(&t.cfg.document)?).at(&path)?;
+    if resuming {
+        let lock = FolderLock::acquire(dir, "run")?;
+        return run(Trainer::new(cfg, dir)?, lock, true, reporter);
     }
+    let trainer = Trainer::new(cfg, dir)?;
+    let lock = create_run_dir(dir)?;
+    write_atomic(
+        &dir.join("config.toml"),
+        &toml::to_string(&trainer.cfg.document)?,
+    )?;
+    run(trainer, lock, false, reporter)
+}
+
+/// Continues the run in `dir` from its latest complete checkpoint. `steps`, when given, extends
+/// (or shortens, down to the last checkpoint) the run: the new total is written into
+/// `config.toml` and the change appended to `history.jsonl`. Nothing else of a run can change.
+pub fn resume(
+    dir: &Path,
+    steps: Option<u64>,
+    reporter: &dyn Reporter,
+) -> Result<Option<EvalReport>> {
+    let config = dir.join("config.toml");
+    if !config.is_file() {
+        config_bail!(
+            "--resume {}: not a run folder (no config.toml)",
+            dir.display()
+        );
+    }
+    let lock = FolderLock::acquire(dir, "run")?;
+    let mut doc = crate::config::read_document(&config)?;
+    let old = RunConfig::from_document(doc.clone())?.train.steps;
+    if let Some(new) = steps.filter(|s| *s != old) {
+        let done = latest_checkpoint(dir)?.map_or(0, |(s, _)| s);
+        if new < done.max(1) {
+            config_bail!(
+                "--steps {new}: the run already has a checkpoint at step {done}; give at least {done}"
+            );
+        }
+        crate::config::set(&mut doc, "train.steps", new as i64)?;
+        let cfg = RunConfig::from_document(doc.clone())?;
+        write_atomic(&config, &toml::to_string(&cfg.document)?)?;
+        append_history(
+            dir,
+            &serde_json::json!({ "event": "resume", "train.steps": [old, new] }),
+        )?;
+        reporter.message(&format!("{}: train.steps {old} -> {new}", dir.display()));
+    }
+    let cfg = RunConfig::from_document(doc)?;
+    run(Trainer::new(cfg, dir)?, lock, true, reporter)
+}
+
+/// Appends an event (with the time) to the run's `history.jsonl`.
+fn append_history(dir: &Path, event: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join("history.jsonl");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut line = serde_json::json!({ "unix_time": secs });
+    if let (Some(obj), Some(ev)) = (line.as_object_mut(), event.as_object()) {
+        obj.extend(ev.clone());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .at(&path)?;
+    writeln!(f, "{line}").at(&path)
+}
+
+/// "last good checkpoint: PATH", or that there is none.
+fn last_good(dir: &Path) -> String {
+    match latest_checkpoint(dir) {
+        Ok(Some((_, path))) => format!("last good checkpoint: {}", path.display()),
+        _ => "no checkpoint was written yet".into(),
+    }
+}
+
+/// Deletes complete checkpoints older than the newest `keep_last`, except the final step's.
+fn prune_checkpoints(dir: &Path, keep_last: usize, final_step: u64) -> Result<()> {
+    let ck = dir.join("checkpoints");
+    let mut steps: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(&ck).at(&ck)? {
+        let path = entry.at(&ck)?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(step) = step.filter(|_| path.join("state.json").exists()) {
+            steps.push((step, path));
+        }
+    }
+    steps.sort_by(|a, b| b.0.cmp(&a.0));
+    for (step, path) in steps.into_iter().skip(keep_last.max(1)) {
+        if step != final_step {
+            std::fs::remove_dir_all(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The run loop of [`fit`] and [`resume`], holding the folder's lock.
+fn run(
+    mut t: Trainer,
+    _lock: FolderLock,
+    resuming: bool,
+    reporter: &dyn Reporter,
+) -> Result<Option<EvalReport>> {
+    let dir = t.dir.clone();
+    let dir = dir.as_path();
     if resuming {
         match t.restore_latest()? {
             Some(step) => reporter.message(&format!("resuming {} from step {step}", dir.display())),
@@ -232,7 +365,7 @@ pub fn fit(
     let before = if !eval_problems.is_empty() && t.step == 0 {
         let r = t.evaluate(&eval_problems, &eval_opts)?;
         reporter.evaluation("before", &r);
-        crate::error::fs::write_atomic(
+        write_atomic(
             &eval_dir.join("before.json"),
             &serde_json::to_string_pretty(&r)?,
         )?;
@@ -243,13 +376,24 @@ pub fn fit(
     reporter.start(t.step, tc.steps);
     let mut bad_in_row = 0;
     while t.step < tc.steps {
-        let m = t.train_step()?;
+        let m = match t.train_step() {
+            Ok(m) => m,
+            Err(TrainError::NonFinite(what)) => {
+                return Err(TrainError::Run(format!(
+                    "step {}: {what} is not finite after the update (is the learning rate or \
+                     weight decay too large?); stopping without checkpointing it; {}",
+                    t.step + 1,
+                    last_good(dir)
+                )))
+            }
+            Err(e) => return Err(e),
+        };
         if m.value("actor/skipped_updates") > 0.0 {
             bad_in_row += 1;
             if bad_in_row >= tc.max_nonfinite {
                 return Err(TrainError::Run(format!(
-                    "{bad_in_row} steps in a row had non-finite losses or gradients; stopping (last good checkpoint kept in {})",
-                    dir.join("checkpoints").display()
+                    "{bad_in_row} steps in a row had non-finite losses or gradients; stopping; {}",
+                    last_good(dir)
                 )));
             }
         } else {
@@ -257,10 +401,21 @@ pub fn fit(
         }
         log.append(&m)?;
         reporter.step(&m, tc.steps);
-        if (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
-            || t.step == tc.steps
-        {
-            t.checkpoint()?;
+        let stop = reporter.stop_requested();
+        let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
+            || t.step == tc.steps;
+        if due || stop.is_some() {
+            let checkpoint = t.checkpoint()?;
+            prune_checkpoints(dir, tc.keep_last, tc.steps)?;
+            if let Some(signal) = stop {
+                reporter.finish();
+                return Err(TrainError::Interrupted {
+                    signal,
+                    step: t.step,
+                    checkpoint,
+                    run: dir.to_path_buf(),
+                });
+            }
         }
     }
     reporter.finish();
@@ -271,7 +426,7 @@ pub fn fit(
             reporter.evaluation("before", b);
         }
         reporter.evaluation("after ", &after);
-        crate::error::fs::write_atomic(
+        write_atomic(
             &eval_dir.join("after.json"),
             &serde_json::to_string_pretty(&after)?,
         )?;

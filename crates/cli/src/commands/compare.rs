@@ -16,12 +16,19 @@ pub struct CompareArgs {
     /// Output folder (default: comparisons/<a>-vs-<b>...).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// Runs `rlvr compare`.
 pub fn exec(args: CompareArgs) -> Result<()> {
-    let (table, out) =
-        rlvr_train::compare::compare(&args.inputs, &args.labels, args.out.as_deref())?;
+    let (table, out) = rlvr_train::compare::compare(
+        &args.inputs,
+        &args.labels,
+        args.out.as_deref(),
+        args.overwrite,
+    )?;
     print!("{table}");
     println!("comparison saved in {}", out.display());
     Ok(())

@@ -32,6 +32,6 @@ pub fn exec(args: SweepArgs) -> Result<()> {
         report: args.report,
         dry_run: args.dry_run,
     };
-    sweep(&opts, &Console::default())?;
+    sweep(&opts, &Console::stoppable()?)?;
     Ok(())
 }

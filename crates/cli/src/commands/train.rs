@@ -5,8 +5,9 @@ use crate::args::{AlgoArgs, TargetArgs};
 use crate::document::{self, RunFlags};
 use crate::output::Console;
 use crate::usage_bail;
-use anyhow::{Context, Result};
-use rlvr_train::config::{read_document, RunConfig};
+use anyhow::Result;
+use rlvr_train::config::RunConfig;
+use rlvr_train::run_dir::{existing_run_error, unique_name, validate_name};
 use std::path::PathBuf;
 
 /// Flags of `rlvr train`.
@@ -21,7 +22,8 @@ pub struct TrainArgs {
     /// Seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run name (folder under --runs-dir); default derived from algorithm and time.
+    /// Run name: one folder name under --runs-dir (default: preset, UTC date and time, and a
+    /// random suffix, e.g. simko-20261128-101500-0a3f).
     #[arg(long)]
     pub name: Option<String>,
     /// Folder holding runs.
@@ -49,32 +51,56 @@ impl TrainArgs {
     }
 }
 
+impl TrainArgs {
+    /// The flags given that would change a run (all but `--steps` and `--runs-dir`).
+    fn run_changing_flags(&self) -> Vec<&'static str> {
+        let a = &self.algo;
+        let t = &self.target;
+        [
+            ("--algo", a.algo.is_some()),
+            ("--config", a.config.is_some()),
+            ("--set", !a.sets.is_empty()),
+            ("algorithm parameters", !a.params.is_empty()),
+            ("--model", t.model.model.is_some()),
+            ("--task", t.data.task.is_some()),
+            ("--data", t.data.data.is_some()),
+            ("--device", t.device.device.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--name", self.name.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+}
+
 /// Runs `rlvr train`.
 pub fn exec(args: TrainArgs) -> Result<()> {
     if let Some(dir) = &args.resume {
-        let doc = read_document(&dir.join("config.toml"))
-            .with_context(|| format!("--resume {}: not a run folder", dir.display()))?;
-        let cfg = RunConfig::from_document(doc)?;
-        rlvr_train::fit(cfg, dir, true, &Console::default())?;
+        let changing = args.run_changing_flags();
+        if !changing.is_empty() {
+            usage_bail!(
+                "--resume continues {} exactly as configured; these flags would change it: {} \
+                 (only --steps may be given, to extend the run; start a new run to change it)",
+                dir.display(),
+                changing.join(", ")
+            );
+        }
+        rlvr_train::resume(dir, args.steps, &Console::stoppable()?)?;
         return Ok(());
     }
     let cfg = RunConfig::from_document(document::build(&args.run_flags()?)?)?;
-    let name = args.name.clone().unwrap_or_else(|| {
-        let preset = cfg.algo.preset.clone().unwrap_or_else(|| "custom".into());
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        format!("{preset}-{secs}")
-    });
+    let name = match &args.name {
+        Some(name) => {
+            validate_name("--name", name)?;
+            name.clone()
+        }
+        None => unique_name(cfg.algo.preset.as_deref().unwrap_or("custom")),
+    };
     let dir = args.runs_dir.join(name);
-    if dir.join("config.toml").exists() {
-        usage_bail!(
-            "run folder {} already exists; continue it with --resume {} or choose another --name",
-            dir.display(),
-            dir.display()
-        );
+    if dir.exists() {
+        return Err(existing_run_error(&dir).into());
     }
-    rlvr_train::fit(cfg, &dir, false, &Console::default())?;
+    rlvr_train::fit(cfg, &dir, false, &Console::stoppable()?)?;
     Ok(())
 }

@@ -1,0 +1,364 @@
+//! Run folders can be trusted: one process per run folder (locks), names that stay inside
+//! `--runs-dir`, settings and weights that are finite, resume that changes nothing it should not,
+//! a graceful stop on SIGINT that resumes to the same weights, checkpoint retention, and a full
+//! disk reported with its path while the previous checkpoint stays intact.
+
+use rlvr_tests::cli::{metrics_lines, text};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn rlvr() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rlvr"))
+}
+
+/// Small, fast settings on countdown from the shipped base.
+const SMALL: [&str; 8] = [
+    "--set",
+    "train.prompts_per_step=4",
+    "--set",
+    "train.samples_per_prompt=4",
+    "--set",
+    "train.eval_problems=0",
+    "--set",
+    "train.checkpoint_every=5",
+];
+
+fn train(runs: &Path, name: &str, extra: &[&str]) -> Output {
+    rlvr()
+        .args([
+            "train",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+        .args(SMALL)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn weights(ck: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut v = tch::Tensor::read_safetensors(ck.join("model/model.safetensors")).unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn same_weights(a: &Path, b: &Path) -> bool {
+    let (a, b) = (weights(a), weights(b));
+    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
+}
+
+fn all_finite(ck: &Path) -> bool {
+    weights(ck)
+        .iter()
+        .all(|(_, t)| t.isfinite().all().int64_value(&[]) != 0)
+}
+
+#[test]
+fn two_runs_with_one_name_never_share_the_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spawn = || {
+        rlvr()
+            .args(["train", "--runs-dir", tmp.path().to_str().unwrap()])
+            .args(["--name", "same", "--steps", "12"])
+            .args(SMALL)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let ok = [a.status.success(), b.status.success()];
+    assert_eq!(ok.iter().filter(|x| **x).count(), 1, "exactly one runs");
+    let loser = if ok[0] { &b } else { &a };
+    let msg = text(loser);
+    assert!(
+        msg.contains("in use by pid"),
+        "the loser names the lock holder: {msg}"
+    );
+    let steps: Vec<u64> = metrics_lines(&tmp.path().join("same/metrics.jsonl"))
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<_>>(), "metrics 1..N once");
+
+    // A run being trained is locked: a second process names the holder.
+    let mut child = rlvr()
+        .args(["train", "--runs-dir", tmp.path().to_str().unwrap()])
+        .args(["--name", "live", "--steps", "400"])
+        .args(SMALL)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = tmp.path().join("live");
+    let start = Instant::now();
+    while !dir.join("checkpoints/step-5/state.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "first checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let other = rlvr()
+        .args(["train", "--resume", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains(&format!("in use by pid {}", child.id())),
+        "{}",
+        text(&other)
+    );
+}
+
+#[test]
+fn names_that_leave_the_runs_folder_are_rejected_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for name in ["..", "../../x", "/abs", "", "a/b", "x\ny"] {
+        let o = train(&runs, name, &["--steps", "1"]);
+        assert_eq!(o.status.code(), Some(2), "{name:?}: {}", text(&o));
+        assert!(text(&o).contains("--name"), "{}", text(&o));
+        assert!(!runs.exists(), "nothing written for {name:?}");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+    // Default names are unique even when two runs start in the same second.
+    let a = rlvr()
+        .args([
+            "train",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--steps",
+            "1",
+        ])
+        .args(SMALL)
+        .output()
+        .unwrap();
+    let b = rlvr()
+        .args([
+            "train",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--steps",
+            "1",
+        ])
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert!(a.status.success() && b.status.success(), "{}", text(&b));
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 2);
+}
+
+#[test]
+fn non_finite_settings_are_rejected_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (set, key) in [
+        ("train.weight_decay=nan", "train.weight_decay"),
+        ("train.weight_decay=inf", "train.weight_decay"),
+        ("train.lr=nan", "train.lr"),
+        ("algo.loss.alpha=nan", "algo.loss.alpha"),
+        ("train.temperature=-inf", "train.temperature"),
+    ] {
+        let o = train(tmp.path(), "bad", &["--set", set]);
+        assert_eq!(o.status.code(), Some(2), "{set}: {}", text(&o));
+        assert!(text(&o).contains(key), "{set}: {}", text(&o));
+        assert!(
+            !tmp.path().join("bad").exists(),
+            "nothing written for {set}"
+        );
+    }
+    // Top-K beyond the vocabulary fails before the folder exists.
+    let o = train(tmp.path(), "bad", &["--topk", "100"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("vocabulary"), "{}", text(&o));
+    assert!(!tmp.path().join("bad").exists());
+}
+
+#[test]
+fn exploding_weights_are_never_checkpointed_and_the_last_good_one_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train(tmp.path(), "boom", &["--steps", "5"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The user raises the learning rate in the run's config and extends the run.
+    let dir = tmp.path().join("boom");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let config = config.replace("lr = 0.0002", "lr = 1e300");
+    assert!(config.contains("lr = 1e300"));
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let o = rlvr()
+        .args(["train", "--resume", dir.to_str().unwrap(), "--steps", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(msg.contains("not finite"), "{msg}");
+    assert!(
+        msg.contains("last good checkpoint") && msg.contains("step-5"),
+        "{msg}"
+    );
+    let ck = dir.join("checkpoints");
+    assert!(all_finite(&ck.join("step-5")));
+    let complete: Vec<_> = std::fs::read_dir(&ck)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("state.json").exists())
+        .collect();
+    assert_eq!(complete.len(), 1, "no checkpoint after step 5");
+}
+
+#[test]
+fn resume_refuses_changes_extends_steps_and_keeps_the_newest_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train(tmp.path(), "r", &["--steps", "20"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tmp.path().join("r");
+    let ck = dir.join("checkpoints");
+    let mut kept: Vec<String> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["step-10", "step-15", "step-20"], "keep_last = 3");
+    for extra in [
+        vec!["--algo", "grpo"],
+        vec!["--set", "train.lr=5"],
+        vec!["--topk", "2"],
+        vec!["--seed", "3"],
+    ] {
+        let o = rlvr()
+            .args(["train", "--resume", dir.to_str().unwrap(), "--steps", "25"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(text(&o).contains("would change it"), "{}", text(&o));
+    }
+    assert_eq!(
+        metrics_lines(&dir.join("metrics.jsonl")).len(),
+        20,
+        "untouched"
+    );
+    let o = rlvr()
+        .args(["train", "--resume", dir.to_str().unwrap(), "--steps", "25"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(metrics_lines(&dir.join("metrics.jsonl")).len(), 25);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("steps = 25"), "{config}");
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"train.steps\":[20,25]"), "{history}");
+    assert!(ck.join("step-25/state.json").exists() && !ck.join("step-10").exists());
+}
+
+#[test]
+fn sigint_checkpoints_the_current_step_and_resume_matches_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = ["--steps", "40", "--set", "train.checkpoint_every=0"];
+    let straight = train(tmp.path(), "straight", &steps);
+    assert!(straight.status.success(), "{}", text(&straight));
+
+    let dir = tmp.path().join("stopped");
+    let child = rlvr()
+        .args(["train", "--runs-dir", tmp.path().to_str().unwrap()])
+        .args(["--name", "stopped"])
+        .args(SMALL)
+        .args(steps)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = dir.join("metrics.jsonl");
+    let start = Instant::now();
+    while !metrics.exists() || std::fs::read_to_string(&metrics).unwrap().lines().count() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "training starts"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("--resume"), "{}", text(&out));
+    let done = metrics_lines(&metrics).len();
+    assert!((3..40).contains(&done), "{done}");
+    assert!(
+        dir.join(format!("checkpoints/step-{done}/state.json"))
+            .exists(),
+        "a checkpoint at the step it stopped after"
+    );
+    let resumed = rlvr()
+        .args(["train", "--resume", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(same_weights(
+        &tmp.path().join("straight/checkpoints/step-40"),
+        &dir.join("checkpoints/step-40")
+    ));
+}
+
+/// Runs `script` (sh) with a 2 MB tmpfs mounted at `$1`, in a private mount namespace (as root,
+/// or in a user namespace otherwise); `$2` is the rlvr binary, `$3` a folder outside the tmpfs.
+fn with_small_tmpfs(script: &str, outside: &Path) -> Output {
+    let mnt = outside.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let body = format!("mount -t tmpfs -o size=2m tmpfs \"$1\" || exit 97\n{script}");
+    let run = |ns: &[&str]| {
+        Command::new("unshare")
+            .args(ns)
+            .args(["sh", "-c", &body, "sh"])
+            .arg(&mnt)
+            .arg(env!("CARGO_BIN_EXE_rlvr"))
+            .arg(outside)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["-m"]);
+    if o.status.code() != Some(97) && o.status.success() {
+        return o;
+    }
+    let o2 = run(&["-rm"]);
+    assert_ne!(
+        o2.status.code(),
+        Some(97),
+        "this test needs root or user namespaces to mount a small tmpfs: {}\n{}",
+        text(&o),
+        text(&o2)
+    );
+    o2
+}
+
+#[test]
+fn a_full_disk_is_reported_with_its_path_and_the_previous_checkpoint_stays_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = format!(
+        "\"$2\" train --runs-dir \"$1\" --name full --steps 20 {} >\"$3/out.txt\" 2>&1\n\
+         echo \"exit $?\" >>\"$3/out.txt\"\ncp -r \"$1/full\" \"$3/full\"\n",
+        SMALL.join(" ")
+    );
+    let o = with_small_tmpfs(&script, tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(tmp.path().join("out.txt")).unwrap();
+    assert!(out.contains("exit 1"), "a run-time failure: {out}");
+    assert!(
+        out.contains("No space left on device") || out.contains("os error 28"),
+        "{out}"
+    );
+    assert!(out.contains("/full/"), "the error names the path: {out}");
+    let ck = tmp.path().join("full/checkpoints");
+    assert!(ck.join("step-5/state.json").exists(), "{out}");
+    assert!(all_finite(&ck.join("step-5")));
+    tch::Tensor::read_safetensors(ck.join("step-5/optimizer.safetensors")).unwrap();
+}
