@@ -362,3 +362,117 @@ fn a_full_disk_is_reported_with_its_path_and_the_previous_checkpoint_stays_intac
     assert!(all_finite(&ck.join("step-5")));
     tch::Tensor::read_safetensors(ck.join("step-5/optimizer.safetensors")).unwrap();
 }
+
+#[test]
+fn inputs_are_bounded_by_the_models_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A response length beyond the model's 512 positions fails before any work.
+    let o = train(
+        tmp.path(),
+        "long",
+        &["--set", "train.max_new_tokens=1000000000"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("context of 512"), "{}", text(&o));
+    assert!(!tmp.path().join("long").exists());
+
+    // A 1 MB prompt is dropped and counted, never sent to the model.
+    let data = tmp.path().join("data.jsonl");
+    let mut rows = vec![serde_json::json!({"prompt": "x ".repeat(500_000), "answer": "1"})];
+    for i in 0..8 {
+        rows.push(serde_json::json!({"prompt": format!("What is {i}+1?"), "answer": i + 1}));
+    }
+    let text_rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&data, text_rows.join("\n")).unwrap();
+    let model = rlvr_tests::cli::repo("crates/models/tests/fixtures/qwen2-tiny");
+    let o = rlvr()
+        .args([
+            "train",
+            "--runs-dir",
+            tmp.path().to_str().unwrap(),
+            "--name",
+            "hf",
+        ])
+        .args(["--algo", "grpo", "--model", model.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--steps", "1"])
+        .args([
+            "--set",
+            "train.prompts_per_step=2",
+            "--set",
+            "train.samples_per_prompt=2",
+        ])
+        .args([
+            "--set",
+            "train.max_new_tokens=8",
+            "--set",
+            "train.eval_problems=0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("dropped 1 training problem(s)"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn sweeps_lock_their_folder_and_validate_their_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let file = tmp.path().join("s.toml");
+    let body = |name: &str| {
+        format!(
+            "name = \"{name}\"\n[base.train]\nsteps = 200\nprompts_per_step = 4\n\
+             samples_per_prompt = 4\neval_problems = 0\n[grid]\n\"train.seed\" = [0, 1]\n"
+        )
+    };
+    std::fs::write(&file, body("../..")).unwrap();
+    let o = rlvr()
+        .args([
+            "sweep",
+            file.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("sweep name"), "{}", text(&o));
+    assert!(!runs.exists());
+
+    std::fs::write(&file, body("locked")).unwrap();
+    let args = [
+        "sweep",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    let first = rlvr()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = runs.join("sweeps/locked/seed=0/metrics.jsonl");
+    let start = Instant::now();
+    while !metrics.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the first sweep trains"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = rlvr().args(args).output().unwrap();
+    let pid = first.id();
+    let mut first = first;
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    assert!(
+        text(&second).contains(&format!("in use by pid {pid}")),
+        "{}",
+        text(&second)
+    );
+}

@@ -76,6 +76,10 @@ pub struct Generation {
 pub trait Policy: Send {
     /// Vocabulary size.
     fn vocab_size(&self) -> i64;
+    /// Positions the model can attend over (prompt + response), when it has a limit.
+    fn max_positions(&self) -> Option<i64> {
+        None
+    }
     /// Device the parameters live on.
     fn device(&self) -> Device;
     /// Statistics of the response tokens of `batch` (`[B, L - prompt_len]`). Gradients flow when the

@@ -29,6 +29,10 @@ impl Policy for HfPolicy {
         self.model.model.config().vocab_size
     }
 
+    fn max_positions(&self) -> Option<i64> {
+        Some(self.model.model.config().max_position_embeddings)
+    }
+
     fn device(&self) -> Device {
         self.model.vs.device()
     }

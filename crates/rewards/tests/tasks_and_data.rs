@@ -125,17 +125,24 @@ fn routing_and_parallel_batch_scoring() {
 fn malformed_rows_name_the_row_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.jsonl");
-    std::fs::write(&path, "{\"prompt\": \"1+1?\", \"ground_truth\": \"2\"}\n{\"prompt\": \"2+2?\"}\n{\"prompt\": 3, \"answer\": \"4\"}\n").unwrap();
+    // A byte-order mark, then a good row, a row without ground truth, a non-string prompt, an
+    // empty prompt and an empty ground truth; rows are named by their 1-based line.
+    std::fs::write(&path, "\u{feff}{\"prompt\": \"1+1?\", \"ground_truth\": \"2\"}\n{\"prompt\": \"2+2?\"}\n{\"prompt\": 3, \"answer\": \"4\"}\n{\"prompt\": \" \", \"answer\": \"4\"}\n{\"prompt\": \"3+3?\", \"answer\": \"\"}\n").unwrap();
     let err = data::read(&path, OnBadRow::Fail).unwrap_err();
     match &err {
         DataError::Row { row, field, .. } => {
-            assert_eq!((*row, field.as_str()), (1, "ground_truth"))
+            assert_eq!((*row, field.as_str()), (2, "ground_truth"))
         }
         other => panic!("{other}"),
     }
-    assert!(err.to_string().contains("row 1") && err.to_string().contains("ground_truth"));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("bad.jsonl: line 2") && msg.contains("ground_truth"),
+        "{msg}"
+    );
     let ds = data::read(&path, OnBadRow::Skip).unwrap();
-    assert_eq!((ds.records.len(), ds.skipped), (1, 2));
+    assert_eq!((ds.records.len(), ds.skipped), (1, 4));
+    assert_eq!(ds.records[0].prompt[0].content, "1+1?", "BOM stripped");
     // A parquet file whose `prompt` column is not a list of messages.
     let pq = dir.path().join("bad.parquet");
     write_bad_parquet(&pq);

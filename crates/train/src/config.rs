@@ -38,6 +38,9 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     /// Maximum response length in tokens.
     pub max_new_tokens: i64,
+    /// Longest prompt in tokens; longer prompts are dropped (and counted) before training.
+    /// 0 = the model's context (`max_position_embeddings`) minus `max_new_tokens`.
+    pub max_prompt_length: i64,
     /// Sampling temperature of rollouts.
     pub temperature: f64,
     /// Nucleus mass kept when sampling (1 = all).
@@ -77,6 +80,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             grad_clip: 1.0,
             max_new_tokens: 12,
+            max_prompt_length: 0,
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,
@@ -131,6 +135,10 @@ impl TrainConfig {
             ),
             (self.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
             (self.keep_last >= 1, "train.keep_last must be >= 1"),
+            (
+                self.max_prompt_length >= 0,
+                "train.max_prompt_length must be >= 0 (0 = from the model's context)",
+            ),
             (
                 self.weight_decay.is_finite() && self.weight_decay >= 0.0,
                 "train.weight_decay must be a finite number >= 0",

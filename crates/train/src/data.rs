@@ -136,3 +136,55 @@ pub fn pad_right(rows: &[Vec<i64>], pad: i64) -> (Tensor, Tensor) {
         Tensor::from_slice(&mask).reshape(shape),
     )
 }
+
+/// The prompt budget of a run: `max_prompt_length`, or (when 0) the model's context minus the
+/// response length. Fails when the response length alone exceeds the model's context.
+pub fn prompt_budget(
+    policy: &dyn rlvr_core::Policy,
+    max_new_tokens: i64,
+    max_prompt_length: i64,
+) -> Result<Option<i64>> {
+    let Some(context) = policy.max_positions() else {
+        return Ok((max_prompt_length > 0).then_some(max_prompt_length));
+    };
+    if max_new_tokens >= context {
+        config_bail!(
+            "train.max_new_tokens = {max_new_tokens} leaves no room for a prompt in the model's \
+             context of {context} positions; lower it"
+        );
+    }
+    let room = context - max_new_tokens;
+    if max_prompt_length > room {
+        config_bail!(
+            "train.max_prompt_length = {max_prompt_length} + train.max_new_tokens = \
+             {max_new_tokens} exceed the model's context of {context} positions"
+        );
+    }
+    Ok(Some(if max_prompt_length > 0 {
+        max_prompt_length
+    } else {
+        room
+    }))
+}
+
+/// Drops problems whose prompt (as the policy sees it) is longer than `budget` tokens, never
+/// sending them to the model (verl's prompt filter); returns how many were dropped.
+pub fn drop_long_prompts(
+    problems: &mut Vec<Problem>,
+    codec: &dyn TextCodec,
+    chat: Option<&HfTokenizer>,
+    budget: i64,
+) -> Result<usize> {
+    let before = problems.len();
+    let mut kept = Vec::with_capacity(before);
+    for p in problems.drain(..) {
+        // A prompt with more bytes than budget × 64 cannot fit; skip tokenizing megabytes.
+        let fits = p.prompt.len() <= (budget as usize).saturating_mul(64)
+            && codec.encode(&prompt_text(&p, chat)?)?.len() as i64 <= budget;
+        if fits {
+            kept.push(p);
+        }
+    }
+    *problems = kept;
+    Ok(before - problems.len())
+}

@@ -6,7 +6,7 @@ use crate::actor::Actor;
 use crate::checkpoint::{latest_checkpoint, load_checkpoint, write_checkpoint};
 use crate::config::RunConfig;
 use crate::config_bail;
-use crate::data::{chat_tokenizer, load_problems, Problems};
+use crate::data::{chat_tokenizer, drop_long_prompts, load_problems, prompt_budget, Problems};
 use crate::error::{fs::write_atomic, IoResultExt, Result, TrainError};
 use crate::evaluation::{evaluate, EvalOptions};
 use crate::experience::{make_experience, Experience, ExperienceInputs};
@@ -86,6 +86,29 @@ impl Trainer {
         } else {
             None
         };
+        let mut problems = problems;
+        if let Some(budget) = prompt_budget(
+            policy.as_ref(),
+            cfg.train.max_new_tokens,
+            cfg.train.max_prompt_length,
+        )? {
+            for (split, list) in [
+                ("training", &mut problems.train),
+                ("held-out", &mut problems.test),
+            ] {
+                let dropped = drop_long_prompts(list, codec.as_ref(), chat.as_ref(), budget)?;
+                if dropped > 0 {
+                    tracing::warn!(
+                        "dropped {dropped} {split} problem(s) whose prompt is longer than {budget} tokens (train.max_prompt_length)"
+                    );
+                }
+            }
+            if problems.train.is_empty() {
+                config_bail!(
+                    "every training prompt is longer than {budget} tokens; raise train.max_prompt_length or shorten the prompts"
+                );
+            }
+        }
         let opt = AdamW::new(policy.var_store(), cfg.train.weight_decay);
         Ok(Trainer {
             cfg,
@@ -330,7 +353,7 @@ fn prune_checkpoints(dir: &Path, keep_last: usize, final_step: u64) -> Result<()
             steps.push((step, path));
         }
     }
-    steps.sort_by(|a, b| b.0.cmp(&a.0));
+    steps.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (step, path) in steps.into_iter().skip(keep_last.max(1)) {
         if step != final_step {
             std::fs::remove_dir_all(&path).at(&path)?;

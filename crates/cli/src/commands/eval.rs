@@ -10,7 +10,7 @@ use rlvr_core::SamplingConfig;
 use rlvr_train::checkpoint::load_checkpoint;
 use rlvr_train::compare::dir_name;
 use rlvr_train::config::RunConfig;
-use rlvr_train::data::{chat_tokenizer, load_problems};
+use rlvr_train::data::{chat_tokenizer, drop_long_prompts, load_problems, prompt_budget};
 use rlvr_train::evaluation::{evaluate, write_evaluation, EvalOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,6 +125,17 @@ pub fn exec(args: EvalArgs) -> Result<()> {
     if let Some((_, dir)) = &run_step {
         load_checkpoint(dir, policy.as_mut(), None)?;
     }
+    let max_new_tokens = args.max_new_tokens.unwrap_or(tc.max_new_tokens);
+    let mut problems = problems;
+    if let Some(budget) = prompt_budget(policy.as_ref(), max_new_tokens, tc.max_prompt_length)? {
+        let dropped = drop_long_prompts(&mut problems, codec.as_ref(), chat.as_ref(), budget)?;
+        if dropped > 0 {
+            eprintln!("dropped {dropped} problem(s) whose prompt is longer than {budget} tokens");
+        }
+        if problems.is_empty() {
+            usage_bail!("every held-out prompt is longer than {budget} tokens");
+        }
+    }
     let bar = progress_bar(problems.len() as u64);
     let inc = bar.clone();
     let opts = EvalOptions {
@@ -137,7 +148,7 @@ pub fn exec(args: EvalArgs) -> Result<()> {
                 temperature: args.temperature.unwrap_or(tc.temperature),
                 top_p: tc.top_p,
                 top_k: tc.top_k,
-                max_new_tokens: args.max_new_tokens.unwrap_or(tc.max_new_tokens),
+                max_new_tokens,
                 seed: args.seed,
             },
         )

@@ -7,6 +7,7 @@ use std::path::Path;
 fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
     let bad = |field: &str, message: String| DataError::Row {
         path: path.display().to_string(),
+        unit: "line",
         row: index,
         field: field.into(),
         message,
@@ -28,6 +29,9 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
             ))
         }
     };
+    if prompt.is_empty() || prompt.iter().all(|m| m.content.trim().is_empty()) {
+        return Err(bad("prompt", "empty".into()));
+    }
     let gt = v.get("ground_truth").or_else(|| v.get("answer"));
     let ground_truth = match gt {
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -39,6 +43,9 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
             ))
         }
     };
+    if ground_truth.trim().is_empty() {
+        return Err(bad("ground_truth", "empty".into()));
+    }
     Ok(Record {
         row: index,
         data_source: v
@@ -55,16 +62,18 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
     })
 }
 
-/// Reads every non-empty line.
+/// Reads every non-empty line (a leading byte-order mark is accepted); rows are numbered by
+/// their 1-based line.
 pub fn read(path: &Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::File {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let rows = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| record(path, i, l));
+        .map(|(i, l)| record(path, i + 1, l));
     collect(path, rows, on_bad)
 }

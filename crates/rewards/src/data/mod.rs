@@ -75,11 +75,14 @@ pub enum DataError {
         message: String,
     },
     /// A malformed row.
-    #[error("{path}: row {row}: field `{field}`: {message}")]
+    #[error("{path}: {unit} {row}: field `{field}`: {message}")]
     Row {
         /// The file.
         path: String,
-        /// Row index (0-based).
+        /// "line" (JSONL: `row` is the 1-based line number) or "row" (parquet: the 0-based row
+        /// index, as pandas shows it).
+        unit: &'static str,
+        /// Where in the file.
         row: usize,
         /// The field.
         field: String,

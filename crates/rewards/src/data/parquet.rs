@@ -23,6 +23,7 @@ fn text(field: &Field) -> Option<String> {
 fn record(path: &Path, index: usize, row: &Row) -> Result<Record, DataError> {
     let bad = |field: &str, message: &str| DataError::Row {
         path: path.display().to_string(),
+        unit: "row",
         row: index,
         field: field.into(),
         message: message.into(),
@@ -104,6 +105,7 @@ pub fn read(path: &Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
         Ok(row) => record(path, i, &row),
         Err(e) => Err(DataError::Row {
             path: path.display().to_string(),
+            unit: "row",
             row: i,
             field: "<row>".into(),
             message: e.to_string(),
