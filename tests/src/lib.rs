@@ -47,6 +47,78 @@ pub mod cli {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
     }
 
+    /// Small, fast settings for `rlvr train` on countdown from the shipped base checkpoint.
+    pub const SMALL_RUN: [&str; 10] = [
+        "--set",
+        "train.prompts_per_step=4",
+        "--set",
+        "train.samples_per_prompt=4",
+        "--set",
+        "train.eval_problems=0",
+        "--set",
+        "train.checkpoint_every=5",
+        "--set",
+        "train.mini_batches=2",
+    ];
+
+    /// `bin train --runs-dir RUNS [--name NAME] SMALL_RUN EXTRA` (no `--name` when `name` is
+    /// `None`).
+    pub fn train(bin: &str, runs: &Path, name: Option<&str>, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(bin);
+        cmd.args(["train", "--runs-dir"]).arg(runs);
+        if let Some(name) = name {
+            cmd.args(["--name", name]);
+        }
+        cmd.args(SMALL_RUN)
+            .args(extra)
+            .output()
+            .unwrap_or_else(|e| panic!("{bin} does not start: {e}"))
+    }
+
+    /// `bin train --resume DIR EXTRA`.
+    pub fn resume(bin: &str, dir: &Path, extra: &[&str]) -> Output {
+        Command::new(bin)
+            .args(["train", "--resume"])
+            .arg(dir)
+            .args(extra)
+            .output()
+            .unwrap_or_else(|e| panic!("{bin} does not start: {e}"))
+    }
+
+    /// Asserts that a command failed and said `needle`.
+    pub fn assert_fails_with(o: &Output, needle: &str) {
+        let all = text(o);
+        assert!(!o.status.success(), "expected a failure: {all}");
+        assert!(all.contains(needle), "expected {needle:?} in: {all}");
+    }
+
+    /// The weights of a checkpoint folder, sorted by name.
+    pub fn checkpoint_weights(ck: &Path) -> Vec<(String, tch::Tensor)> {
+        let path = ck.join("model/model.safetensors");
+        let mut v = tch::Tensor::read_safetensors(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Whether two checkpoints hold bit-identical weights.
+    pub fn same_weights(a: &Path, b: &Path) -> bool {
+        let (a, b) = (checkpoint_weights(a), checkpoint_weights(b));
+        a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
+    }
+
+    /// Polls `done` every 5 ms until it holds; panics naming `what` after two minutes.
+    pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// The JSON lines of a `metrics.jsonl` file.
     pub fn metrics_lines(path: &Path) -> Vec<serde_json::Value> {
         std::fs::read_to_string(path)

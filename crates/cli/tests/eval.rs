@@ -3,12 +3,10 @@
 
 use rlvr_tests::cli::{repo, text};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-fn rlvr() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rlvr"))
-}
+mod common;
+
+use common::rlvr;
 
 fn run_ok(args: &[&str]) -> String {
     rlvr_tests::cli::run_ok(env!("CARGO_BIN_EXE_rlvr"), args)
@@ -47,21 +45,13 @@ fn binom(n: usize, k: usize) -> f64 {
 }
 
 fn small_run(runs: &Path, name: &str) -> PathBuf {
-    run_ok(&[
-        "train",
-        "--runs-dir",
-        runs.to_str().unwrap(),
-        "--name",
-        name,
-        "--steps",
-        "3",
-        "--set",
-        "train.prompts_per_step=4",
-        "--set",
-        "train.samples_per_prompt=4",
-        "--set",
-        "train.eval_problems=0",
-    ]);
+    let o = rlvr_tests::cli::train(
+        env!("CARGO_BIN_EXE_rlvr"),
+        runs,
+        Some(name),
+        &["--steps", "3"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
     runs.join(name)
 }
 
@@ -326,14 +316,9 @@ fn a_sweep_runs_from_toml_and_resumes_after_a_kill() {
         .unwrap();
     // Kill in the middle of the second run.
     let second = dir.join("alpha=0.01_seed=0");
-    let start = Instant::now();
-    while !second.join("checkpoints/step-2/state.json").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "second run never checkpointed"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    rlvr_tests::cli::wait_until("a checkpoint of the second run", || {
+        second.join("checkpoints/step-2/state.json").exists()
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!dir.join("summary.md").exists(), "killed before the end");
@@ -395,20 +380,8 @@ fn a_sweep_runs_from_toml_and_resumes_after_a_kill() {
     assert_eq!(out.matches(": done").count(), 6, "{out}");
     // Changing the sweep under existing runs is refused, not mixed in.
     write_sweep(&file, 8);
-    let o = rlvr()
-        .args([
-            "sweep",
-            file.to_str().unwrap(),
-            "--runs-dir",
-            runs.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        !o.status.success() && text(&o).contains("different configuration"),
-        "{}",
-        text(&o)
-    );
+    let o = common::sweep(&file, &runs, &[]);
+    rlvr_tests::cli::assert_fails_with(&o, "different configuration");
 }
 
 #[test]
@@ -427,15 +400,7 @@ fn bad_sweep_files_are_reported_before_training() {
     for (body, want) in cases {
         let file = tmp.path().join("bad.toml");
         std::fs::write(&file, body).unwrap();
-        let o = rlvr()
-            .args([
-                "sweep",
-                file.to_str().unwrap(),
-                "--runs-dir",
-                runs.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let o = common::sweep(&file, &runs, &[]);
         assert!(!o.status.success(), "{body}");
         assert!(text(&o).contains(want), "{body}: {}", text(&o));
         assert!(

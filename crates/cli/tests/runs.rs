@@ -3,55 +3,16 @@
 //! a graceful stop on SIGINT that resumes to the same weights, checkpoint retention, and a full
 //! disk reported with its path while the previous checkpoint stays intact.
 
-use rlvr_tests::cli::{metrics_lines, text};
+use rlvr_tests::cli::{assert_fails_with, checkpoint_weights, metrics_lines, same_weights, text};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn rlvr() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rlvr"))
-}
+mod common;
 
-/// Small, fast settings on countdown from the shipped base.
-const SMALL: [&str; 8] = [
-    "--set",
-    "train.prompts_per_step=4",
-    "--set",
-    "train.samples_per_prompt=4",
-    "--set",
-    "train.eval_problems=0",
-    "--set",
-    "train.checkpoint_every=5",
-];
-
-fn train(runs: &Path, name: &str, extra: &[&str]) -> Output {
-    rlvr()
-        .args([
-            "train",
-            "--runs-dir",
-            runs.to_str().unwrap(),
-            "--name",
-            name,
-        ])
-        .args(SMALL)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn weights(ck: &Path) -> Vec<(String, tch::Tensor)> {
-    let mut v = tch::Tensor::read_safetensors(ck.join("model/model.safetensors")).unwrap();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
-fn same_weights(a: &Path, b: &Path) -> bool {
-    let (a, b) = (weights(a), weights(b));
-    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && x.1.equal(&y.1))
-}
+use common::{resume, rlvr, train, SMALL};
 
 fn all_finite(ck: &Path) -> bool {
-    weights(ck)
+    checkpoint_weights(ck)
         .iter()
         .all(|(_, t)| t.isfinite().all().int64_value(&[]) != 0)
 }
@@ -95,26 +56,13 @@ fn two_runs_with_one_name_never_share_the_folder() {
         .spawn()
         .unwrap();
     let dir = tmp.path().join("live");
-    let start = Instant::now();
-    while !dir.join("checkpoints/step-5/state.json").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "first checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let other = rlvr()
-        .args(["train", "--resume", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    rlvr_tests::cli::wait_until("first checkpoint", || {
+        dir.join("checkpoints/step-5/state.json").exists()
+    });
+    let other = resume(&dir, &[]);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(!other.status.success());
-    assert!(
-        text(&other).contains(&format!("in use by pid {}", child.id())),
-        "{}",
-        text(&other)
-    );
+    assert_fails_with(&other, &format!("in use by pid {}", child.id()));
 }
 
 #[test]
@@ -129,28 +77,9 @@ fn names_that_leave_the_runs_folder_are_rejected_before_anything_is_written() {
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
     // Default names are unique even when two runs start in the same second.
-    let a = rlvr()
-        .args([
-            "train",
-            "--runs-dir",
-            runs.to_str().unwrap(),
-            "--steps",
-            "1",
-        ])
-        .args(SMALL)
-        .output()
-        .unwrap();
-    let b = rlvr()
-        .args([
-            "train",
-            "--runs-dir",
-            runs.to_str().unwrap(),
-            "--steps",
-            "1",
-        ])
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let unnamed =
+        || rlvr_tests::cli::train(env!("CARGO_BIN_EXE_rlvr"), &runs, None, &["--steps", "1"]);
+    let (a, b) = (unnamed(), unnamed());
     assert!(a.status.success() && b.status.success(), "{}", text(&b));
     assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 2);
 }
@@ -191,10 +120,7 @@ fn exploding_weights_are_never_checkpointed_and_the_last_good_one_is_named() {
     let config = config.replace("lr = 0.0002", "lr = 1e300");
     assert!(config.contains("lr = 1e300"));
     std::fs::write(dir.join("config.toml"), config).unwrap();
-    let o = rlvr()
-        .args(["train", "--resume", dir.to_str().unwrap(), "--steps", "10"])
-        .output()
-        .unwrap();
+    let o = resume(&dir, &["--steps", "10"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let msg = text(&o);
     assert!(msg.contains("not finite"), "{msg}");
@@ -231,11 +157,7 @@ fn resume_refuses_changes_extends_steps_and_keeps_the_newest_checkpoints() {
         vec!["--topk", "2"],
         vec!["--seed", "3"],
     ] {
-        let o = rlvr()
-            .args(["train", "--resume", dir.to_str().unwrap(), "--steps", "25"])
-            .args(&extra)
-            .output()
-            .unwrap();
+        let o = resume(&dir, &[&["--steps", "25"], extra.as_slice()].concat());
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
         assert!(text(&o).contains("would change it"), "{}", text(&o));
     }
@@ -244,10 +166,7 @@ fn resume_refuses_changes_extends_steps_and_keeps_the_newest_checkpoints() {
         20,
         "untouched"
     );
-    let o = rlvr()
-        .args(["train", "--resume", dir.to_str().unwrap(), "--steps", "25"])
-        .output()
-        .unwrap();
+    let o = resume(&dir, &["--steps", "25"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(metrics_lines(&dir.join("metrics.jsonl")).len(), 25);
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
@@ -275,14 +194,9 @@ fn sigint_checkpoints_the_current_step_and_resume_matches_an_uninterrupted_run()
         .spawn()
         .unwrap();
     let metrics = dir.join("metrics.jsonl");
-    let start = Instant::now();
-    while !metrics.exists() || std::fs::read_to_string(&metrics).unwrap().lines().count() < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "training starts"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rlvr_tests::cli::wait_until("three training steps", || {
+        metrics.exists() && std::fs::read_to_string(&metrics).unwrap().lines().count() >= 3
+    });
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -298,10 +212,7 @@ fn sigint_checkpoints_the_current_step_and_resume_matches_an_uninterrupted_run()
             .exists(),
         "a checkpoint at the step it stopped after"
     );
-    let resumed = rlvr()
-        .args(["train", "--resume", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let resumed = resume(&dir, &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(same_weights(
         &tmp.path().join("straight/checkpoints/step-40"),
@@ -384,31 +295,11 @@ fn inputs_are_bounded_by_the_models_context() {
     }
     let text_rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
     std::fs::write(&data, text_rows.join("\n")).unwrap();
-    let model = rlvr_tests::cli::repo("crates/models/tests/fixtures/qwen2-tiny");
-    let o = rlvr()
-        .args([
-            "train",
-            "--runs-dir",
-            tmp.path().to_str().unwrap(),
-            "--name",
-            "hf",
-        ])
-        .args(["--algo", "grpo", "--model", model.to_str().unwrap()])
-        .args(["--data", data.to_str().unwrap(), "--steps", "1"])
-        .args([
-            "--set",
-            "train.prompts_per_step=2",
-            "--set",
-            "train.samples_per_prompt=2",
-        ])
-        .args([
-            "--set",
-            "train.max_new_tokens=8",
-            "--set",
-            "train.eval_problems=0",
-        ])
-        .output()
-        .unwrap();
+    let o = common::train_hf(
+        tmp.path(),
+        &data,
+        &["--steps", "1", "--set", "train.eval_problems=0"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("dropped 1 training problem(s)"),
@@ -429,15 +320,7 @@ fn sweeps_lock_their_folder_and_validate_their_name() {
         )
     };
     std::fs::write(&file, body("../..")).unwrap();
-    let o = rlvr()
-        .args([
-            "sweep",
-            file.to_str().unwrap(),
-            "--runs-dir",
-            runs.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = common::sweep(&file, &runs, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("sweep name"), "{}", text(&o));
     assert!(!runs.exists());
@@ -456,23 +339,11 @@ fn sweeps_lock_their_folder_and_validate_their_name() {
         .spawn()
         .unwrap();
     let metrics = runs.join("sweeps/locked/seed=0/metrics.jsonl");
-    let start = Instant::now();
-    while !metrics.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the first sweep trains"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rlvr_tests::cli::wait_until("the first sweep trains", || metrics.exists());
     let second = rlvr().args(args).output().unwrap();
     let pid = first.id();
     let mut first = first;
     let _ = first.kill();
     let _ = first.wait();
-    assert!(!second.status.success());
-    assert!(
-        text(&second).contains(&format!("in use by pid {pid}")),
-        "{}",
-        text(&second)
-    );
+    assert_fails_with(&second, &format!("in use by pid {pid}"));
 }

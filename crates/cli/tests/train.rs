@@ -1,49 +1,11 @@
 //! End-to-end tests of `rlvr train` / `rlvr sft`: resume after SIGKILL, non-finite guards, metrics
 //! keys, the shipped base checkpoint, a smoke run with a HF checkpoint on MATH parquet.
 
-use rlvr_tests::cli::{metrics_lines, repo, text};
-use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use rlvr_tests::cli::{checkpoint_weights, metrics_lines, repo, text};
 
-fn rlvr() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rlvr"))
-}
+mod common;
 
-/// Small, fast settings on countdown from the shipped base.
-const SMALL: [&str; 10] = [
-    "--set",
-    "train.prompts_per_step=4",
-    "--set",
-    "train.samples_per_prompt=4",
-    "--set",
-    "train.eval_problems=0",
-    "--set",
-    "train.checkpoint_every=5",
-    "--set",
-    "train.mini_batches=2",
-];
-
-fn train(runs: &Path, name: &str, extra: &[&str]) -> Output {
-    rlvr()
-        .args([
-            "train",
-            "--runs-dir",
-            runs.to_str().unwrap(),
-            "--name",
-            name,
-        ])
-        .args(SMALL)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn weights(dir: &Path) -> Vec<(String, tch::Tensor)> {
-    let mut v = tch::Tensor::read_safetensors(dir.join("model/model.safetensors")).unwrap();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
+use common::{resume, rlvr, train, SMALL};
 
 #[test]
 fn a_run_killed_and_resumed_ends_with_the_same_weights() {
@@ -66,29 +28,21 @@ fn a_run_killed_and_resumed_ends_with_the_same_weights() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !dir.join("checkpoints/step-10/state.json").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    rlvr_tests::cli::wait_until("no checkpoint appeared", || {
+        dir.join("checkpoints/step-10/state.json").exists()
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
         !dir.join("checkpoints/step-30").exists(),
         "killed before the end"
     );
-    let resumed = rlvr()
-        .args(["train", "--resume", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let resumed = resume(&dir, &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(text(&resumed).contains("resuming"));
     let (a, b) = (
-        weights(&tmp.path().join("straight/checkpoints/step-30")),
-        weights(&dir.join("checkpoints/step-30")),
+        checkpoint_weights(&tmp.path().join("straight/checkpoints/step-30")),
+        checkpoint_weights(&dir.join("checkpoints/step-30")),
     );
     assert_eq!(a.len(), b.len());
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
@@ -180,10 +134,7 @@ fn exit_codes_are_2_for_usage_errors_and_1_for_failures_at_run_time() {
         .join("damaged/checkpoints/step-1/model/model.safetensors");
     std::fs::write(&weights, b"not safetensors").unwrap();
     let dir = tmp.path().join("damaged");
-    let o = rlvr()
-        .args(["train", "--resume", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = resume(&dir, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("step-1"), "{}", text(&o));
 }
@@ -220,44 +171,21 @@ fn the_shipped_base_checkpoint_loads_and_solves_some_problems() {
 #[test]
 fn qwen2_tiny_on_math_parquet_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
     let data = repo("crates/rewards/tests/data/math_test.parquet");
-    let o = rlvr()
-        .args([
-            "train",
-            "--runs-dir",
-            tmp.path().to_str().unwrap(),
-            "--name",
-            "hf",
-            "--algo",
-            "grpo",
-        ])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
+    let o = common::train_hf(
+        tmp.path(),
+        &data,
+        &[
             "--steps",
             "2",
-        ])
-        .args([
-            "--set",
-            "train.prompts_per_step=2",
-            "--set",
-            "train.samples_per_prompt=2",
-            "--set",
-            "train.max_new_tokens=8",
-        ])
-        .args([
             "--set",
             "train.eval_problems=2",
             "--set",
             "train.eval_samples=2",
             "--set",
             "data.holdout=10",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let ck = tmp.path().join("hf/checkpoints/step-2/model");
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {

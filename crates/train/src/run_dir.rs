@@ -215,11 +215,11 @@ mod tests {
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
-        assert!(create_run_dir(&dir)
-            .unwrap_err()
-            .to_string()
-            .contains("already exists"));
+        let busy = create_run_dir(&dir).unwrap_err().to_string();
+        assert!(busy.contains("in use by pid"), "{busy}");
         drop(lock);
+        let done = create_run_dir(&dir).unwrap_err().to_string();
+        assert!(done.contains("already exists"), "{done}");
         FolderLock::acquire(&dir, "run").unwrap();
     }
 }
