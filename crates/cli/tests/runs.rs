@@ -93,6 +93,8 @@ fn non_finite_settings_are_rejected_before_any_work() {
         ("train.lr=nan", "train.lr"),
         ("algo.loss.alpha=nan", "algo.loss.alpha"),
         ("train.temperature=-inf", "train.temperature"),
+        ("model.dtpye=bf16", "model.dtpye"),
+        ("task.foo=1", "task.foo"),
     ] {
         let o = train(tmp.path(), "bad", &["--set", set]);
         assert_eq!(o.status.code(), Some(2), "{set}: {}", text(&o));

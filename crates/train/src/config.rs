@@ -234,19 +234,24 @@ fn table<'a>(doc: &'a toml::Table, key: &str) -> Result<Option<&'a toml::Table>>
     }
 }
 
-/// Parses a tagged table through the registries, naming the section in errors.
+/// Parses a tagged table through the registries, naming the section in errors; a key that names
+/// no field of the chosen type is an error listing the valid ones (typetag ignores unknown keys).
 fn tagged<T: ?Sized>(section: &str, t: &toml::Table) -> Result<Box<T>>
 where
-    Box<T>: serde::de::DeserializeOwned,
+    Box<T>: serde::de::DeserializeOwned + serde::Serialize,
 {
     let value = toml::Value::Table(t.clone());
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let parsed: Box<T> = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         TrainError::Config(format!(
             "config error at `{section}.{path}`: {}",
             e.into_inner()
         ))
-    })
+    })?;
+    if let Ok(toml::Value::Table(back)) = toml::Value::try_from(&parsed) {
+        rlvr_core::algo::check_known_fields(section, t, &back)?;
+    }
+    Ok(parsed)
 }
 
 impl RunConfig {
