@@ -28,7 +28,7 @@ pub struct RunFlags {
 }
 
 /// Removes `--name VALUE` / `--name=VALUE` from `params`, returning the value.
-fn take_flag(params: &mut Vec<String>, name: &str) -> Result<Option<String>> {
+pub fn take_flag(params: &mut Vec<String>, name: &str) -> Result<Option<String>> {
     let long = format!("--{name}");
     let eq = format!("--{name}=");
     if let Some(i) = params.iter().position(|p| *p == long) {

@@ -112,6 +112,23 @@ fn metrics_have_the_documented_keys_and_tensorboard_events() {
 }
 
 #[test]
+fn ordinary_options_may_follow_algorithm_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = rlvr()
+        .args(["train", "--topk", "2", "--name", "after", "--steps", "1"])
+        .args(["--runs-dir", tmp.path().to_str().unwrap()])
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(tmp.path().join("after/config.toml")).unwrap();
+    assert!(
+        config.contains("topk = 2") && config.contains("steps = 1"),
+        "{config}"
+    );
+}
+
+#[test]
 fn exit_codes_are_2_for_usage_errors_and_1_for_failures_at_run_time() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().to_str().unwrap();

@@ -2,7 +2,7 @@
 //! progress, checkpoints and before/after evaluation (`rlvr_train::fit`).
 
 use crate::args::{AlgoArgs, TargetArgs};
-use crate::document::{self, RunFlags};
+use crate::document::{self, take_flag, RunFlags};
 use crate::output::Console;
 use crate::usage_bail;
 use anyhow::Result;
@@ -52,6 +52,35 @@ impl TrainArgs {
 }
 
 impl TrainArgs {
+    /// Moves `--name`, `--runs-dir`, `--resume`, `--set`, `--config` and `--steps` given after
+    /// algorithm parameters
+    /// (where the parameters' catch-all takes them) back into their fields.
+    fn normalized(mut self) -> Result<TrainArgs> {
+        let params = &mut self.algo.params;
+        if let Some(v) = take_flag(params, "name")? {
+            self.name.get_or_insert(v);
+        }
+        if let Some(v) = take_flag(params, "runs-dir")? {
+            self.runs_dir = PathBuf::from(v);
+        }
+        if let Some(v) = take_flag(params, "resume")? {
+            self.resume.get_or_insert(PathBuf::from(v));
+        }
+        while let Some(v) = take_flag(params, "set")? {
+            self.algo.sets.push(v);
+        }
+        if let Some(v) = take_flag(params, "config")? {
+            self.algo.config.get_or_insert(PathBuf::from(v));
+        }
+        if let Some(v) = take_flag(params, "steps")? {
+            let Ok(steps) = v.parse::<u64>() else {
+                usage_bail!("--steps {v}: expected a whole number");
+            };
+            self.steps.get_or_insert(steps);
+        }
+        Ok(self)
+    }
+
     /// The flags given that would change a run (all but `--steps` and `--runs-dir`).
     fn run_changing_flags(&self) -> Vec<&'static str> {
         let a = &self.algo;
@@ -76,6 +105,7 @@ impl TrainArgs {
 
 /// Runs `rlvr train`.
 pub fn exec(args: TrainArgs) -> Result<()> {
+    let args = args.normalized()?;
     if let Some(dir) = &args.resume {
         let changing = args.run_changing_flags();
         if !changing.is_empty() {
