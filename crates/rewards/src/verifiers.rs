@@ -11,13 +11,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
 #[serde(default)]
 pub struct MathConfig {
-    /// Relative tolerance of numeric comparison.
+    /// Relative tolerance of comparisons by evaluation (exact constants such as `\sqrt{12}` and
+    /// `2\sqrt3`, identities in free variables): above floating-point noise, below any real
+    /// difference. Decimals are compared after rounding to 6 places instead (Math-Verify's rule).
     pub rel_tol: f64,
 }
 
 impl Default for MathConfig {
     fn default() -> Self {
-        MathConfig { rel_tol: 1e-6 }
+        MathConfig {
+            rel_tol: crate::math::DEFAULT_REL_TOL,
+        }
     }
 }
 

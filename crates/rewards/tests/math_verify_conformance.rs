@@ -1,6 +1,6 @@
 //! Agreement with Math-Verify's own verdicts on the cases of its test suite
 //! (tests/data/math_verify_cases.json). Prints the agreement per source file and every
-//! disagreement; requires ≥ 85% overall. Deliberate disagreements are listed in
+//! disagreement; requires ≥ 95% overall. Deliberate disagreements are listed in
 //! `crates/rewards/CONFORMANCE.md`.
 
 use rlvr_core::{Outcome, Verifier};
@@ -52,7 +52,7 @@ fn agreement_with_math_verify() {
     for d in &disagreements {
         println!("  {d}");
     }
-    assert!(rate >= 0.85, "agreement {rate}");
+    assert!(rate >= 0.95, "agreement {rate} < 0.95");
 }
 
 fn truncate(s: &str) -> String {

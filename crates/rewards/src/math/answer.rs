@@ -18,6 +18,8 @@ pub enum Answer {
     Union(Vec<Answer>),
     /// `lhs op rhs` with op one of = < > ≤ ≥ ≠.
     Rel(Expr, char, Box<Answer>),
+    /// `x%`: the value x/100, also read as x against a whole-number answer (see [`equal`]).
+    Percent(Expr),
     /// Anything else, compared as normalised text.
     Text(String),
 }
@@ -62,12 +64,46 @@ fn wrapped(s: &str) -> bool {
     depth == 0
 }
 
+/// `6\3\0` → `6\\3\\0`: a backslash not followed by a letter becomes a row break.
+fn lone_backslash_rows(body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 8);
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '\\' && !chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            out.push('\\');
+        }
+    }
+    out
+}
+
 fn parse_matrix(s: &str) -> Option<Answer> {
     let begin = s.find("\\begin{")?;
     let env_end = s[begin..].find('}')? + begin;
-    let body_start = env_end + 1;
+    let mut body_start = env_end + 1;
+    // `\begin{array}{cc}`: skip the column specification.
+    if s[begin..env_end].ends_with("array") {
+        if let Some(rest) = s[body_start..].strip_prefix('{') {
+            body_start += rest.find('}')? + 2;
+        }
+    }
     let end = s.rfind("\\end{")?;
     let body = s.get(body_start..end)?;
+    // Only brackets may wrap the environment: `\left[\begin{array}...\end{array}\right]`.
+    let after = s[end..].find('}')? + end + 1;
+    if !matches!(s[..begin].trim(), "" | "[" | "(") || !matches!(s[after..].trim(), "" | "]" | ")")
+    {
+        return None;
+    }
+    // MATH's preprocessing collapsed some row breaks `\\` to `\` (`6\3\0`): a lone backslash
+    // before anything but a command name breaks a row too.
+    let repaired;
+    let body = if body.contains("\\\\") {
+        body
+    } else {
+        repaired = lone_backslash_rows(body);
+        &repaired
+    };
     let rows: Vec<Vec<Answer>> = body
         .split("\\\\")
         .map(str::trim)
@@ -80,7 +116,7 @@ fn parse_matrix(s: &str) -> Option<Answer> {
 /// Parses normalised answer text.
 pub fn parse_answer(s: &str) -> Answer {
     let s = s.trim();
-    if s.contains("\\begin{") && s.contains("matrix") {
+    if s.contains("\\begin{") && (s.contains("matrix}") || s.contains("array}")) {
         if let Some(m) = parse_matrix(s) {
             return m;
         }
@@ -98,6 +134,11 @@ pub fn parse_answer(s: &str) -> Answer {
                 .collect(),
         );
     }
+    // `;` separates answers more loosely than `,`: `1; 2` and `p=5,q=2; p=7,q=2` are lists.
+    let items = split_top(s, ';');
+    if items.len() > 1 && items.iter().all(|p| !p.is_empty()) {
+        return Answer::Set(items.iter().map(|p| parse_answer(p)).collect());
+    }
     let items = split_top(s, ',');
     if items.len() > 1 {
         return Answer::Set(
@@ -110,13 +151,20 @@ pub fn parse_answer(s: &str) -> Answer {
     }
     let first = s.chars().next().unwrap_or(' ');
     let last = s.chars().last().unwrap_or(' ');
+    // A brace group around the whole answer only groups: `x = {A,B}` is `x = A,B`.
+    if first == '{' && last == '}' && wrapped(s) {
+        return parse_answer(&s[1..s.len() - 1]);
+    }
     if matches!(first, '(' | '[') && matches!(last, ')' | ']') && wrapped(s) {
         let inner: String = s
             .chars()
             .skip(1)
             .take(s.chars().count().saturating_sub(2))
             .collect();
-        let parts = split_top(&inner, ',');
+        let mut parts = split_top(&inner, ',');
+        if parts.len() == 1 {
+            parts = split_top(&inner, ';');
+        }
         if parts.len() > 1 {
             return Answer::Seq(first, parts.iter().map(|p| parse_answer(p)).collect(), last);
         }
@@ -159,6 +207,9 @@ pub fn parse_answer(s: &str) -> Answer {
             return Answer::Rel(lhs, op, Box::new(parse_answer(rhs)));
         }
     }
+    if let Some(e) = s.strip_suffix('%').and_then(|x| parse(x.trim())) {
+        return Answer::Percent(e);
+    }
     match parse(s) {
         Some(e) => Answer::Expr(e),
         None => Answer::Text(
@@ -167,6 +218,33 @@ pub fn parse_answer(s: &str) -> Answer {
                 .filter(|c| !c.is_whitespace())
                 .collect(),
         ),
+    }
+}
+
+/// The values of a list of assignments to distinct names (`p=5, q=2` → `[5, 2]`), if it is one.
+fn assignments(items: &[Answer]) -> Option<Vec<&Answer>> {
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for item in items {
+        match item {
+            Answer::Rel(l, '=', r) if is_symbol(l) && !names.contains(&l) => {
+                names.push(l);
+                values.push(r.as_ref());
+            }
+            _ => return None,
+        }
+    }
+    Some(values)
+}
+
+/// Whether an answer is made of mathematics only (no [`Answer::Text`] anywhere).
+pub fn is_math(a: &Answer) -> bool {
+    match a {
+        Answer::Expr(_) | Answer::Percent(_) => true,
+        Answer::Text(_) => false,
+        Answer::Seq(_, xs, _) | Answer::Set(xs) | Answer::Union(xs) => xs.iter().all(is_math),
+        Answer::Matrix(rows) => rows.iter().flatten().all(is_math),
+        Answer::Rel(_, _, r) => is_math(r),
     }
 }
 
@@ -225,9 +303,13 @@ pub fn equal(gold: &Answer, pred: &Answer, rel: f64) -> bool {
     use Answer::*;
     match (gold, pred) {
         (Expr(a), Expr(b)) => equivalent(a, b, rel),
-        // `x = 5` vs `5` (either side).
+        // A gold assignment `x = 5` against `5`: the value (Math-Verify: gold assignment, pred
+        // not an equation).
         (Rel(l, '=', r), other) if is_name(l) && !matches!(other, Rel(..)) => equal(r, other, rel),
-        (other, Rel(l, '=', r)) if is_name(l) && !matches!(other, Rel(..)) => equal(other, r, rel),
+        // A predicted equation against a gold that is not a relation: its right side is the
+        // answer, whatever the left side (`m + n = 795`, `(2 + 4) \times 3 = 18`; Math-Verify
+        // unwraps the last relation of a predicted equation the same way).
+        (other, Rel(_, '=', r)) if !matches!(other, Rel(..)) => equal(other, r, rel),
         (Rel(l1, o1, r1), Rel(l2, o2, r2)) => {
             if is_symbol(l1) && is_symbol(l2) && o1 == o2 && l1 == l2 && equal(r1, r2, rel) {
                 return true;
@@ -249,12 +331,22 @@ pub fn equal(gold: &Answer, pred: &Answer, rel: f64) -> bool {
             *o1 == flip(*o2) && *o1 != *o2 && equivalent(&d1, &neg2, rel)
         }
         (Seq(o1, a, c1), Seq(o2, b, c2)) => {
-            o1 == o2
-                && c1 == c2
+            // The bracket at an infinite end of an interval says nothing: `[-∞, 1)` is `(-∞, 1)`.
+            let infinite = |x: Option<&Answer>| matches!(x, Some(Expr(e)) if e.eval(&|_| None).re.is_infinite());
+            let open_same = o1 == o2 || (infinite(a.first()) && infinite(b.first()));
+            let close_same = c1 == c2 || (infinite(a.last()) && infinite(b.last()));
+            open_same
+                && close_same
                 && a.len() == b.len()
                 && a.iter().zip(b).all(|(x, y)| equal(x, y, rel))
         }
         (Set(a), Set(b)) | (Union(a), Union(b)) => unordered(a, b, rel),
+        // Named values against a tuple: `p=5, q=2` is the solution `(5, 2)`.
+        (Set(a), Seq('(', b, ')')) | (Seq('(', b, ')'), Set(a))
+            if a.len() == b.len() && a.len() > 1 && assignments(a).is_some() =>
+        {
+            assignments(a).is_some_and(|values| values.iter().zip(b).all(|(x, y)| equal(x, y, rel)))
+        }
         (Set(a), Seq('(', b, ')')) | (Seq('(', b, ')'), Set(a)) if a.len() == 1 => {
             a.len() == b.len() && equal(&a[0], &Seq('(', b.clone(), ')'), rel)
         }
@@ -264,6 +356,21 @@ pub fn equal(gold: &Answer, pred: &Answer, rel: f64) -> bool {
                 && a.iter().zip(b).all(|(r, s)| {
                     r.len() == s.len() && r.iter().zip(s).all(|(x, y)| equal(x, y, rel))
                 })
+        }
+        (Percent(a), Percent(b)) => equivalent(a, b, rel),
+        // `25%` against `25` (a whole number asked "in percent") or against `0.25`; Math-Verify
+        // reads a percent the same way.
+        (Expr(g), Percent(x)) | (Percent(x), Expr(g)) => {
+            let whole = |e: &super::expr::Expr| matches!(e, super::expr::Expr::Num(n) if *n >= 0.0 && n.fract() == 0.0);
+            (whole(g) && whole(x) && g == x)
+                || equivalent(
+                    g,
+                    &super::expr::Expr::Div(
+                        Box::new(x.clone()),
+                        Box::new(super::expr::Expr::Num(100.0)),
+                    ),
+                    rel,
+                )
         }
         (Text(a), Text(b)) => a == b,
         (Text(a), Expr(e)) | (Expr(e), Text(a)) => {

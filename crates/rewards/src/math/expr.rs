@@ -92,8 +92,11 @@ impl C {
 /// An expression tree.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// A number.
+    /// A number written without a decimal point (an exact value).
     Num(f64),
+    /// A number written with a decimal point or an exponent (`0.33`, `1e-5`): an approximation,
+    /// compared after rounding (see [`equivalent`]).
+    Dec(f64),
     /// A named constant or variable (π, e and i are constants).
     Sym(String),
     /// −x.
@@ -147,9 +150,16 @@ const GREEK: [&str; 24] = [
     "omega",
 ];
 
+/// Whether `name` is a function or a constant this parser knows (`sin`, `sqrt`, `pi`, `alpha`):
+/// such a word after a number is part of the expression, not a unit.
+pub fn is_named_function_or_constant(name: &str) -> bool {
+    FUNCS.contains(&name) || GREEK.contains(&name) || matches!(name, "pi" | "infty")
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Num(f64),
+    Dec(f64),
     Ident(String),
     Func(String),
     Op(char),
@@ -203,7 +213,12 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
                 }
             }
             let text: String = chars[start..i].iter().collect();
-            out.push(Tok::Num(text.parse().ok()?));
+            let value = text.parse().ok()?;
+            out.push(if text.contains(['.', 'e', 'E']) {
+                Tok::Dec(value)
+            } else {
+                Tok::Num(value)
+            });
             continue;
         }
         if c == '\\' {
@@ -242,6 +257,11 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
                 n if GREEK.contains(&n) => out.push(Tok::Ident(n.to_string())),
                 _ => return None,
             }
+            continue;
+        }
+        if c == 'π' {
+            out.push(Tok::Ident("pi".into()));
+            i += 1;
             continue;
         }
         if c.is_alphabetic() {
@@ -369,7 +389,13 @@ impl Parser {
     fn starts_factor(t: &Tok) -> bool {
         matches!(
             t,
-            Tok::Num(_) | Tok::Ident(_) | Tok::Func(_) | Tok::Open(_) | Tok::Frac | Tok::Sqrt
+            Tok::Num(_)
+                | Tok::Dec(_)
+                | Tok::Ident(_)
+                | Tok::Func(_)
+                | Tok::Open(_)
+                | Tok::Frac
+                | Tok::Sqrt
         )
     }
 
@@ -450,6 +476,7 @@ impl Parser {
         self.enter()?;
         let e = match self.next()? {
             Tok::Num(n) => Expr::Num(n),
+            Tok::Dec(n) => Expr::Dec(n),
             Tok::Ident(name) => Expr::Sym(name),
             Tok::Open(_) => {
                 let inner = self.expr()?;
@@ -524,7 +551,7 @@ impl Expr {
     /// Free variables (every symbol but π, e and i).
     pub fn vars(&self, out: &mut BTreeSet<String>) {
         match self {
-            Expr::Num(_) => {}
+            Expr::Num(_) | Expr::Dec(_) => {}
             Expr::Sym(s) => {
                 if !matches!(s.as_str(), "pi" | "e" | "i") {
                     out.insert(s.clone());
@@ -546,7 +573,7 @@ impl Expr {
     /// Evaluates with variables bound by `env`.
     pub fn eval(&self, env: &dyn Fn(&str) -> Option<f64>) -> C {
         match self {
-            Expr::Num(n) => C::real(*n),
+            Expr::Num(n) | Expr::Dec(n) => C::real(*n),
             Expr::Sym(s) => match s.as_str() {
                 "pi" => C::real(std::f64::consts::PI),
                 "e" => C::real(std::f64::consts::E),
@@ -648,8 +675,34 @@ pub fn close(a: C, b: C, rel: f64) -> bool {
     (a.re - b.re).abs() <= rel * scale && (a.im - b.im).abs() <= rel * scale
 }
 
-/// Whether two expressions are equal: numerically when both are constants, otherwise at several
-/// points for their free variables (probabilistic identity testing).
+/// Decimal places to which a decimal answer is rounded before it is compared (Math-Verify's
+/// `float_rounding` default: `1/3` equals `0.333333` but not `0.33`).
+pub const FLOAT_ROUNDING: i32 = 6;
+
+/// Whether `e` is a decimal literal, possibly negated: `0.33`, `-1.5e3`.
+pub fn is_decimal(e: &Expr) -> bool {
+    match e {
+        Expr::Dec(_) => true,
+        Expr::Neg(a) => is_decimal(a),
+        _ => false,
+    }
+}
+
+/// Whether two real values agree when both are rounded to `places` decimal places (ties to
+/// even, as sympy's `round`); values too large for that to mean anything in f64 compare
+/// relatively at 1e-15.
+pub fn round_equal(a: f64, b: f64, places: i32) -> bool {
+    let scale = 10f64.powi(places);
+    if a.abs().max(b.abs()) * scale > 2f64.powi(52) {
+        return close(C::real(a), C::real(b), 1e-15);
+    }
+    (a * scale).round_ties_even() == (b * scale).round_ties_even()
+}
+
+/// Whether two expressions are equal. When either one is a decimal literal and both are real
+/// constants, after rounding both to [`FLOAT_ROUNDING`] places (Math-Verify's rule for floats);
+/// other constants numerically at relative tolerance `rel`; expressions with free variables at
+/// several points (probabilistic identity testing).
 pub fn equivalent(a: &Expr, b: &Expr, rel: f64) -> bool {
     let mut vars = BTreeSet::new();
     a.vars(&mut vars);
@@ -657,6 +710,12 @@ pub fn equivalent(a: &Expr, b: &Expr, rel: f64) -> bool {
     let vars: Vec<String> = vars.into_iter().collect();
     if vars.len() > 8 {
         return false;
+    }
+    if vars.is_empty() && (is_decimal(a) || is_decimal(b)) {
+        let (x, y) = (a.eval(&|_| None), b.eval(&|_| None));
+        if x.is_real() && y.is_real() && x.re.is_finite() && y.re.is_finite() {
+            return round_equal(x.re, y.re, FLOAT_ROUNDING);
+        }
     }
     let mut compared = 0;
     for (k, base) in POINTS.iter().enumerate() {
@@ -736,6 +795,7 @@ mod tests {
         assert!(eq("i^5+i^{-25}+i^{45}", "i"));
         assert!(eq("\\frac{1}{3\\sqrt[3]{x}^2}", "\\frac{1}{3x^{2/3}}"));
         assert!(eq("2\\pi r", "2 r \\pi"));
+        assert!(eq("10π", "10\\pi"));
         assert!(eq("(x+1)^2", "x^2+2x+1"));
         assert!(!eq("x+1", "x+2"));
         assert!(eq("5!", "120"));

@@ -107,9 +107,35 @@ fn answer_phrase_at(text: &str) -> Option<(usize, String)> {
         .filter_map(|k| lower.rfind(k).map(|p| (p, *k)))
         .max_by_key(|(p, _)| *p)?;
     let rest = text.get(pos + key.len()..)?.trim_start_matches([':', ' ']);
-    let line = rest.lines().next().unwrap_or("").trim();
+    let line = rest.lines().next().unwrap_or("");
+    // The phrase ends with its sentence or at a chat token: "is 19. I hope it is correct".
+    let end = [". ", "<|", "</s>"]
+        .iter()
+        .filter_map(|stop| line.find(stop))
+        .min()
+        .unwrap_or(line.len());
+    let line = line[..end].trim();
     let line = line.strip_suffix('.').unwrap_or(line);
     (!line.is_empty()).then(|| (pos, line.to_string()))
+}
+
+/// The answer stated by an answer phrase: its box; its last math span or number (whichever is
+/// later) when it has math spans; the whole phrase when it reads as math (`\frac{5}{54} dollars`,
+/// `x = 3`); else its last number.
+fn phrase_answer(a: &str) -> String {
+    if let Some(b) = last_boxed(a) {
+        return b;
+    }
+    if last_math_span(a).is_some() {
+        if let Some(t) = tail_answer(a) {
+            return t;
+        }
+    }
+    let parsed = super::answer::parse_answer(&super::normalize::normalize(a));
+    if super::answer::is_math(&parsed) {
+        return a.to_string();
+    }
+    tail_answer(a).unwrap_or_else(|| a.to_string())
 }
 
 /// The later of the last math span and the last plain-text number of `text`.
@@ -222,6 +248,30 @@ pub fn boxed_answer(text: &str) -> Option<String> {
     Some(parts.join(", "))
 }
 
+/// Where a number ending at `end` starts when it is written with spaces between thousands
+/// groups (`1 000 000`); `start` when it is not.
+fn spaced_thousands_start(b: &[u8], start: usize, end: usize) -> usize {
+    if end - start != 3 || !b[start..end].iter().all(u8::is_ascii_digit) {
+        return start;
+    }
+    let mut s = start;
+    while s >= 2 && b[s - 1] == b' ' {
+        let mut g = s - 1;
+        while g > 0 && b[g - 1].is_ascii_digit() {
+            g -= 1;
+        }
+        let width = s - 1 - g;
+        if width == 0 || width > 3 || (g > 0 && matches!(b[g - 1], b'.' | b',')) {
+            break;
+        }
+        s = g;
+        if width < 3 {
+            break;
+        }
+    }
+    s
+}
+
 /// The last number written in plain text (`1,000.99`, `2.5`, `100%`), with its end position.
 fn last_plain_number(text: &str) -> Option<(usize, String)> {
     let b = text.as_bytes();
@@ -236,6 +286,14 @@ fn last_plain_number(text: &str) -> Option<(usize, String)> {
                     || ((b[start - 1] == b'.' || b[start - 1] == b',')
                         && start >= 2
                         && b[start - 2].is_ascii_digit()))
+            {
+                start -= 1;
+            }
+            start = spaced_thousands_start(b, start, end);
+            // A leading-dot decimal: `.5`, `-.25` (not the full stop of `x.5`).
+            if start >= 1
+                && b[start - 1] == b'.'
+                && (start == 1 || !b[start - 2].is_ascii_alphanumeric())
             {
                 start -= 1;
             }
@@ -267,11 +325,7 @@ pub fn extract(text: &str) -> Option<String> {
     // A "final answer" phrase after the last box wins over it.
     if let Some((pos, a)) = &phrase {
         if last_box.is_none_or(|b| *pos > b) {
-            return Some(
-                last_boxed(a)
-                    .or_else(|| tail_answer(a))
-                    .unwrap_or_else(|| a.clone()),
-            );
+            return Some(phrase_answer(a));
         }
     }
     if let Some(b) = boxed_answer(text) {
@@ -309,6 +363,20 @@ mod tests {
             Some("1, 2")
         );
         assert_eq!(extract("The answer is $5$.").as_deref(), Some("5"));
+        assert_eq!(
+            extract("So the answer is 19. I hope it is correct.<|im_end|>").as_deref(),
+            Some("19")
+        );
+        assert_eq!(
+            extract("The answer is \\frac{5}{54} dollars.").as_deref(),
+            Some("\\frac{5}{54} dollars")
+        );
+        assert_eq!(extract("The answer is -.25.").as_deref(), Some("-.25"));
+        assert_eq!(extract("1 000").as_deref(), Some("1 000"));
+        assert_eq!(
+            extract("it costs 12 345 678").as_deref(),
+            Some("12 345 678")
+        );
         assert_eq!(extract("blah\n#### 1,234").as_deref(), Some("1,234"));
         assert_eq!(
             extract("We get $x=2$ and so $y = 3$").as_deref(),

@@ -15,16 +15,23 @@ pub const MAX_ANSWER_LEN: usize = 2000;
 /// Responses longer than this are cut to their last part before extraction.
 pub const MAX_RESPONSE_LEN: usize = 100_000;
 
+/// Default relative tolerance of comparisons by evaluation: far above f64 rounding noise, far
+/// below a real difference (`1000000` and `1000001` differ at 1e-6).
+pub const DEFAULT_REL_TOL: f64 = 1e-9;
+
 /// The math verifier.
 #[derive(Debug, Clone)]
 pub struct MathVerifier {
-    /// Relative tolerance of numeric comparison.
+    /// Relative tolerance of comparisons by evaluation (exact constants, identities); decimals
+    /// are compared after rounding instead ([`expr::FLOAT_ROUNDING`]).
     pub rel_tol: f64,
 }
 
 impl Default for MathVerifier {
     fn default() -> Self {
-        MathVerifier { rel_tol: 1e-6 }
+        MathVerifier {
+            rel_tol: DEFAULT_REL_TOL,
+        }
     }
 }
 
