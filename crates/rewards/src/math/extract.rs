@@ -131,8 +131,11 @@ fn phrase_answer(a: &str) -> String {
             return t;
         }
     }
-    let parsed = super::answer::parse_answer(&super::normalize::normalize(a));
-    if super::answer::is_math(&parsed) {
+    if a.len() <= super::MAX_ANSWER_LEN
+        && super::answer::is_math(&super::answer::parse_answer(&super::normalize::normalize(
+            a,
+        )))
+    {
         return a.to_string();
     }
     tail_answer(a).unwrap_or_else(|| a.to_string())

@@ -94,3 +94,45 @@ impl Verifier for MathVerifier {
         Verdict::new(outcome, Some(pred))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(response: &str, gold: &str) -> bool {
+        MathVerifier::default().verify(response, gold).outcome == Outcome::Correct
+    }
+
+    #[test]
+    fn math_verify_rules() {
+        // Decimals at 6 places, exact values exactly.
+        assert!(same("\\boxed{0.333333}", "\\frac{1}{3}"));
+        assert!(!same("\\boxed{0.33}", "\\frac{1}{3}"));
+        assert!(same("\\boxed{9.424778}", "3\\pi"));
+        assert!(!same("\\boxed{1000001}", "1000000"));
+        assert!(same("\\boxed{\\sqrt{12}}", "2\\sqrt{3}"));
+        // A predicted equation answers with its right side.
+        assert!(same("We find $m+n = 795$.", "795"));
+        assert!(!same("\\boxed{x \\neq 5}", "5"));
+        // Percent: x/100, or x against a whole number.
+        assert!(same("\\boxed{25\\%}", "25"));
+        assert!(same("\\boxed{25\\%}", "0.25"));
+        assert!(!same("\\boxed{\\frac{5}{7}\\%}", "\\frac{5}{7}"));
+        // Lists, tuples and intervals.
+        assert!(same("\\boxed{3; 1; 2}", "1,2,3"));
+        assert!(same("$p=5,q=2$", "(5,2)"));
+        assert!(same("\\boxed{[-\\infty, 1)}", "(-\\infty,1)"));
+        assert!(!same("\\boxed{[0, 1)}", "(0,1)"));
+        assert!(same("\\boxed{x \\in (-\\infty, 1]}", "(-\\infty,1]"));
+        // Matrices in any environment.
+        assert!(same(
+            "\\boxed{\\left[\\begin{array}{cc}1 & 0 \\\\ 0 & 1\\end{array}\\right]}",
+            "\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}"
+        ));
+        // Where rlvr is right and Math-Verify 0.9.0 extracts nothing (CONFORMANCE.md).
+        assert!(same("The answer is \\$13.", "13"));
+        assert!(same("The answer is -.5.", "-\\frac{1}{2}"));
+        // Digits inside words are not numbers.
+        assert!(!same("The answer is abc123def.", "123"));
+    }
+}

@@ -223,6 +223,10 @@ fn strip_units(s: &str) -> Option<String> {
             continue;
         }
         let (head, tail) = (s[..i].trim(), &s[i..]);
+        // Units are a few short words; a bound keeps this linear in the answer's length.
+        if tail.len() > 32 {
+            continue;
+        }
         let words: Vec<&str> = tail.split_whitespace().collect();
         if words.is_empty() || !words.iter().all(|w| is_unit_word(w)) {
             continue;
