@@ -43,6 +43,14 @@ pub enum CoreError {
     /// An error raised by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A reward program or service failed, timed out or answered malformed data.
+    #[error("reward {verifier}: {message}")]
+    Reward {
+        /// The program or URL.
+        verifier: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

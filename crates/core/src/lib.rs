@@ -33,7 +33,7 @@ pub use policy::{
     FinishReason, Generation, ModelConfig, Policy, SamplingConfig, SequenceBatch, TextCodec,
 };
 pub use registry::{Kind, Registration};
-pub use reward::{Outcome, Verdict, Verifier, VerifierConfig};
+pub use reward::{Outcome, RewardInput, Verdict, Verifier, VerifierConfig};
 pub use stats::{token_stats_from_logits, StatsNeeds, TokenStats};
 pub use task::{Problem, Split, Task, TaskConfig};
 

@@ -47,10 +47,36 @@ impl Verdict {
     }
 }
 
+/// One response to score, with what a reward program may want to see (verl's
+/// `compute_score(data_source, solution_str, ground_truth, extra_info)`, plus the prompt).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RewardInput<'a> {
+    /// The problem's prompt (before any chat template).
+    pub prompt: &'a str,
+    /// The sampled response.
+    pub response: &'a str,
+    /// The reference answer.
+    pub ground_truth: &'a str,
+    /// The problem's origin.
+    pub data_source: &'a str,
+    /// The problem's identifier (`row-12` for dataset rows).
+    pub id: &'a str,
+}
+
 /// Scores a response against a ground truth. Never panics, bounded in time on any input.
 pub trait Verifier: Send + Sync {
     /// Verifies one response.
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict;
+
+    /// Verifies a batch, in order. Reward programs and services answer a whole batch per request
+    /// and fail with [`crate::CoreError::Reward`] instead of scoring zero; the default verifies
+    /// item by item.
+    fn verify_batch(&self, items: &[RewardInput<'_>]) -> Result<Vec<Verdict>> {
+        Ok(items
+            .iter()
+            .map(|i| self.verify(i.response, i.ground_truth))
+            .collect())
+    }
 }
 
 /// Serialisable, tagged configuration of a verifier (`type = "math"`).

@@ -4,7 +4,7 @@
 use crate::math::{extract, MathVerifier};
 use documented::DocumentedFields;
 use rayon::prelude::*;
-use rlvr_core::{CoreError, Outcome, Verdict, Verifier, VerifierConfig};
+use rlvr_core::{CoreError, Outcome, RewardInput, Verdict, Verifier, VerifierConfig};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the `math` verifier.
@@ -67,6 +67,10 @@ rlvr_core::register!(
 pub struct Gsm8kVerifier;
 
 impl Verifier for Gsm8kVerifier {
+    fn verify_batch(&self, items: &[RewardInput<'_>]) -> rlvr_core::Result<Vec<Verdict>> {
+        Ok(verify_each(self, items))
+    }
+
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
         let gold = extract::hashes(ground_truth).unwrap_or_else(|| ground_truth.trim().to_string());
         let pred = extract::hashes(response).or_else(|| extract::extract(response));
@@ -101,6 +105,10 @@ rlvr_core::register!(
 );
 
 impl Verifier for ExactConfig {
+    fn verify_batch(&self, items: &[RewardInput<'_>]) -> rlvr_core::Result<Vec<Verdict>> {
+        Ok(verify_each(self, items))
+    }
+
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
         let pred = if self.extract {
             extract::extract(response)
@@ -128,7 +136,8 @@ impl VerifierConfig for ExactConfig {
     }
 }
 
-/// The verifier for a dataset's `data_source`: GSM8K sources get `gsm8k`, everything else `math`.
+/// The built-in verifier for a dataset's `data_source`: GSM8K sources get `gsm8k`, everything
+/// else `math`.
 pub fn for_data_source(data_source: &str) -> Box<dyn Verifier> {
     if data_source.to_ascii_lowercase().contains("gsm8k") {
         Box::new(Gsm8kVerifier)
@@ -143,4 +152,63 @@ pub fn score_batch(verifier: &dyn Verifier, pairs: &[(String, String)]) -> Vec<V
         .par_iter()
         .map(|(r, g)| verifier.verify(r, g))
         .collect()
+}
+
+/// Verifies each item on its own, in parallel (the batch method of in-process verifiers).
+pub fn verify_each<V: Verifier + ?Sized>(verifier: &V, items: &[RewardInput<'_>]) -> Vec<Verdict> {
+    items
+        .par_iter()
+        .map(|i| verifier.verify(i.response, i.ground_truth))
+        .collect()
+}
+
+/// Chooses the verifier of each response by its problem's `data_source` (the `[reward]` table of
+/// a run): a source listed in `sources`, else `default`, else the built-in choice
+/// ([`for_data_source`]). One batch per verifier, so a reward program sees whole batches.
+pub struct SourceRouter {
+    /// Verifiers of named sources.
+    pub sources: std::collections::BTreeMap<String, Box<dyn Verifier>>,
+    /// The verifier of every other source; `None` = the built-in choice.
+    pub default: Option<Box<dyn Verifier>>,
+}
+
+impl SourceRouter {
+    fn route(&self, source: &str) -> Result<&dyn Verifier, Box<dyn Verifier>> {
+        match self.sources.get(source).or(self.default.as_ref()) {
+            Some(v) => Ok(v.as_ref()),
+            None => Err(for_data_source(source)),
+        }
+    }
+}
+
+impl Verifier for SourceRouter {
+    fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
+        // Without the source, the default verifier decides.
+        match self.route("") {
+            Ok(v) => v.verify(response, ground_truth),
+            Err(v) => v.verify(response, ground_truth),
+        }
+    }
+
+    fn verify_batch(&self, items: &[RewardInput<'_>]) -> rlvr_core::Result<Vec<Verdict>> {
+        let mut by_source: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+        for (k, item) in items.iter().enumerate() {
+            by_source.entry(item.data_source).or_default().push(k);
+        }
+        let mut out: Vec<Option<Verdict>> = vec![None; items.len()];
+        for (source, indices) in by_source {
+            let subset: Vec<RewardInput<'_>> = indices.iter().map(|&k| items[k]).collect();
+            let verdicts = match self.route(source) {
+                Ok(v) => v.verify_batch(&subset)?,
+                Err(builtin) => builtin.verify_batch(&subset)?,
+            };
+            for (k, v) in indices.into_iter().zip(verdicts) {
+                out[k] = Some(v);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|v| v.unwrap_or_else(|| Verdict::new(Outcome::TimedOut, None)))
+            .collect())
+    }
 }

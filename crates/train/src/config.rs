@@ -1,12 +1,13 @@
-//! The configuration of a training run: `[algo]`, `[model]`, `[task]` or `[data]`, `[train]`,
-//! resolved from built-in defaults, a TOML file, `--set` overrides and flags, and validated before
+//! The configuration of a training run: `[algo]`, `[model]`, `[task]` or `[data]` (with
+//! `[reward]`), `[train]`, resolved from built-in defaults, a TOML file, `--set` overrides and
+//! flags, and validated before
 //! any work. The resolved document is written to `runs/<name>/config.toml`.
 
 use crate::config_bail;
 use crate::error::{Result, ResultExt, TrainError};
 use crate::optim::Schedule;
 use documented::DocumentedFields;
-use rlvr_core::{AlgoConfig, ModelConfig, TaskConfig};
+use rlvr_core::{AlgoConfig, ModelConfig, TaskConfig, VerifierConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -186,6 +187,87 @@ impl Default for DataConfig {
     }
 }
 
+/// The `[reward]` table: which verifier scores each `data_source` of a dataset run.
+///
+/// ```toml
+/// [reward]
+/// default = "math"                      # sources not listed below; absent = built-in choice
+/// [reward.sources]
+/// "openai/gsm8k" = "gsm8k"
+/// my_task = { type = "command", cmd = ["python3", "my_reward.py"], timeout_s = 30 }
+/// ```
+pub struct RewardSpec {
+    /// The verifier of sources not listed; `None` = `gsm8k` for GSM8K sources, `math` otherwise.
+    pub default: Option<Box<dyn VerifierConfig>>,
+    /// Verifiers by exact `data_source`.
+    pub sources: std::collections::BTreeMap<String, Box<dyn VerifierConfig>>,
+}
+
+impl RewardSpec {
+    /// Parses `[reward]`; every verifier is a registered name or a `{ type = ..., ... }` table.
+    fn parse(t: &toml::Table) -> Result<RewardSpec> {
+        let valid = ["default", "sources"];
+        if let Some(k) = t.keys().find(|k| !valid.contains(&k.as_str())) {
+            config_bail!(
+                "unknown key `reward.{k}`; valid keys: {} (verifiers per data_source go in                  [reward.sources])",
+                valid.join(", ")
+            );
+        }
+        let verifier = |path: &str, v: &toml::Value| -> Result<Box<dyn VerifierConfig>> {
+            let table = match v {
+                toml::Value::String(name) => {
+                    let mut t = toml::Table::new();
+                    t.insert("type".into(), toml::Value::String(name.clone()));
+                    t
+                }
+                toml::Value::Table(t) => t.clone(),
+                other => config_bail!(
+                    "`{path}` must be a verifier name (see `rlvr list verifier`) or a table                      with `type`, got {other}"
+                ),
+            };
+            tagged::<dyn VerifierConfig>(path, &table)
+        };
+        let default = t
+            .get("default")
+            .map(|v| verifier("reward.default", v))
+            .transpose()?;
+        let mut sources = std::collections::BTreeMap::new();
+        match t.get("sources") {
+            None => {}
+            Some(toml::Value::Table(st)) => {
+                for (source, v) in st {
+                    sources.insert(
+                        source.clone(),
+                        verifier(&format!("reward.sources.{source}"), v)?,
+                    );
+                }
+            }
+            Some(_) => config_bail!("`reward.sources` must be a table: data_source = verifier"),
+        }
+        Ok(RewardSpec { default, sources })
+    }
+
+    /// Builds the router of a run (starts reward programs).
+    pub fn build(&self) -> Result<Box<dyn rlvr_core::Verifier>> {
+        let mut sources = std::collections::BTreeMap::new();
+        for (source, v) in &self.sources {
+            sources.insert(
+                source.clone(),
+                v.build()
+                    .with_context(|| format!("reward.sources.{source}"))?,
+            );
+        }
+        let default = match &self.default {
+            Some(v) => Some(v.build().context("reward.default")?),
+            None => None,
+        };
+        Ok(Box::new(rlvr_rewards::verifiers::SourceRouter {
+            sources,
+            default,
+        }))
+    }
+}
+
 /// A fully resolved run.
 pub struct RunConfig {
     /// The algorithm.
@@ -196,6 +278,8 @@ pub struct RunConfig {
     pub task: Option<Box<dyn TaskConfig>>,
     /// Dataset files.
     pub data: Option<DataConfig>,
+    /// Verifiers per `data_source` (dataset runs).
+    pub reward: Option<RewardSpec>,
     /// Loop settings.
     pub train: TrainConfig,
     /// The resolved document (written as config.toml).
@@ -257,7 +341,7 @@ where
 impl RunConfig {
     /// Resolves and validates a run document (after `--set` and flags were applied).
     pub fn from_document(mut doc: toml::Table) -> Result<RunConfig> {
-        let valid = ["algo", "model", "task", "data", "train"];
+        let valid = ["algo", "model", "task", "data", "reward", "train"];
         if let Some(k) = doc.keys().find(|k| !valid.contains(&k.as_str())) {
             config_bail!(
                 "unknown config section `[{k}]`; valid sections: {}",
@@ -294,6 +378,14 @@ impl RunConfig {
                 config_bail!("no task: give --task NAME (see `rlvr list task`) or --data FILE")
             }
         };
+        let reward = match (table(&doc, "reward")?, &data) {
+            (None, _) => None,
+            (Some(t), Some(_)) => Some(RewardSpec::parse(t)?),
+            (Some(_), None) => config_bail!(
+                "[reward] chooses verifiers by data_source for dataset runs (--data); a built-in \
+                 task scores with its own verifier"
+            ),
+        };
         let train: TrainConfig = match table(&doc, "train")? {
             Some(t) => toml::Value::Table(t.clone())
                 .try_into()
@@ -308,6 +400,7 @@ impl RunConfig {
             model,
             task,
             data,
+            reward,
             train,
             document: doc,
         })

@@ -54,10 +54,14 @@ pub fn load_problems(cfg: &RunConfig) -> Result<Problems> {
     if train.is_empty() {
         config_bail!("the task has no training problems");
     }
+    let verifier = match &cfg.reward {
+        Some(spec) => spec.build()?,
+        None => task.verifier(),
+    };
     Ok(Problems {
         train,
         test: task.problems(Split::Test)?,
-        verifier: task.verifier(),
+        verifier,
     })
 }
 

@@ -3,7 +3,8 @@
 use crate::data::{encode_prompts, prompt_text};
 use crate::error::Result;
 use rlvr_core::{
-    FinishReason, Outcome, Policy, Problem, SamplingConfig, SequenceBatch, TextCodec, Verifier,
+    FinishReason, Outcome, Policy, Problem, RewardInput, SamplingConfig, SequenceBatch, TextCodec,
+    Verifier,
 };
 use rlvr_models::tokenizer::HfTokenizer;
 use std::time::Instant;
@@ -107,19 +108,27 @@ pub fn rollout(
     let t1 = Instant::now();
     let rows = gen.tokens.size()[0];
     let mut texts = Vec::with_capacity(rows as usize);
-    let mut pairs = Vec::with_capacity(rows as usize);
     for r in 0..rows {
         let len = gen.mask.get(r).sum(Kind::Float).double_value(&[]) as i64;
         let toks: Vec<i64> =
             Vec::try_from(gen.tokens.get(r).narrow(0, 0, len).to_device(Device::Cpu))?;
-        let text = codec.decode(&toks)?;
-        pairs.push((
-            text.clone(),
-            problems[(r as usize) / n].ground_truth.clone(),
-        ));
-        texts.push(text);
+        texts.push(codec.decode(&toks)?);
     }
-    let verdicts = rlvr_rewards::verifiers::score_batch(verifier, &pairs);
+    let items: Vec<RewardInput<'_>> = texts
+        .iter()
+        .enumerate()
+        .map(|(r, text)| {
+            let p = &problems[r / n];
+            RewardInput {
+                prompt: &p.prompt,
+                response: text,
+                ground_truth: &p.ground_truth,
+                data_source: &p.data_source,
+                id: &p.id,
+            }
+        })
+        .collect();
+    let verdicts = verifier.verify_batch(&items)?;
     let time_score = t1.elapsed().as_secs_f64();
     let scores: Vec<f32> = verdicts.iter().map(|v| v.score as f32).collect();
     let truncated: Vec<f32> = gen

@@ -1,10 +1,10 @@
-//! A dataset as a [`Task`]: the last user message is the prompt, the verifier is routed by
-//! `data_source`, and a fixed share of rows is held out as the test split unless a separate test
+//! A dataset as a [`Task`]: the last user message is the prompt, the verifier is chosen by
+//! `data_source` ([`SourceRouter`]), and a fixed share of rows is held out as the test split unless a separate test
 //! file is given.
 
 use super::Record;
-use crate::verifiers::for_data_source;
-use rlvr_core::{Outcome, Problem, Split, Task, Verdict, Verifier};
+use crate::verifiers::SourceRouter;
+use rlvr_core::{Problem, Split, Task, Verifier};
 
 /// Train and test records.
 pub struct DatasetTask {
@@ -43,35 +43,19 @@ impl DatasetTask {
     }
 }
 
-/// Routes each problem to the verifier of its `data_source` (the ground truth is prefixed with it).
-struct Routed;
-
-impl Verifier for Routed {
-    fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
-        match ground_truth.split_once('\u{1f}') {
-            Some((source, gt)) => for_data_source(source).verify(response, gt),
-            None => Verdict::new(Outcome::GoldUnparseable, None),
-        }
-    }
-}
-
 impl Task for DatasetTask {
     fn problems(&self, split: Split) -> rlvr_core::Result<Vec<Problem>> {
-        let ps = match split {
-            Split::Train => &self.train,
-            Split::Test => &self.test,
-        };
-        // The verifier needs the source: carry it in the ground truth, separated by U+001F.
-        Ok(ps
-            .iter()
-            .map(|p| Problem {
-                ground_truth: format!("{}\u{1f}{}", p.data_source, p.ground_truth),
-                ..p.clone()
-            })
-            .collect())
+        Ok(match split {
+            Split::Train => self.train.clone(),
+            Split::Test => self.test.clone(),
+        })
     }
 
+    /// The built-in choice per `data_source` (a run's `[reward]` table can replace it).
     fn verifier(&self) -> Box<dyn Verifier> {
-        Box::new(Routed)
+        Box::new(SourceRouter {
+            sources: Default::default(),
+            default: None,
+        })
     }
 }

@@ -83,6 +83,13 @@ impl MathVerifier {
 }
 
 impl Verifier for MathVerifier {
+    fn verify_batch(
+        &self,
+        items: &[rlvr_core::RewardInput<'_>],
+    ) -> rlvr_core::Result<Vec<Verdict>> {
+        Ok(crate::verifiers::verify_each(self, items))
+    }
+
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
         let response = tail(response, MAX_RESPONSE_LEN);
         let ground_truth = tail(ground_truth, MAX_RESPONSE_LEN);

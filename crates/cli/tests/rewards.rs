@@ -1,0 +1,273 @@
+//! Rewards without recompiling: `command` and `http` verifiers chosen per `data_source` by the
+//! `[reward]` table, on the qwen2-tiny fixture model and the AMC23 parquet file (40 rows). The
+//! reward programs are Python scripts (tests/fixtures/reward_program.py, examples/rewards).
+
+use rlvr_tests::cli::{assert_fails_with, checkpoint_weights, metrics_lines, repo, text};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+mod common;
+
+fn program() -> String {
+    repo("crates/cli/tests/fixtures/reward_program.py")
+        .display()
+        .to_string()
+}
+
+/// A config file with the given `[reward]` table.
+fn config(dir: &Path, reward: &str) -> PathBuf {
+    let path = dir.join("reward.toml");
+    std::fs::write(&path, reward).unwrap();
+    path
+}
+
+/// A dataset run of `steps` steps on AMC23 with `[reward]` from `cfg`, no evaluation.
+fn run(runs: &Path, cfg: &Path, steps: &str, env: &[(&str, &Path)], extra: &[&str]) -> Output {
+    run_with(runs, cfg, steps, env, extra, |_| {})
+}
+
+/// [`run`], with a last change to the command (e.g. an environment variable).
+fn run_with(
+    runs: &Path,
+    cfg: &Path,
+    steps: &str,
+    env: &[(&str, &Path)],
+    extra: &[&str],
+    tweak: impl FnOnce(&mut std::process::Command),
+) -> Output {
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    let data = repo("crates/rewards/tests/data/amc23_test.parquet");
+    let mut cmd = common::rlvr();
+    cmd.args(["train", "--name", "hf", "--algo", "grpo", "--steps", steps])
+        .arg("--runs-dir")
+        .arg(runs)
+        .arg("--config")
+        .arg(cfg)
+        .arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .args(["--set", "train.prompts_per_step=2"])
+        .args(["--set", "train.samples_per_prompt=2"])
+        .args(["--set", "train.max_new_tokens=6"])
+        .args(["--set", "train.eval_problems=0"])
+        .args(["--set", "data.holdout=4"])
+        .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tweak(&mut cmd);
+    cmd.output().expect("rlvr starts")
+}
+
+/// The (ids, scores) batches a `parity` program logged.
+fn logged(path: &Path) -> Vec<(Vec<String>, Vec<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                serde_json::from_value(v["ids"].clone()).unwrap(),
+                serde_json::from_value(v["scores"].clone()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Each step's `reward/mean` is the mean of the scores the program gave that step's batch, and
+/// the advantages are nonzero exactly when a group's scores differ.
+fn check_scores_reach_advantages(runs: &Path, log: &Path, steps: usize) {
+    let batches = logged(log);
+    assert_eq!(batches.len(), steps, "one batch of 4 per step: {batches:?}");
+    let metrics = metrics_lines(&runs.join("hf/metrics.jsonl"));
+    assert_eq!(metrics.len(), steps);
+    let mut some_mixed = false;
+    for ((ids, scores), m) in batches.iter().zip(&metrics) {
+        assert_eq!(scores.len(), 4, "2 prompts x 2 samples");
+        assert!(ids.iter().all(|id| id.starts_with("row-")), "{ids:?}");
+        let mean = scores.iter().sum::<f64>() / 4.0;
+        let logged_mean = m["reward/mean"].as_f64().unwrap();
+        assert!((logged_mean - mean).abs() < 1e-6, "{m} vs {scores:?}");
+        let mixed = scores[0] != scores[1] || scores[2] != scores[3];
+        let adv = m["adv/abs_mean"].as_f64().unwrap();
+        assert_eq!(adv > 0.0, mixed, "advantages {adv} for scores {scores:?}");
+        some_mixed |= mixed;
+    }
+    assert!(
+        some_mixed,
+        "no step had mixed scores: {batches:?} (pick another seed)"
+    );
+}
+
+#[test]
+fn a_command_reward_program_scores_the_responses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("scores.jsonl");
+    let cfg = config(
+        tmp.path(),
+        &format!(
+            "[reward.sources]\n\"TianHongZXY/amc23\" = {{ type = \"command\", cmd = [\"python3\", {:?}, \"parity\"] }}\n",
+            program()
+        ),
+    );
+    let o = run(tmp.path(), &cfg, "4", &[("REWARD_LOG", &log)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    check_scores_reach_advantages(tmp.path(), &log, 4);
+    // The saved config keeps the table, so a resumed run scores the same way.
+    let saved = std::fs::read_to_string(tmp.path().join("hf/config.toml")).unwrap();
+    assert!(saved.contains("[reward.sources"), "{saved}");
+}
+
+#[test]
+fn an_http_reward_service_scores_the_responses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("scores.jsonl");
+    let mut server = std::process::Command::new("python3")
+        .args([program().as_str(), "http"])
+        .env("REWARD_LOG", &log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let mut port = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let cfg = config(
+        tmp.path(),
+        &format!(
+            "[reward]\ndefault = {{ type = \"http\", url = \"http://127.0.0.1:{}/score\", timeout_s = 20 }}\n",
+            port.trim()
+        ),
+    );
+    let o = run(tmp.path(), &cfg, "3", &[], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(o.status.success(), "{}", text(&o));
+    check_scores_reach_advantages(tmp.path(), &log, 3);
+}
+
+#[test]
+fn the_example_reward_script_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = repo("examples/rewards/boxed_reward.py");
+    let cfg = config(
+        tmp.path(),
+        &format!(
+            "[reward]\ndefault = {{ type = \"command\", cmd = [\"python3\", {:?}] }}\n",
+            script.display().to_string()
+        ),
+    );
+    let o = run(tmp.path(), &cfg, "2", &[], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The untrained fixture model writes no boxed answer: every response scores 0.
+    for m in metrics_lines(&tmp.path().join("hf/metrics.jsonl")) {
+        assert_eq!(m["reward/mean"].as_f64(), Some(0.0), "{m}");
+    }
+}
+
+/// A failing program: the run stops with a named error within the timeout and retries, and the
+/// checkpoints written before stay intact.
+fn fails_cleanly(mode: &str, needles: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        &format!(
+            "[reward]\ndefault = {{ type = \"command\", cmd = [\"python3\", {:?}, {mode:?}], timeout_s = 2, retries = 1 }}\n",
+            program()
+        ),
+    );
+    let state = tmp.path().join("answered");
+    let start = Instant::now();
+    let o = run_with(
+        tmp.path(),
+        &cfg,
+        "6",
+        &[("REWARD_STATE", &state)],
+        &["--set", "train.checkpoint_every=1"],
+        |c| {
+            c.env("HANG_AFTER", "2");
+        },
+    );
+    let took = start.elapsed();
+    assert_fails_with(&o, "reward command `python3");
+    for n in needles {
+        assert_fails_with(&o, n);
+    }
+    assert_eq!(o.status.code(), Some(1), "a run-time failure: {}", text(&o));
+    // Two attempts of at most 2 s each, plus the steps before: far below a hang.
+    assert!(took < Duration::from_secs(90), "took {took:?}");
+    if mode == "hang" {
+        // Steps 1 and 2 were scored and checkpointed before the program stopped answering.
+        let ck = tmp.path().join("hf/checkpoints/step-2");
+        assert!(!checkpoint_weights(&ck).is_empty());
+        assert!(!tmp.path().join("hf/checkpoints/step-3").exists());
+    }
+}
+
+#[test]
+fn a_reward_program_that_hangs_fails_the_run_with_a_named_error() {
+    fails_cleanly(
+        "hang",
+        &["did not answer a batch of 4 within 2 s", "after 2 attempts"],
+    );
+}
+
+#[test]
+fn a_reward_program_that_crashes_fails_the_run_with_its_status_and_stderr() {
+    fails_cleanly(
+        "crash",
+        &["exit status: 3", "reward model weights not found"],
+    );
+}
+
+#[test]
+fn a_reward_program_that_prints_junk_fails_the_run() {
+    fails_cleanly("junk", &["malformed JSON", "this is not json"]);
+}
+
+#[test]
+fn reward_tables_are_checked_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[reward]\ndefualt = \"math\"\n",
+            "unknown key `reward.defualt`; valid keys: default, sources",
+        ),
+        ("[reward]\ndefault = \"maths\"\n", "maths"),
+        (
+            "[reward]\ndefault = { type = \"command\", cmd = [\"python3\"], timeout = 3 }\n",
+            "timeout",
+        ),
+        (
+            "[reward]\ndefault = { type = \"command\", cmd = [\"no-such-reward-program-x\"] }\n",
+            "cannot start",
+        ),
+        (
+            "[reward]\ndefault = { type = \"http\", url = \"https://example.com\" }\n",
+            "must be an http:// URL",
+        ),
+        ("[reward]\ndefault = 3\n", "must be a verifier name"),
+    ];
+    for (table, needle) in cases {
+        let cfg = config(tmp.path(), table);
+        let o = run(tmp.path(), &cfg, "1", &[], &[]);
+        assert_fails_with(&o, needle);
+        assert!(!tmp.path().join("hf").exists(), "no run folder for {table}");
+    }
+    // A built-in task has its own verifier.
+    let cfg = config(tmp.path(), "[reward]\ndefault = \"math\"\n");
+    let o = common::rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "[reward] chooses verifiers by data_source for dataset runs",
+    );
+}
