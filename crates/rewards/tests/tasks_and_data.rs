@@ -197,15 +197,38 @@ fn dataset_tasks_apply_a_plain_text_template_and_route_verifiers() {
     let test = task.problems(Split::Test).unwrap();
     assert_eq!(test.len(), 10);
     assert!(test[0].prompt.starts_with("Q: ") && test[0].prompt.ends_with("\nA:"));
-    let truth = &test[0].ground_truth;
-    let answer = truth.split('\u{1f}').nth(1).unwrap();
+    // Routing by data_source: a GSM8K source gets the gsm8k verifier (`####`), others math.
     let v = task.verifier();
+    let item = |response: &'static str, truth: &'static str, source: &'static str| {
+        rlvr_core::RewardInput {
+            prompt: "",
+            response,
+            ground_truth: truth,
+            data_source: source,
+            id: "row-1",
+        }
+    };
+    let verdicts = v
+        .verify_batch(&[
+            item("so \\boxed{\\frac12}", "0.5", "TianHongZXY/amc23"),
+            item("\\boxed{-123456}", "0.5", "TianHongZXY/amc23"),
+            item("so 3 + 4 = 7\n#### 7", "7", "openai/gsm8k"),
+            item("#### 8", "7", "openai/gsm8k"),
+        ])
+        .unwrap();
+    let outcomes: Vec<Outcome> = verdicts.iter().map(|v| v.outcome).collect();
     assert_eq!(
-        v.verify(&format!("so \\boxed{{{answer}}}"), truth).outcome,
-        Outcome::Correct
+        outcomes,
+        [
+            Outcome::Correct,
+            Outcome::Incorrect,
+            Outcome::Correct,
+            Outcome::Incorrect
+        ]
     );
     assert_eq!(
-        v.verify("\\boxed{-123456}", truth).outcome,
-        Outcome::Incorrect
+        verdicts[2].extracted.as_deref(),
+        Some("7"),
+        "gsm8k's `####` rule"
     );
 }
