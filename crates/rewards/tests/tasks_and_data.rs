@@ -212,7 +212,7 @@ fn dataset_tasks_apply_a_plain_text_template_and_route_verifiers() {
         .verify_batch(&[
             item("so \\boxed{\\frac12}", "0.5", "TianHongZXY/amc23"),
             item("\\boxed{-123456}", "0.5", "TianHongZXY/amc23"),
-            item("so 3 + 4 = 7\n#### 7", "7", "openai/gsm8k"),
+            item("#### 7\nThe answer is 9.", "7", "openai/gsm8k"),
             item("#### 8", "7", "openai/gsm8k"),
         ])
         .unwrap();
