@@ -214,3 +214,76 @@ fn invalid_values_and_flags_fail_before_any_work() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/nonexistent/x.toml"));
 }
+
+#[test]
+fn config_prints_every_section_explained_and_parses_back() {
+    let out = rlvr(&["config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("# No --algo or --config: the built-in default run (simko)."),
+        "{text}"
+    );
+    for needle in [
+        "[algo]",
+        "[model]",
+        "# Hidden size.",
+        "[task]",
+        "type = \"countdown\"",
+        "[train]",
+        "# Responses sampled per prompt (the group size).",
+        "samples_per_prompt = 8",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let reward = write_config(
+        &dir,
+        "[reward]\ndefault = \"math\"\n[reward.sources]\n\"openai/gsm8k\" = \"gsm8k\"\n\
+         mine = { type = \"command\", cmd = [\"python3\", \"r.py\"] }\n",
+    );
+    let out = rlvr(&[
+        "config",
+        "--algo",
+        "grpo",
+        "--data",
+        "x.parquet",
+        "--config",
+        &reward,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "[data]",
+        "train = \"x.parquet\"",
+        "# Rows held out when `test` is \"\".",
+        "[reward.default]",
+        "[reward.sources.\"openai/gsm8k\"]",
+        "[reward.sources.mine]",
+        "# Seconds to wait for the answer to one batch.",
+        "timeout_s = 60.0",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+    // What it prints is a config file that resolves to the same run.
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, &text).unwrap();
+    let again = rlvr(&["config", "--config", printed.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), text);
+}
+
+#[test]
+fn unknown_keys_in_data_and_train_fail_listing_the_valid_names() {
+    for (set, needles) in [
+        ("data.trian=x.parquet", ["trian", "train", "holdout"]),
+        ("train.stpes=3", ["stpes", "steps", "samples_per_prompt"]),
+    ] {
+        let out = rlvr(&["config", "--data", "x.parquet", "--set", set]);
+        assert_eq!(out.status.code(), Some(2), "{set}: {}", stderr(&out));
+        for n in needles {
+            assert!(stderr(&out).contains(n), "{n} for {set}: {}", stderr(&out));
+        }
+    }
+}

@@ -271,3 +271,105 @@ fn reward_tables_are_checked_before_any_work() {
         "[reward] chooses verifiers by data_source for dataset runs",
     );
 }
+
+/// The commands of the README section "Your own model, data and reward", run as written (from
+/// the repository root; `scripts/rlvr.sh` is this binary and `runs/` a temporary folder); then
+/// `rlvr sample` (chat template as in training) and a second dataset evaluated at the same step.
+#[test]
+fn the_readme_own_model_data_and_reward_section_works() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let section = readme
+        .split("## Your own model, data and reward")
+        .nth(1)
+        .expect("the README section");
+    let block = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its shell block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("scripts/rlvr.sh "))
+        .collect();
+    assert_eq!(commands.len(), 3, "{block}");
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().display().to_string();
+    for line in commands {
+        let line = line.replace("runs/", &format!("{runs}/"));
+        let mut words = line.split_whitespace().skip(1);
+        let sub = words.next().unwrap();
+        let mut cmd = common::rlvr();
+        cmd.current_dir(repo("")).arg(sub);
+        if sub == "train" {
+            cmd.args(["--runs-dir", &runs]);
+        }
+        cmd.args(words);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{line}: {}", text(&o));
+    }
+    let metrics = metrics_lines(&tmp.path().join("mine/metrics.jsonl"));
+    assert_eq!(metrics.len(), 2);
+    // `rlvr sample` shows the prompt exactly as training builds it (the chat template applied).
+    let run = tmp.path().join("mine");
+    let o = common::rlvr()
+        .current_dir(repo(""))
+        .args(["sample", "--run", run.to_str().unwrap(), "--n", "4"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    rlvr_cli::link_builtins();
+    // The saved config names data and model relative to the repository root, where the run
+    // started.
+    let mut doc = rlvr_train::config::read_document(&run.join("config.toml")).unwrap();
+    let data = repo("crates/rewards/tests/data/amc23_test.parquet");
+    rlvr_train::config::set(&mut doc, "data.train", data.to_str().unwrap()).unwrap();
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    rlvr_train::config::set(&mut doc, "model.path", model.to_str().unwrap()).unwrap();
+    let cfg = rlvr_train::config::RunConfig::from_document(doc).unwrap();
+    let problem = rlvr_train::data::load_problems(&cfg).unwrap().test[0].clone();
+    let chat = rlvr_train::data::chat_tokenizer(&cfg).unwrap();
+    assert!(chat.is_some(), "the fixture model has a chat template");
+    let expected = rlvr_train::data::prompt_text(&problem, chat.as_ref()).unwrap();
+    assert!(expected.starts_with("<|im_start|>"), "{expected}");
+    let printed = rlvr_tests::cli::stdout(&o);
+    assert!(
+        printed.contains(&format!(
+            "prompt: {expected:?}\nanswer: {:?}",
+            problem.ground_truth
+        )),
+        "{printed}"
+    );
+    let own = tmp.path().join("mine/eval/step-2-amc23_test-n4");
+    assert!(own.join("eval.json").exists(), "the eval command's folder");
+    // A second dataset at the same step gets its own folder; each eval.json says what it read.
+    let o = common::rlvr()
+        .current_dir(repo(""))
+        .args([
+            "eval",
+            "--run",
+            &format!("{runs}/mine"),
+            "-n",
+            "2",
+            "--problems",
+            "2",
+        ])
+        .args(["--data", "crates/rewards/tests/data/aime2025_test.parquet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let other = tmp.path().join("mine/eval/step-2-aime2025_test-n2");
+    for (dir, file) in [
+        (&own, "amc23_test.parquet"),
+        (&other, "aime2025_test.parquet"),
+    ] {
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+        let from = json["problems_from"].as_str().unwrap_or_default();
+        assert!(from.contains(file), "{from}");
+        assert!(
+            json["sampling"]["max_new_tokens"].as_i64().is_some(),
+            "{json}"
+        );
+    }
+}

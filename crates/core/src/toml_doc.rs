@@ -4,6 +4,18 @@
 /// Looks up the comment of a field: (path of the table, the table, field name) → doc.
 pub type FieldDocs<'a> = dyn Fn(&[String], &toml::Table, &str) -> Option<&'static str> + 'a;
 
+/// A table-header key, quoted unless it is a bare TOML key (`openai/gsm8k` → `"openai/gsm8k"`).
+fn header_key(k: &str) -> String {
+    let bare = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        k.to_string()
+    } else {
+        toml::Value::String(k.to_string()).to_string()
+    }
+}
+
 /// Renders `table` under header `root` (e.g. "algo"). `docs(table, field)` gives the comment for a
 /// field of a (sub)table; tagged tables are documented from the registries by the caller.
 pub fn render(root: &str, table: &toml::Table, docs: &FieldDocs<'_>) -> String {
@@ -31,7 +43,8 @@ fn render_table(
         for line in header_doc.unwrap_or("").trim().lines() {
             out.push_str(&format!("# {}\n", line.trim()));
         }
-        out.push_str(&format!("[{}]\n", path.join(".")));
+        let keys: Vec<String> = path.iter().map(|k| header_key(k)).collect();
+        out.push_str(&format!("[{}]\n", keys.join(".")));
     }
     // `type` first, then scalars, then sub-tables (TOML requires sub-tables last).
     if let Some(tag) = table.get("type") {

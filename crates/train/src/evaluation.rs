@@ -113,6 +113,7 @@ pub fn evaluate(
 pub fn write_evaluation(
     out: &std::path::Path,
     label: &str,
+    problems_from: &str,
     report: &EvalReport,
     sampling: &SamplingConfig,
     metrics: Vec<std::path::PathBuf>,
@@ -126,7 +127,23 @@ pub fn write_evaluation(
     let plots = tmp.join("plots");
     std::fs::create_dir_all(&plots).at(&plots)?;
     let json = tmp.join("eval.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?).at(&json)?;
+    // The report, with what was evaluated and how (readers of reports ignore the extra keys).
+    let mut value = serde_json::to_value(report)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("label".into(), label.into());
+        map.insert("problems_from".into(), problems_from.into());
+        map.insert(
+            "sampling".into(),
+            serde_json::json!({
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": sampling.top_k,
+                "max_new_tokens": sampling.max_new_tokens,
+                "seed": sampling.seed,
+            }),
+        );
+    }
+    std::fs::write(&json, serde_json::to_string_pretty(&value)?).at(&json)?;
     let figures = write_figures(
         &plots,
         &[Group {
@@ -136,8 +153,8 @@ pub fn write_evaluation(
         }],
     )?;
     let md = format!(
-        "# Evaluation of {label}\n\n{} held-out problems × {} samples, temperature {}, max {} new \
-         tokens, seed {}.\n\n{}\n{}",
+        "# Evaluation of {label}\n\n{} held-out problems of {problems_from} × {} samples, \
+         temperature {}, max {} new tokens, seed {}.\n\n{}\n{}",
         report.problems,
         report.samples,
         sampling.temperature,

@@ -79,6 +79,11 @@ impl Rollout {
             .count();
         correct as f64 / self.outcomes.len().max(1) as f64
     }
+
+    /// The verifier score of each response, in row order.
+    pub fn score_values(&self) -> Vec<f32> {
+        Vec::<f32>::try_from(self.responses.scores.to_device(tch::Device::Cpu)).unwrap_or_default()
+    }
 }
 
 /// Samples `n` responses for each problem and scores them.

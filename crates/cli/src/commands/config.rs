@@ -1,16 +1,21 @@
-//! `rlvr config`: the fully resolved `[algo]` table as commented TOML.
+//! `rlvr config`: the fully resolved run configuration as commented TOML, every section
+//! (`[algo]`, `[model]`, `[task]` or `[data]` with `[reward]`, `[train]`) with each field's
+//! meaning. It parses back to the same configuration (`rlvr train --config`).
 
-use crate::args::AlgoArgs;
-use crate::{algo_args, usage_bail};
-use anyhow::{Context, Result};
+use crate::args::{AlgoArgs, TargetArgs};
+use crate::document::{build, take_ordinary_flags, RunFlags};
+use anyhow::Result;
+use documented::DocumentedFields;
 use rlvr_core::algo::doc_for_tagged;
-use rlvr_core::registry::{self, Kind};
 use rlvr_core::{AlgoConfig, Describe};
-use rlvr_train::config::{apply_sets, read_document};
+use rlvr_train::config::{DataConfig, RunConfig, TrainConfig};
 
 /// Flags of `rlvr config`.
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
+    /// Model, task or dataset, device.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// The algorithm.
     #[command(flatten)]
     pub algo: AlgoArgs,
@@ -18,43 +23,78 @@ pub struct ConfigArgs {
 
 /// Runs `rlvr config`.
 pub fn exec(args: ConfigArgs) -> Result<()> {
-    let (config, _) = resolve_algo(&args.algo)?;
-    print!("{}", render_algo(&config)?);
+    let mut flags = RunFlags {
+        algo: args.algo,
+        target: args.target,
+        ..RunFlags::default()
+    };
+    take_ordinary_flags(&mut flags)?;
+    let named = flags.algo.algo.is_some() || flags.algo.config.is_some();
+    let cfg = RunConfig::from_document(build(&flags)?)?;
+    if !named {
+        println!(
+            "# No --algo or --config: the built-in default run ({}).",
+            cfg.algo.preset.as_deref().unwrap_or("simko")
+        );
+    }
+    print!("{}", render_run(&cfg)?);
     Ok(())
 }
 
-/// Builds the `[algo]` table from --config, --algo, --set and parameter flags, resolves presets,
-/// and validates it (building every piece) before anything else happens.
-pub fn resolve_algo(args: &AlgoArgs) -> Result<(AlgoConfig, toml::Table)> {
-    let mut doc = match &args.config {
-        Some(path) => read_document(path)?,
-        None => toml::Table::new(),
+/// The whole run as commented TOML.
+pub fn render_run(cfg: &RunConfig) -> Result<String> {
+    let mut out = render_algo(&cfg.algo)?;
+    let tagged_docs = |path: &[String], t: &toml::Table, field: &str| -> Option<&'static str> {
+        let _ = path;
+        t.get("type")
+            .and_then(|v| v.as_str())
+            .and_then(|tag| doc_for_tagged(tag, field))
     };
-    if let Some(name) = &args.algo {
-        registry::find(Kind::Preset, name)?;
-        let algo = doc
-            .entry("algo")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(algo) = algo.as_table_mut() else {
-            usage_bail!("`algo` in the config must be a table");
-        };
-        algo.insert("preset".into(), toml::Value::String(name.clone()));
+    let section = |out: &mut String,
+                   name: &str,
+                   value: toml::Value,
+                   docs: &rlvr_core::toml_doc::FieldDocs<'_>| {
+        if let toml::Value::Table(t) = value {
+            out.push('\n');
+            out.push_str(&rlvr_core::toml_doc::render(name, &t, docs));
+        }
+    };
+    section(
+        &mut out,
+        "model",
+        toml::Value::try_from(&cfg.model)?,
+        &tagged_docs,
+    );
+    if let Some(task) = &cfg.task {
+        section(&mut out, "task", toml::Value::try_from(task)?, &tagged_docs);
     }
-    apply_sets(&mut doc, &args.sets)?;
-    let algo = match doc.get("algo") {
-        Some(toml::Value::Table(t)) => t.clone(),
-        Some(_) => usage_bail!("`algo` in the config must be a table"),
-        None => usage_bail!(
-            "no algorithm given: pass --algo NAME or a --config file with an [algo] table; presets: {}",
-            registry::names(Kind::Preset).join(", ")
-        ),
+    if let Some(data) = &cfg.data {
+        let docs = |path: &[String], t: &toml::Table, field: &str| {
+            let _ = (path, t);
+            DataConfig::get_field_docs(field).ok()
+        };
+        section(&mut out, "data", toml::Value::try_from(data)?, &docs);
+    }
+    if let Some(reward) = &cfg.reward {
+        let mut table = toml::Table::new();
+        if let Some(d) = &reward.default {
+            table.insert("default".into(), toml::Value::try_from(d)?);
+        }
+        let mut sources = toml::Table::new();
+        for (name, v) in &reward.sources {
+            sources.insert(name.clone(), toml::Value::try_from(v)?);
+        }
+        if !sources.is_empty() {
+            table.insert("sources".into(), toml::Value::Table(sources));
+        }
+        section(&mut out, "reward", toml::Value::Table(table), &tagged_docs);
+    }
+    let docs = |path: &[String], t: &toml::Table, field: &str| {
+        let _ = (path, t);
+        TrainConfig::get_field_docs(field).ok()
     };
-    let mut expanded = AlgoConfig::expand(&algo)?;
-    algo_args::apply(&mut expanded, &args.params)?;
-    let config = AlgoConfig::from_table(&expanded)?;
-    config.build().context("invalid algorithm configuration")?;
-    doc.insert("algo".into(), toml::Value::Table(config.to_table()?));
-    Ok((config, doc))
+    section(&mut out, "train", toml::Value::try_from(&cfg.train)?, &docs);
+    Ok(out)
 }
 
 /// The `[algo]` table as commented TOML.

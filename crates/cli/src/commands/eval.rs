@@ -50,7 +50,7 @@ pub struct EvalArgs {
     /// Skip the concentration diagnostics (saves one forward pass over the responses).
     #[arg(long)]
     pub no_diagnostics: bool,
-    /// Output folder (default: <run>/eval/step-N-nK, or evals/<model>-nK).
+    /// Output folder (default: <run>/eval/step-N-<dataset>-nK, or evals/<model>-<dataset>-nK).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace an existing output folder.
@@ -92,14 +92,15 @@ pub fn exec(args: EvalArgs) -> Result<()> {
             .map(|m| dir_name(Path::new(m)))
             .unwrap_or_default(),
     };
+    let (problems_from, dataset) = problems_source(&cfg);
     let out = match (&args.out, &args.run) {
         (Some(o), _) => o.clone(),
         (None, Some(run)) => run.join("eval").join(format!(
-            "step-{}-n{}",
+            "step-{}-{dataset}-n{}",
             run_step.as_ref().map_or(0, |s| s.0),
             args.n
         )),
-        (None, None) => PathBuf::from("evals").join(format!("{label}-n{}", args.n)),
+        (None, None) => PathBuf::from("evals").join(format!("{label}-{dataset}-n{}", args.n)),
     };
     if out.exists() && !args.overwrite {
         usage_bail!(
@@ -168,8 +169,53 @@ pub fn exec(args: EvalArgs) -> Result<()> {
         .map(|r| r.join("metrics.jsonl"))
         .filter(|p| p.exists())
         .collect();
-    write_evaluation(&out, &label, &report, &opts.sampling, metrics)?;
+    write_evaluation(
+        &out,
+        &label,
+        &problems_from,
+        &report,
+        &opts.sampling,
+        metrics,
+    )?;
     print!("{}", report.markdown());
     println!("evaluation saved in {}", out.display());
     Ok(())
+}
+
+/// Where the evaluated problems come from (the held-out file, or the training file whose last
+/// rows are held out, or the task), and a short name of it for folder names (`amc23_test`,
+/// `countdown`).
+fn problems_source(cfg: &RunConfig) -> (String, String) {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    if let Some(d) = &cfg.data {
+        let file = if d.test.is_empty() { &d.train } else { &d.test };
+        let stem = Path::new(file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        let from = if d.test.is_empty() {
+            format!("{file} (its last {} rows)", d.holdout)
+        } else {
+            file.clone()
+        };
+        return (from, clean(&stem));
+    }
+    let task = cfg
+        .document
+        .get("task")
+        .and_then(|t| t.get("type"))
+        .and_then(|t| t.as_str())
+        .unwrap_or("task")
+        .to_string();
+    (format!("task {task}"), clean(&task))
 }

@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// List everything registered: presets, advantage estimators, losses, gates, verifiers, tasks, models.
     List(list::ListArgs),
-    /// Print the fully resolved algorithm configuration as TOML, each field with its meaning.
+    /// Print the fully resolved run configuration as TOML, every section, each field with its meaning.
     Config(config::ConfigArgs),
     /// Train a policy with RL (defaults: SimKO on countdown from the shipped base checkpoint).
     Train(train::TrainArgs),

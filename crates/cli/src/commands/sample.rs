@@ -1,11 +1,13 @@
 //! `rlvr sample`: the distribution of a trained policy's responses to one held-out problem —
-//! accuracy and how many distinct correct responses ("modes") it keeps.
+//! the prompt as the policy sees it (chat template included), the reference answer, accuracy,
+//! each distinct response with its score, and how many distinct correct responses ("modes") it
+//! keeps.
 
 use anyhow::{Context, Result};
 use rlvr_core::{Outcome, SamplingConfig};
 use rlvr_train::checkpoint::{latest_checkpoint, load_checkpoint};
 use rlvr_train::config::{read_document, RunConfig};
-use rlvr_train::data::load_problems;
+use rlvr_train::data::{chat_tokenizer, load_problems, prompt_text};
 use rlvr_train::rollout::rollout;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ pub fn exec(args: SampleArgs) -> Result<()> {
         .context("the task has no held-out problem")?
         .clone();
     let codec = cfg.model.codec()?;
+    // The prompt exactly as training and evaluation give it (through a chat model's template).
+    let chat = chat_tokenizer(&cfg)?;
+    let prompt = prompt_text(&problem, chat.as_ref())?;
     let mut policy = cfg.model.build(tch::Device::Cpu)?;
     let (step, ck) = latest_checkpoint(&args.run)?.context("the run has no complete checkpoint")?;
     load_checkpoint(&ck, policy.as_mut(), None)?;
@@ -51,18 +56,21 @@ pub fn exec(args: SampleArgs) -> Result<()> {
     let ro = rollout(
         policy.as_ref(),
         codec.as_ref(),
-        None,
+        chat.as_ref(),
         problems.verifier.as_ref(),
-        &[problem],
+        std::slice::from_ref(&problem),
         args.n,
         &sampling,
     )?;
     let mut counts: BTreeMap<(bool, String), usize> = BTreeMap::new();
-    for (t, o) in ro.texts.iter().zip(&ro.outcomes) {
+    let mut scores: BTreeMap<String, f32> = BTreeMap::new();
+    for ((t, o), score) in ro.texts.iter().zip(&ro.outcomes).zip(ro.score_values()) {
         *counts
             .entry((*o == Outcome::Correct, t.clone()))
             .or_default() += 1;
+        scores.insert(t.clone(), score);
     }
+    println!("prompt: {prompt:?}\nanswer: {:?}", problem.ground_truth);
     let modes = counts
         .iter()
         .filter(|((ok, _), c)| *ok && **c as f64 >= args.min_share * args.n as f64)
@@ -78,8 +86,9 @@ pub fn exec(args: SampleArgs) -> Result<()> {
     rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     for ((ok, text), c) in rows.iter().take(12) {
         println!(
-            "  {:>5}  {:<12} {}",
+            "  {:>5}  score {:<5} {:<12} {}",
             c,
+            scores.get(text).copied().unwrap_or_default(),
             format!("{text:?}"),
             if *ok { "correct" } else { "" }
         );
