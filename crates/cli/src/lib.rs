@@ -93,6 +93,7 @@ pub fn main() -> ExitCode {
     link_builtins();
     let cli = commands::Cli::parse();
     init_tracing(cli.verbose);
+    output::VERBOSITY.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

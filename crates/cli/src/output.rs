@@ -3,7 +3,7 @@
 use rlvr_eval::EvalReport;
 use rlvr_train::{Metrics, Reporter};
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A progress bar on a terminal (stderr), hidden otherwise.
@@ -32,24 +32,66 @@ pub fn eval_line(label: &str, r: &EvalReport) -> String {
     )
 }
 
-/// The one-line summary of a training step.
-pub fn step_line(m: &Metrics, total: u64) -> String {
-    format!(
-        "step {}/{total}: reward {:.3} entropy {:.3} clipfrac {:.3} grad {:.3}",
-        m.step,
-        m.value("reward/mean"),
-        m.value("conc/entropy"),
-        m.value("loss/clipfrac"),
-        m.value("actor/grad_norm")
-    )
+/// How many `-v` were given (set once at start; `-v` adds phase timings to step lines).
+pub static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+
+/// `1h02m`, `3m05s`, `12s`.
+fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
-/// Prints a run's progress: a bar with the latest step line on a terminal, one line per step
-/// otherwise. With [`Console::stoppable`], the first SIGINT/SIGTERM asks the run to stop after
+/// The one-line summary of a training step: the key metrics, the step's time and throughput,
+/// the ETA of the run (when known) and, with `-v`, the time of each phase.
+pub fn step_line(m: &Metrics, total: u64, eta: Option<std::time::Duration>) -> String {
+    let mut line = format!(
+        "step {}/{total}: reward {:.3} acc {:.3} kl {:.4} entropy {:.3} len {:.1} clipfrac {:.3} \
+         grad {:.3} | {:.2}s {:.0} tok/s",
+        m.step,
+        m.value("reward/mean"),
+        m.value("reward/accuracy"),
+        m.value("loss/kl_ref"),
+        m.value("conc/entropy"),
+        m.value("rollout/response_len"),
+        m.value("loss/clipfrac"),
+        m.value("actor/grad_norm"),
+        m.value("time/step"),
+        m.value("rollout/tokens_per_s"),
+    );
+    if let Some(eta) = eta {
+        line.push_str(&format!(" | eta {}", duration(eta)));
+    }
+    if VERBOSITY.load(Ordering::Relaxed) > 0 {
+        let phases: Vec<String> = [
+            "rollout",
+            "score",
+            "advantage",
+            "old_stats",
+            "make_experience",
+            "update",
+        ]
+        .iter()
+        .filter_map(|p| m.get(&format!("time/{p}")).map(|t| format!("{p} {t:.2}s")))
+        .collect();
+        if !phases.is_empty() {
+            line.push_str(&format!(" | {}", phases.join(" ")));
+        }
+    }
+    line
+}
+
+/// Prints a run's progress: one line per step with the key metrics and the ETA, and on a
+/// terminal a bar below them with elapsed time and ETA. With [`Console::stoppable`], the first SIGINT/SIGTERM asks the run to stop after
 /// its current step (with a checkpoint); a second one ends the process at once.
 #[derive(Default)]
 pub struct Console {
     bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+    /// When and at which step this process's part of the run started (for the ETA).
+    started: std::cell::Cell<Option<(std::time::Instant, u64)>>,
     signal: Option<Arc<AtomicUsize>>,
 }
 
@@ -98,14 +140,26 @@ impl Reporter for Console {
         println!("{}", eval_line(label, report));
     }
     fn start(&self, step: u64, total: u64) {
-        *self.bar.borrow_mut() = Some(progress_bar(total).with_position(step));
+        self.started.set(Some((std::time::Instant::now(), step)));
+        let bar = progress_bar(total).with_position(step);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps, elapsed {elapsed}, eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        *self.bar.borrow_mut() = Some(bar);
     }
     fn step(&self, m: &Metrics, total: u64) {
-        let line = step_line(m, total);
+        let eta = self.started.get().and_then(|(t0, s0)| {
+            let done = m.step.checked_sub(s0).filter(|d| *d > 0)?;
+            Some(t0.elapsed() / done as u32 * total.saturating_sub(m.step) as u32)
+        });
+        let line = step_line(m, total, eta);
         match self.bar.borrow().as_ref() {
+            // On a terminal every step line stays on screen above the bar.
             Some(bar) if !bar.is_hidden() => {
                 bar.set_position(m.step);
-                bar.set_message(line);
+                bar.println(line);
             }
             _ => println!("{line}"),
         }

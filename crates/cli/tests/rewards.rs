@@ -96,6 +96,25 @@ fn check_scores_reach_advantages(runs: &Path, log: &Path, steps: usize) {
         assert_eq!(adv > 0.0, mixed, "advantages {adv} for scores {scores:?}");
         some_mixed |= mixed;
     }
+    // samples.jsonl keeps the first response of each prompt with the score it got.
+    let samples = metrics_lines(&runs.join("hf/samples.jsonl"));
+    assert_eq!(samples.len(), 2 * steps, "two prompts per step");
+    for (k, s) in samples.iter().enumerate() {
+        let (step, first_of_prompt) = (k / 2, 2 * (k % 2));
+        assert_eq!(s["step"].as_u64(), Some(step as u64 + 1), "{s}");
+        assert_eq!(
+            s["score"].as_f64(),
+            Some(batches[step].1[first_of_prompt]),
+            "{s}"
+        );
+        let response = s["response"].as_str().unwrap();
+        assert_eq!(
+            s["score"].as_f64(),
+            Some((response.chars().count() % 2) as f64),
+            "{s}"
+        );
+        assert!(s["prompt"].as_str().is_some_and(|p| !p.is_empty()), "{s}");
+    }
     assert!(
         some_mixed,
         "no step had mixed scores: {batches:?} (pick another seed)"

@@ -310,3 +310,65 @@ fn sft_learns_from_a_task_generator_and_from_dataset_solutions() {
     let w = |m: &rlvr_models::HfModel| m.vs.variables()["model.norm.weight"].copy();
     assert!(!w(&trained).equal(&w(&original)), "weights moved");
 }
+
+#[test]
+fn a_terminal_shows_every_step_with_its_metrics_and_an_eta() {
+    // `script` (util-linux) runs rlvr on a pseudo-terminal, as an interactive shell would.
+    let tmp = tempfile::tempdir().unwrap();
+    let command = format!(
+        "'{}' train --runs-dir '{}' --name tty --steps 4 --set train.eval_problems=0 \
+         --set train.prompts_per_step=4",
+        common::BIN,
+        tmp.path().display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("`script` from util-linux runs");
+    let transcript = String::from_utf8_lossy(&o.stdout).replace('\r', "\n");
+    assert!(o.status.success(), "{transcript}");
+    for step in 1..=4 {
+        let line = transcript
+            .lines()
+            .find(|l| l.contains(&format!("step {step}/4: reward")))
+            .unwrap_or_else(|| panic!("step {step} kept on screen:\n{transcript}"));
+        for key in [" acc ", " kl ", " entropy ", " len ", " tok/s", "| eta "] {
+            assert!(line.contains(key), "{key} in {line}");
+        }
+    }
+    assert!(
+        transcript.contains("steps, elapsed") && transcript.contains(", eta "),
+        "the progress bar with elapsed time and ETA:\n{transcript}"
+    );
+    assert!(transcript.contains("run saved in"), "{transcript}");
+    // No --algo: the first line says which algorithm that means.
+    let first = transcript
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        first.starts_with("training simko (the default; choose another with --algo"),
+        "{first}"
+    );
+}
+
+#[test]
+fn verbose_step_lines_carry_the_phase_timings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train(tmp.path(), "v", &["--steps", "2", "-v"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = rlvr_tests::cli::stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("step 2/2:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    for phase in [
+        "rollout ",
+        "score ",
+        "advantage ",
+        "make_experience ",
+        "update ",
+    ] {
+        assert!(line.contains(phase), "{phase} in {line}");
+    }
+}

@@ -64,6 +64,9 @@ pub struct TrainConfig {
     pub device: String,
     /// Write TensorBoard event files to `<run>/tensorboard/` next to `metrics.jsonl`.
     pub tensorboard: bool,
+    /// Responses written to `<run>/samples.jsonl` per step (one per prompt: prompt, response,
+    /// ground truth, score); 0 = none.
+    pub log_samples: usize,
 }
 
 impl Default for TrainConfig {
@@ -93,6 +96,7 @@ impl Default for TrainConfig {
             max_nonfinite: 3,
             device: "cpu".into(),
             tensorboard: true,
+            log_samples: 4,
         }
     }
 }

@@ -25,6 +25,28 @@ pub struct Experience {
     pub old_logp: Tensor,
     /// Log-prob under the reference policy, when the loss needs one.
     pub ref_logp: Option<Tensor>,
+    /// A few of the step's responses in text, for `samples.jsonl` (the first response of each
+    /// of the first prompts; not carried by [`Experience::select`]).
+    pub samples: Vec<Sample>,
+}
+
+/// One logged response (a line of `samples.jsonl`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    /// The step it was sampled at (1-based, like `metrics.jsonl`).
+    pub step: u64,
+    /// The problem's prompt (before any chat template).
+    pub prompt: String,
+    /// The response.
+    pub response: String,
+    /// The reference answer.
+    pub ground_truth: String,
+    /// The problem's origin.
+    pub data_source: String,
+    /// The verifier's score.
+    pub score: f64,
+    /// The verifier's outcome.
+    pub outcome: rlvr_core::Outcome,
 }
 
 impl Experience {
@@ -46,6 +68,7 @@ impl Experience {
             advantages: rows(&self.advantages),
             old_logp: rows(&self.old_logp),
             ref_logp: self.ref_logp.as_ref().map(rows),
+            samples: Vec::new(),
         }
     }
 }
@@ -58,6 +81,8 @@ pub struct ExperienceInputs<'a> {
     pub reference: Option<&'a dyn Policy>,
     /// Tokenizer.
     pub codec: &'a dyn TextCodec,
+    /// Responses kept in text for `samples.jsonl` (one per prompt, the first prompts).
+    pub log_samples: usize,
     /// Chat template of chat models.
     pub chat: Option<&'a HfTokenizer>,
     /// Scores responses.
@@ -168,11 +193,32 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     m.set("time/advantage", time_advantage);
     m.set("time/old_stats", time_old);
     m.set("time/make_experience", t_start.elapsed().as_secs_f64());
+    let scores = ro.score_values();
+    let n = inputs.samples_per_prompt.max(1);
+    let samples = inputs
+        .problems
+        .iter()
+        .take(inputs.log_samples)
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let row = i * n;
+            Some(Sample {
+                step: step + 1,
+                prompt: p.prompt.clone(),
+                response: ro.texts.get(row)?.clone(),
+                ground_truth: p.ground_truth.clone(),
+                data_source: p.data_source.clone(),
+                score: f64::from(*scores.get(row)?),
+                outcome: *ro.outcomes.get(row)?,
+            })
+        })
+        .collect();
     let exp = Experience {
         responses: ro.responses,
         advantages,
         old_logp,
         ref_logp,
+        samples,
     };
     Ok((exp, m))
 }

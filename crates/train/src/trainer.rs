@@ -9,7 +9,7 @@ use crate::config_bail;
 use crate::data::{chat_tokenizer, drop_long_prompts, load_problems, prompt_budget, Problems};
 use crate::error::{fs::write_atomic, IoResultExt, Result, TrainError};
 use crate::evaluation::{evaluate, EvalOptions};
-use crate::experience::{make_experience, Experience, ExperienceInputs};
+use crate::experience::{make_experience, Experience, ExperienceInputs, Sample};
 use crate::metrics::{Metrics, MetricsLog};
 use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
 use crate::run_dir::{create_run_dir, FolderLock};
@@ -61,6 +61,8 @@ pub struct Trainer {
     pub step: u64,
     /// Run folder.
     pub dir: PathBuf,
+    /// A few responses of the last step, in text (written to `samples.jsonl`).
+    pub last_samples: Vec<Sample>,
 }
 
 impl Trainer {
@@ -119,6 +121,7 @@ impl Trainer {
             problems,
             step: 0,
             dir: dir.to_path_buf(),
+            last_samples: Vec::new(),
         })
     }
 
@@ -153,6 +156,7 @@ impl Trainer {
             policy: self.actor.policy.as_ref(),
             reference: self.reference.as_deref(),
             codec: self.codec.as_ref(),
+            log_samples: self.cfg.train.log_samples,
             chat: self.chat.as_ref(),
             verifier: self.problems.verifier.as_ref(),
             advantage: self.actor.algo.advantage.as_ref(),
@@ -173,7 +177,8 @@ impl Trainer {
     /// One RL step: `make_experience`, then the actor's `update`. Returns the step's metrics.
     pub fn train_step(&mut self) -> Result<Metrics> {
         let t0 = Instant::now();
-        let (exp, mut m) = self.make_experience()?;
+        let (mut exp, mut m) = self.make_experience()?;
+        self.last_samples = std::mem::take(&mut exp.samples);
         let lr = self.lr();
         let update = self.actor.update(&exp, &self.cfg.train, self.step, lr)?;
         if let Some(name) = first_nonfinite_parameter(self.actor.policy.var_store()) {
@@ -363,6 +368,26 @@ fn prune_checkpoints(dir: &Path, keep_last: usize, final_step: u64) -> Result<()
 }
 
 /// The run loop of [`fit`] and [`resume`], holding the folder's lock.
+/// Appends the step's logged responses to `samples.jsonl`.
+fn append_samples(path: &Path, samples: &[Sample]) -> Result<()> {
+    use std::io::Write;
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for s in samples {
+        text.push_str(&serde_json::to_string(s)?);
+        text.push('\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .at(path)?;
+    f.write_all(text.as_bytes()).at(path)?;
+    Ok(())
+}
+
 fn run(
     mut t: Trainer,
     _lock: FolderLock,
@@ -382,6 +407,9 @@ fn run(
     }
     let tc = t.cfg.train.clone();
     let mut log = MetricsLog::open(dir, t.step, tc.tensorboard)?;
+    // Logged responses: like metrics.jsonl, lines after the restored step are dropped.
+    let samples_path = dir.join("samples.jsonl");
+    crate::metrics::truncate_metrics(&samples_path, t.step)?;
     let (eval_problems, eval_opts) = t.eval_setup();
     let eval_dir = dir.join("eval");
     std::fs::create_dir_all(&eval_dir).at(&eval_dir)?;
@@ -423,6 +451,7 @@ fn run(
             bad_in_row = 0;
         }
         log.append(&m)?;
+        append_samples(&samples_path, &t.last_samples)?;
         reporter.step(&m, tc.steps);
         let stop = reporter.stop_requested();
         let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))

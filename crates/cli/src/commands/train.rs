@@ -131,6 +131,44 @@ pub fn exec(args: TrainArgs) -> Result<()> {
     if dir.exists() {
         return Err(existing_run_error(&dir).into());
     }
+    println!("{}", opening_line(&args, &cfg, &dir));
     rlvr_train::fit(cfg, &dir, false, &Console::stoppable()?)?;
     Ok(())
+}
+
+/// The first line of a run: what trains on what, and where it is saved; an algorithm that was
+/// not chosen is said to be the default.
+fn opening_line(args: &TrainArgs, cfg: &RunConfig, dir: &std::path::Path) -> String {
+    let preset = cfg.algo.preset.as_deref().unwrap_or("custom");
+    let algo = if args.algo.algo.is_none() && args.algo.config.is_none() {
+        format!("{preset} (the default; choose another with --algo, see `rlvr list preset`)")
+    } else {
+        preset.to_string()
+    };
+    let on = match (
+        &cfg.data,
+        cfg.document.get("task").and_then(|t| t.get("type")),
+    ) {
+        (Some(d), _) => format!("data {}", d.train),
+        (None, Some(t)) => format!("task {}", t.as_str().unwrap_or("?")),
+        (None, None) => "?".into(),
+    };
+    let model = match cfg.document.get("model") {
+        Some(m) => m
+            .get("path")
+            .or_else(|| m.get("type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string(),
+        None => "?".into(),
+    };
+    format!(
+        "training {algo} on {on} with model {model}: {} steps × {} prompts × {} samples, \
+         responses up to {} tokens, saved in {}",
+        cfg.train.steps,
+        cfg.train.prompts_per_step,
+        cfg.train.samples_per_prompt,
+        cfg.train.max_new_tokens,
+        dir.display()
+    )
 }
