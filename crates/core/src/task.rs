@@ -26,6 +26,11 @@ pub struct Problem {
     pub ground_truth: String,
     /// Origin, used to route to a verifier and to report per-source metrics.
     pub data_source: String,
+    /// The whole conversation when the data has more than one user message (a system prompt,
+    /// earlier turns), as (role, content); empty = one user message, `prompt`. Chat models see
+    /// all of it through their chat template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<(String, String)>,
 }
 
 /// A set of problems with their verifier.

@@ -79,9 +79,21 @@ pub fn chat_tokenizer(cfg: &RunConfig) -> Result<Option<HfTokenizer>> {
     Ok(Some(HfTokenizer::from_dir(Path::new(path))?))
 }
 
-/// The prompt text a policy sees (through the chat template for chat models).
+/// The prompt text a policy sees: through the chat template for chat models (the whole
+/// conversation, system prompt included, when the data has one), else the prompt text.
 pub fn prompt_text(problem: &Problem, chat: Option<&HfTokenizer>) -> Result<String> {
     match chat {
+        Some(tok) if !problem.messages.is_empty() => {
+            let messages: Vec<Message> = problem
+                .messages
+                .iter()
+                .map(|(role, content)| Message {
+                    role: role.clone(),
+                    content: content.clone(),
+                })
+                .collect();
+            Ok(tok.apply_chat_template(&messages, true)?)
+        }
         Some(tok) => Ok(tok.apply_chat_template(
             &[Message {
                 role: "user".into(),

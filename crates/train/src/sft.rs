@@ -99,6 +99,7 @@ fn dataset_examples(path: &Path, model: &dyn ModelConfig, model_dir: &str) -> Re
             prompt: r.user_prompt(),
             ground_truth: String::new(),
             data_source: String::new(),
+            messages: r.conversation(),
         };
         pairs.push((prompt_text(&problem, chat.as_ref())?, sol.clone()));
     }

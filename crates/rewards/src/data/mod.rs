@@ -32,6 +32,18 @@ impl Record {
             .map(|m| m.content.clone())
             .unwrap_or_default()
     }
+
+    /// The whole conversation as (role, content) when it is more than one user message (a
+    /// system prompt, several turns); empty otherwise.
+    pub fn conversation(&self) -> Vec<(String, String)> {
+        if self.prompt.len() <= 1 {
+            return Vec::new();
+        }
+        self.prompt
+            .iter()
+            .map(|m| (m.role.clone(), m.content.clone()))
+            .collect()
+    }
 }
 
 /// A chat message.

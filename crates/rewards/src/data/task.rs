@@ -19,6 +19,7 @@ fn problem(r: &Record) -> Problem {
         prompt,
         ground_truth: r.ground_truth.clone(),
         data_source: r.data_source.clone(),
+        messages: r.conversation(),
     }
 }
 
@@ -34,6 +35,10 @@ impl DatasetTask {
         let apply = |r: &Record| {
             let mut p = problem(r);
             p.prompt = template.replace("{prompt}", &p.prompt);
+            // In a conversation the template applies to its last user message.
+            if let Some(last) = p.messages.iter_mut().rev().find(|(role, _)| role == "user") {
+                last.1 = template.replace("{prompt}", &last.1);
+            }
             p
         };
         DatasetTask {

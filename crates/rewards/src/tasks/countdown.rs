@@ -219,6 +219,7 @@ impl Countdown {
                 prompt,
                 ground_truth: encode(&nums, target),
                 data_source: "countdown".into(),
+                messages: Vec::new(),
             });
         }
         if problems.len() < want {

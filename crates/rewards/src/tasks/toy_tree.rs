@@ -54,6 +54,7 @@ impl Task for ToyTree {
             prompt: String::new(),
             ground_truth: REWARDING.join(","),
             data_source: "toy-tree".into(),
+            messages: Vec::new(),
         }])
     }
 
