@@ -62,6 +62,12 @@ pub fn step_line(m: &Metrics, total: u64, eta: Option<std::time::Duration>) -> S
         m.value("time/step"),
         m.value("rollout/tokens_per_s"),
     );
+    if let Some(v) = m.get("val/pass@1") {
+        line.push_str(&format!(
+            " | val pass@1 {v:.3} mean@n {:.3}",
+            m.value("val/mean@n")
+        ));
+    }
     if let Some(eta) = eta {
         line.push_str(&format!(" | eta {}", duration(eta)));
     }

@@ -372,3 +372,65 @@ fn verbose_step_lines_carry_the_phase_timings() {
         assert!(line.contains(phase), "{phase} in {line}");
     }
 }
+
+#[test]
+fn validation_every_n_steps_lands_in_metrics_summary_and_step_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train(
+        tmp.path(),
+        "val",
+        &[
+            "--steps",
+            "4",
+            "--set",
+            "train.eval_every=2",
+            "--set",
+            "train.eval_problems=4",
+            "--set",
+            "train.eval_samples=2",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let lines = metrics_lines(&tmp.path().join("val/metrics.jsonl"));
+    for (i, m) in lines.iter().enumerate() {
+        let validated = (i + 1) % 2 == 0;
+        assert_eq!(m.get("val/pass@1").is_some(), validated, "{m}");
+        assert_eq!(m.get("val/pass@2").is_some(), validated, "{m}");
+    }
+    let summary = std::fs::read_to_string(tmp.path().join("val/summary.md")).unwrap();
+    assert!(
+        summary.contains("## Validation during training"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| 2 |") && summary.contains("| 4 |"),
+        "{summary}"
+    );
+    let out = rlvr_tests::cli::stdout(&o);
+    let step2 = out
+        .lines()
+        .find(|l| l.starts_with("step 2/4:"))
+        .unwrap_or("");
+    assert!(step2.contains("val pass@1"), "{out}");
+}
+
+#[test]
+fn dataset_runs_start_from_real_model_defaults_that_flags_override() {
+    let config = |extra: &[&str]| {
+        let o = rlvr().arg("config").args(extra).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        rlvr_tests::cli::stdout(&o)
+    };
+    let data = config(&["--data", "x.parquet"]);
+    for line in [
+        "max_new_tokens = 1024",
+        "eval_every = 50",
+        "eval_problems = 32",
+    ] {
+        assert!(data.contains(&format!("\n{line}\n")), "{line} in:\n{data}");
+    }
+    let mine = config(&["--data", "x.parquet", "--set", "train.max_new_tokens=64"]);
+    assert!(mine.contains("\nmax_new_tokens = 64\n"), "{mine}");
+    let task = config(&["--task", "countdown"]);
+    assert!(task.contains("\nmax_new_tokens = 12\n") && task.contains("\neval_every = 0\n"));
+}

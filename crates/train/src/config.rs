@@ -64,6 +64,9 @@ pub struct TrainConfig {
     pub device: String,
     /// Write TensorBoard event files to `<run>/tensorboard/` next to `metrics.jsonl`.
     pub tensorboard: bool,
+    /// Steps between validations on the held-out sample (`eval_problems` × `eval_samples`),
+    /// written as `val/*` metrics of that step; 0 = only before and after training.
+    pub eval_every: u64,
     /// Responses written to `<run>/samples.jsonl` per step (one per prompt: prompt, response,
     /// ground truth, score); 0 = none.
     pub log_samples: usize,
@@ -97,11 +100,28 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             tensorboard: true,
             log_samples: 4,
+            eval_every: 0,
         }
     }
 }
 
 impl TrainConfig {
+    /// Defaults of a dataset run (`--data`) where they differ from the built-in task's: room for
+    /// real reasoning (1024 response tokens) and a bounded validation every 50 steps instead of
+    /// 100 × 16 generations before and after. Keys given by the user win.
+    pub fn dataset_defaults() -> toml::Table {
+        let mut t = toml::Table::new();
+        for (k, v) in [
+            ("max_new_tokens", 1024),
+            ("eval_problems", 32),
+            ("eval_samples", 4),
+            ("eval_every", 50),
+        ] {
+            t.insert(k.into(), toml::Value::Integer(v));
+        }
+        t
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         let checks = [
@@ -390,12 +410,15 @@ impl RunConfig {
                  task scores with its own verifier"
             ),
         };
-        let train: TrainConfig = match table(&doc, "train")? {
-            Some(t) => toml::Value::Table(t.clone())
-                .try_into()
-                .map_err(|e| TrainError::Config(format!("config error in [train]: {e}")))?,
-            None => TrainConfig::default(),
-        };
+        let mut train_table = table(&doc, "train")?.cloned().unwrap_or_default();
+        if data.is_some() {
+            for (k, v) in TrainConfig::dataset_defaults() {
+                train_table.entry(k).or_insert(v);
+            }
+        }
+        let train: TrainConfig = toml::Value::Table(train_table)
+            .try_into()
+            .map_err(|e| TrainError::Config(format!("config error in [train]: {e}")))?;
         train.validate()?;
         doc.insert("algo".into(), toml::Value::Table(algo.to_table()?));
         doc.insert("train".into(), toml::Value::try_from(&train)?);

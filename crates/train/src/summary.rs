@@ -37,12 +37,60 @@ pub fn write_run_summary(dir: &Path, cfg: &RunConfig, metrics: &Path) -> Result<
     let md = format!(
         "# Run `{name}`\n\nAlgorithm `{}`, {} steps × {} prompts × {} samples; resolved settings in \
          `config.toml`, per-step metrics in `metrics.jsonl` (and TensorBoard events in \
-         `tensorboard/`).\n\n{table}\n{}",
+         `tensorboard/`).\n\n{table}\n{}{}",
         cfg.algo.preset.as_deref().unwrap_or("custom"),
         cfg.train.steps,
         cfg.train.prompts_per_step,
         cfg.train.samples_per_prompt,
+        validation_table(metrics)?,
         figure_markdown(&figures, "plots/")
     );
     write_atomic(&dir.join("summary.md"), &md)
+}
+
+/// The `val/*` metrics of the steps that were validated (`train.eval_every`), as a markdown
+/// table; "" when there are none.
+fn validation_table(metrics: &Path) -> Result<String> {
+    use crate::error::IoResultExt;
+    if !metrics.exists() {
+        return Ok(String::new());
+    }
+    let text = std::fs::read_to_string(metrics).at(metrics)?;
+    let mut rows: Vec<(u64, Vec<(String, f64)>)> = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(obj) = v.as_object() else { continue };
+        let vals: Vec<(String, f64)> = obj
+            .iter()
+            .filter(|(k, _)| k.starts_with("val/"))
+            .filter_map(|(k, x)| Some((k["val/".len()..].to_string(), x.as_f64()?)))
+            .collect();
+        if let (false, Some(step)) = (vals.is_empty(), v["step"].as_u64()) {
+            rows.push((step, vals));
+        }
+    }
+    let Some((_, first)) = rows.first() else {
+        return Ok(String::new());
+    };
+    let keys: Vec<String> = first.iter().map(|(k, _)| k.clone()).collect();
+    let mut md = format!(
+        "## Validation during training\n\n| step | {} |\n|---|{}\n",
+        keys.join(" | "),
+        "---|".repeat(keys.len())
+    );
+    for (step, vals) in &rows {
+        let cells: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                vals.iter()
+                    .find(|(x, _)| x == k)
+                    .map_or("—".into(), |(_, v)| format!("{v:.3}"))
+            })
+            .collect();
+        md.push_str(&format!("| {step} | {} |\n", cells.join(" | ")));
+    }
+    md.push('\n');
+    Ok(md)
 }

@@ -98,8 +98,13 @@ fn every_key_of_metrics_jsonl_is_documented() {
     let tmp = tempfile::tempdir().unwrap();
     let mut keys = BTreeSet::new();
     for (i, preset) in ["simko", "grpo", "kl-cov"].iter().enumerate() {
+        // The first run also validates (train.eval_every): its `val/*` keys are checked too.
+        let validate = i64::from(i == 0);
         let cfg = small_config(&[
             ("train.steps", 1.into()),
+            ("train.eval_every", validate.into()),
+            ("train.eval_problems", (2 * validate).into()),
+            ("train.eval_samples", 2.into()),
             (
                 "algo",
                 toml::Value::Table(toml::toml! { preset = (*preset) }),
@@ -109,6 +114,7 @@ fn every_key_of_metrics_jsonl_is_documented() {
         rlvr_train::fit(cfg, &dir, false, &Silent).unwrap();
         keys.extend(metrics(&dir)[0].as_object().unwrap().keys().cloned());
     }
+    assert!(keys.contains("val/pass@2"), "validation keys: {keys:?}");
     for key in &keys {
         assert!(
             doc.contains(&format!("`{key}`")),
