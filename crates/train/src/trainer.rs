@@ -454,7 +454,7 @@ fn run(
         if tc.eval_every > 0 && t.step.is_multiple_of(tc.eval_every) && !eval_problems.is_empty() {
             let r = t.evaluate(&eval_problems, &eval_opts)?;
             for (k, p) in &r.pass_at_k {
-                m.set(&format!("val/pass@{k}"), *p);
+                m.set(format!("val/pass@{k}"), *p);
             }
             m.set("val/mean@n", r.mean_at_n);
         }
