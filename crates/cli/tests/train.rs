@@ -412,6 +412,18 @@ fn validation_every_n_steps_lands_in_metrics_summary_and_step_lines() {
         .find(|l| l.starts_with("step 2/4:"))
         .unwrap_or("");
     assert!(step2.contains("val pass@1"), "{out}");
+    // The training figure of the summary has the optimisation panels besides reward and entropy.
+    let svg = std::fs::read_to_string(tmp.path().join("val/plots/training.svg")).unwrap();
+    for title in [
+        "reward",
+        "response length",
+        "loss",
+        "KL to the reference",
+        "clip fraction",
+        "gradient norm",
+    ] {
+        assert!(svg.contains(title), "panel {title:?} in training.svg");
+    }
 }
 
 #[test]

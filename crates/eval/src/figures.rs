@@ -19,13 +19,19 @@ pub struct Group {
 }
 
 /// The training-curve panels: metrics.jsonl key and panel title.
-const TRAINING_PANELS: [(&str, &str); 6] = [
+const TRAINING_PANELS: [(&str, &str); 12] = [
     ("reward/mean", "reward"),
     ("conc/entropy", "token entropy"),
+    ("rollout/response_len", "response length (tokens)"),
     ("conc/lambda_1", "Λ(1) = mean log p of rank 1"),
     ("conc/lambda_2", "Λ(2)"),
     ("conc/lambda_3", "Λ(3)"),
     ("conc/sampled_logp", "sampled-token log p"),
+    ("actor/loss", "loss"),
+    ("loss/kl_ref", "KL to the reference"),
+    ("loss/clipfrac", "clip fraction"),
+    ("actor/grad_norm", "gradient norm (before clipping)"),
+    ("loss/ppo_kl", "approximate KL to the rollout policy"),
 ];
 
 /// Keys of `metrics.jsonl` files written before metrics were namespaced, and their names now, so
