@@ -26,6 +26,8 @@ fn preset(
         loss_normalizer: 1024.0,
         advantage,
         loss,
+        shaping: None,
+        filter: None,
     }
 }
 
@@ -153,6 +155,31 @@ rlvr_core::register!(
                 gate: None,
             }),
         )
+    }
+);
+rlvr_core::register!(
+    preset,
+    "dapo",
+    "DAPO: clip-higher 0.28, dynamic sampling, overlong shaping, token-mean (Yu et al. 2025)",
+    || {
+        let surrogate = Surrogate {
+            clip_high: 0.28,
+            ..Default::default()
+        };
+        AlgoConfig {
+            shaping: Some(Box::new(crate::batch::overlong::OverlongConfig::default())),
+            filter: Some(Box::new(
+                crate::batch::dynamic_sampling::DynamicSamplingConfig::default(),
+            )),
+            ..preset(
+                "dapo",
+                grpo(),
+                Box::new(PpoClipConfig {
+                    surrogate,
+                    gate: None,
+                }),
+            )
+        }
     }
 );
 rlvr_core::register!(

@@ -33,6 +33,14 @@ pub struct AlgoConfig {
     pub advantage: Box<dyn AdvantageConfig>,
     /// Policy loss: per-token objective built from log-probs, advantages and token statistics.
     pub loss: Box<dyn LossConfig>,
+    /// Optional reward shaping applied to the verifier scores before advantages (e.g. DAPO's
+    /// overlong penalty, `type = "overlong"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shaping: Option<Box<dyn crate::ShapingConfig>>,
+    /// Optional filter of prompt groups (e.g. DAPO's dynamic sampling,
+    /// `type = "dynamic-sampling"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Box<dyn crate::FilterConfig>>,
 }
 
 crate::describe_fields!(AlgoConfig);
@@ -47,6 +55,10 @@ pub struct Algorithm {
     pub advantage: Box<dyn AdvantageEstimator>,
     /// The policy loss.
     pub loss: Box<dyn PolicyLoss>,
+    /// Reward shaping, if any.
+    pub shaping: Option<Box<dyn crate::RewardShaping>>,
+    /// Group filter, if any.
+    pub filter: Option<Box<dyn crate::GroupFilter>>,
     /// The aggregation mode.
     pub aggregation: Aggregation,
     /// Normaliser for [`Aggregation::Constant`].
@@ -66,6 +78,8 @@ impl AlgoConfig {
         Ok(Algorithm {
             advantage: self.advantage.build()?,
             loss: self.loss.build()?,
+            shaping: self.shaping.as_ref().map(|s| s.build()).transpose()?,
+            filter: self.filter.as_ref().map(|f| f.build()).transpose()?,
             aggregation: self.aggregation,
             loss_normalizer: self.loss_normalizer,
         })

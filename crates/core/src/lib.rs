@@ -9,6 +9,7 @@
 
 pub mod advantage;
 pub mod algo;
+pub mod batch;
 pub mod describe;
 pub mod error;
 pub mod gate;
@@ -23,6 +24,7 @@ pub mod toml_doc;
 
 pub use advantage::{AdvantageConfig, AdvantageEstimator, AdvantageInput};
 pub use algo::{AlgoConfig, Algorithm};
+pub use batch::{FilterConfig, GroupFilter, RewardShaping, ShapingConfig};
 pub use describe::Describe;
 pub use error::{CoreError, Result};
 pub use gate::{GateConfig, GateInput, TokenGate};

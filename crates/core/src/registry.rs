@@ -23,6 +23,10 @@ pub enum Kind {
     Loss,
     /// A token gate.
     Gate,
+    /// A reward shaping (scores before advantages).
+    Shaping,
+    /// A filter of prompt groups (dynamic sampling).
+    Filter,
     /// A verifier.
     Verifier,
     /// A task.
@@ -33,11 +37,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Preset,
         Kind::Advantage,
         Kind::Loss,
         Kind::Gate,
+        Kind::Shaping,
+        Kind::Filter,
         Kind::Verifier,
         Kind::Task,
         Kind::Model,
@@ -50,6 +56,8 @@ impl Kind {
             Kind::Advantage => "advantage estimators",
             Kind::Loss => "losses",
             Kind::Gate => "gates",
+            Kind::Shaping => "reward shapings",
+            Kind::Filter => "group filters",
             Kind::Verifier => "verifiers",
             Kind::Task => "tasks",
             Kind::Model => "models",
@@ -63,6 +71,8 @@ impl Kind {
             Kind::Advantage => "advantage",
             Kind::Loss => "loss",
             Kind::Gate => "gate",
+            Kind::Shaping => "shaping",
+            Kind::Filter => "filter",
             Kind::Verifier => "verifier",
             Kind::Task => "task",
             Kind::Model => "model",
@@ -81,6 +91,10 @@ pub enum Factory {
     Loss(fn() -> Box<dyn LossConfig>),
     /// A gate's default configuration.
     Gate(fn() -> Box<dyn GateConfig>),
+    /// A reward shaping's default configuration.
+    Shaping(fn() -> Box<dyn crate::ShapingConfig>),
+    /// A group filter's default configuration.
+    Filter(fn() -> Box<dyn crate::FilterConfig>),
     /// A verifier's default configuration.
     Verifier(fn() -> Box<dyn VerifierConfig>),
     /// A task's default configuration.
@@ -97,6 +111,8 @@ impl Factory {
             Factory::Advantage(_) => Kind::Advantage,
             Factory::Loss(_) => Kind::Loss,
             Factory::Gate(_) => Kind::Gate,
+            Factory::Shaping(_) => Kind::Shaping,
+            Factory::Filter(_) => Kind::Filter,
             Factory::Verifier(_) => Kind::Verifier,
             Factory::Task(_) => Kind::Task,
             Factory::Model(_) => Kind::Model,
@@ -110,6 +126,8 @@ impl Factory {
             Factory::Advantage(f) => toml::Value::try_from(f()),
             Factory::Loss(f) => toml::Value::try_from(f()),
             Factory::Gate(f) => toml::Value::try_from(f()),
+            Factory::Shaping(f) => toml::Value::try_from(f()),
+            Factory::Filter(f) => toml::Value::try_from(f()),
             Factory::Verifier(f) => toml::Value::try_from(f()),
             Factory::Task(f) => toml::Value::try_from(f()),
             Factory::Model(f) => toml::Value::try_from(f()),
@@ -125,6 +143,8 @@ impl Factory {
             Factory::Advantage(f) => f().field_doc(field),
             Factory::Loss(f) => f().field_doc(field),
             Factory::Gate(f) => f().field_doc(field),
+            Factory::Shaping(f) => f().field_doc(field),
+            Factory::Filter(f) => f().field_doc(field),
             Factory::Verifier(f) => f().field_doc(field),
             Factory::Task(f) => f().field_doc(field),
             Factory::Model(f) => f().field_doc(field),
@@ -181,7 +201,8 @@ pub fn find(kind: Kind, name: &str) -> Result<&'static Registration> {
 
 /// Registers a configuration type under a name:
 /// `rlvr_core::register!(loss, "simko", "SimKO (arXiv 2510.14807)", SimkoConfig);`.
-/// Kinds: `preset` (with a `fn() -> AlgoConfig`), `advantage`, `loss`, `gate`, `verifier`, `task`,
+/// Kinds: `preset` (with a `fn() -> AlgoConfig`), `advantage`, `loss`, `gate`, `shaping`, `filter`,
+/// `verifier`, `task`,
 /// `model` (with a type implementing `Default` and the kind's config trait).
 #[macro_export]
 macro_rules! register {
@@ -198,6 +219,12 @@ macro_rules! register {
     };
     (gate, $name:expr, $summary:expr, $ty:ty) => {
         $crate::register!(@boxed Gate, $name, $summary, $ty);
+    };
+    (shaping, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Shaping, $name, $summary, $ty);
+    };
+    (filter, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Filter, $name, $summary, $ty);
     };
     (verifier, $name:expr, $summary:expr, $ty:ty) => {
         $crate::register!(@boxed Verifier, $name, $summary, $ty);

@@ -68,7 +68,11 @@ fn check_one(name: &str, factory: &Factory, value: toml::Value) -> Result<(), St
         Kind::Advantage => built(back::<dyn AdvantageConfig>(value)?.build()),
         Kind::Loss => built(back::<dyn LossConfig>(value)?.build()),
         Kind::Gate => built(back::<dyn GateConfig>(value)?.build()),
-        Kind::Verifier => built(back::<dyn VerifierConfig>(value)?.build()),
+        Kind::Shaping => built(back::<dyn crate::ShapingConfig>(value)?.build()),
+        Kind::Filter => built(back::<dyn crate::FilterConfig>(value)?.build()),
+        // A verifier that calls out (a reward program, a URL) has no buildable default: it
+        // needs the program or URL; the default must still round-trip.
+        Kind::Verifier => back::<dyn VerifierConfig>(value).map(drop),
         Kind::Task => back::<dyn crate::TaskConfig>(value).map(drop),
         Kind::Model => back::<dyn crate::ModelConfig>(value).map(drop),
         Kind::Preset => Ok(()),

@@ -8,8 +8,8 @@ use crate::evaluation::diagnostic_needs;
 use crate::metrics::Metrics;
 use crate::rollout::{rollout, Responses, Rollout};
 use rlvr_core::{
-    AdvantageEstimator, AdvantageInput, Policy, Problem, SamplingConfig, StatsNeeds, TextCodec,
-    Verifier,
+    AdvantageEstimator, AdvantageInput, GroupFilter, Policy, Problem, RewardShaping,
+    SamplingConfig, StatsNeeds, TextCodec, Verifier,
 };
 use rlvr_models::tokenizer::HfTokenizer;
 use std::time::Instant;
@@ -91,8 +91,14 @@ pub struct ExperienceInputs<'a> {
     pub advantage: &'a dyn AdvantageEstimator,
     /// Statistics the loss needs (the old pass computes at least these).
     pub loss_needs: StatsNeeds,
-    /// This step's prompts.
+    /// This step's prompts (more than `train_prompts` when a group filter oversamples).
     pub problems: &'a [Problem],
+    /// Prompt groups that train (`train.prompts_per_step`).
+    pub train_prompts: usize,
+    /// Reward shaping applied to the scores before advantages, if any.
+    pub shaping: Option<&'a dyn RewardShaping>,
+    /// Filter of prompt groups (dynamic sampling), if any.
+    pub filter: Option<&'a dyn GroupFilter>,
     /// Responses per prompt.
     pub samples_per_prompt: usize,
     /// Sampling settings with this step's seed.
@@ -112,7 +118,7 @@ pub fn token_level_scores(scores: &Tensor, mask: &Tensor) -> Tensor {
 /// `time/*`).
 pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Experience, Metrics)> {
     let t_start = Instant::now();
-    let ro: Rollout = rollout(
+    let mut ro: Rollout = rollout(
         inputs.policy,
         inputs.codec,
         inputs.chat,
@@ -121,6 +127,50 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
         inputs.samples_per_prompt,
         &inputs.sampling,
     )?;
+    let n = inputs.samples_per_prompt.max(1);
+    // Dynamic sampling: keep the first `train_prompts` groups whose scores differ.
+    let mut problems: Vec<&Problem> = inputs.problems.iter().collect();
+    let mut kept_groups = None;
+    if let Some(filter) = inputs.filter {
+        let scores = ro.score_values();
+        let groups = inputs.problems.len();
+        let varied: Vec<usize> = (0..groups)
+            .filter(|g| {
+                let group: Vec<f64> = scores
+                    .get(g * n..(g + 1) * n)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|x| f64::from(*x))
+                    .collect();
+                filter.keep(&group)
+            })
+            .collect();
+        kept_groups = Some(varied.len() as f64 / groups.max(1) as f64);
+        let mut chosen: Vec<usize> = varied.into_iter().take(inputs.train_prompts).collect();
+        if chosen.is_empty() {
+            // Nothing varies: train on the first groups (their advantages are zero).
+            chosen = (0..groups.min(inputs.train_prompts)).collect();
+        }
+        ro = ro.keep_groups(&chosen, n);
+        problems = chosen.iter().map(|&g| &inputs.problems[g]).collect();
+    }
+    // Reward shaping of the scores that train (accuracy stays the verifier's).
+    let mut shaping_delta = None;
+    if let Some(shaping) = inputs.shaping {
+        let raw: Vec<f64> = ro.score_values().into_iter().map(f64::from).collect();
+        let lengths: Vec<i64> = Vec::try_from(
+            ro.responses
+                .mask
+                .sum_dim_intlist(-1, false, Kind::Int64)
+                .to_device(tch::Device::Cpu),
+        )?;
+        let shaped = shaping.shape(&raw, &lengths, inputs.sampling.max_new_tokens)?;
+        shaping_delta = Some(
+            shaped.iter().zip(&raw).map(|(s, r)| s - r).sum::<f64>() / raw.len().max(1) as f64,
+        );
+        let shaped: Vec<f32> = shaped.iter().map(|x| *x as f32).collect();
+        ro.responses.scores = Tensor::from_slice(&shaped).to_device(ro.responses.scores.device());
+    }
     let r = &ro.responses;
     let t_adv = Instant::now();
     let tls = token_level_scores(&r.scores, &r.mask);
@@ -188,15 +238,19 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
             .double_value(&[])
             / valid,
     );
+    if let Some(k) = kept_groups {
+        m.set("rollout/kept_groups", k);
+    }
+    if let Some(d) = shaping_delta {
+        m.set("reward/shaping", d);
+    }
     m.set("time/rollout", ro.time_generate);
     m.set("time/score", ro.time_score);
     m.set("time/advantage", time_advantage);
     m.set("time/old_stats", time_old);
     m.set("time/make_experience", t_start.elapsed().as_secs_f64());
     let scores = ro.score_values();
-    let n = inputs.samples_per_prompt.max(1);
-    let samples = inputs
-        .problems
+    let samples = problems
         .iter()
         .take(inputs.log_samples)
         .enumerate()

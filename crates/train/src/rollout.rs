@@ -80,6 +80,31 @@ impl Rollout {
         correct as f64 / self.outcomes.len().max(1) as f64
     }
 
+    /// Only the responses of prompt groups `groups` (indices into the rollout's problems, `n`
+    /// responses each), renumbered 0.. in that order.
+    pub fn keep_groups(self, groups: &[usize], n: usize) -> Rollout {
+        let rows: Vec<usize> = groups.iter().flat_map(|&g| g * n..(g + 1) * n).collect();
+        let device = self.responses.tokens.device();
+        let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let idx = Tensor::from_slice(&idx).to_device(device);
+        let mut responses = self.responses.select(&idx);
+        let renumbered: Vec<i64> = (0..groups.len() as i64)
+            .flat_map(|g| std::iter::repeat_n(g, n))
+            .collect();
+        responses.group = Tensor::from_slice(&renumbered).to_device(device);
+        let pick = |v: &[Outcome]| rows.iter().filter_map(|&r| v.get(r).copied()).collect();
+        Rollout {
+            responses,
+            texts: rows
+                .iter()
+                .filter_map(|&r| self.texts.get(r).cloned())
+                .collect(),
+            outcomes: pick(&self.outcomes),
+            time_generate: self.time_generate,
+            time_score: self.time_score,
+        }
+    }
+
     /// The verifier score of each response, in row order.
     pub fn score_values(&self) -> Vec<f32> {
         Vec::<f32>::try_from(self.responses.scores.to_device(tch::Device::Cpu)).unwrap_or_default()

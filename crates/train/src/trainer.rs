@@ -129,11 +129,13 @@ impl Trainer {
     pub fn step_problems(&self) -> Vec<Problem> {
         let tc = &self.cfg.train;
         let n_train = self.problems.train.len();
-        (0..tc.prompts_per_step)
-            .map(|i| {
-                self.problems.train[(self.step as usize * tc.prompts_per_step + i) % n_train]
-                    .clone()
-            })
+        // A group filter (dynamic sampling) samples more prompts than train.
+        let count = match &self.actor.algo.filter {
+            Some(f) => (tc.prompts_per_step as f64 * f.oversample()).ceil() as usize,
+            None => tc.prompts_per_step,
+        };
+        (0..count)
+            .map(|i| self.problems.train[(self.step as usize * count + i) % n_train].clone())
             .collect()
     }
 
@@ -162,6 +164,9 @@ impl Trainer {
             advantage: self.actor.algo.advantage.as_ref(),
             loss_needs: self.actor.algo.loss.needs(),
             problems: &problems,
+            train_prompts: self.cfg.train.prompts_per_step,
+            shaping: self.actor.algo.shaping.as_deref(),
+            filter: self.actor.algo.filter.as_deref(),
             samples_per_prompt: self.cfg.train.samples_per_prompt,
             sampling: self.step_sampling(),
         };
