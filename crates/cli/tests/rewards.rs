@@ -392,3 +392,56 @@ fn the_readme_own_model_data_and_reward_section_works() {
         );
     }
 }
+
+#[test]
+fn several_validation_files_each_get_their_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<String> = ["aime2025_test", "math_test"]
+        .iter()
+        .map(|f| {
+            repo(&format!("crates/rewards/tests/data/{f}.parquet"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let cfg = config(
+        tmp.path(),
+        &format!("[data]\neval_data = [{:?}, {:?}]\n", files[0], files[1]),
+    );
+    let o = run(
+        tmp.path(),
+        &cfg,
+        "2",
+        &[],
+        &[
+            "--set",
+            "train.eval_every=1",
+            "--set",
+            "train.eval_problems=2",
+            "--set",
+            "train.eval_samples=2",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for m in metrics_lines(&tmp.path().join("hf/metrics.jsonl")) {
+        for key in [
+            "val/pass@1",
+            "val/pass@2",
+            "val/aime2025_test/pass@1",
+            "val/aime2025_test/mean@n",
+            "val/math_test/pass@2",
+        ] {
+            assert!(m.get(key).is_some(), "{key} in {m}");
+        }
+    }
+    let summary = std::fs::read_to_string(tmp.path().join("hf/summary.md")).unwrap();
+    assert!(summary.contains("math_test/pass@1"), "{summary}");
+    // A file that does not exist fails before any work.
+    let bad = config(
+        tmp.path(),
+        "[data]\neval_data = [\"/no/such/file.parquet\"]\n",
+    );
+    let o = run(&tmp.path().join("other"), &bad, "1", &[], &[]);
+    assert_fails_with(&o, "/no/such/file.parquet");
+    assert!(!tmp.path().join("other/hf").exists());
+}

@@ -198,6 +198,9 @@ pub struct DataConfig {
     pub holdout: usize,
     /// Plain-text prompt template; `{prompt}` is replaced by the row's user message.
     pub template: String,
+    /// More files validated every `train.eval_every` steps (all their rows are held out), each
+    /// reported as `val/<file stem>/pass@K` metrics.
+    pub eval_data: Vec<String>,
 }
 
 impl Default for DataConfig {
@@ -207,6 +210,7 @@ impl Default for DataConfig {
             test: String::new(),
             holdout: 100,
             template: "{prompt}".into(),
+            eval_data: Vec::new(),
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Problems {
     pub train: Vec<Problem>,
     /// Held-out problems for evaluation.
     pub test: Vec<Problem>,
+    /// Further validation sets (`data.eval_data`): a name (the file stem) and its problems.
+    pub validation: Vec<(String, Vec<Problem>)>,
     /// Scores responses.
     pub verifier: Box<dyn Verifier>,
 }
@@ -54,6 +56,25 @@ pub fn load_problems(cfg: &RunConfig) -> Result<Problems> {
     if train.is_empty() {
         config_bail!("the task has no training problems");
     }
+    let mut validation = Vec::new();
+    if let Some(d) = &cfg.data {
+        use rlvr_rewards::data::{read, OnBadRow};
+        for file in &d.eval_data {
+            let path = Path::new(file);
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.clone());
+            if validation.iter().any(|(n, _)| *n == name) {
+                config_bail!("data.eval_data names two files called `{name}`; rename one");
+            }
+            let records = read(path, OnBadRow::Fail)?.records;
+            let set =
+                rlvr_rewards::data::task::DatasetTask::with_template(&[], &records, &d.template)
+                    .problems(Split::Test)?;
+            validation.push((name, set));
+        }
+    }
     let verifier = match &cfg.reward {
         Some(spec) => spec.build()?,
         None => task.verifier(),
@@ -61,6 +82,7 @@ pub fn load_problems(cfg: &RunConfig) -> Result<Problems> {
     Ok(Problems {
         train,
         test: task.problems(Split::Test)?,
+        validation,
         verifier,
     })
 }

@@ -456,12 +456,25 @@ fn run(
             bad_in_row = 0;
         }
         let mut m = m;
-        if tc.eval_every > 0 && t.step.is_multiple_of(tc.eval_every) && !eval_problems.is_empty() {
-            let r = t.evaluate(&eval_problems, &eval_opts)?;
-            for (k, p) in &r.pass_at_k {
-                m.set(format!("val/pass@{k}"), *p);
+        if tc.eval_every > 0 && t.step.is_multiple_of(tc.eval_every) {
+            let mut sets: Vec<(String, Vec<Problem>)> = Vec::new();
+            if !eval_problems.is_empty() {
+                sets.push(("val".into(), eval_problems.clone()));
             }
-            m.set("val/mean@n", r.mean_at_n);
+            for (name, problems) in &t.problems.validation {
+                let sample: Vec<Problem> =
+                    problems.iter().take(tc.eval_problems).cloned().collect();
+                if !sample.is_empty() {
+                    sets.push((format!("val/{name}"), sample));
+                }
+            }
+            for (prefix, problems) in &sets {
+                let r = t.evaluate(problems, &eval_opts)?;
+                for (k, p) in &r.pass_at_k {
+                    m.set(format!("{prefix}/pass@{k}"), *p);
+                }
+                m.set(format!("{prefix}/mean@n"), r.mean_at_n);
+            }
         }
         log.append(&m)?;
         append_samples(&samples_path, &t.last_samples)?;
