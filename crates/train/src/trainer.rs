@@ -419,6 +419,11 @@ fn run(
     let eval_dir = dir.join("eval");
     std::fs::create_dir_all(&eval_dir).at(&eval_dir)?;
     let before = if !eval_problems.is_empty() && t.step == 0 {
+        reporter.message(&format!(
+            "evaluating {} held-out problems × {} samples before training …",
+            eval_problems.len(),
+            eval_opts.samples
+        ));
         let r = t.evaluate(&eval_problems, &eval_opts)?;
         reporter.evaluation("before", &r);
         write_atomic(
