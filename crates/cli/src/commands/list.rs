@@ -7,7 +7,7 @@ use rlvr_core::registry::{self, Kind};
 /// Flags of `rlvr list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Only this kind (preset, advantage, loss, gate, verifier, task, model).
+    /// Only this kind (preset, advantage, loss, gate, shaping, filter, verifier, task, model).
     pub kind: Option<String>,
 }
 

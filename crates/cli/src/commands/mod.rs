@@ -27,7 +27,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List everything registered: presets, advantage estimators, losses, gates, verifiers, tasks, models.
+    /// List everything registered: presets, advantage estimators, losses, gates, reward shapings, group filters, verifiers, tasks, models.
     List(list::ListArgs),
     /// Print the fully resolved run configuration as TOML, every section, each field with its meaning.
     Config(config::ConfigArgs),
