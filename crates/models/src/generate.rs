@@ -1,11 +1,49 @@
-//! Batched generation with an external KV cache: prefill the left-padded prompts, then decode one
-//! token per step at per-row positions, stopping rows at stop tokens or `max_new_tokens`.
+//! Batched generation with a preallocated KV cache (docs/performance.md): each distinct prompt is
+//! prefilled once and its cache expanded to the rows that share it; then one token per step is
+//! decoded at per-row positions. Rows stop at stop tokens or `max_new_tokens`, and finished rows
+//! leave the batch (the cache is compacted) so decode cost follows the live rows. Each row samples
+//! from its own seeded stream, so compaction never changes a sample.
 
 use crate::error::Result;
 use crate::sampling::{filtered_logprobs, Sampler};
 use crate::transformer::{positions_from_mask, KvCache, Transformer};
 use rlvr_core::{FinishReason, Generation, SamplingConfig};
-use tch::{Kind, Tensor};
+use std::collections::HashMap;
+use tch::{Device, Kind, Tensor};
+
+/// Finished rows are dropped from the batch once they are at least this fraction of it (each
+/// compaction copies the cache once, so it is batched).
+const COMPACT_FRACTION: usize = 8;
+
+/// Distinct prompts of `[B, P]` ids and mask: the first row of each distinct prompt, and for
+/// every row the position of its prompt in that list.
+fn distinct_prompts(ids: &Tensor, mask: &Tensor) -> Result<(Vec<i64>, Vec<i64>)> {
+    let (b, p) = (ids.size()[0], ids.size()[1]);
+    let ids = Vec::<i64>::try_from(&ids.f_to_device(Device::Cpu)?.f_reshape([-1])?)?;
+    let mask = Vec::<i64>::try_from(
+        &mask
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Int64)?
+            .f_reshape([-1])?,
+    )?;
+    let mut first: HashMap<Vec<i64>, i64> = HashMap::new();
+    let (mut unique, mut expand) = (Vec::new(), Vec::with_capacity(b as usize));
+    for r in 0..b as usize {
+        let row = r * p as usize..(r + 1) * p as usize;
+        let key: Vec<i64> = ids[row.clone()]
+            .iter()
+            .zip(&mask[row])
+            .map(|(&id, &m)| if m > 0 { id } else { -1 })
+            .collect();
+        let next = unique.len() as i64;
+        let slot = *first.entry(key).or_insert(next);
+        if slot == next {
+            unique.push(r as i64);
+        }
+        expand.push(slot);
+    }
+    Ok((unique, expand))
+}
 
 /// Samples one response per row of the left-padded `prompt_ids` `[B, P]` (mask `[B, P]`).
 /// Responses are right-padded with `pad`; a stop token is kept as the response's last token.
@@ -18,41 +56,83 @@ pub fn generate(
     pad: i64,
 ) -> Result<Generation> {
     let _guard = tch::no_grad_guard();
-    let b = prompt_ids.size()[0];
+    let (b, p) = (prompt_ids.size()[0], prompt_ids.size()[1]);
     let device = prompt_ids.device();
+    let max_new = cfg.max_new_tokens.max(0);
     let mut sampler = Sampler::new(cfg.seed);
-    let mut cache = KvCache::new();
-    let mut positions = positions_from_mask(prompt_mask)?;
-    let mut key_mask = prompt_mask.f_to_kind(Kind::Int64)?;
-    let hidden = model.forward_hidden(prompt_ids, &positions, &key_mask, Some(&mut cache))?;
-    let mut logits = model.logits(&hidden.f_select(1, -1)?)?;
+    let mut cache = KvCache::with_capacity(p + max_new);
+
+    // Prefill each distinct prompt once, then give every row its prompt's cache and logits.
+    let (unique, expand) = distinct_prompts(prompt_ids, prompt_mask)?;
+    let unique = Tensor::from_slice(&unique).f_to_device(device)?;
+    let expand = Tensor::from_slice(&expand).f_to_device(device)?;
+    let umask = prompt_mask
+        .f_index_select(0, &unique)?
+        .f_to_kind(Kind::Int64)?;
+    let upos = positions_from_mask(&umask)?;
+    let hidden = model.forward_hidden(
+        &prompt_ids.f_index_select(0, &unique)?,
+        &upos,
+        &umask,
+        Some(&mut cache),
+    )?;
+    let mut logits = model
+        .logits(&hidden.f_select(1, -1)?)?
+        .f_index_select(0, &expand)?;
+    cache.select_rows(&expand)?;
+    let mut last_pos = upos.f_select(1, -1)?.f_index_select(0, &expand)?;
+    let mut key_mask = Tensor::f_zeros([b, p + max_new], (Kind::Int64, device))?;
+    key_mask
+        .f_narrow(1, 0, p)?
+        .f_copy_(&umask.f_index_select(0, &expand)?)?;
+
     let mut tokens: Vec<Vec<i64>> = vec![Vec::new(); b as usize];
     let mut logps: Vec<Vec<f64>> = vec![Vec::new(); b as usize];
     let mut finish = vec![FinishReason::Length; b as usize];
     let mut done = vec![false; b as usize];
-    for _ in 0..cfg.max_new_tokens {
+    // Original row of each row of the current batch.
+    let mut live: Vec<usize> = (0..b as usize).collect();
+    for step in 0..max_new {
         let lp = filtered_logprobs(&logits, cfg)?;
-        let (ids, chosen) = sampler.sample(&lp)?;
-        for r in 0..b as usize {
+        let (ids, chosen) = sampler.sample_rows(&lp, &live)?;
+        for (j, &r) in live.iter().enumerate() {
             if done[r] {
                 continue;
             }
-            tokens[r].push(ids[r]);
-            logps[r].push(chosen[r]);
-            if stop_tokens.contains(&ids[r]) {
+            tokens[r].push(ids[j]);
+            logps[r].push(chosen[j]);
+            if stop_tokens.contains(&ids[j]) {
                 done[r] = true;
                 finish[r] = FinishReason::Stop;
             }
         }
-        if done.iter().all(|d| *d) {
+        let running: Vec<usize> = (0..live.len()).filter(|&j| !done[live[j]]).collect();
+        if running.is_empty() || step + 1 == max_new {
             break;
         }
-        let next = Tensor::from_slice(&ids)
+        let mut next: Vec<i64> = ids;
+        let finished = live.len() - running.len();
+        if finished > 0 && finished * COMPACT_FRACTION >= live.len() {
+            let keep: Vec<i64> = running.iter().map(|&j| j as i64).collect();
+            let keep = Tensor::from_slice(&keep).f_to_device(device)?;
+            cache.select_rows(&keep)?;
+            key_mask = key_mask.f_index_select(0, &keep)?;
+            last_pos = last_pos.f_index_select(0, &keep)?;
+            next = running.iter().map(|&j| next[j]).collect();
+            live = running.iter().map(|&j| live[j]).collect();
+        }
+        let next = Tensor::from_slice(&next)
             .f_to_device(device)?
             .f_unsqueeze(1)?;
-        positions = positions.f_select(1, -1)?.f_unsqueeze(1)?.f_add_scalar(1)?;
-        key_mask = Tensor::f_cat(&[&key_mask, &next.f_ones_like()?], 1)?;
-        let hidden = model.forward_hidden(&next, &positions, &key_mask, Some(&mut cache))?;
+        last_pos = last_pos.f_add_scalar(1)?;
+        let width = cache.len() + 1;
+        key_mask.f_narrow(1, width - 1, 1)?.f_fill_(1)?;
+        let hidden = model.forward_hidden(
+            &next,
+            &last_pos.f_unsqueeze(1)?,
+            &key_mask.f_narrow(1, 0, width)?,
+            Some(&mut cache),
+        )?;
         logits = model.logits(&hidden.f_select(1, -1)?)?;
     }
     let t = tokens.iter().map(Vec::len).max().unwrap_or(0);

@@ -35,50 +35,68 @@ pub fn filtered_logprobs(logits: &Tensor, cfg: &SamplingConfig) -> Result<Tensor
     Ok(scaled.f_log_softmax(-1, Kind::Float)?)
 }
 
-/// A seeded sampler.
+/// A seeded sampler with one random stream per row: row `r`'s draws depend only on `(seed, r)`,
+/// so removing finished rows from the batch (or running the rows on another rank) never changes
+/// what any row samples.
 pub struct Sampler {
-    rng: ChaCha8Rng,
+    seed: u64,
+    streams: Vec<ChaCha8Rng>,
 }
 
 impl Sampler {
-    /// A sampler whose draws depend only on `seed`.
+    /// A sampler whose draws depend only on `seed` and the row.
     pub fn new(seed: u64) -> Sampler {
         Sampler {
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            streams: Vec::new(),
         }
     }
 
-    /// Draws one token per row from log-probs `[B, V]`; returns ids `[B]` and their log-probs.
-    pub fn sample(&mut self, logp: &Tensor) -> Result<(Vec<i64>, Vec<f64>)> {
-        let size = logp.size();
-        let (b, v) = (size[0] as usize, size[1] as usize);
-        let flat = logp
-            .f_to_device(tch::Device::Cpu)?
-            .f_to_kind(Kind::Double)?
-            .f_reshape([-1])?;
-        let values = Vec::<f64>::try_from(&flat)?;
-        let mut ids = Vec::with_capacity(b);
-        let mut lps = Vec::with_capacity(b);
-        for row in values.chunks(v) {
-            let u: f64 = self.rng.random::<f64>();
-            let mut acc = 0.0;
-            let mut chosen = None;
-            let mut last_valid = 0;
-            for (j, &lp) in row.iter().enumerate() {
-                if lp == f64::NEG_INFINITY {
-                    continue;
-                }
-                last_valid = j;
-                acc += lp.exp();
-                if u < acc {
-                    chosen = Some(j);
-                    break;
-                }
-            }
-            let j = chosen.unwrap_or(last_valid);
-            ids.push(j as i64);
-            lps.push(row[j]);
+    /// The next uniform draw of row `r`'s stream.
+    fn uniform(&mut self, r: usize) -> f64 {
+        while self.streams.len() <= r {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(self.streams.len() as u64);
+            self.streams.push(rng);
         }
+        self.streams[r].random::<f64>()
+    }
+
+    /// Draws one token per row from log-probs `[B, V]` (row `i` uses stream `i`); returns ids `[B]`
+    /// and their log-probs.
+    pub fn sample(&mut self, logp: &Tensor) -> Result<(Vec<i64>, Vec<f64>)> {
+        let rows: Vec<usize> = (0..logp.size()[0] as usize).collect();
+        self.sample_rows(logp, &rows)
+    }
+
+    /// Draws one token for each row of `logp` `[R, V]`, row `i` from stream `rows[i]`: the first
+    /// token whose cumulative probability exceeds a uniform draw (inverse-CDF, on the device; only
+    /// the chosen ids and log-probs are copied back).
+    pub fn sample_rows(&mut self, logp: &Tensor, rows: &[usize]) -> Result<(Vec<i64>, Vec<f64>)> {
+        let size = logp.size();
+        let (b, v) = (size[0], size[1]);
+        let device = logp.device();
+        let u: Vec<f64> = rows.iter().map(|&r| self.uniform(r)).collect();
+        let u = Tensor::from_slice(&u).f_view([b, 1])?.f_to_device(device)?;
+        let logp = logp.f_to_kind(Kind::Double)?;
+        let probs = logp.f_exp()?;
+        let cdf = probs.f_cumsum(-1, Kind::Double)?;
+        let idx = u
+            .f_searchsorted(&cdf, false, true, "right", None::<Tensor>)?
+            .f_clamp_max(v - 1)?;
+        // A draw past the total mass (rounding) takes the last token with positive probability.
+        let positive = probs.f_gt(0.0)?;
+        let last = positive
+            .f_flip([-1])?
+            .f_to_kind(Kind::Int8)?
+            .f_argmax(-1, true)?
+            .f_neg()?
+            .f_add_scalar(v - 1)?;
+        let ok = positive.f_gather(-1, &idx, false)?;
+        let idx = idx.f_where_self(&ok, &last)?;
+        let chosen = logp.f_gather(-1, &idx, false)?;
+        let ids = Vec::<i64>::try_from(&idx.f_view([-1])?.f_to_device(tch::Device::Cpu)?)?;
+        let lps = Vec::<f64>::try_from(&chosen.f_view([-1])?.f_to_device(tch::Device::Cpu)?)?;
         Ok((ids, lps))
     }
 }

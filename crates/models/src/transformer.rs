@@ -1,10 +1,12 @@
 //! One decoder implementation for the Llama / Qwen2 / Qwen3 family (docs/design.md §6): RMSNorm, rotary
 //! positions (f32 tables, `rope_theta`, llama3 scaling), grouped-query attention, SwiGLU, Qwen2 q/k/v
 //! bias, Qwen3 per-head q/k norms, tied or untied embeddings. Follows transformers'
-//! `modeling_llama.py` / `modeling_qwen2.py` / `modeling_qwen3.py` (eager attention).
+//! `modeling_llama.py` / `modeling_qwen2.py` / `modeling_qwen3.py` (sdpa attention).
 //!
-//! Positions are per row (left-padded batches). The KV cache lives outside the model
-//! ([`KvCache`]), so one model generates with a cache and trains without one. Hidden states and
+//! Positions are per row (left-padded batches). Attention goes through libtorch's fused
+//! `scaled_dot_product_attention` (GQA without repeated K/V). The KV cache lives outside the model
+//! ([`KvCache`], preallocated), so one model generates with a cache and trains without one; layers
+//! are callable one at a time for activation checkpointing. Hidden states and
 //! the LM head are separate so token statistics can be computed in chunks.
 
 use crate::error::Result;
@@ -34,8 +36,15 @@ impl Linear {
         Linear { weight, bias }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
+    /// `x Wᵀ + b` computed in `kind` (weights cast when they are stored in another precision:
+    /// mixed precision keeps f32 master weights and runs the matmul in bf16).
+    fn forward(&self, x: &Tensor, kind: Kind) -> Result<Tensor> {
+        if self.weight.kind() == kind && x.kind() == kind {
+            return Ok(x.f_linear(&self.weight, self.bias.as_ref())?);
+        }
+        let bias = self.bias.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
+        Ok(x.f_to_kind(kind)?
+            .f_linear(&self.weight.f_to_kind(kind)?, bias.as_ref())?)
     }
 }
 
@@ -67,26 +76,96 @@ struct Layer {
     down: Linear,
 }
 
-/// Per-layer keys and values of the tokens seen so far, `[B, kv_heads, len, head_dim]`.
+/// Per-layer keys and values of the tokens seen so far, preallocated to a capacity and written in
+/// place (`[B, kv_heads, capacity, head_dim]`), so a decode step never copies the cache. Rows can
+/// be selected (finished rows leave the batch) or repeated (one prefill shared by n samples).
 #[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<(Tensor, Tensor)>,
+    len: i64,
+    capacity: i64,
 }
 
 impl KvCache {
-    /// An empty cache.
+    /// An empty cache that grows to what the first forward pass needs (and reallocates beyond it).
     pub fn new() -> KvCache {
         KvCache::default()
     }
 
+    /// An empty cache preallocated to `capacity` positions (prompt + `max_new_tokens`).
+    pub fn with_capacity(capacity: i64) -> KvCache {
+        KvCache {
+            capacity,
+            ..KvCache::default()
+        }
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> i64 {
-        self.layers.first().map(|(k, _)| k.size()[2]).unwrap_or(0)
+        self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// Allocated positions per row.
+    pub fn capacity(&self) -> i64 {
+        self.capacity
+    }
+
+    /// Keeps the rows `index` (i64 `[R]`, in that order, repeats allowed) of every layer: finished
+    /// rows leave the batch, and a prefilled prompt is expanded to its samples.
+    pub fn select_rows(&mut self, index: &Tensor) -> Result<()> {
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.f_index_select(0, index)?;
+            *v = v.f_index_select(0, index)?;
+        }
+        Ok(())
+    }
+
+    /// Writes layer `i`'s new keys and values `[B, kv, l, hd]` after the cached positions and
+    /// returns all keys and values so far (views of the buffer).
+    fn append(&mut self, i: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let size = k.size();
+        let (b, nkv, l, hd) = (size[0], size[1], size[2], size[3]);
+        let need = self.len + l;
+        if i == self.layers.len() {
+            let cap = self.capacity.max(need);
+            let opts = (k.kind(), k.device());
+            self.layers.push((
+                Tensor::f_zeros([b, nkv, cap, hd], opts)?,
+                Tensor::f_zeros([b, nkv, cap, hd], opts)?,
+            ));
+        }
+        let len = self.len;
+        let (ck, cv) = &mut self.layers[i];
+        if ck.size()[2] < need {
+            // Past the preallocated capacity: grow geometrically, copying once.
+            let cap = need.max(2 * ck.size()[2]);
+            let grow = |old: &Tensor| -> Result<Tensor> {
+                let new = Tensor::f_zeros([b, nkv, cap, hd], (old.kind(), old.device()))?;
+                new.f_narrow(2, 0, len)?
+                    .f_copy_(&old.f_narrow(2, 0, len)?)?;
+                Ok(new)
+            };
+            *ck = grow(ck)?;
+            *cv = grow(cv)?;
+        }
+        ck.f_narrow(2, len, l)?.f_copy_(k)?;
+        cv.f_narrow(2, len, l)?.f_copy_(v)?;
+        Ok((ck.f_narrow(2, 0, need)?, cv.f_narrow(2, 0, need)?))
+    }
+
+    /// Marks `l` more positions as cached (after every layer appended them).
+    fn advance(&mut self, l: i64) {
+        self.len += l;
+        self.capacity = self
+            .layers
+            .first()
+            .map(|(k, _)| k.size()[2])
+            .unwrap_or(self.capacity);
     }
 }
 
@@ -99,6 +178,16 @@ pub struct Transformer {
     norm: Tensor,
     lm_head: Option<Tensor>,
     inv_freq: Tensor,
+    compute: Option<Kind>,
+}
+
+/// What every layer of one forward pass shares: rotary tables and the attention mask.
+#[derive(Debug)]
+pub struct Frame {
+    cos: Tensor,
+    sin: Tensor,
+    /// `[B, 1, l, past + l]`, true where a query may attend to a key.
+    allowed: Tensor,
 }
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
@@ -204,6 +293,7 @@ impl Transformer {
             norm,
             lm_head,
             inv_freq,
+            compute: None,
         })
     }
 
@@ -212,9 +302,135 @@ impl Transformer {
         &self.cfg
     }
 
+    /// Runs matmuls and attention in `kind` (bf16 mixed precision: weights stay in their stored
+    /// precision, norms, residuals and log-softmax in f32); `None` computes in the weights' kind.
+    pub fn set_compute_kind(&mut self, kind: Option<Kind>) {
+        self.compute = kind;
+    }
+
+    /// The kind matmuls run in.
+    pub fn compute_kind(&self) -> Kind {
+        self.compute.unwrap_or(self.embed.kind())
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Token embeddings `[B, l, H]` (the residual stream's input).
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::f_embedding(
+            &self.embed,
+            input_ids,
+            -1,
+            false,
+            false,
+        )?)
+    }
+
+    /// The rotary tables and attention mask of `l` new tokens at `positions` `[B, l]` after
+    /// `past` cached ones; `key_mask` `[B, past + l]` marks real tokens (1).
+    pub fn frame(&self, positions: &Tensor, key_mask: &Tensor, past: i64) -> Result<Frame> {
+        let (b, l) = (positions.size()[0], positions.size()[1]);
+        let device = positions.device();
+        let kind = self.compute_kind();
+        let freqs = positions
+            .f_to_kind(Kind::Float)?
+            .f_unsqueeze(-1)?
+            .f_mul(&self.inv_freq.f_view([1, 1, -1])?)?;
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
+        let cos = emb.f_cos()?.f_unsqueeze(1)?.f_to_kind(kind)?;
+        let sin = emb.f_sin()?.f_unsqueeze(1)?.f_to_kind(kind)?;
+        // Real keys at or before each query (absolute index past + i). A query may always see
+        // itself, so a left-padding query never has an empty row (SDPA would return NaN there,
+        // and NaN values times zero weights would reach real tokens).
+        let q_idx = Tensor::f_arange(l, (Kind::Int64, device))?
+            .f_add_scalar(past)?
+            .f_view([1, 1, l, 1])?;
+        let k_idx =
+            Tensor::f_arange(past + l, (Kind::Int64, device))?.f_view([1, 1, 1, past + l])?;
+        let real = key_mask.f_gt(0)?.f_view([b, 1, 1, past + l])?;
+        let allowed = k_idx
+            .f_le_tensor(&q_idx)?
+            .f_logical_and(&real)?
+            .f_logical_or(&k_idx.f_eq_tensor(&q_idx)?)?;
+        Ok(Frame { cos, sin, allowed })
+    }
+
+    /// Decoder layer `i` on the residual stream `x` `[B, l, H]`; with a cache, the layer's new keys
+    /// and values are written into it.
+    pub fn layer(
+        &self,
+        i: usize,
+        x: &Tensor,
+        frame: &Frame,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let layer = &self.layers[i];
+        let (b, l) = (x.size()[0], x.size()[1]);
+        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let kind = self.compute_kind();
+        let eps = self.cfg.rms_norm_eps;
+        let hn = rms_norm(x, &layer.input_norm, eps)?;
+        let mut q = layer.q.forward(&hn, kind)?.f_view([b, l, nh, hd])?;
+        let mut k = layer.k.forward(&hn, kind)?.f_view([b, l, nkv, hd])?;
+        let v = layer
+            .v
+            .forward(&hn, kind)?
+            .f_view([b, l, nkv, hd])?
+            .f_transpose(1, 2)?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = rms_norm(&q, qn, eps)?.f_to_kind(kind)?;
+            k = rms_norm(&k, kn, eps)?.f_to_kind(kind)?;
+        }
+        let q = q.f_transpose(1, 2)?;
+        let k = k.f_transpose(1, 2)?;
+        let q = q
+            .f_mul(&frame.cos)?
+            .f_add(&rotate_half(&q)?.f_mul(&frame.sin)?)?;
+        let k = k
+            .f_mul(&frame.cos)?
+            .f_add(&rotate_half(&k)?.f_mul(&frame.sin)?)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(i, &k, &v)?,
+            None => (k, v),
+        };
+        // Fused attention (flash / memory-efficient kernels where available); GQA reads each
+        // K/V head for its query group without materialising repeated copies.
+        let out = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(&frame.allowed),
+            0.0,
+            false,
+            (hd as f64).powf(-0.5),
+            nh != nkv,
+        )?
+        .f_transpose(1, 2)?
+        .f_reshape([b, l, nh * hd])?;
+        let x = x.f_add(&layer.o.forward(&out, kind)?)?;
+        let hn = rms_norm(&x, &layer.post_norm, eps)?;
+        let mlp = layer.down.forward(
+            &layer
+                .gate
+                .forward(&hn, kind)?
+                .f_silu()?
+                .f_mul(&layer.up.forward(&hn, kind)?)?,
+            kind,
+        )?;
+        Ok(x.f_add(&mlp)?)
+    }
+
+    /// The final RMSNorm of the residual stream.
+    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
     /// Final-norm hidden states `[B, l, H]` of `input_ids` `[B, l]` at `positions` `[B, l]`.
     /// `key_mask` `[B, past + l]` marks real tokens (1) among the cached and new ones; with a
-    /// cache, the new keys and values are appended to it.
+    /// cache, the new keys and values are written into it.
     pub fn forward_hidden(
         &self,
         input_ids: &Tensor,
@@ -222,98 +438,28 @@ impl Transformer {
         key_mask: &Tensor,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (b, l) = (input_ids.size()[0], input_ids.size()[1]);
         let past = cache.as_ref().map(|c| c.len()).unwrap_or(0);
-        let mut x = Tensor::f_embedding(&self.embed, input_ids, -1, false, false)?;
-        // Rotary tables for these positions, f32.
-        let freqs = positions
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(-1)?
-            .f_mul(&self.inv_freq.f_view([1, 1, -1])?)?;
-        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
-        let cos = emb.f_cos()?.f_unsqueeze(1)?.f_to_kind(x.kind())?;
-        let sin = emb.f_sin()?.f_unsqueeze(1)?.f_to_kind(x.kind())?;
-        // Allowed keys: real tokens at or before each query (absolute index past + i).
-        let q_idx = Tensor::f_arange(l, (Kind::Int64, x.device()))?
-            .f_add_scalar(past)?
-            .f_view([1, 1, l, 1])?;
-        let k_idx =
-            Tensor::f_arange(past + l, (Kind::Int64, x.device()))?.f_view([1, 1, 1, past + l])?;
-        let causal = k_idx.f_le_tensor(&q_idx)?;
-        let real = key_mask.f_gt(0)?.f_view([b, 1, 1, past + l])?;
-        let blocked = causal.f_logical_and(&real)?.f_logical_not()?;
-        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
-        let scale = (hd as f64).powf(-0.5);
-        if let Some(c) = cache.as_deref_mut() {
-            if c.layers.is_empty() {
-                c.layers = Vec::with_capacity(self.layers.len());
-            }
+        let frame = self.frame(positions, key_mask, past)?;
+        let mut x = self.embed(input_ids)?;
+        for i in 0..self.layers.len() {
+            x = self.layer(i, &x, &frame, cache.as_deref_mut())?;
         }
-        for (i, layer) in self.layers.iter().enumerate() {
-            let hn = rms_norm(&x, &layer.input_norm, self.cfg.rms_norm_eps)?;
-            let mut q = layer.q.forward(&hn)?.f_view([b, l, nh, hd])?;
-            let mut k = layer.k.forward(&hn)?.f_view([b, l, nkv, hd])?;
-            let v = layer
-                .v
-                .forward(&hn)?
-                .f_view([b, l, nkv, hd])?
-                .f_transpose(1, 2)?;
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                q = rms_norm(&q, qn, self.cfg.rms_norm_eps)?;
-                k = rms_norm(&k, kn, self.cfg.rms_norm_eps)?;
-            }
-            let q = q.f_transpose(1, 2)?;
-            let k = k.f_transpose(1, 2)?;
-            let q = q.f_mul(&cos)?.f_add(&rotate_half(&q)?.f_mul(&sin)?)?;
-            let mut k = k.f_mul(&cos)?.f_add(&rotate_half(&k)?.f_mul(&sin)?)?;
-            let mut v = v;
-            if let Some(c) = cache.as_deref_mut() {
-                if let Some((ck, cv)) = c.layers.get(i) {
-                    k = Tensor::f_cat(&[ck, &k], 2)?;
-                    v = Tensor::f_cat(&[cv, &v], 2)?;
-                }
-                if i < c.layers.len() {
-                    c.layers[i] = (k.shallow_clone(), v.shallow_clone());
-                } else {
-                    c.layers.push((k.shallow_clone(), v.shallow_clone()));
-                }
-            }
-            let rep = nh / nkv;
-            let (k, v) = if rep > 1 {
-                (
-                    k.f_repeat_interleave_self_int(rep, 1, None)?,
-                    v.f_repeat_interleave_self_int(rep, 1, None)?,
-                )
-            } else {
-                (k, v)
-            };
-            let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
-            let scores = scores
-                .f_to_kind(Kind::Float)?
-                .f_masked_fill(&blocked, f64::from(f32::MIN))?;
-            let attn = scores.f_softmax(-1, Kind::Float)?.f_to_kind(q.kind())?;
-            let out = attn
-                .f_matmul(&v)?
-                .f_transpose(1, 2)?
-                .f_reshape([b, l, nh * hd])?;
-            x = x.f_add(&layer.o.forward(&out)?)?;
-            let hn = rms_norm(&x, &layer.post_norm, self.cfg.rms_norm_eps)?;
-            let mlp = layer.down.forward(
-                &layer
-                    .gate
-                    .forward(&hn)?
-                    .f_silu()?
-                    .f_mul(&layer.up.forward(&hn)?)?,
-            )?;
-            x = x.f_add(&mlp)?;
+        if let Some(c) = cache {
+            c.advance(input_ids.size()[1]);
         }
-        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+        self.final_norm(&x)
     }
 
     /// Logits `[..., V]` of hidden states `[..., H]` (the LM head, tied or not).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let w = self.lm_head.as_ref().unwrap_or(&self.embed);
-        Ok(hidden.f_matmul(&w.f_tr()?)?)
+        let kind = self.compute_kind();
+        if w.kind() == kind && hidden.kind() == kind {
+            return Ok(hidden.f_matmul(&w.f_tr()?)?);
+        }
+        Ok(hidden
+            .f_to_kind(kind)?
+            .f_matmul(&w.f_to_kind(kind)?.f_tr()?)?)
     }
 
     /// Teacher-forced logits of a left-padded batch, positions = cumsum(mask) − 1.
