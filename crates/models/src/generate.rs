@@ -126,7 +126,7 @@ pub fn generate(
             .f_unsqueeze(1)?;
         last_pos = last_pos.f_add_scalar(1)?;
         let width = cache.len() + 1;
-        key_mask.f_narrow(1, width - 1, 1)?.f_fill_(1)?;
+        let _ = key_mask.f_narrow(1, width - 1, 1)?.f_fill_(1)?;
         let hidden = model.forward_hidden(
             &next,
             &last_pos.f_unsqueeze(1)?,
