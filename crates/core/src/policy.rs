@@ -85,6 +85,23 @@ pub trait Policy: Send {
     /// Statistics of the response tokens of `batch` (`[B, L - prompt_len]`). Gradients flow when the
     /// caller has not disabled them.
     fn token_stats(&self, batch: &SequenceBatch, needs: &StatsNeeds) -> Result<TokenStats>;
+    /// Computes the statistics of `batch`, the scalar `loss_of(stats)`, and accumulates its
+    /// gradient into the parameters; returns the loss value. The default holds the whole graph;
+    /// decoders override it to bound memory (chunked statistics, activation checkpointing).
+    fn backward_loss(
+        &self,
+        batch: &SequenceBatch,
+        needs: &StatsNeeds,
+        loss_of: &mut dyn FnMut(&TokenStats) -> Result<Tensor>,
+    ) -> Result<f64> {
+        let stats = self.token_stats(batch, needs)?;
+        let loss = loss_of(&stats)?;
+        let value = loss.f_double_value(&[])?;
+        if loss.requires_grad() {
+            loss.f_backward()?;
+        }
+        Ok(value)
+    }
     /// Samples one response per row of the left-padded prompts `[B, P]`.
     fn generate(
         &self,

@@ -4,6 +4,7 @@
 //! ([`transformer`]) configured from HF `config.json` ([`hf_config`]) and loaded from / saved to HF
 //! checkpoint folders ([`checkpoint`]).
 
+pub mod backward;
 pub mod checkpoint;
 pub mod device;
 pub mod error;

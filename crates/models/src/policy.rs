@@ -1,6 +1,7 @@
 //! The [`Policy`] implementation over a HF-layout decoder, and the registered model configs:
 //! `hf` (a Hugging Face folder) and `tiny` (a small Qwen2-style decoder trained from scratch).
 
+use crate::backward::{response_loss_backward, UpdatePlan};
 use crate::checkpoint::HfModel;
 use crate::generate::generate;
 use crate::token_stats::{response_stats, DEFAULT_CHUNK};
@@ -22,6 +23,20 @@ pub struct HfPolicy {
     pub pad: i64,
     /// Tokens per chunk for token statistics.
     pub chunk: i64,
+    /// Activation checkpointing in the update (keep layer inputs, recompute in backward).
+    pub checkpoint: bool,
+}
+
+impl HfPolicy {
+    /// A policy over `model` with default chunking and no checkpointing.
+    pub fn new(model: HfModel, pad: i64) -> HfPolicy {
+        HfPolicy {
+            model,
+            pad,
+            chunk: DEFAULT_CHUNK,
+            checkpoint: false,
+        }
+    }
 }
 
 impl Policy for HfPolicy {
@@ -43,6 +58,25 @@ impl Policy for HfPolicy {
         needs: &StatsNeeds,
     ) -> rlvr_core::Result<TokenStats> {
         Ok(response_stats(&self.model.model, batch, needs, self.chunk)?)
+    }
+
+    fn backward_loss(
+        &self,
+        batch: &SequenceBatch,
+        needs: &StatsNeeds,
+        loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+    ) -> rlvr_core::Result<f64> {
+        let plan = UpdatePlan {
+            chunk: self.chunk,
+            checkpoint: self.checkpoint,
+        };
+        Ok(response_loss_backward(
+            &self.model.model,
+            batch,
+            needs,
+            plan,
+            loss_of,
+        )?)
     }
 
     fn generate(
@@ -95,6 +129,38 @@ impl Dtype {
     }
 }
 
+/// Precision of the update's matmuls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MixedPrecision {
+    /// Compute in the parameters' precision.
+    #[default]
+    None,
+    /// bf16 matmuls and attention over f32 master weights (norms, residuals, log-softmax and
+    /// the loss in f32; AdamW moments f32). CUDA only: on a CPU it falls back to f32.
+    Bf16,
+}
+
+/// Applies the memory/precision switches to a freshly built policy.
+fn configure(
+    mut policy: HfPolicy,
+    device: Device,
+    checkpointing: bool,
+    mixed: MixedPrecision,
+) -> HfPolicy {
+    policy.checkpoint = checkpointing;
+    if mixed == MixedPrecision::Bf16 {
+        if device.is_cuda() {
+            policy.model.model.set_compute_kind(Some(Kind::BFloat16));
+        } else {
+            tracing::warn!(
+                "model.mixed_precision = \"bf16\" needs a CUDA device; computing in f32"
+            );
+        }
+    }
+    policy
+}
+
 /// Configuration of the `hf` model: a Hugging Face folder.
 #[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
 #[serde(default)]
@@ -107,6 +173,11 @@ pub struct HfModelConfig {
     pub chunk: i64,
     /// Padding id of generated responses (from the tokenizer when loaded through a task).
     pub pad: i64,
+    /// Activation checkpointing per decoder layer in the update: keeps layer inputs only and
+    /// recomputes each layer in backward (far less memory for long responses, ~30% more compute).
+    pub checkpointing: bool,
+    /// Matmul precision of the update and rollouts: none | bf16 (CUDA; f32 fallback on CPU).
+    pub mixed_precision: MixedPrecision,
 }
 
 impl Default for HfModelConfig {
@@ -116,6 +187,8 @@ impl Default for HfModelConfig {
             dtype: Dtype::F32,
             chunk: DEFAULT_CHUNK,
             pad: 0,
+            checkpointing: false,
+            mixed_precision: MixedPrecision::None,
         }
     }
 }
@@ -139,11 +212,16 @@ impl ModelConfigTrait for HfModelConfig {
             ));
         }
         let model = HfModel::load(&self.path, device, self.dtype.kind())?;
-        Ok(Box::new(HfPolicy {
-            model,
-            pad: self.pad,
+        let policy = HfPolicy {
             chunk: self.chunk,
-        }))
+            ..HfPolicy::new(model, self.pad)
+        };
+        Ok(Box::new(configure(
+            policy,
+            device,
+            self.checkpointing,
+            self.mixed_precision,
+        )))
     }
 
     fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {
@@ -180,6 +258,10 @@ pub struct TinyModelConfig {
     pub seed: i64,
     /// Optional checkpoint folder (HF layout, e.g. written by `rlvr sft`) to start from; "" = none.
     pub init: String,
+    /// Activation checkpointing per decoder layer in the update.
+    pub checkpointing: bool,
+    /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
+    pub mixed_precision: MixedPrecision,
 }
 
 impl Default for TinyModelConfig {
@@ -194,6 +276,8 @@ impl Default for TinyModelConfig {
             intermediate_size: 192,
             seed: 0,
             init: String::new(),
+            checkpointing: false,
+            mixed_precision: MixedPrecision::None,
         }
     }
 }
@@ -244,11 +328,12 @@ impl ModelConfigTrait for TinyModelConfig {
         if !self.init.is_empty() {
             crate::checkpoint::load_weights(&mut model.vs, std::path::Path::new(&self.init))?;
         }
-        Ok(Box::new(HfPolicy {
-            model,
-            pad: 0,
-            chunk: DEFAULT_CHUNK,
-        }))
+        Ok(Box::new(configure(
+            HfPolicy::new(model, 0),
+            device,
+            self.checkpointing,
+            self.mixed_precision,
+        )))
     }
 
     fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {

@@ -154,9 +154,11 @@ fn char_tokenizer_round_trips_and_rejects_unknown_characters() {
 
 fn hf_policy() -> rlvr_models::HfPolicy {
     rlvr_models::HfPolicy {
-        model: HfModel::load(&dir("qwen2-tiny"), Device::Cpu, Kind::Float).unwrap(),
-        pad: 0,
         chunk: 16,
+        ..rlvr_models::HfPolicy::new(
+            HfModel::load(&dir("qwen2-tiny"), Device::Cpu, Kind::Float).unwrap(),
+            0,
+        )
     }
 }
 

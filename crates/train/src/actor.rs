@@ -127,37 +127,34 @@ impl Actor {
         needs: &rlvr_core::StatsNeeds,
     ) -> Result<MicroStep> {
         let r = &part.responses;
-        let stats = self.policy.token_stats(&r.seq, needs)?;
-        let input = LossInput {
-            stats: &stats,
-            old_logp: &part.old_logp,
-            ref_logp: part.ref_logp.as_ref(),
-            advantages: &part.advantages,
-            mask: &r.mask,
-            scores: &r.scores,
-            tokens: &r.tokens,
-            truncated: Some(&r.truncated),
-        };
-        let out = self.algo.loss.per_token_loss(&input)?;
-        let loss = self.algo.aggregation.reduce(
-            &out.per_token,
-            &r.mask,
-            counts,
-            self.algo.loss_normalizer,
-        )?;
-        let value = loss.double_value(&[]);
-        loss.backward();
+        let mut sums = Vec::new();
+        let (loss, algo) = (&self.algo.loss, &self.algo);
+        let value = self.policy.backward_loss(&r.seq, needs, &mut |stats| {
+            let input = LossInput {
+                stats,
+                old_logp: &part.old_logp,
+                ref_logp: part.ref_logp.as_ref(),
+                advantages: &part.advantages,
+                mask: &r.mask,
+                scores: &r.scores,
+                tokens: &r.tokens,
+                truncated: Some(&r.truncated),
+            };
+            let out = loss.per_token_loss(&input)?;
+            sums = out
+                .metrics
+                .iter()
+                .map(|metric| {
+                    let v = (&metric.values.detach().to_kind(Kind::Double) * &r.mask)
+                        .sum(Kind::Double)
+                        .double_value(&[]);
+                    (loss_metric_key(metric.name), v)
+                })
+                .collect();
+            algo.aggregation
+                .reduce(&out.per_token, &r.mask, counts, algo.loss_normalizer)
+        })?;
         let ntok = r.mask.sum(Kind::Double).double_value(&[]);
-        let sums = out
-            .metrics
-            .iter()
-            .map(|metric| {
-                let v = (&metric.values.to_kind(Kind::Double) * &r.mask)
-                    .sum(Kind::Double)
-                    .double_value(&[]);
-                (loss_metric_key(metric.name), v)
-            })
-            .collect();
         Ok(MicroStep {
             loss: value,
             metric_sums: sums,

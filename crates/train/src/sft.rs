@@ -118,7 +118,7 @@ fn sft_step(
     codec: &dyn TextCodec,
     prompts: &[String],
     targets: &[Vec<i64>],
-) -> Result<Tensor> {
+) -> Result<f64> {
     let (ids, pmask) = encode_prompts(codec, prompts, tch::Device::Cpu)?;
     let (r, rm) = pad_right(targets, codec.pad_token());
     let seq = SequenceBatch {
@@ -127,11 +127,13 @@ fn sft_step(
         prompt_len: ids.size()[1],
     };
     AdamW::zero_grad(policy.var_store());
-    let stats = policy.token_stats(&seq, &StatsNeeds::default())?;
     let mask = rm.to_kind(Kind::Float);
-    let loss = -(stats.logp * &mask).sum(Kind::Float) / mask.sum(Kind::Float);
-    loss.backward();
-    Ok(loss)
+    let tokens = mask.sum(Kind::Float);
+    Ok(
+        policy.backward_loss(&seq, &StatsNeeds::default(), &mut |stats| {
+            Ok(-(&stats.logp * &mask).sum(Kind::Float) / &tokens)
+        })?,
+    )
 }
 
 /// Runs supervised fine-tuning and saves the model to `spec.out`.
@@ -174,8 +176,7 @@ pub fn sft(spec: &SftSpec, reporter: &dyn Reporter) -> Result<SftResult> {
             t.extend(stop.first());
             targets.push(t);
         }
-        let loss = sft_step(policy.as_ref(), codec.as_ref(), &prompts, &targets)?;
-        final_loss = loss.double_value(&[]);
+        final_loss = sft_step(policy.as_ref(), codec.as_ref(), &prompts, &targets)?;
         let lr = lr_at(step, spec.steps, spec.lr, spec.steps / 20, Schedule::Cosine);
         optimizer_step(&mut opt, policy.var_store(), final_loss, lr, 1.0);
         if step % 100 == 0 || step + 1 == spec.steps {

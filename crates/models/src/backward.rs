@@ -1,0 +1,121 @@
+//! The memory-bounded update (docs/performance.md): run the decoder to hidden states, compute the
+//! response statistics and the loss's gradient through the LM head chunk by chunk (core's
+//! [`backward_through_stats`]: never `[tokens, vocab]` at once), then backpropagate the
+//! hidden-state gradient through the decoder once. With activation checkpointing only each
+//! layer's input is kept; backward recomputes one layer at a time.
+
+use crate::error::Result;
+use crate::transformer::{positions_from_mask, Transformer};
+use rlvr_core::{backward_through_stats, ChunkedLogits, SequenceBatch, StatsNeeds, TokenStats};
+use tch::Tensor;
+
+/// How the update trades memory for time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatePlan {
+    /// Response tokens per LM-head chunk.
+    pub chunk: i64,
+    /// Keep only decoder-layer inputs and recompute each layer in backward.
+    pub checkpoint: bool,
+}
+
+/// The LM head over a flat leaf of hidden states `[N, H]` whose gradient accumulates.
+struct Head<'a> {
+    model: &'a Transformer,
+    hidden: &'a Tensor,
+}
+
+impl ChunkedLogits for Head<'_> {
+    fn rows(&self) -> i64 {
+        self.hidden.size()[0]
+    }
+
+    fn logits(&self, start: i64, len: i64) -> rlvr_core::Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        Ok(self.model.logits(&self.hidden.f_narrow(0, start, len)?)?)
+    }
+
+    fn backward(
+        &self,
+        start: i64,
+        len: i64,
+        grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
+    ) -> rlvr_core::Result<()> {
+        let logits = self.model.logits(&self.hidden.f_narrow(0, start, len)?)?;
+        let grad = grad_of(&logits.f_detach()?)?.f_to_kind(logits.kind())?;
+        pull(&logits, &grad)?;
+        Ok(())
+    }
+}
+
+/// Backpropagates `grad` (same shape as `output`) from `output` into the leaves of its graph.
+fn pull(output: &Tensor, grad: &Tensor) -> std::result::Result<(), tch::TchError> {
+    output.f_mul(grad)?.f_sum(output.kind())?.f_backward()
+}
+
+/// Computes `loss_of(stats)` for the response tokens of `batch` (statistics `[B, L − P]`) and
+/// accumulates its gradient into the model's parameters. Returns the loss value.
+pub fn response_loss_backward(
+    model: &Transformer,
+    batch: &SequenceBatch,
+    needs: &StatsNeeds,
+    plan: UpdatePlan,
+    loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+) -> Result<f64> {
+    let size = batch.input_ids.size();
+    let (b, l) = (size[0], size[1]);
+    let p = batch.prompt_len;
+    if p < 1 || p >= l {
+        return Err(rlvr_core::CoreError::Shape(format!(
+            "prompt_len {p} must be in [1, {l}) for sequences of length {l}"
+        ))
+        .into());
+    }
+    let t = l - p;
+    let positions = positions_from_mask(&batch.attention_mask)?;
+    let frame = model.frame(&positions, &batch.attention_mask, 0)?;
+    // 1. The residual stream, with its whole graph or keeping only layer inputs.
+    let mut inputs = Vec::new();
+    let last = if plan.checkpoint {
+        let _guard = tch::no_grad_guard();
+        let mut x = model.embed(&batch.input_ids)?;
+        for i in 0..model.num_layers() {
+            inputs.push(x.shallow_clone());
+            x = model.layer(i, &x, &frame, None)?;
+        }
+        x.f_detach()?.set_requires_grad(true)
+    } else {
+        let mut x = model.embed(&batch.input_ids)?;
+        for i in 0..model.num_layers() {
+            x = model.layer(i, &x, &frame, None)?;
+        }
+        x
+    };
+    let hidden = model
+        .final_norm(&last)?
+        .f_narrow(1, p - 1, t)?
+        .f_reshape([b * t, -1])?;
+    // 2. Statistics and the loss gradient through the LM head, chunk by chunk.
+    let leaf = hidden.f_detach()?.set_requires_grad(true);
+    let targets = batch.input_ids.f_narrow(1, p, t)?.f_reshape([b * t])?;
+    let head = Head {
+        model,
+        hidden: &leaf,
+    };
+    let value = backward_through_stats(&head, &targets, &[b, t], needs, plan.chunk, loss_of)?;
+    let g = leaf.grad();
+    if !g.defined() {
+        return Ok(value);
+    }
+    // 3. Back through the final norm (and, without checkpointing, the whole decoder).
+    pull(&hidden, &g)?;
+    if plan.checkpoint {
+        let mut g = last.grad();
+        for i in (0..model.num_layers()).rev() {
+            let x = inputs[i].f_detach()?.set_requires_grad(true);
+            pull(&model.layer(i, &x, &frame, None)?, &g)?;
+            g = x.grad();
+        }
+        pull(&model.embed(&batch.input_ids)?, &g)?;
+    }
+    Ok(value)
+}

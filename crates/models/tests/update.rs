@@ -1,0 +1,183 @@
+//! The memory-bounded update (chunked LM head with gradients, activation checkpointing, bf16
+//! compute) gives the loss value and parameter gradients of plain autograd over the full graph.
+
+use rlvr_core::{SequenceBatch, StatsNeeds, TokenStats};
+use rlvr_models::backward::{response_loss_backward, UpdatePlan};
+use rlvr_models::token_stats::response_stats;
+use rlvr_models::HfModel;
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+fn model(name: &str) -> HfModel {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    HfModel::load(&dir, Device::Cpu, Kind::Float).unwrap()
+}
+
+fn needs() -> StatsNeeds {
+    StatsNeeds {
+        entropy: true,
+        entropy_grad: true,
+        topk: 3,
+        top1: true,
+        reference: false,
+    }
+}
+
+/// A loss that uses every differentiable statistic and couples the batch non-linearly (a square
+/// of a sum), so per-token separability cannot be what makes chunking exact.
+fn loss(s: &TokenStats, mask: &Tensor) -> Tensor {
+    let top1 = s.is_top1.as_ref().unwrap();
+    let per_token = &s.logp * (top1 * 0.5 + 1.0)
+        + s.topk_logp.as_ref().unwrap().select(-1, 1) * 0.7
+        - s.entropy.as_ref().unwrap() * 0.3;
+    let total = (per_token * mask).sum(Kind::Float) / mask.sum(Kind::Float);
+    &total * &total + total
+}
+
+fn batch() -> (SequenceBatch, Tensor) {
+    tch::manual_seed(5);
+    let (b, p, t) = (3, 6, 9);
+    let ids = Tensor::randint(512, [b, p + t], (Kind::Int64, Device::Cpu));
+    let mask = Tensor::ones([b, p + t], (Kind::Int64, Device::Cpu));
+    let _ = mask.get(0).narrow(0, 0, 3).fill_(0); // a left-padded prompt
+    let _ = mask.get(2).narrow(0, p + 5, t - 5).fill_(0); // a short response
+    let rmask = mask.narrow(1, p, t).to_kind(Kind::Float);
+    (
+        SequenceBatch {
+            input_ids: ids,
+            attention_mask: mask,
+            prompt_len: p,
+        },
+        rmask,
+    )
+}
+
+fn grads(m: &HfModel) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> =
+        m.vs.variables()
+            .into_iter()
+            .map(|(k, t)| {
+                let g = t.grad();
+                let g = if g.defined() {
+                    g.copy()
+                } else {
+                    t.zeros_like()
+                };
+                (k, g)
+            })
+            .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, t) in m.vs.variables() {
+        let mut t = t;
+        t.zero_grad();
+    }
+    v
+}
+
+fn max_rel_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|((k, x), (_, y))| {
+            let scale = x.abs().max().double_value(&[]).max(1e-6);
+            let d = (x - y).abs().max().double_value(&[]) / scale;
+            assert!(d.is_finite(), "{k}: non-finite gradient");
+            d
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn chunked_checkpointed_update_equals_full_autograd() {
+    for name in ["llama-tiny", "qwen2-tiny", "qwen3-tiny"] {
+        let m = model(name);
+        let (batch, rmask) = batch();
+        let _ = grads(&m);
+        let s = response_stats(&m.model, &batch, &needs(), 1 << 20).unwrap();
+        let reference = loss(&s, &rmask);
+        reference.backward();
+        let want = grads(&m);
+        let want_value = reference.double_value(&[]);
+        for chunk in [1, 4, 1000] {
+            for checkpoint in [false, true] {
+                let plan = UpdatePlan { chunk, checkpoint };
+                let value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
+                    Ok(loss(s, &rmask))
+                })
+                .unwrap();
+                let got = grads(&m);
+                assert!(
+                    (value - want_value).abs() < 1e-5 * want_value.abs().max(1.0),
+                    "{name} {plan:?}: loss {value} vs {want_value}"
+                );
+                let d = max_rel_diff(&want, &got);
+                assert!(
+                    d < 1e-4,
+                    "{name} {plan:?}: gradients differ by {d:e} (relative)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_compute_keeps_f32_master_weights_and_gradients() {
+    let mut m = model("qwen2-tiny");
+    let (batch, rmask) = batch();
+    let plan = UpdatePlan {
+        chunk: 4,
+        checkpoint: true,
+    };
+    let f32_value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
+        Ok(loss(s, &rmask))
+    })
+    .unwrap();
+    let f32_grads = grads(&m);
+    m.model.set_compute_kind(Some(Kind::BFloat16));
+    let mut kinds = Vec::new();
+    let value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
+        kinds.push(s.logp.kind());
+        kinds.push(s.entropy.as_ref().unwrap().kind());
+        Ok(loss(s, &rmask))
+    })
+    .unwrap();
+    assert_eq!(kinds, vec![Kind::Float, Kind::Float], "statistics stay f32");
+    let bf16_grads = grads(&m);
+    for (k, t) in m.vs.variables() {
+        assert_eq!(t.kind(), Kind::Float, "{k}: master weights stay f32");
+    }
+    // bf16 keeps 8 mantissa bits: close to f32, not equal.
+    assert!((value - f32_value).abs() < 0.05 * f32_value.abs().max(1.0));
+    // The same gradient up to bf16 rounding noise: nearly parallel, and not identical (the
+    // matmuls really ran in bf16).
+    let flat = |g: &[(String, Tensor)]| {
+        Tensor::cat(
+            &g.iter().map(|(_, t)| t.reshape([-1])).collect::<Vec<_>>(),
+            0,
+        )
+    };
+    let (a, b) = (flat(&f32_grads), flat(&bf16_grads));
+    let cos = (&a * &b).sum(Kind::Double).double_value(&[])
+        / (a.norm().double_value(&[]) * b.norm().double_value(&[]));
+    assert!(cos > 0.95, "bf16 and f32 gradients: cosine {cos}");
+    assert!(
+        !a.allclose(&b, 1e-6, 1e-6, false),
+        "bf16 compute changed nothing"
+    );
+    // Generation runs in bf16 too.
+    let g = rlvr_models::generate::generate(
+        &m.model,
+        &batch.input_ids.narrow(1, 0, 6),
+        &batch.attention_mask.narrow(1, 0, 6),
+        &rlvr_core::SamplingConfig {
+            max_new_tokens: 4,
+            ..Default::default()
+        },
+        &[],
+        0,
+    )
+    .unwrap();
+    assert_eq!(g.tokens.size(), vec![3, 4]);
+    assert_eq!(g.logp.kind(), Kind::Float);
+}
