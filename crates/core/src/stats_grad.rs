@@ -277,7 +277,7 @@ mod tests {
             grad_of: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
         ) -> Result<()> {
             let g = grad_of(&self.logits.f_narrow(0, start, len)?)?;
-            self.grad.f_narrow(0, start, len)?.f_add_(&g)?;
+            let _ = self.grad.f_narrow(0, start, len)?.f_add_(&g)?;
             Ok(())
         }
     }
