@@ -21,7 +21,7 @@ fn child(which: &str) {
     let base = peak_rss_mib();
     if which != "baseline" {
         let algo = update::algorithm(which);
-        std::hint::black_box(update::step(&algo, &x));
+        std::hint::black_box(update::step(&algo, &x, update::CHUNK));
     }
     println!("{}", peak_rss_mib() - base);
 }

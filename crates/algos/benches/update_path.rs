@@ -1,4 +1,5 @@
-//! Time of one update step from logits, GRPO vs SimKO (`cargo bench -p rlvr-algos --bench
+//! Time of one update step from logits, GRPO vs SimKO, as the trainer runs it (chunked, fused
+//! statistics, analytic gradient) and through plain autograd (`cargo bench -p rlvr-algos --bench
 //! update_path`; size via RLVR_BENCH_SIZE=BxTxV, default 16x1024x32768).
 
 mod update;
@@ -12,7 +13,12 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for preset in ["grpo", "simko"] {
         let algo = update::algorithm(preset);
-        group.bench_function(preset, |bench| bench.iter(|| update::step(&algo, &x)));
+        group.bench_function(preset, |bench| {
+            bench.iter(|| update::step(&algo, &x, update::CHUNK))
+        });
+        group.bench_function(format!("{preset}-autograd"), |bench| {
+            bench.iter(|| update::step_autograd(&algo, &x))
+        });
     }
     group.finish();
 }

@@ -43,17 +43,56 @@ pub trait ChunkedLogits {
     ) -> Result<()>;
 }
 
-/// Statistics of logits `[N, V]` and targets `[N]` without an autograd graph, in f32 from one
-/// `exp` pass: `lse = m + log Σ e^{z−m}`, `log p_t = z_t − lse`, `H = lse − Σ p z`, top-K from the
-/// logits. Values equal [`crate::token_stats_from_logits`]'s up to rounding.
+/// Elements per row block of the element-wise passes: small enough (8 MiB of f32) to stay in
+/// cache between the passes over one block, which is what makes separate ATen calls cheap.
+const BLOCK_ELEMENTS: i64 = 1 << 21;
+
+/// Row ranges `(start, len)` of `n` rows of `vocab` columns, one cache-sized block each.
+fn row_blocks(n: i64, vocab: i64) -> Vec<(i64, i64)> {
+    let rows = (BLOCK_ELEMENTS / vocab.max(1)).max(1);
+    (0..n)
+        .step_by(rows as usize)
+        .map(|s| (s, rows.min(n - s)))
+        .collect()
+}
+
+/// The `k` largest values of each row of `z` `[N, V]` and their ids, descending. For small `k`
+/// it first takes the maximum of each group of `g` consecutive columns (one vectorised pass):
+/// the top-k elements lie in the k groups with the largest maxima, so the exact top-k is found
+/// among those `k·g` candidates. Equal to `topk` except, possibly, the order of tied values.
+pub fn fast_topk(z: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
+    let (n, v) = (z.size()[0], z.size()[1]);
+    let group = [64, 32, 16]
+        .into_iter()
+        .find(|g| v % g == 0 && v / g >= 4 * k);
+    let Some(g) = group.filter(|_| k > 0 && k <= 8) else {
+        return Ok(z.f_topk(k, -1, true, true)?);
+    };
+    let maxima = z.f_view([n, v / g, g])?.f_amax([-1].as_slice(), false)?;
+    let (_, groups) = maxima.f_topk(k, -1, true, false)?;
+    let offsets = Tensor::f_arange(g, (Kind::Int64, z.device()))?;
+    let candidates = groups
+        .f_mul_scalar(g)?
+        .f_unsqueeze(-1)?
+        .f_add(&offsets)?
+        .f_view([n, k * g])?;
+    let (vals, pos) = z
+        .f_gather(-1, &candidates, false)?
+        .f_topk(k, -1, true, true)?;
+    Ok((vals, candidates.f_gather(-1, &pos, false)?))
+}
+
+/// Statistics of logits `[N, V]` and targets `[N]` without an autograd graph, in f32, one
+/// cache-sized block of rows at a time: `lse = m + log Σ e^{z−m}`, `log p_t = z_t − lse`,
+/// `H = lse − Σ p z`, top-K by [`fast_topk`]. Values equal [`crate::token_stats_from_logits`]'s
+/// up to rounding.
 pub fn fused_token_stats(
     logits: &Tensor,
     targets: &Tensor,
     needs: &StatsNeeds,
 ) -> Result<TokenStats> {
     let _guard = tch::no_grad_guard();
-    let z = logits.f_to_kind(Kind::Float)?;
-    let vocab = z.size().last().copied().unwrap_or(0);
+    let vocab = logits.size().last().copied().unwrap_or(0);
     if needs.topk as i64 > vocab {
         return Err(CoreError::invalid(
             "topk",
@@ -61,27 +100,46 @@ pub fn fused_token_stats(
             format!("must be <= vocabulary size {vocab}"),
         ));
     }
-    let max = z.f_amax([-1].as_slice(), true)?;
-    let e = z.f_sub(&max)?.f_exp()?;
-    let sum = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
-    let lse = max.f_add(&sum.f_log()?)?;
+    let n = logits.size()[0];
+    let parts = row_blocks(n, vocab)
+        .into_iter()
+        .map(|(s, len)| {
+            block_stats(
+                &logits.f_narrow(0, s, len)?,
+                &targets.f_narrow(0, s, len)?,
+                needs,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if parts.is_empty() {
+        return block_stats(logits, targets, needs);
+    }
+    Ok(TokenStats::cat(&parts, 0))
+}
+
+/// [`fused_token_stats`] of one block of rows.
+fn block_stats(logits: &Tensor, targets: &Tensor, needs: &StatsNeeds) -> Result<TokenStats> {
+    let z = logits.f_to_kind(Kind::Float)?;
+    let (lse, entropy) = if needs.entropy || needs.entropy_grad {
+        let max = z.f_amax([-1].as_slice(), true)?;
+        let mut e = z.f_sub(&max)?;
+        let _ = e.f_exp_()?;
+        let sum = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
+        let lse = max.f_add(&sum.f_log()?)?;
+        let _ = e.f_mul_(&z)?;
+        let ez = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
+        let h = lse.f_sub(&ez.f_div(&sum)?)?.f_squeeze_dim(-1)?;
+        (lse, Some(h))
+    } else {
+        (z.f_logsumexp([-1].as_slice(), true)?, None)
+    };
     let idx = targets.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     let logp = z
         .f_gather(-1, &idx, false)?
         .f_sub(&lse)?
         .f_squeeze_dim(-1)?;
-    let entropy = if needs.entropy || needs.entropy_grad {
-        // Σ e·z as a batched dot product: one pass, no [N, V] temporary.
-        let ez = e
-            .f_unsqueeze(-2)?
-            .f_matmul(&z.f_unsqueeze(-1)?)?
-            .f_squeeze_dim(-1)?;
-        Some(lse.f_sub(&ez.f_div(&sum)?)?.f_squeeze_dim(-1)?)
-    } else {
-        None
-    };
     let (topk_logp, topk_ids) = if needs.topk > 0 {
-        let (vals, ids) = z.f_topk(needs.topk as i64, -1, true, true)?;
+        let (vals, ids) = fast_topk(&z, needs.topk as i64)?;
         (Some(vals.f_sub(&lse)?), Some(ids))
     } else {
         (None, None)
@@ -117,19 +175,56 @@ pub fn logits_grad(
     grad: &StatsGrad,
 ) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let z = logits.f_to_kind(Kind::Float)?;
+    let (n, vocab) = (logits.size()[0], logits.size()[1]);
+    if grad.entropy.is_some() && stats.entropy.is_none() {
+        return Err(CoreError::Shape(
+            "an entropy gradient needs the entropy statistic".into(),
+        ));
+    }
+    let out = Tensor::f_empty([n, vocab], (Kind::Float, logits.device()))?;
+    for (s, len) in row_blocks(n, vocab) {
+        let rows = |t: &Tensor| t.f_narrow(0, s, len);
+        let block = StatsGrad {
+            logp: rows(&grad.logp)?,
+            entropy: grad.entropy.as_ref().map(rows).transpose()?,
+            topk_logp: grad.topk_logp.as_ref().map(rows).transpose()?,
+        };
+        let mut p = rows(&out)?;
+        block_grad(
+            &mut p,
+            &rows(logits)?.f_to_kind(Kind::Float)?,
+            &rows(targets)?,
+            &rows(&stats.logp)?,
+            stats.entropy.as_ref().map(rows).transpose()?.as_ref(),
+            stats.topk_ids.as_ref().map(rows).transpose()?.as_ref(),
+            &block,
+        )?;
+    }
+    Ok(out)
+}
+
+/// [`logits_grad`] of one block of rows, written into `p` (a view of the output).
+fn block_grad(
+    p: &mut Tensor,
+    z: &Tensor,
+    targets: &Tensor,
+    logp: &Tensor,
+    entropy: Option<&Tensor>,
+    topk_ids: Option<&Tensor>,
+    grad: &StatsGrad,
+) -> Result<()> {
     let idx = targets.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     // lse from the target's logit and log-prob: no second reduction over the vocabulary.
-    let lse = z
-        .f_gather(-1, &idx, false)?
-        .f_sub(&stats.logp.f_unsqueeze(-1)?)?;
-    let p = z.f_sub(&lse)?.f_exp()?;
+    let lse = z.f_gather(-1, &idx, false)?.f_sub(&logp.f_unsqueeze(-1)?)?;
+    let _ = p.f_copy_(z)?;
+    let _ = p.f_sub_(&lse)?;
+    let _ = p.f_exp_()?;
     // Every statistic contributes −p times its gradient (the entropy scaled by log p + H).
     let mut coef = grad.logp.f_unsqueeze(-1)?;
     if let Some(g) = &grad.topk_logp {
         coef = coef.f_add(&g.f_sum_dim_intlist(-1, true, Kind::Float)?)?;
     }
-    let mut out = match (&grad.entropy, &stats.entropy) {
+    match (&grad.entropy, entropy) {
         (Some(g_ent), Some(h)) => {
             // −p ⊙ (coef + g_H (z − lse + H))
             let g_ent = g_ent.f_unsqueeze(-1)?;
@@ -138,20 +233,17 @@ pub fn logits_grad(
                 .f_sub(&lse)?
                 .f_mul(&g_ent)?
                 .f_add(&coef)?;
-            p.f_mul(&z.f_mul(&g_ent)?.f_add(&shift)?)?.f_neg()?
+            let _ = p.f_mul_(&z.f_mul(&g_ent.f_neg()?)?.f_sub(&shift)?)?;
         }
-        (Some(_), None) => {
-            return Err(CoreError::Shape(
-                "an entropy gradient needs the entropy statistic".into(),
-            ))
+        _ => {
+            let _ = p.f_mul_(&coef.f_neg()?)?;
         }
-        _ => p.f_mul(&coef.f_neg()?)?,
-    };
-    out = out.f_scatter_add(-1, &idx, &grad.logp.f_unsqueeze(-1)?)?;
-    if let (Some(g), Some(ids)) = (&grad.topk_logp, &stats.topk_ids) {
-        out = out.f_scatter_add(-1, ids, g)?;
     }
-    Ok(out)
+    let _ = p.f_scatter_add_(-1, &idx, &grad.logp.f_unsqueeze(-1)?)?;
+    if let (Some(g), Some(ids)) = (&grad.topk_logp, topk_ids) {
+        let _ = p.f_scatter_add_(-1, ids, g)?;
+    }
+    Ok(())
 }
 
 /// Computes statistics of all positions of `src` in chunks of `chunk`, evaluates
@@ -293,12 +385,46 @@ mod tests {
     }
 
     #[test]
+    fn fast_topk_equals_topk() {
+        tch::manual_seed(2);
+        for (n, v, k) in [
+            (7, 512, 3),
+            (5, 151936, 5),
+            (4, 96, 1),
+            (3, 30, 3),
+            (6, 4096, 8),
+        ] {
+            let z = Tensor::randn([n, v], (Kind::Float, Device::Cpu));
+            let (want_v, want_i) = z.topk(k, -1, true, true);
+            let (got_v, got_i) = fast_topk(&z, k).unwrap();
+            assert!(got_v.equal(&want_v), "{n}x{v} k={k}: values");
+            assert!(got_i.equal(&want_i), "{n}x{v} k={k}: ids");
+        }
+        // The top elements crowded into one group are still all found.
+        let z = Tensor::zeros([1, 1024], (Kind::Float, Device::Cpu));
+        let _ = z
+            .narrow(1, 64, 3)
+            .copy_(&Tensor::from_slice(&[3.0f32, 2.0, 1.0]));
+        let (_, ids) = fast_topk(&z, 3).unwrap();
+        assert_eq!(
+            Vec::<i64>::try_from(ids.reshape([-1])).unwrap(),
+            vec![64, 65, 66]
+        );
+    }
+
+    #[test]
     fn fused_statistics_and_analytic_gradient_equal_autograd() {
         tch::manual_seed(1);
-        let (b, t, v) = (3, 5, 40);
-        let logits = Tensor::randn([b * t, v], (Kind::Float, Device::Cpu)) * 3.0;
-        let targets = Tensor::randint(v, [b * t], (Kind::Int64, Device::Cpu));
-        for (entropy_grad, topk) in [(true, 3), (false, 2), (false, 0)] {
+        // v = 262144: 8 rows per cache block, so the 15 rows span two blocks.
+        let (b, t) = (3, 5);
+        for (v, entropy_grad, topk) in [
+            (40, true, 3),
+            (40, false, 2),
+            (40, false, 0),
+            (262_144, true, 3),
+        ] {
+            let logits = Tensor::randn([b * t, v], (Kind::Float, Device::Cpu)) * 3.0;
+            let targets = Tensor::randint(v, [b * t], (Kind::Int64, Device::Cpu));
             let needs = StatsNeeds {
                 entropy: true,
                 entropy_grad,
@@ -342,7 +468,7 @@ mod tests {
                 let scale = leaf.grad().abs().max().double_value(&[]);
                 assert!(
                     diff < 1e-5 * scale.max(1e-3),
-                    "entropy_grad {entropy_grad} topk {topk} chunk {chunk}: {diff} of {scale}"
+                    "v {v} entropy_grad {entropy_grad} topk {topk} chunk {chunk}: {diff} of {scale}"
                 );
             }
         }

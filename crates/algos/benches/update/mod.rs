@@ -1,9 +1,17 @@
-//! One policy-update step from logits, shared by the benchmarks: token statistics (core's
-//! constructor), gates, loss, token-mean aggregation, backward. `RLVR_BENCH_DEVICE=cuda` runs it
+//! One policy-update step from logits, shared by the benchmarks: token statistics, gates, loss,
+//! token-mean aggregation, gradient into the logits — both as the trainer runs it (core's
+//! chunked `backward_through_stats`: fused statistics, analytic gradient) and through plain
+//! autograd over the whole `[tokens, vocab]` graph. `RLVR_BENCH_DEVICE=cuda` runs it
 //! on a GPU (the step ends with a scalar read, which synchronises).
 
-use rlvr_core::{token_stats_from_logits, AlgoConfig, Algorithm, GlobalCounts, LossInput};
+use rlvr_core::{
+    backward_through_stats, token_stats_from_logits, AlgoConfig, Algorithm, ChunkedLogits,
+    GlobalCounts, LossInput, TokenStats,
+};
 use tch::{Device, Kind, Tensor};
+
+/// Tokens per chunk (the models' default).
+pub const CHUNK: i64 = 1024;
 
 /// Inputs of one step: B responses × T tokens over a vocabulary of V.
 pub struct Inputs {
@@ -59,12 +67,10 @@ pub fn algorithm(preset: &str) -> Algorithm {
         .expect("valid")
 }
 
-/// One full update step; returns the gradient norm so the work cannot be optimised away.
-pub fn step(algo: &Algorithm, x: &Inputs) -> f64 {
-    let logits = x.logits.copy().set_requires_grad(true);
-    let stats = token_stats_from_logits(&logits, &x.tokens, &algo.loss.needs()).expect("stats");
+/// The aggregated loss of `stats` under `algo`.
+fn loss(algo: &Algorithm, x: &Inputs, stats: &TokenStats) -> rlvr_core::Result<Tensor> {
     let input = LossInput {
-        stats: &stats,
+        stats,
         old_logp: &x.old_logp,
         ref_logp: None,
         advantages: &x.adv,
@@ -73,13 +79,65 @@ pub fn step(algo: &Algorithm, x: &Inputs) -> f64 {
         tokens: &x.tokens,
         truncated: None,
     };
-    let out = algo.loss.per_token_loss(&input).expect("loss");
-    let counts = GlobalCounts::of_mask(&x.mask).expect("counts");
+    let out = algo.loss.per_token_loss(&input)?;
+    let counts = GlobalCounts::of_mask(&x.mask)?;
     algo.aggregation
         .reduce(&out.per_token, &x.mask, counts, algo.loss_normalizer)
-        .expect("reduce")
-        .backward();
+}
+
+/// One update step through plain autograd; returns the gradient norm so the work cannot be
+/// optimised away.
+pub fn step_autograd(algo: &Algorithm, x: &Inputs) -> f64 {
+    let logits = x.logits.copy().set_requires_grad(true);
+    let stats = token_stats_from_logits(&logits, &x.tokens, &algo.loss.needs()).expect("stats");
+    loss(algo, x, &stats).expect("loss").backward();
     logits.grad().norm().double_value(&[])
+}
+
+/// Logits `[N, V]` held in memory; the gradient is written into `grad`.
+struct Held<'a> {
+    logits: Tensor,
+    grad: &'a Tensor,
+}
+
+impl ChunkedLogits for Held<'_> {
+    fn rows(&self) -> i64 {
+        self.logits.size()[0]
+    }
+    fn logits(&self, start: i64, len: i64) -> rlvr_core::Result<Tensor> {
+        Ok(self.logits.narrow(0, start, len))
+    }
+    fn backward(
+        &self,
+        start: i64,
+        len: i64,
+        grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
+    ) -> rlvr_core::Result<()> {
+        let g = grad_of(&self.logits.narrow(0, start, len))?;
+        self.grad.narrow(0, start, len).copy_(&g);
+        Ok(())
+    }
+}
+
+/// One update step as the trainer runs it (chunks of `chunk` tokens); returns the gradient norm.
+pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64) -> f64 {
+    let size = x.logits.size();
+    let (b, t, v) = (size[0], size[1], size[2]);
+    let grad = Tensor::empty([b * t, v], (Kind::Float, x.logits.device()));
+    let held = Held {
+        logits: x.logits.reshape([b * t, v]),
+        grad: &grad,
+    };
+    backward_through_stats(
+        &held,
+        &x.tokens.reshape([b * t]),
+        &[b, t],
+        &algo.loss.needs(),
+        chunk,
+        &mut |s| loss(algo, x, s),
+    )
+    .expect("update");
+    grad.norm().double_value(&[])
 }
 
 /// Size from `RLVR_BENCH_SIZE=BxTxV`, default 16×1024×32768 (16k tokens, 32k vocabulary).
