@@ -216,7 +216,7 @@ fn block_grad(
     let idx = targets.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     // lse from the target's logit and log-prob: no second reduction over the vocabulary.
     let lse = z.f_gather(-1, &idx, false)?.f_sub(&logp.f_unsqueeze(-1)?)?;
-    let _ = p.f_copy_(z)?;
+    p.f_copy_(z)?;
     let _ = p.f_sub_(&lse)?;
     let _ = p.f_exp_()?;
     // Every statistic contributes −p times its gradient (the entropy scaled by log p + H).
@@ -402,8 +402,7 @@ mod tests {
         }
         // The top elements crowded into one group are still all found.
         let z = Tensor::zeros([1, 1024], (Kind::Float, Device::Cpu));
-        let _ = z
-            .narrow(1, 64, 3)
+        z.narrow(1, 64, 3)
             .copy_(&Tensor::from_slice(&[3.0f32, 2.0, 1.0]));
         let (_, ids) = fast_topk(&z, 3).unwrap();
         assert_eq!(
