@@ -1,4 +1,5 @@
-//! Peak memory of one update step from logits, GRPO vs SimKO. Each algorithm runs in its own
+//! Peak memory of one update step from logits, GRPO vs SimKO, chunked (as the trainer runs it)
+//! and through plain autograd. Each algorithm runs in its own
 //! child process (peak RSS, VmHWM, is per process) after a baseline that only builds the inputs;
 //! prints the extra peak of each and the SimKO/GRPO ratio.
 //! `cargo bench -p rlvr-algos --bench update_memory` (size via RLVR_BENCH_SIZE=BxTxV).
@@ -19,7 +20,10 @@ fn child(which: &str) {
     let (b, t, v) = update::size();
     let x = update::inputs(b, t, v);
     let base = peak_rss_mib();
-    if which != "baseline" {
+    if let Some(preset) = which.strip_suffix("-autograd") {
+        let algo = update::algorithm(preset);
+        std::hint::black_box(update::step_autograd(&algo, &x));
+    } else if which != "baseline" {
         let algo = update::algorithm(which);
         std::hint::black_box(update::step(&algo, &x, update::CHUNK));
     }
@@ -47,7 +51,12 @@ fn main() {
             .unwrap_or(f64::NAN)
     };
     let (b, t, v) = update::size();
-    let grpo = run("grpo");
-    let simko = run("simko");
-    println!("update step {b}x{t}x{v}: extra peak RSS grpo {grpo:.0} MiB, simko {simko:.0} MiB, simko/grpo {:.3}", simko / grpo);
+    for suffix in ["", "-autograd"] {
+        let grpo = run(&format!("grpo{suffix}"));
+        let simko = run(&format!("simko{suffix}"));
+        println!(
+            "update step {b}x{t}x{v}{suffix}: extra peak RSS grpo {grpo:.0} MiB, simko {simko:.0} MiB, simko/grpo {:.3}",
+            simko / grpo
+        );
+    }
 }
