@@ -66,8 +66,8 @@ pub fn take_ordinary_flags(flags: &mut RunFlags) -> Result<()> {
     Ok(())
 }
 
-/// The `[model]` table of `--model`: a folder is a Hugging Face checkpoint, anything else a
-/// registered model name.
+/// The `[model]` table of `--model`: a folder is a Hugging Face checkpoint, `<shape>-shape` a
+/// randomly initialised real model shape, anything else a registered model name.
 pub fn model_table(model: &str) -> Result<toml::Table> {
     if Path::new(model).is_dir() {
         return Ok([
@@ -77,8 +77,23 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
         .into_iter()
         .collect());
     }
-    registry::find(Kind::Model, model)
-        .context("--model is neither a folder nor a registered model")?;
+    if let Some(shape) = model
+        .strip_suffix("-shape")
+        .filter(|s| rlvr_models::shapes::find(s).is_some())
+    {
+        return Ok([
+            ("type".to_string(), "shape".into()),
+            ("name".to_string(), toml::Value::String(shape.into())),
+        ]
+        .into_iter()
+        .collect());
+    }
+    registry::find(Kind::Model, model).with_context(|| {
+        format!(
+            "--model is neither a folder, a registered model nor a model shape ({}-shape)",
+            rlvr_models::shapes::names().replace(", ", "-shape, ")
+        )
+    })?;
     Ok([("type".to_string(), toml::Value::String(model.into()))]
         .into_iter()
         .collect())

@@ -142,13 +142,14 @@ pub enum MixedPrecision {
 }
 
 /// Applies the memory/precision switches to a freshly built policy.
-fn configure(
+pub(crate) fn configure_policy(
     mut policy: HfPolicy,
     device: Device,
-    checkpointing: bool,
+    plan: UpdatePlan,
     mixed: MixedPrecision,
 ) -> HfPolicy {
-    policy.checkpoint = checkpointing;
+    policy.chunk = plan.chunk;
+    policy.checkpoint = plan.checkpoint;
     if mixed == MixedPrecision::Bf16 {
         if device.is_cuda() {
             policy.model.model.set_compute_kind(Some(Kind::BFloat16));
@@ -212,14 +213,14 @@ impl ModelConfigTrait for HfModelConfig {
             ));
         }
         let model = HfModel::load(&self.path, device, self.dtype.kind())?;
-        let policy = HfPolicy {
+        let plan = UpdatePlan {
             chunk: self.chunk,
-            ..HfPolicy::new(model, self.pad)
+            checkpoint: self.checkpointing,
         };
-        Ok(Box::new(configure(
-            policy,
+        Ok(Box::new(configure_policy(
+            HfPolicy::new(model, self.pad),
             device,
-            self.checkpointing,
+            plan,
             self.mixed_precision,
         )))
     }
@@ -328,10 +329,14 @@ impl ModelConfigTrait for TinyModelConfig {
         if !self.init.is_empty() {
             crate::checkpoint::load_weights(&mut model.vs, std::path::Path::new(&self.init))?;
         }
-        Ok(Box::new(configure(
+        let plan = UpdatePlan {
+            chunk: DEFAULT_CHUNK,
+            checkpoint: self.checkpointing,
+        };
+        Ok(Box::new(configure_policy(
             HfPolicy::new(model, 0),
             device,
-            self.checkpointing,
+            plan,
             self.mixed_precision,
         )))
     }

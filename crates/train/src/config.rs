@@ -70,6 +70,9 @@ pub struct TrainConfig {
     /// Responses written to `<run>/samples.jsonl` per step (one per prompt: prompt, response,
     /// ground truth, score); 0 = none.
     pub log_samples: usize,
+    /// CPU threads of libtorch: 0 = automatic (the cores other processes leave free, checked
+    /// at the start and between steps; `OMP_NUM_THREADS` pins it).
+    pub threads: usize,
 }
 
 impl Default for TrainConfig {
@@ -100,6 +103,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             tensorboard: true,
             log_samples: 4,
+            threads: 0,
             eval_every: 0,
         }
     }

@@ -411,6 +411,9 @@ fn run(
         }
     }
     let tc = t.cfg.train.clone();
+    let mut threads = rlvr_models::threads::CpuThreads::new(tc.threads);
+    let n = threads.start(std::time::Duration::from_millis(200));
+    tracing::debug!("libtorch CPU threads: {n}");
     let mut log = MetricsLog::open(dir, t.step, tc.tensorboard)?;
     // Logged responses: like metrics.jsonl, lines after the restored step are dropped.
     let samples_path = dir.join("samples.jsonl");
@@ -437,6 +440,9 @@ fn run(
     reporter.start(t.step, tc.steps);
     let mut bad_in_row = 0;
     while t.step < tc.steps {
+        if let Some(n) = threads.adjust() {
+            tracing::debug!("libtorch CPU threads: {n} (load changed)");
+        }
         let m = match t.train_step() {
             Ok(m) => m,
             Err(TrainError::NonFinite(what)) => {
