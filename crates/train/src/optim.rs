@@ -82,11 +82,8 @@ impl AdamW {
         for (_, v) in named_vars(vs) {
             let g = v.grad();
             if g.defined() {
-                total += g
-                    .to_kind(Kind::Double)
-                    .square()
-                    .sum(Kind::Double)
-                    .double_value(&[]);
+                // f32 norm (no f64 copy of the gradient), squared and summed in f64.
+                total += g.norm().double_value(&[]).powi(2);
             }
         }
         total.sqrt()
@@ -99,7 +96,10 @@ impl AdamW {
         }
     }
 
-    /// One update with learning rate `lr`, gradients scaled by `scale` (for clipping).
+    /// One update with learning rate `lr`, gradients scaled by `scale` (for clipping), in place
+    /// (PyTorch's `torch.optim.AdamW`, single-tensor path: `m ← β₁m + (1−β₁)g`,
+    /// `v ← β₂v + (1−β₂)g²`, `θ ← θ(1 − lr·wd) − lr/bc₁ · m / (√v/√bc₂ + ε)`), so no temporary
+    /// larger than one parameter exists at a time.
     pub fn step(&mut self, vs: &VarStore, lr: f64, scale: f64) {
         let _guard = tch::no_grad_guard();
         self.t += 1;
@@ -111,12 +111,21 @@ impl AdamW {
             if !g.defined() {
                 continue;
             }
-            let g = g * scale;
-            self.m[i] = &self.m[i] * b1 + &g * (1.0 - b1);
-            self.v[i] = &self.v[i] * b2 + g.square() * (1.0 - b2);
-            let update = (&self.m[i] / bc1) / ((&self.v[i] / bc2).sqrt() + self.eps);
-            let decayed = &var * (1.0 - lr * self.weight_decay);
-            var.copy_(&(decayed - update * lr));
+            let g = if scale != 1.0 { g * scale } else { g };
+            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+            let _ = m.g_mul_scalar_(b1);
+            let _ = m.g_add_(&(&g * (1.0 - b1)));
+            let _ = v.g_mul_scalar_(b2);
+            let _ = v.addcmul_(&g, &(&g * (1.0 - b2)));
+            let mut denom = v.sqrt();
+            let _ = denom.g_div_scalar_(bc2.sqrt());
+            let _ = denom.g_add_scalar_(self.eps);
+            if self.weight_decay != 0.0 {
+                let _ = var.g_mul_scalar_(1.0 - lr * self.weight_decay);
+            }
+            let mut step = m.divide(&denom);
+            let _ = step.g_mul_scalar_(-lr / bc1);
+            let _ = var.g_add_(&step);
         }
     }
 
@@ -220,4 +229,47 @@ pub fn first_nonfinite_parameter(vs: &VarStore) -> Option<String> {
         .into_iter()
         .find(|(_, v)| !all_finite(v))
         .map(|(n, _)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// The AdamW update written out per element in f64 (Loshchilov & Hutter 2019, Algorithm 2
+    /// with PyTorch's bias corrections), three steps with clipping on the second.
+    #[test]
+    fn adamw_matches_the_formula_element_by_element() {
+        let vs = VarStore::new(Device::Cpu);
+        let mut w = vs.root().zeros("w", &[3]);
+        tch::no_grad(|| w.copy_(&Tensor::from_slice(&[0.5f32, -1.0, 2.0])));
+        let (lr, wd) = (0.01, 0.1);
+        let mut opt = AdamW::new(&vs, wd);
+        let grads = [[0.3f32, -0.2, 0.05], [1.0, 2.0, -3.0], [-0.4, 0.0, 0.7]];
+        let scales = [1.0, 0.25, 1.0];
+        let (mut p, mut m, mut v) = ([0.5f64, -1.0, 2.0], [0.0f64; 3], [0.0f64; 3]);
+        for (t, (g, s)) in grads.iter().zip(scales).enumerate() {
+            AdamW::zero_grad(&vs);
+            (&w * Tensor::from_slice(g)).sum(Kind::Float).backward();
+            opt.step(&vs, lr, s);
+            let step = (t + 1) as i32;
+            for j in 0..3 {
+                let gj = g[j] as f64 * s;
+                m[j] = 0.9 * m[j] + 0.1 * gj;
+                v[j] = 0.999 * v[j] + 0.001 * gj * gj;
+                let mh = m[j] / (1.0 - 0.9f64.powi(step));
+                let denom = (v[j] / (1.0 - 0.999f64.powi(step))).sqrt() + 1e-8;
+                p[j] = p[j] * (1.0 - lr * wd) - lr * mh / denom;
+            }
+            let got = Vec::<f64>::try_from(w.to_kind(Kind::Double)).unwrap();
+            for j in 0..3 {
+                assert!(
+                    (got[j] - p[j]).abs() < 1e-6,
+                    "step {step} element {j}: {} vs {}",
+                    got[j],
+                    p[j]
+                );
+            }
+        }
+    }
 }
