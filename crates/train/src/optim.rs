@@ -6,7 +6,7 @@
 use crate::error::{Result, ResultExt, TrainError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Tensor};
 
 /// Learning-rate schedule after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +234,7 @@ pub fn first_nonfinite_parameter(vs: &VarStore) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// The AdamW update written out per element in f64 (Loshchilov & Hutter 2019, Algorithm 2
     /// with PyTorch's bias corrections), three steps with clipping on the second.
