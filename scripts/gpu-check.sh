@@ -2,10 +2,14 @@
 # GPU checks of the CUDA path, with binaries built elsewhere against the CUDA libtorch of the
 # GPU machine (same version as its PyTorch; see README "Your own libtorch"):
 #   scripts/gpu-check.sh BIN_DIR OUT_DIR
-# BIN_DIR holds `rlvr` and the `hf_reference` test binary; libtorch comes from the machine's
+# BIN_DIR holds `rlvr`, the `hf_reference` test binary, the `update_scale` bench binary and the
+# `rollout_bench` example (cargo bench -p rlvr-train --bench update_scale --no-run; cargo build
+# --release -p rlvr-models --example rollout_bench); libtorch comes from the machine's
 # PyTorch (same version as the build), libtorch_cuda is preloaded so its CUDA hooks register.
 # Checks: transformers' reference logits / greedy ids / cached decoding on the GPU, the default
-# SimKO run on cuda vs cpu (same seed), rlvr eval on cuda, and a qwen2-tiny run on MATH parquet.
+# SimKO run on cuda vs cpu (same seed), rlvr eval on cuda, a qwen2-tiny run on MATH parquet, the
+# 1.5B-shape bf16 update (tokens/s, memory, MFU against the H100/H200 989 TFLOP/s bf16 peak) and
+# rollout tokens/s. About 8 minutes on an H100/H200.
 set -uo pipefail
 BIN=$1
 OUT=$2
@@ -34,4 +38,30 @@ echo "== qwen2-tiny on MATH parquet, cuda"
   --steps 3 --set train.prompts_per_step=4 --set train.samples_per_prompt=4 \
   --set train.max_new_tokens=32 --set train.eval_problems=4 --set train.eval_samples=4 \
   --set data.holdout=10 2>&1 | tee "$OUT/hf-cuda.log"
+echo "== qwen2.5-1.5b shape: bf16 mixed-precision update on cuda (2 responses, checkpointing)"
+for len in 1024 4096; do
+  RLVR_BENCH_DEVICE=cuda RLVR_BENCH_SHAPE=qwen2.5-1.5b RLVR_BENCH_LENGTHS=$len RLVR_BENCH_STEPS=3 \
+    "$BIN/update_scale" | tee -a "$OUT/update-1.5b.jsonl" &
+  peak=0
+  while kill -0 $! 2>/dev/null; do
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+    (( used > peak )) && peak=$used
+    sleep 0.5
+  done
+  echo "{\"response_tokens\": $len, \"gpu_memory_used_peak_mib\": $peak}" | tee -a "$OUT/update-1.5b-memory.jsonl"
+done
+python3 - "$OUT/update-1.5b.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "model_tflops_per_s" in r:
+        print(f"2 x {r['response_tokens']}: {r['tokens_per_s']:.0f} tokens/s, "
+              f"{r['model_tflops_per_s']:.1f} TFLOP/s, MFU {r['model_tflops_per_s'] / 989:.1%}")
+PY
+echo "== generation on cuda (bf16): 32 prompts x 8 samples x 256 tokens, qwen2.5-0.5b and 1.5b shapes"
+for shape in qwen2.5-0.5b qwen2.5-1.5b; do
+  mkdir -p "$R/rollout-$shape"
+  RLVR_BENCH_DEVICE=cuda "$BIN/rollout_bench" "crates/models/shapes/$shape.json" "$R/rollout-$shape" 32 8 256 \
+    | tee -a "$OUT/rollout-cuda.jsonl"
+done
 echo "== done"

@@ -6,6 +6,7 @@
 //! `rollout_bench CONFIG_JSON OUT_DIR [PROMPTS N T]`: builds the model of CONFIG_JSON (seed 0),
 //! writes it to OUT_DIR/model (HF layout) and the prompts to OUT_DIR/prompts.json unless they
 //! exist, generates, and prints one JSON line with the generated tokens and tokens/s.
+//! RLVR_BENCH_DEVICE=cuda samples on the GPU in bf16.
 
 use rlvr_core::SamplingConfig;
 use rlvr_models::generate::generate;
@@ -24,7 +25,11 @@ fn main() {
     let (prompts, samples, new_tokens) = (arg(3, 32), arg(4, 8), arg(5, 256));
     let out = Path::new(&args[2]);
     let text = std::fs::read_to_string(&args[1]).expect("config json");
-    let model = HfModel::fresh(&text, Device::Cpu, 0).expect("model");
+    let device = match std::env::var("RLVR_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    let mut model = HfModel::fresh(&text, device, 0).expect("model");
     let vocab = model.model.config().vocab_size;
     if !out.join("model").exists() {
         model.save(&out.join("model")).expect("save");
@@ -65,8 +70,12 @@ fn main() {
         }
     }
     let shape = [rows.len() as i64 * samples, width as i64];
-    let ids = Tensor::from_slice(&ids).reshape(shape);
-    let mask = Tensor::from_slice(&mask).reshape(shape);
+    let ids = Tensor::from_slice(&ids).reshape(shape).to_device(device);
+    let mask = Tensor::from_slice(&mask).reshape(shape).to_device(device);
+    if device.is_cuda() {
+        // Rollouts in bf16 (weights cast once), as a GPU run would sample.
+        model.vs.set_kind(Kind::BFloat16);
+    }
     let cfg = SamplingConfig {
         temperature: 1.0,
         top_p: 1.0,
@@ -76,6 +85,9 @@ fn main() {
     };
     let t0 = Instant::now();
     let g = generate(&model.model, &ids, &mask, &cfg, &stop, 0).expect("generate");
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
     let secs = t0.elapsed().as_secs_f64();
     let tokens = g.mask.sum(Kind::Float).double_value(&[]);
     let longest = g.tokens.size()[1];
@@ -90,6 +102,7 @@ fn main() {
             "seconds": secs,
             "tokens_per_s": tokens / secs,
             "threads": tch::get_num_threads(),
+            "device": format!("{device:?}"),
         })
     );
 }

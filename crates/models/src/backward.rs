@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::transformer::{positions_from_mask, Transformer};
 use rlvr_core::{backward_through_stats, ChunkedLogits, SequenceBatch, StatsNeeds, TokenStats};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// How the update trades memory for time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,10 +18,18 @@ pub struct UpdatePlan {
     pub checkpoint: bool,
 }
 
-/// The LM head over a flat leaf of hidden states `[N, H]` whose gradient accumulates.
+/// The LM head over flat hidden states `[N, H]`. Its backward is written out, with no graph over
+/// the vocabulary: for logits `z = h Wᵀ` with gradient `g`, `∂h = g W` (collected per chunk) and
+/// `∂W = gᵀ h` (summed over chunks, pushed into the weight once at the end).
 struct Head<'a> {
     model: &'a Transformer,
     hidden: &'a Tensor,
+    /// `∂L/∂h`, `[N, H]` f32.
+    grad_hidden: Tensor,
+    /// `∂L/∂W` so far, `[V, H]` f32.
+    grad_weight: Tensor,
+    /// Whether any gradient arrived (a loss without a graph sends none).
+    touched: std::cell::Cell<bool>,
 }
 
 impl ChunkedLogits for Head<'_> {
@@ -40,11 +48,27 @@ impl ChunkedLogits for Head<'_> {
         len: i64,
         grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<()> {
-        let logits = self.model.logits(&self.hidden.f_narrow(0, start, len)?)?;
-        let grad = grad_of(&logits.f_detach()?)?.f_to_kind(logits.kind())?;
-        pull(&logits, &grad)?;
+        let _guard = tch::no_grad_guard();
+        let h = self.hidden.f_narrow(0, start, len)?;
+        let logits = self.model.logits(&h)?;
+        let kind = logits.kind();
+        let g = grad_of(&logits)?.f_to_kind(kind)?;
+        let w = self.model.head_weight().f_to_kind(kind)?;
+        let dh = g.f_matmul(&w)?;
+        self.grad_hidden
+            .f_narrow(0, start, len)?
+            .f_copy_(&dh.f_to_kind(Kind::Float)?)?;
+        let dw = g.f_tr()?.f_matmul(&h.f_to_kind(kind)?)?;
+        let _ = self.grad_weight.shallow_clone().f_add_(&dw)?;
+        self.touched.set(true);
         Ok(())
     }
+}
+
+/// Tokens per LM-head chunk for a vocabulary: the configured chunk, lowered so one chunk's f32
+/// logits stay within 512 MiB.
+fn head_chunk(chunk: i64, vocab: i64) -> i64 {
+    chunk.min((1 << 27) / vocab.max(1)).max(1)
 }
 
 /// Backpropagates `grad` (same shape as `output`) from `output` into the leaves of its graph.
@@ -95,19 +119,26 @@ pub fn response_loss_backward(
         .f_narrow(1, p - 1, t)?
         .f_reshape([b * t, -1])?;
     // 2. Statistics and the loss gradient through the LM head, chunk by chunk.
-    let leaf = hidden.f_detach()?.set_requires_grad(true);
+    let flat = hidden.f_detach()?;
     let targets = batch.input_ids.f_narrow(1, p, t)?.f_reshape([b * t])?;
+    let weight = model.head_weight();
     let head = Head {
         model,
-        hidden: &leaf,
+        hidden: &flat,
+        grad_hidden: flat.f_zeros_like()?.f_to_kind(Kind::Float)?,
+        grad_weight: Tensor::f_zeros(weight.size(), (Kind::Float, weight.device()))?,
+        touched: std::cell::Cell::new(false),
     };
-    let value = backward_through_stats(&head, &targets, &[b, t], needs, plan.chunk, loss_of)?;
-    let g = leaf.grad();
-    if !g.defined() {
+    let chunk = head_chunk(plan.chunk, weight.size()[0]);
+    let value = backward_through_stats(&head, &targets, &[b, t], needs, chunk, loss_of)?;
+    if !head.touched.get() {
         return Ok(value);
     }
+    if weight.requires_grad() {
+        pull(weight, &head.grad_weight.f_to_kind(weight.kind())?)?;
+    }
     // 3. Back through the final norm (and, without checkpointing, the whole decoder).
-    pull(&hidden, &g)?;
+    pull(&hidden, &head.grad_hidden.f_to_kind(hidden.kind())?)?;
     if plan.checkpoint {
         let mut g = last.grad();
         for i in (0..model.num_layers()).rev() {

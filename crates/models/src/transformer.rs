@@ -450,6 +450,11 @@ impl Transformer {
         self.final_norm(&x)
     }
 
+    /// The LM head's weight `[V, H]` (the embedding when tied).
+    pub fn head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
     /// Logits `[..., V]` of hidden states `[..., H]` (the LM head, tied or not).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let w = self.lm_head.as_ref().unwrap_or(&self.embed);
