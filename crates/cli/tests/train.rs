@@ -446,3 +446,48 @@ fn dataset_runs_start_from_real_model_defaults_that_flags_override() {
     let task = config(&["--task", "countdown"]);
     assert!(task.contains("\nmax_new_tokens = 12\n") && task.contains("\neval_every = 0\n"));
 }
+
+#[test]
+fn model_shapes_resolve_and_train_with_checkpointing() {
+    // `--model NAME-shape` resolves to the built-in config; an unknown shape lists the valid ones.
+    let o = rlvr()
+        .args(["config", "--model", "qwen2.5-0.5b-shape"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: toml::Table = text(&o).parse().unwrap();
+    assert_eq!(doc["model"]["type"].as_str(), Some("shape"));
+    assert_eq!(doc["model"]["name"].as_str(), Some("qwen2.5-0.5b"));
+    let o = rlvr()
+        .args(["config", "--model", "qwen9-shape"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("qwen2.5-0.5b-shape"), "{}", text(&o));
+    // A shape from a config.json (the qwen2-tiny fixture's) trains on countdown with
+    // checkpointing and the chunked LM head (chunk smaller than the step's tokens).
+    let tmp = tempfile::tempdir().unwrap();
+    let config = repo("crates/models/tests/fixtures/qwen2-tiny/config.json");
+    let o = train(
+        tmp.path(),
+        "shape",
+        &[
+            "--steps",
+            "2",
+            "--model",
+            "qwen2.5-0.5b-shape",
+            "--set",
+            &format!("model.config={}", config.display()),
+            "--set",
+            "model.chunk=16",
+            "--set",
+            "model.checkpointing=true",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let metrics = metrics_lines(&tmp.path().join("shape/metrics.jsonl"));
+    assert_eq!(metrics.len(), 2);
+    assert!(metrics
+        .iter()
+        .all(|m| m["actor/grad_norm"].as_f64().unwrap() > 0.0));
+}

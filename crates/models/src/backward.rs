@@ -20,14 +20,14 @@ pub struct UpdatePlan {
 
 /// The LM head over flat hidden states `[N, H]`. Its backward is written out, with no graph over
 /// the vocabulary: for logits `z = h Wᵀ` with gradient `g`, `∂h = g W` (collected per chunk) and
-/// `∂W = gᵀ h` (summed over chunks, pushed into the weight once at the end).
+/// `∂W = gᵀ h`, added in place into the weight's gradient (no `[V, H]` temporary in f32).
 struct Head<'a> {
     model: &'a Transformer,
     hidden: &'a Tensor,
     /// `∂L/∂h`, `[N, H]` f32.
     grad_hidden: Tensor,
-    /// `∂L/∂W` so far, `[V, H]` f32.
-    grad_weight: Tensor,
+    /// The weight's `.grad` (defined beforehand), when the weight is trained.
+    grad_weight: Option<Tensor>,
     /// Whether any gradient arrived (a loss without a graph sends none).
     touched: std::cell::Cell<bool>,
 }
@@ -58,8 +58,15 @@ impl ChunkedLogits for Head<'_> {
         self.grad_hidden
             .f_narrow(0, start, len)?
             .f_copy_(&dh.f_to_kind(Kind::Float)?)?;
-        let dw = g.f_tr()?.f_matmul(&h.f_to_kind(kind)?)?;
-        let _ = self.grad_weight.shallow_clone().f_add_(&dw)?;
+        if let Some(wg) = &self.grad_weight {
+            let mut wg = wg.shallow_clone();
+            let h = h.f_to_kind(kind)?;
+            if wg.kind() == kind {
+                let _ = wg.f_addmm_(&g.f_tr()?, &h)?;
+            } else {
+                let _ = wg.f_add_(&g.f_tr()?.f_matmul(&h)?)?;
+            }
+        }
         self.touched.set(true);
         Ok(())
     }
@@ -69,6 +76,22 @@ impl ChunkedLogits for Head<'_> {
 /// logits stay within 512 MiB.
 fn head_chunk(chunk: i64, vocab: i64) -> i64 {
     chunk.min((1 << 27) / vocab.max(1)).max(1)
+}
+
+/// The `.grad` of a trained parameter, made defined (zeros) if no backward has reached it yet, so
+/// gradients can be added into it in place; `None` for a frozen one.
+fn trained_grad(param: &Tensor) -> std::result::Result<Option<Tensor>, tch::TchError> {
+    if !param.requires_grad() {
+        return Ok(None);
+    }
+    if !param.grad().defined() {
+        // One zero-gradient backward through a one-row slice allocates the full zero gradient.
+        pull(
+            &param.f_narrow(0, 0, 1)?,
+            &param.f_narrow(0, 0, 1)?.f_zeros_like()?,
+        )?;
+    }
+    Ok(Some(param.grad()))
 }
 
 /// Backpropagates `grad` (same shape as `output`) from `output` into the leaves of its graph.
@@ -126,16 +149,13 @@ pub fn response_loss_backward(
         model,
         hidden: &flat,
         grad_hidden: flat.f_zeros_like()?.f_to_kind(Kind::Float)?,
-        grad_weight: Tensor::f_zeros(weight.size(), (Kind::Float, weight.device()))?,
+        grad_weight: trained_grad(weight)?,
         touched: std::cell::Cell::new(false),
     };
     let chunk = head_chunk(plan.chunk, weight.size()[0]);
     let value = backward_through_stats(&head, &targets, &[b, t], needs, chunk, loss_of)?;
     if !head.touched.get() {
         return Ok(value);
-    }
-    if weight.requires_grad() {
-        pull(weight, &head.grad_weight.f_to_kind(weight.kind())?)?;
     }
     // 3. Back through the final norm (and, without checkpointing, the whole decoder).
     pull(&hidden, &head.grad_hidden.f_to_kind(hidden.kind())?)?;

@@ -47,7 +47,7 @@ pub fn names() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
 #[serde(default)]
 pub struct ShapeModelConfig {
-    /// A built-in shape (qwen2.5-0.5b, qwen2.5-1.5b, …, llama3.1-8b); "" when `config` is set.
+    /// A built-in shape (qwen2.5-0.5b, qwen2.5-1.5b, …, llama3.1-8b); ignored when `config` is set.
     pub name: String,
     /// A Hugging Face `config.json` file instead of a built-in shape; "" = none.
     pub config: String,

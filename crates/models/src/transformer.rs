@@ -396,8 +396,21 @@ impl Transformer {
             Some(c) => c.append(i, &k, &v)?,
             None => (k, v),
         };
-        // Fused attention (flash / memory-efficient kernels where available); GQA reads each
-        // K/V head for its query group without materialising repeated copies.
+        // Fused attention (flash / memory-efficient kernels). On CUDA, GQA reads each K/V head
+        // for its query group without repeated copies; libtorch's fused CPU kernel requires equal
+        // head counts (with `enable_gqa` it falls back to the math path, which materialises
+        // `[B, heads, l, past + l]` scores), so on a CPU K/V are repeated: O(L), not O(L²).
+        let gqa = nh != nkv;
+        let (k, v, gqa) = if gqa && !q.device().is_cuda() {
+            let rep = nh / nkv;
+            (
+                k.f_repeat_interleave_self_int(rep, 1, None)?,
+                v.f_repeat_interleave_self_int(rep, 1, None)?,
+                false,
+            )
+        } else {
+            (k, v, gqa)
+        };
         let out = Tensor::f_scaled_dot_product_attention(
             &q,
             &k,
@@ -406,7 +419,7 @@ impl Transformer {
             0.0,
             false,
             (hd as f64).powf(-0.5),
-            nh != nkv,
+            gqa,
         )?
         .f_transpose(1, 2)?
         .f_reshape([b, l, nh * hd])?;
