@@ -400,8 +400,9 @@ impl Transformer {
         // for its query group without repeated copies; libtorch's fused CPU kernel requires equal
         // head counts (with `enable_gqa` it falls back to the math path, which materialises
         // `[B, heads, l, past + l]` scores), so on a CPU K/V are repeated: O(L), not O(L²).
+        // A one-token decode step keeps the math path (its scores are one row).
         let gqa = nh != nkv;
-        let (k, v, gqa) = if gqa && !q.device().is_cuda() {
+        let (k, v, gqa) = if gqa && l > 1 && !q.device().is_cuda() {
             let rep = nh / nkv;
             (
                 k.f_repeat_interleave_self_int(rep, 1, None)?,
