@@ -186,8 +186,11 @@ pub struct Transformer {
 pub struct Frame {
     cos: Tensor,
     sin: Tensor,
-    /// `[B, 1, l, past + l]`, true where a query may attend to a key.
-    allowed: Tensor,
+    /// `[B, 1, l, past + l]`, true where a query may attend to a key; `None` when no key is
+    /// padding, so the kernel's own causal rule (or none, for one new token) is exact.
+    allowed: Option<Tensor>,
+    /// Whether the kernel applies the causal rule itself (`allowed` is `None`, no cache).
+    causal: bool,
 }
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
@@ -342,6 +345,17 @@ impl Transformer {
         let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
         let cos = emb.f_cos()?.f_unsqueeze(1)?.f_to_kind(kind)?;
         let sin = emb.f_sin()?.f_unsqueeze(1)?.f_to_kind(kind)?;
+        // Without padding the mask-free kernels are exact: causal for a fresh sequence, none for
+        // one new token after the cache (it sees every key).
+        let unpadded = key_mask.f_min()?.f_int64_value(&[])? > 0;
+        if unpadded && (past == 0 || l == 1) {
+            return Ok(Frame {
+                cos,
+                sin,
+                allowed: None,
+                causal: past == 0 && l > 1,
+            });
+        }
         // Real keys at or before each query (absolute index past + i). A query may always see
         // itself, so a left-padding query never has an empty row (SDPA would return NaN there,
         // and NaN values times zero weights would reach real tokens).
@@ -355,7 +369,12 @@ impl Transformer {
             .f_le_tensor(&q_idx)?
             .f_logical_and(&real)?
             .f_logical_or(&k_idx.f_eq_tensor(&q_idx)?)?;
-        Ok(Frame { cos, sin, allowed })
+        Ok(Frame {
+            cos,
+            sin,
+            allowed: Some(allowed),
+            causal: false,
+        })
     }
 
     /// Decoder layer `i` on the residual stream `x` `[B, l, H]`; with a cache, the layer's new keys
@@ -416,9 +435,9 @@ impl Transformer {
             &q,
             &k,
             &v,
-            Some(&frame.allowed),
+            frame.allowed.as_ref(),
             0.0,
-            false,
+            frame.causal,
             (hd as f64).powf(-0.5),
             gqa,
         )?

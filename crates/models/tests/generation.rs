@@ -147,3 +147,37 @@ fn each_row_samples_from_its_own_stream() {
         assert_eq!(sub, vec![ids[0], ids[2]]);
     }
 }
+
+#[test]
+fn unpadded_batches_take_the_mask_free_kernels_with_the_same_logits() {
+    // The same rows alone (no padding: causal kernel, no mask) and next to a left-padded row
+    // (explicit mask): equal logits, also for cached one-token steps.
+    let _g = tch::no_grad_guard();
+    for name in ["llama-tiny", "qwen3-tiny"] {
+        let m = model(name);
+        let rows = vec![vec![5i64, 9, 13, 200, 7, 8], vec![1, 2, 3, 4, 5, 6]];
+        let (ids, mask) = left_pad(&rows);
+        let alone = m.model.forward_logits(&ids, &mask).unwrap();
+        let mut with_pad = rows.clone();
+        with_pad.push(vec![42, 43]);
+        let (ids_p, mask_p) = left_pad(&with_pad);
+        let padded = m
+            .model
+            .forward_logits(&ids_p, &mask_p)
+            .unwrap()
+            .narrow(0, 0, 2);
+        let d = (&alone - &padded).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "{name}: {d}");
+        let cfg = SamplingConfig {
+            temperature: 0.0,
+            max_new_tokens: 5,
+            ..Default::default()
+        };
+        let a = generate(&m.model, &ids, &mask, &cfg, &[], 0).unwrap();
+        let b = generate(&m.model, &ids_p, &mask_p, &cfg, &[], 0).unwrap();
+        assert!(
+            a.tokens.equal(&b.tokens.narrow(0, 0, 2)),
+            "{name}: greedy continuations"
+        );
+    }
+}
