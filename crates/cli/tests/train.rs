@@ -487,7 +487,22 @@ fn model_shapes_resolve_and_train_with_checkpointing() {
     assert!(o.status.success(), "{}", text(&o));
     let metrics = metrics_lines(&tmp.path().join("shape/metrics.jsonl"));
     assert_eq!(metrics.len(), 2);
-    assert!(metrics
-        .iter()
-        .all(|m| m["actor/grad_norm"].as_f64().unwrap() > 0.0));
+    // A random model rarely solves anything (all-zero advantages give a zero gradient), so the
+    // check is that every update ran and was finite.
+    assert!(metrics.iter().all(
+        |m| m["actor/grad_norm"].as_f64().is_some_and(f64::is_finite)
+            && m["actor/updates"].as_f64().is_some_and(|n| n >= 1.0)
+            && m["actor/skipped_updates"].as_f64() == Some(0.0)
+    ));
+    let saved = rlvr_models::HfModel::load(
+        &tmp.path().join("shape/checkpoints/step-2/model"),
+        tch::Device::Cpu,
+        tch::Kind::Float,
+    )
+    .unwrap();
+    assert_eq!(
+        saved.model.config().vocab_size,
+        512,
+        "the config.json's shape"
+    );
 }
