@@ -1,0 +1,61 @@
+//! The four collectives rlvr's trainer uses, and the one-rank implementation.
+
+use crate::Result;
+use tch::Tensor;
+
+/// A group of ranks that run the same program in lock step: every rank calls the same
+/// collectives in the same order. Tensors are CPU tensors.
+pub trait Collective {
+    /// This rank, `0..world_size()`.
+    fn rank(&self) -> usize;
+    /// Ranks in the group.
+    fn world_size(&self) -> usize;
+    /// Sums the contiguous CPU tensor `buf` over all ranks, in place (every rank ends with the
+    /// same sum).
+    fn all_reduce_sum(&self, buf: &mut Tensor) -> Result<()>;
+    /// Copies rank `root`'s `buf` into every rank's `buf` (same shape and kind everywhere).
+    fn broadcast(&self, buf: &mut Tensor, root: usize) -> Result<()>;
+    /// Every rank's `local` (lengths may differ), in rank order.
+    fn all_gather(&self, local: &[f64]) -> Result<Vec<Vec<f64>>>;
+    /// Returns once every rank called it.
+    fn barrier(&self) -> Result<()>;
+
+    /// Whether this is rank 0 (the rank that writes the run folder).
+    fn is_main(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Sums a few numbers over the ranks (through [`Collective::all_reduce_sum`] on f64).
+    fn sum(&self, values: &[f64]) -> Result<Vec<f64>> {
+        if self.world_size() <= 1 {
+            return Ok(values.to_vec());
+        }
+        let mut t = Tensor::from_slice(values);
+        self.all_reduce_sum(&mut t)?;
+        Vec::<f64>::try_from(&t).map_err(|e| crate::DistError::Input(e.to_string()))
+    }
+}
+
+/// The group of one rank: every collective is the identity.
+pub struct Single;
+
+impl Collective for Single {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+    fn all_reduce_sum(&self, _buf: &mut Tensor) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _buf: &mut Tensor, _root: usize) -> Result<()> {
+        Ok(())
+    }
+    fn all_gather(&self, local: &[f64]) -> Result<Vec<Vec<f64>>> {
+        Ok(vec![local.to_vec()])
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+}
