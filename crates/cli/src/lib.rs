@@ -43,6 +43,18 @@ macro_rules! usage_bail {
     };
 }
 
+/// A failure that ends the program with a given exit code (a launched rank's).
+#[derive(Debug)]
+pub struct ExitWith(pub u8, pub String);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 /// Exit code for usage and configuration errors.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for failures at run time.
@@ -52,6 +64,9 @@ pub const EXIT_FAILURE: u8 = 1;
 /// (bad flags, names, values or config files), [`EXIT_FAILURE`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     use rlvr_core::CoreError as C;
+    if let Some(ExitWith(code, _)) = err.chain().find_map(|c| c.downcast_ref::<ExitWith>()) {
+        return *code;
+    }
     // A run stopped by a signal ends with 128 + the signal.
     if let Some(code) = err
         .chain()
@@ -98,7 +113,12 @@ pub fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match rlvr_dist::WorldEnv::from_env() {
+                Ok(env) if env.world_size > 1 => {
+                    eprintln!("error (rank {} of {}): {err:#}", env.rank, env.world_size)
+                }
+                _ => eprintln!("error: {err:#}"),
+            }
             ExitCode::from(exit_code(&err))
         }
     }

@@ -35,6 +35,11 @@ pub struct SamplingConfig {
     pub max_new_tokens: i64,
     /// Seed of the sampler; equal seeds give equal samples.
     pub seed: u64,
+    /// Random stream of the first row: row `r` samples from stream `first_stream + r` of
+    /// `seed`, so a data-parallel rank holding rows `first_stream..` of a global batch draws what
+    /// one process holding the whole batch would.
+    #[serde(default)]
+    pub first_stream: u64,
 }
 
 impl Default for SamplingConfig {
@@ -45,6 +50,7 @@ impl Default for SamplingConfig {
             top_k: 0,
             max_new_tokens: 64,
             seed: 0,
+            first_stream: 0,
         }
     }
 }

@@ -6,6 +6,38 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
+type NewFn = unsafe extern "C" fn(
+    host: *const c_char,
+    port: c_int,
+    rank: c_int,
+    world: c_int,
+    timeout_ms: c_longlong,
+    bind_kind: c_int,
+    bind: *const c_char,
+    device: c_int,
+    error: *mut *mut c_char,
+) -> *mut c_void;
+type FreeFn = unsafe extern "C" fn(group: *mut c_void);
+type FreeMessageFn = unsafe extern "C" fn(message: *mut c_char);
+type AllReduceFn = unsafe extern "C" fn(
+    group: *mut c_void,
+    tensor: *mut C_tensor,
+    error: *mut *mut c_char,
+) -> c_int;
+type BroadcastFn = unsafe extern "C" fn(
+    group: *mut c_void,
+    tensor: *mut C_tensor,
+    root: c_int,
+    error: *mut *mut c_char,
+) -> c_int;
+type AllGatherFn = unsafe extern "C" fn(
+    group: *mut c_void,
+    output: *mut C_tensor,
+    input: *mut C_tensor,
+    error: *mut *mut c_char,
+) -> c_int;
+type BarrierFn = unsafe extern "C" fn(group: *mut c_void, error: *mut *mut c_char) -> c_int;
+
 extern "C" {
     fn rlvr_c10d_new(
         host: *const c_char,
@@ -15,6 +47,7 @@ extern "C" {
         timeout_ms: c_longlong,
         bind_kind: c_int,
         bind: *const c_char,
+        device: c_int,
         error: *mut *mut c_char,
     ) -> *mut c_void;
     fn rlvr_c10d_free(group: *mut c_void);
@@ -39,8 +72,77 @@ extern "C" {
     fn rlvr_c10d_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
 }
 
+/// The shim's functions: the Gloo build linked in, or the NCCL build loaded from a library.
+#[derive(Clone, Copy)]
+struct Api {
+    new: NewFn,
+    free: FreeFn,
+    free_message: FreeMessageFn,
+    all_reduce_sum: AllReduceFn,
+    broadcast: BroadcastFn,
+    all_gather: AllGatherFn,
+    barrier: BarrierFn,
+}
+
+const GLOO: Api = Api {
+    new: rlvr_c10d_new,
+    free: rlvr_c10d_free,
+    free_message: rlvr_c10d_free_message,
+    all_reduce_sum: rlvr_c10d_all_reduce_sum,
+    broadcast: rlvr_c10d_broadcast,
+    all_gather: rlvr_c10d_all_gather,
+    barrier: rlvr_c10d_barrier,
+};
+
+/// The NCCL build of the shim (`scripts/build-nccl-shim.sh`), loaded once from `path`; the
+/// library stays loaded for the life of the process.
+fn nccl_api(path: &std::path::Path) -> std::result::Result<Api, String> {
+    static LOADED: std::sync::OnceLock<std::result::Result<Api, String>> =
+        std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            // SAFETY: loading runs the library's initialisers (libtorch_cuda's, already loaded
+            // by this process); the symbols are looked up with the types the shim defines.
+            unsafe {
+                let lib = libloading::Library::new(path)
+                    .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+                let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+                macro_rules! sym {
+                    ($name:literal) => {
+                        *lib.get($name)
+                            .map_err(|e| format!("{}: {e}", path.display()))?
+                    };
+                }
+                Ok(Api {
+                    new: sym!(b"rlvr_nccl_new\0"),
+                    free: sym!(b"rlvr_nccl_free\0"),
+                    free_message: sym!(b"rlvr_nccl_free_message\0"),
+                    all_reduce_sum: sym!(b"rlvr_nccl_all_reduce_sum\0"),
+                    broadcast: sym!(b"rlvr_nccl_broadcast\0"),
+                    all_gather: sym!(b"rlvr_nccl_all_gather\0"),
+                    barrier: sym!(b"rlvr_nccl_barrier\0"),
+                })
+            }
+        })
+        .clone()
+}
+
+/// Which process group to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// c10d's ProcessGroupGloo (CPU tensors; linked into rlvr).
+    Gloo,
+    /// c10d's ProcessGroupNCCL on CUDA device `device`, from the NCCL shim library at `library`.
+    Nccl {
+        /// CUDA device index of this rank.
+        device: usize,
+        /// Path of `librlvr_nccl.so`.
+        library: std::path::PathBuf,
+    },
+}
+
 /// Takes the shim's error message (if any) and frees it.
-fn take_message(error: *mut c_char) -> String {
+fn take_message(api: &Api, error: *mut c_char) -> String {
     if error.is_null() {
         return "unknown error".into();
     }
@@ -48,22 +150,25 @@ fn take_message(error: *mut c_char) -> String {
     let text = unsafe { CStr::from_ptr(error) }
         .to_string_lossy()
         .into_owned();
-    unsafe { rlvr_c10d_free_message(error) };
+    unsafe { (api.free_message)(error) };
     text
 }
 
-/// This rank's member of a c10d Gloo process group.
+/// This rank's member of a c10d process group (Gloo or NCCL).
 pub struct C10dGroup {
+    api: Api,
     group: *mut c_void,
     rank: usize,
     world: usize,
+    /// Where the engine wants its tensors (CPU for Gloo, the rank's GPU for NCCL).
+    device: Device,
 }
 
 impl C10dGroup {
     /// Joins the group described by `env` (rank 0 serves the rendezvous store). Gloo binds to
     /// the loopback address for a single-node job, to `GLOO_SOCKET_IFNAME` when set (as
     /// torch.distributed does), else to this machine's host name.
-    pub fn join(env: &WorldEnv, timeout: Duration) -> Result<C10dGroup> {
+    pub fn join(env: &WorldEnv, timeout: Duration, engine: &Engine) -> Result<C10dGroup> {
         let fail = |message: String| DistError::Engine {
             rank: env.rank,
             world: env.world_size,
@@ -80,10 +185,20 @@ impl C10dGroup {
             _ if env.is_loopback() => (0, cstr("127.0.0.1")?),
             _ => (2, cstr("")?),
         };
+        let (api, device) = match engine {
+            Engine::Gloo => (GLOO, Device::Cpu),
+            Engine::Nccl { device, library } => {
+                (nccl_api(library).map_err(fail)?, Device::Cuda(*device))
+            }
+        };
+        let device_index = match device {
+            Device::Cuda(i) => i as c_int,
+            _ => -1,
+        };
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: the strings outlive the call; the shim copies what it keeps.
         let group = unsafe {
-            rlvr_c10d_new(
+            (api.new)(
                 host.as_ptr(),
                 c_int::from(env.master_port),
                 env.rank as c_int,
@@ -91,16 +206,19 @@ impl C10dGroup {
                 timeout.as_millis().min(i64::MAX as u128) as c_longlong,
                 kind,
                 bind.as_ptr(),
+                device_index,
                 &mut error,
             )
         };
         if group.is_null() {
-            return Err(fail(take_message(error)));
+            return Err(fail(take_message(&api, error)));
         }
         Ok(C10dGroup {
+            api,
             group,
             rank: env.rank,
             world: env.world_size,
+            device,
         })
     }
 
@@ -112,25 +230,31 @@ impl C10dGroup {
             rank: self.rank,
             world: self.world,
             what: what.into(),
-            message: take_message(error),
+            message: take_message(&self.api, error),
         })
     }
 
-    fn check_input(what: &str, t: &Tensor) -> Result<()> {
-        if t.device() != Device::Cpu || !t.is_contiguous() {
-            return Err(DistError::Input(format!(
-                "{what}: the tensor must be a contiguous CPU tensor (got {:?})",
-                t.device()
-            )));
+    /// Runs `op` on `buf` moved to the engine's device (and contiguous), then copies the result
+    /// back into `buf` when it was moved.
+    fn on_device(
+        &self,
+        buf: &mut Tensor,
+        op: impl FnOnce(&mut Tensor) -> Result<()>,
+    ) -> Result<()> {
+        if buf.device() == self.device && buf.is_contiguous() {
+            return op(buf);
         }
+        let mut tmp = buf.to_device(self.device).contiguous();
+        op(&mut tmp)?;
+        buf.copy_(&tmp);
         Ok(())
     }
 }
 
 impl Drop for C10dGroup {
     fn drop(&mut self) {
-        // SAFETY: `group` came from rlvr_c10d_new and is freed once.
-        unsafe { rlvr_c10d_free(self.group) };
+        // SAFETY: `group` came from this api's `new` and is freed once.
+        unsafe { (self.api.free)(self.group) };
     }
 }
 
@@ -144,42 +268,48 @@ impl Collective for C10dGroup {
     }
 
     fn all_reduce_sum(&self, buf: &mut Tensor) -> Result<()> {
-        Self::check_input("all-reduce", buf)?;
-        let mut error = std::ptr::null_mut();
-        // SAFETY: `buf` is a live tensor; the shim blocks until the collective finished.
-        let status = unsafe { rlvr_c10d_all_reduce_sum(self.group, buf.as_mut_ptr(), &mut error) };
-        self.check("all-reduce", status, error)
+        self.on_device(buf, |t| {
+            let mut error = std::ptr::null_mut();
+            // SAFETY: `t` is a live tensor; the shim waits until the collective finished.
+            let status =
+                unsafe { (self.api.all_reduce_sum)(self.group, t.as_mut_ptr(), &mut error) };
+            self.check("all-reduce", status, error)
+        })
     }
 
     fn broadcast(&self, buf: &mut Tensor, root: usize) -> Result<()> {
-        Self::check_input("broadcast", buf)?;
-        let mut error = std::ptr::null_mut();
-        // SAFETY: as in all_reduce_sum.
-        let status =
-            unsafe { rlvr_c10d_broadcast(self.group, buf.as_mut_ptr(), root as c_int, &mut error) };
-        self.check("broadcast", status, error)
+        self.on_device(buf, |t| {
+            let mut error = std::ptr::null_mut();
+            // SAFETY: as in all_reduce_sum.
+            let status = unsafe {
+                (self.api.broadcast)(self.group, t.as_mut_ptr(), root as c_int, &mut error)
+            };
+            self.check("broadcast", status, error)
+        })
     }
 
     fn all_gather(&self, local: &[f64]) -> Result<Vec<Vec<f64>>> {
-        let gather = |input: &mut Tensor| -> Result<Tensor> {
+        let gather = |input: Tensor| -> Result<Tensor> {
+            let mut input = input.to_device(self.device);
             let n = input.size()[0];
-            let mut out = Tensor::zeros([self.world as i64, n], (Kind::Double, Device::Cpu));
+            let mut out = Tensor::zeros([self.world as i64, n], (Kind::Double, self.device));
             let mut error = std::ptr::null_mut();
-            // SAFETY: both tensors are live, contiguous CPU f64 tensors of matching sizes.
+            // SAFETY: both tensors are live, contiguous f64 tensors of matching sizes on the
+            // engine's device.
             let status = unsafe {
-                rlvr_c10d_all_gather(self.group, out.as_mut_ptr(), input.as_mut_ptr(), &mut error)
+                (self.api.all_gather)(self.group, out.as_mut_ptr(), input.as_mut_ptr(), &mut error)
             };
             self.check("all-gather", status, error)?;
-            Ok(out)
+            Ok(out.to_device(Device::Cpu))
         };
         // Lengths first, then every vector padded to the longest.
-        let lengths = gather(&mut Tensor::from_slice(&[local.len() as f64]))?;
+        let lengths = gather(Tensor::from_slice(&[local.len() as f64]))?;
         let lengths = Vec::<f64>::try_from(lengths.reshape([-1]))
             .map_err(|e| DistError::Input(e.to_string()))?;
         let longest = lengths.iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
         let mut padded = local.to_vec();
         padded.resize(longest.max(1), 0.0);
-        let all = gather(&mut Tensor::from_slice(&padded))?;
+        let all = gather(Tensor::from_slice(&padded))?;
         let rows = Vec::<Vec<f64>>::try_from(all).map_err(|e| DistError::Input(e.to_string()))?;
         Ok(rows
             .into_iter()
@@ -194,7 +324,7 @@ impl Collective for C10dGroup {
     fn barrier(&self) -> Result<()> {
         let mut error = std::ptr::null_mut();
         // SAFETY: the group is live.
-        let status = unsafe { rlvr_c10d_barrier(self.group, &mut error) };
+        let status = unsafe { (self.api.barrier)(self.group, &mut error) };
         self.check("barrier", status, error)
     }
 }

@@ -41,7 +41,7 @@ fn child() -> Option<(Box<dyn Collective>, WorldEnv)> {
     std::env::var("RLVR_DIST_CHILD").ok()?;
     let env = WorldEnv::from_env().unwrap();
     let secs: u64 = std::env::var("RLVR_DIST_TIMEOUT").unwrap().parse().unwrap();
-    Some((join(&env, Duration::from_secs(secs)).unwrap(), env))
+    Some((join(&env, Duration::from_secs(secs), None).unwrap(), env))
 }
 
 fn text(o: &Output) -> String {
@@ -147,7 +147,7 @@ fn the_rendezvous_times_out_when_a_rank_never_comes() {
         master_port: port,
     };
     let t0 = Instant::now();
-    let err = join(&env, Duration::from_secs(2))
+    let err = join(&env, Duration::from_secs(2), None)
         .err()
         .unwrap()
         .to_string();

@@ -145,6 +145,52 @@ impl ConcentrationAccumulator {
         Ok(())
     }
 
+    /// The running sums as numbers (for sending to other data-parallel ranks): tokens, sampled
+    /// and entropy sums, ranks, the per-rank log-prob and prob sums, the histogram counts.
+    pub fn to_sums(&self) -> Vec<f64> {
+        let mut v = vec![
+            self.tokens as f64,
+            self.sampled_sum,
+            self.entropy_sum,
+            self.logp_sum.len() as f64,
+        ];
+        v.extend(&self.logp_sum);
+        v.extend(&self.prob_sum);
+        v.extend(self.counts.iter().map(|&c| c as f64));
+        v
+    }
+
+    /// Adds sums written by [`ConcentrationAccumulator::to_sums`] (another rank's tokens).
+    pub fn add_sums(&mut self, v: &[f64]) -> Result<()> {
+        let ranks = v.get(3).copied().unwrap_or(-1.0);
+        if ranks < 0.0 || v.len() != 4 + 2 * ranks as usize + BINS {
+            bail!("concentration sums of {} numbers are malformed", v.len());
+        }
+        let ranks = ranks as usize;
+        if ranks > 0 {
+            if self.logp_sum.is_empty() {
+                self.logp_sum = vec![0.0; ranks];
+                self.prob_sum = vec![0.0; ranks];
+            } else if self.logp_sum.len() != ranks {
+                bail!(
+                    "batches with different numbers of ranks ({} and {ranks})",
+                    self.logp_sum.len()
+                );
+            }
+        }
+        self.tokens += v[0].round() as u64;
+        self.sampled_sum += v[1];
+        self.entropy_sum += v[2];
+        for r in 0..ranks {
+            self.logp_sum[r] += v[4 + r];
+            self.prob_sum[r] += v[4 + ranks + r];
+        }
+        for (c, x) in self.counts.iter_mut().zip(&v[4 + 2 * ranks..]) {
+            *c += x.round() as u64;
+        }
+        Ok(())
+    }
+
     /// The means so far (zeros when no token was added).
     pub fn finish(&self) -> Concentration {
         let den = self.tokens.max(1) as f64;

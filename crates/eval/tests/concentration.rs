@@ -121,3 +121,51 @@ fn missing_statistics_are_an_error() {
         .unwrap_err();
     assert!(e.to_string().contains("top-k"), "{e}");
 }
+
+/// Two ranks' accumulators merged through their sums give what one accumulator over both
+/// batches gives (data-parallel evaluation).
+#[test]
+fn sums_of_two_accumulators_merge_into_one() {
+    tch::manual_seed(5);
+    let (b, t, v) = (4i64, 6i64, 9i64);
+    let logits = Tensor::randn([b, t, v], (Kind::Float, tch::Device::Cpu));
+    let targets = Tensor::randint(v, [b, t], (Kind::Int64, tch::Device::Cpu));
+    let mask = Tensor::ones([b, t], (Kind::Float, tch::Device::Cpu));
+    let needs = StatsNeeds {
+        entropy: true,
+        topk: 3,
+        ..Default::default()
+    };
+    let stats = token_stats_from_logits(&logits, &targets, &needs).unwrap();
+    let part = |lo: i64, len: i64| rlvr_core::TokenStats {
+        logp: stats.logp.narrow(0, lo, len),
+        entropy: stats.entropy.as_ref().map(|e| e.narrow(0, lo, len)),
+        topk_logp: stats.topk_logp.as_ref().map(|e| e.narrow(0, lo, len)),
+        topk_ids: None,
+        is_top1: None,
+    };
+    let mut whole = ConcentrationAccumulator::default();
+    whole.add(&part(0, b), &mask).unwrap();
+    let (mut a, mut c) = (
+        ConcentrationAccumulator::default(),
+        ConcentrationAccumulator::default(),
+    );
+    a.add(&part(0, 1), &mask.narrow(0, 0, 1)).unwrap();
+    c.add(&part(1, 3), &mask.narrow(0, 1, 3)).unwrap();
+    let mut merged = ConcentrationAccumulator::default();
+    merged.add_sums(&a.to_sums()).unwrap();
+    merged.add_sums(&c.to_sums()).unwrap();
+    let (w, m) = (whole.finish(), merged.finish());
+    assert_eq!(w.tokens, m.tokens);
+    assert_eq!(w.entropy_hist.counts, m.entropy_hist.counts);
+    for (x, y) in w
+        .lambda
+        .iter()
+        .zip(&m.lambda)
+        .chain(w.rank_prob.iter().zip(&m.rank_prob))
+    {
+        assert!((x - y).abs() < 1e-9, "{x} vs {y}");
+    }
+    assert!((w.entropy_mean - m.entropy_mean).abs() < 1e-9);
+    assert!(merged.add_sums(&[1.0, 2.0]).is_err());
+}

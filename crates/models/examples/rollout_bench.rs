@@ -83,6 +83,7 @@ fn main() {
         top_k: 0,
         max_new_tokens: new_tokens,
         seed: 0,
+        first_stream: 0,
     };
     let t0 = Instant::now();
     let g = generate(&model.model, &ids, &mask, &cfg, &stop, 0).expect("generate");

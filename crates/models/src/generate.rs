@@ -59,7 +59,7 @@ pub fn generate(
     let (b, p) = (prompt_ids.size()[0], prompt_ids.size()[1]);
     let device = prompt_ids.device();
     let max_new = cfg.max_new_tokens.max(0);
-    let mut sampler = Sampler::new(cfg.seed);
+    let mut sampler = Sampler::from_stream(cfg.seed, cfg.first_stream);
     let mut cache = KvCache::with_capacity(p + max_new);
 
     // Prefill each distinct prompt once, then give every row its prompt's cache and logits.

@@ -40,14 +40,22 @@ pub fn filtered_logprobs(logits: &Tensor, cfg: &SamplingConfig) -> Result<Tensor
 /// what any row samples.
 pub struct Sampler {
     seed: u64,
+    first_stream: u64,
     streams: Vec<ChaCha8Rng>,
 }
 
 impl Sampler {
     /// A sampler whose draws depend only on `seed` and the row.
     pub fn new(seed: u64) -> Sampler {
+        Sampler::from_stream(seed, 0)
+    }
+
+    /// A sampler whose row `r` draws from stream `first_stream + r` of `seed` (the rows of a
+    /// data-parallel rank that start at global row `first_stream`).
+    pub fn from_stream(seed: u64, first_stream: u64) -> Sampler {
         Sampler {
             seed,
+            first_stream,
             streams: Vec::new(),
         }
     }
@@ -56,7 +64,7 @@ impl Sampler {
     fn uniform(&mut self, r: usize) -> f64 {
         while self.streams.len() <= r {
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-            rng.set_stream(self.streams.len() as u64);
+            rng.set_stream(self.first_stream + self.streams.len() as u64);
             self.streams.push(rng);
         }
         self.streams[r].random::<f64>()

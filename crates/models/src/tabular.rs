@@ -146,7 +146,8 @@ impl Policy for TabularPolicy {
         let _guard = tch::no_grad_guard();
         let b = prompt_ids.size()[0];
         let steps = self.depth.min(sampling.max_new_tokens.max(1));
-        let mut sampler = crate::sampling::Sampler::new(sampling.seed);
+        let mut sampler =
+            crate::sampling::Sampler::from_stream(sampling.seed, sampling.first_stream);
         let mut tokens: Vec<Tensor> = Vec::new();
         let mut logps: Vec<Tensor> = Vec::new();
         for _ in 0..steps {

@@ -110,6 +110,7 @@ fn fast_generation_samples_exactly_what_a_plain_uncached_loop_samples() {
                 top_k,
                 max_new_tokens: 20,
                 seed,
+                first_stream: 0,
             };
             let (t1, l1, f1) = naive(&m, &prompts, &cfg, &stop);
             let (t2, l2, f2) = fast(&m, &prompts, &cfg, &stop);
@@ -145,6 +146,21 @@ fn each_row_samples_from_its_own_stream() {
             )
             .unwrap();
         assert_eq!(sub, vec![ids[0], ids[2]]);
+    }
+}
+
+#[test]
+fn a_sampler_starting_at_a_later_stream_draws_the_later_rows() {
+    // A data-parallel rank holding rows 2.. of a global batch (first_stream = 2) draws what
+    // those rows draw when one sampler holds the whole batch.
+    tch::manual_seed(1);
+    let lp = Tensor::randn([4, 50], (Kind::Float, Device::Cpu)).log_softmax(-1, Kind::Float);
+    let mut whole = Sampler::new(5);
+    let mut tail = Sampler::from_stream(5, 2);
+    for _ in 0..20 {
+        let (ids, _) = whole.sample(&lp).unwrap();
+        let (sub, _) = tail.sample(&lp.narrow(0, 2, 2)).unwrap();
+        assert_eq!(sub, ids[2..].to_vec());
     }
 }
 

@@ -176,6 +176,7 @@ fn generation_is_seeded_and_temperature_zero_is_greedy() {
         top_k: 50,
         max_new_tokens: 8,
         seed: 11,
+        first_stream: 0,
     };
     let a = policy
         .generate(&r["input_ids"], &r["attention_mask"], &sampling, &[])
@@ -250,7 +251,7 @@ proptest! {
     fn top_k_and_top_p_stay_inside_the_kept_set(seed in 0u64..1_000_000, top_k in 1i64..6, top_p in 0.05f64..1.0, temp in 0.3f64..2.0) {
         tch::manual_seed(seed as i64);
         let logits = Tensor::randn([4, 12], (Kind::Float, Device::Cpu)) * 2.0;
-        let cfg = SamplingConfig { temperature: temp, top_p, top_k, max_new_tokens: 1, seed };
+        let cfg = SamplingConfig { temperature: temp, top_p, top_k, max_new_tokens: 1, seed, first_stream: 0 };
         let lp = filtered_logprobs(&logits, &cfg).unwrap();
         let (ids, _) = Sampler::new(seed).sample(&lp).unwrap();
         let scaled = &logits / temp;

@@ -4,14 +4,16 @@
 //! gradient), and reports every metric the loss emits.
 
 use crate::config::TrainConfig;
+use crate::distributed::{all_reduce_gradients, RowShare};
 use crate::error::Result;
 use crate::experience::Experience;
 use crate::metrics::{loss_metric_key, Metrics};
 use crate::optim::{optimizer_step, AdamW, StepOutcome};
 use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy};
+use rlvr_dist::Collective;
 use std::collections::BTreeMap;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Metrics every update reports, 0 when the loss does not emit them.
 const STANDARD_LOSS_METRICS: [&str; 3] = ["loss/clipfrac", "loss/ppo_kl", "loss/kl_ref"];
@@ -31,39 +33,67 @@ impl Actor {
     /// micro-batches of `micro_batch_size` responses, one optimizer step per mini-batch at
     /// learning rate `lr`. `step` (0-based) seeds the shuffling. Returns `actor/*`, `loss/*` and
     /// `time/update`.
+    ///
+    /// On a data-parallel rank (`world` of more than one, `exp` a part of the global batch) the
+    /// shuffle is of the global batch, each rank works on its rows of each mini-batch, the
+    /// mini-batch's token and sequence counts and its loss are summed over the ranks before the
+    /// loss is normalised, and the gradients are summed before the (identical) optimizer step:
+    /// every rank takes the step one process would take on the whole batch.
     pub fn update(
         &mut self,
         exp: &Experience,
         tc: &TrainConfig,
         step: u64,
         lr: f64,
+        world: &dyn Collective,
     ) -> Result<Metrics> {
         let t_up = Instant::now();
         let device = self.policy.device();
         let needs = self.algo.loss.needs();
         let b = exp.len();
+        let RowShare { offset, total } = exp.rows;
         let mut m = Metrics::new(step + 1);
         let (mut loss_sum, mut norm_sum) = (0.0, 0.0);
         let mut updates = 0usize;
         let mut skipped = 0usize;
         let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut tok_sum = 0.0;
+        let mut time_all_reduce = 0.0;
         for epoch in 0..tc.epochs {
             tch::manual_seed(
                 (tc.seed
                     .wrapping_mul(31)
                     .wrapping_add(step * 97 + epoch as u64)) as i64,
             );
-            let perm = Tensor::randperm(b, (Kind::Int64, device));
-            let per_mb = (b as usize).div_ceil(tc.mini_batches);
+            let perm = Vec::<i64>::try_from(Tensor::randperm(total, (Kind::Int64, Device::Cpu)))?;
+            let per_mb = (total as usize).div_ceil(tc.mini_batches);
             for mb in 0..tc.mini_batches {
-                let start = (mb * per_mb) as i64;
-                if start >= b {
+                let start = mb * per_mb;
+                if start >= total as usize {
                     break;
                 }
-                let len = (per_mb as i64).min(b - start);
-                let idx = perm.narrow(0, start, len);
-                let counts = GlobalCounts::of_mask(&exp.responses.mask.index_select(0, &idx))?;
+                let end = (start + per_mb).min(total as usize);
+                // This rank's rows of the mini-batch, as local indices.
+                let mine: Vec<i64> = perm[start..end]
+                    .iter()
+                    .filter(|&&g| g >= offset && g < offset + b)
+                    .map(|&g| g - offset)
+                    .collect();
+                let len = mine.len() as i64;
+                let idx = Tensor::from_slice(&mine).to_device(device);
+                let local = if mine.is_empty() {
+                    GlobalCounts {
+                        tokens: 0.0,
+                        sequences: 0.0,
+                    }
+                } else {
+                    GlobalCounts::of_mask(&exp.responses.mask.index_select(0, &idx))?
+                };
+                let summed = world.sum(&[local.tokens, local.sequences])?;
+                let counts = GlobalCounts {
+                    tokens: summed[0],
+                    sequences: summed[1],
+                };
                 if counts.tokens == 0.0 {
                     continue;
                 }
@@ -81,6 +111,10 @@ impl Actor {
                     tok_sum += out.tokens;
                     micro += ml;
                 }
+                let t_ar = Instant::now();
+                let loss_total = world.sum(&[loss_total])?[0];
+                all_reduce_gradients(world, self.policy.var_store())?;
+                time_all_reduce += t_ar.elapsed().as_secs_f64();
                 match optimizer_step(
                     &mut self.opt,
                     self.policy.var_store(),
@@ -116,6 +150,9 @@ impl Actor {
             m.set(k, if tok_sum > 0.0 { v / tok_sum } else { 0.0 });
         }
         m.set("time/update", t_up.elapsed().as_secs_f64());
+        if world.world_size() > 1 {
+            m.set("time/all_reduce", time_all_reduce);
+        }
         Ok(m)
     }
 

@@ -2,11 +2,13 @@
 //! [`EvalReport`] (pass@K per data source, mean@n) with the concentration diagnostics of the
 //! sampled responses (rlvr-eval).
 
+use crate::distributed::group_share;
 use crate::error::Result;
 use crate::rollout::rollout;
 use rlvr_core::{
     Outcome, Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds, TextCodec, Verifier,
 };
+use rlvr_dist::{Collective, Single};
 use rlvr_eval::{ConcentrationAccumulator, EvalReport, ProblemResult, RANKS};
 use rlvr_models::tokenizer::HfTokenizer;
 
@@ -60,28 +62,42 @@ pub fn evaluate(
     problems: &[Problem],
     opts: &EvalOptions,
 ) -> Result<EvalReport> {
+    evaluate_sharded(&Single, policy, codec, chat, verifier, problems, opts)
+}
+
+/// [`evaluate`] with the batches of problems dealt to the ranks of `world` (contiguous blocks);
+/// each batch keeps the seed it has in one process, the per-problem counts and the diagnostics'
+/// sums are gathered, and every rank returns the report one process would.
+pub fn evaluate_sharded(
+    world: &dyn Collective,
+    policy: &dyn Policy,
+    codec: &dyn TextCodec,
+    chat: Option<&HfTokenizer>,
+    verifier: &dyn Verifier,
+    problems: &[Problem],
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
     let n = opts.samples.max(1);
     let per_chunk = (opts.batch_rows / n).max(1);
-    let mut results = Vec::with_capacity(problems.len());
+    let chunks: Vec<&[Problem]> = problems.chunks(per_chunk).collect();
+    let share = group_share(chunks.len(), world.rank(), world.world_size());
+    let mut correct_counts: Vec<f64> = Vec::new();
     let mut acc = ConcentrationAccumulator::default();
     let needs = diagnostic_needs(policy);
-    for (chunk_i, chunk) in problems.chunks(per_chunk).enumerate() {
+    for chunk_i in share {
+        let chunk = chunks[chunk_i];
         let sampling = SamplingConfig {
             seed: opts.sampling.seed.wrapping_add(chunk_i as u64 * 7919),
             ..opts.sampling.clone()
         };
         let ro = rollout(policy, codec, chat, verifier, chunk, n, &sampling)?;
         let r = &ro.responses;
-        for (i, p) in chunk.iter().enumerate() {
+        for i in 0..chunk.len() {
             let correct = ro.outcomes[i * n..(i + 1) * n]
                 .iter()
                 .filter(|o| **o == Outcome::Correct)
                 .count();
-            results.push(ProblemResult {
-                id: p.id.clone(),
-                data_source: p.data_source.clone(),
-                correct,
-            });
+            correct_counts.push(correct as f64);
         }
         if opts.diagnostics {
             let _g = tch::no_grad_guard();
@@ -104,6 +120,25 @@ pub fn evaluate(
             progress(chunk.len() as u64);
         }
     }
+    if world.world_size() > 1 {
+        correct_counts = world.all_gather(&correct_counts)?.concat();
+        if opts.diagnostics {
+            let sums = world.all_gather(&acc.to_sums())?;
+            acc = ConcentrationAccumulator::default();
+            for s in &sums {
+                acc.add_sums(s)?;
+            }
+        }
+    }
+    let results = problems
+        .iter()
+        .zip(&correct_counts)
+        .map(|(p, &c)| ProblemResult {
+            id: p.id.clone(),
+            data_source: p.data_source.clone(),
+            correct: c as usize,
+        })
+        .collect();
     let concentration = opts.diagnostics.then(|| acc.finish());
     Ok(EvalReport::from_results(n, results, concentration))
 }

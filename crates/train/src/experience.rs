@@ -3,6 +3,7 @@
 //! old-policy and reference statistics, and the step's diagnostics. The result, an [`Experience`],
 //! is everything the actor's update reads.
 
+use crate::distributed::{global_advantages, RowShare};
 use crate::error::Result;
 use crate::evaluation::diagnostic_needs;
 use crate::metrics::Metrics;
@@ -11,6 +12,7 @@ use rlvr_core::{
     AdvantageEstimator, AdvantageInput, GroupFilter, Policy, Problem, RewardShaping,
     SamplingConfig, StatsNeeds, TextCodec, Verifier,
 };
+use rlvr_dist::Collective;
 use rlvr_models::tokenizer::HfTokenizer;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -28,6 +30,8 @@ pub struct Experience {
     /// A few of the step's responses in text, for `samples.jsonl` (the first response of each
     /// of the first prompts; not carried by [`Experience::select`]).
     pub samples: Vec<Sample>,
+    /// Where these responses sit in the step's global batch (data-parallel ranks hold a part).
+    pub rows: RowShare,
 }
 
 /// One logged response (a line of `samples.jsonl`).
@@ -69,6 +73,7 @@ impl Experience {
             old_logp: rows(&self.old_logp),
             ref_logp: self.ref_logp.as_ref().map(rows),
             samples: Vec::new(),
+            rows: RowShare::whole(idx.size()[0]),
         }
     }
 }
@@ -101,8 +106,13 @@ pub struct ExperienceInputs<'a> {
     pub filter: Option<&'a dyn GroupFilter>,
     /// Responses per prompt.
     pub samples_per_prompt: usize,
-    /// Sampling settings with this step's seed.
+    /// Sampling settings with this step's seed (and, on a data-parallel rank, the random stream
+    /// of its first response).
     pub sampling: SamplingConfig,
+    /// The data-parallel group; advantages are computed over its global batch.
+    pub world: &'a dyn Collective,
+    /// Global index of the first prompt group of `problems` (0 in one process).
+    pub first_group: usize,
 }
 
 /// Token-level scores: each response's score on its last valid token (verl's
@@ -173,13 +183,25 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     }
     let r = &ro.responses;
     let t_adv = Instant::now();
-    let tls = token_level_scores(&r.scores, &r.mask);
-    let advantages = inputs.advantage.compute(&AdvantageInput {
-        scores: &r.scores,
-        token_level_scores: &tls,
-        mask: &r.mask,
-        group: &r.group,
-    })?;
+    let (advantages, rows) = if inputs.world.world_size() > 1 {
+        global_advantages(
+            inputs.world,
+            inputs.advantage,
+            &r.scores,
+            &r.mask,
+            &r.group,
+            inputs.first_group,
+        )?
+    } else {
+        let tls = token_level_scores(&r.scores, &r.mask);
+        let advantages = inputs.advantage.compute(&AdvantageInput {
+            scores: &r.scores,
+            token_level_scores: &tls,
+            mask: &r.mask,
+            group: &r.group,
+        })?;
+        (advantages, RowShare::whole(r.len()))
+    };
     let time_advantage = t_adv.elapsed().as_secs_f64();
     // Old statistics (and diagnostics) without gradient.
     let t_old = Instant::now();
@@ -273,6 +295,7 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
         old_logp,
         ref_logp,
         samples,
+        rows,
     };
     Ok((exp, m))
 }

@@ -50,7 +50,7 @@ pub struct AdamW {
     v: Vec<Tensor>,
 }
 
-fn named_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
+pub(crate) fn named_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
     let mut vars: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()

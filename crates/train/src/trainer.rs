@@ -7,14 +7,19 @@ use crate::checkpoint::{latest_checkpoint, load_checkpoint, write_checkpoint};
 use crate::config::RunConfig;
 use crate::config_bail;
 use crate::data::{chat_tokenizer, drop_long_prompts, load_problems, prompt_budget, Problems};
+use crate::distributed::{
+    broadcast_parameters, check_parameters, define_gradients, group_share, join_from_env,
+    reduce_metrics,
+};
 use crate::error::{fs::write_atomic, IoResultExt, Result, TrainError};
-use crate::evaluation::{evaluate, EvalOptions};
+use crate::evaluation::{evaluate_sharded, EvalOptions};
 use crate::experience::{make_experience, Experience, ExperienceInputs, Sample};
 use crate::metrics::{Metrics, MetricsLog};
 use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
 use crate::run_dir::{create_run_dir, FolderLock};
 use crate::summary::write_run_summary;
 use rlvr_core::{Policy, Problem, SamplingConfig, TextCodec};
+use rlvr_dist::Collective;
 use rlvr_eval::EvalReport;
 use rlvr_models::tokenizer::HfTokenizer;
 use std::path::{Path, PathBuf};
@@ -63,18 +68,43 @@ pub struct Trainer {
     pub dir: PathBuf,
     /// A few responses of the last step, in text (written to `samples.jsonl`).
     pub last_samples: Vec<Sample>,
+    /// The data-parallel group this trainer is a rank of ([`rlvr_dist::Single`] alone).
+    pub world: Box<dyn Collective>,
 }
 
 impl Trainer {
     /// Builds the models, data, verifier, algorithm and optimizer of `cfg` for the run folder
-    /// `dir` (nothing is written).
+    /// `dir` (nothing is written), as a rank of the data-parallel job the torchrun variables
+    /// describe (one process when they are not set).
     pub fn new(cfg: RunConfig, dir: &Path) -> Result<Trainer> {
-        let device = rlvr_models::device::parse_device(&cfg.train.device)?;
+        let (world, env) = join_from_env()?;
+        Trainer::with_world(cfg, dir, world, env.local_rank)
+    }
+
+    /// [`Trainer::new`] as rank `world.rank()` of `world`; `local_rank` picks the GPU when the
+    /// device is `cuda` (`cuda:LOCAL_RANK`).
+    pub fn with_world(
+        cfg: RunConfig,
+        dir: &Path,
+        world: Box<dyn Collective>,
+        local_rank: usize,
+    ) -> Result<Trainer> {
+        let mut device = rlvr_models::device::parse_device(&cfg.train.device)?;
+        if cfg.train.device == "cuda" {
+            device = tch::Device::Cuda(local_rank);
+        }
         let problems = load_problems(&cfg)?;
         let codec = cfg.model.codec()?;
         let chat = chat_tokenizer(&cfg)?;
         let policy = cfg.model.build(device)?;
         let algo = cfg.algo.build()?;
+        if world.world_size() > 1 && algo.filter.is_some() {
+            config_bail!(
+                "algo.filter (dynamic sampling) chooses groups from every group's scores and is \
+                 not supported with more than one rank yet (WORLD_SIZE={}); run it in one process",
+                world.world_size()
+            );
+        }
         let topk = algo.loss.needs().topk as i64;
         if topk > policy.vocab_size() {
             config_bail!(
@@ -112,6 +142,9 @@ impl Trainer {
             }
         }
         let opt = AdamW::new(policy.var_store(), cfg.train.weight_decay);
+        if world.world_size() > 1 {
+            define_gradients(policy.var_store());
+        }
         Ok(Trainer {
             cfg,
             actor: Actor { policy, opt, algo },
@@ -122,6 +155,7 @@ impl Trainer {
             step: 0,
             dir: dir.to_path_buf(),
             last_samples: Vec::new(),
+            world,
         })
     }
 
@@ -148,12 +182,24 @@ impl Trainer {
             top_k: tc.top_k,
             max_new_tokens: tc.max_new_tokens,
             seed: tc.seed.wrapping_mul(1_000_003).wrapping_add(self.step),
+            first_stream: 0,
         }
     }
 
-    /// Phase 1 of the current step: see [`make_experience`].
+    /// The prompt groups of [`Trainer::step_problems`] this rank holds.
+    pub fn local_groups(&self, count: usize) -> std::ops::Range<usize> {
+        group_share(count, self.world.rank(), self.world.world_size())
+    }
+
+    /// Phase 1 of the current step: see [`make_experience`]. A data-parallel rank samples its
+    /// share of the step's prompt groups, from the random streams those rows have in one
+    /// process.
     pub fn make_experience(&self) -> Result<(Experience, Metrics)> {
-        let problems = self.step_problems();
+        let all = self.step_problems();
+        let share = self.local_groups(all.len());
+        let problems = all[share.clone()].to_vec();
+        let mut sampling = self.step_sampling();
+        sampling.first_stream = (share.start * self.cfg.train.samples_per_prompt.max(1)) as u64;
         let inputs = ExperienceInputs {
             policy: self.actor.policy.as_ref(),
             reference: self.reference.as_deref(),
@@ -168,7 +214,9 @@ impl Trainer {
             shaping: self.actor.algo.shaping.as_deref(),
             filter: self.actor.algo.filter.as_deref(),
             samples_per_prompt: self.cfg.train.samples_per_prompt,
-            sampling: self.step_sampling(),
+            sampling,
+            world: self.world.as_ref(),
+            first_group: share.start,
         };
         make_experience(&inputs, self.step)
     }
@@ -185,12 +233,16 @@ impl Trainer {
         let (mut exp, mut m) = self.make_experience()?;
         self.last_samples = std::mem::take(&mut exp.samples);
         let lr = self.lr();
-        let update = self.actor.update(&exp, &self.cfg.train, self.step, lr)?;
+        let update =
+            self.actor
+                .update(&exp, &self.cfg.train, self.step, lr, self.world.as_ref())?;
         if let Some(name) = first_nonfinite_parameter(self.actor.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
         m.extend(update);
         m.set("time/step", t0.elapsed().as_secs_f64());
+        let tokens = exp.responses.mask.sum(tch::Kind::Double).double_value(&[]);
+        let m = reduce_metrics(self.world.as_ref(), m, exp.len() as f64, tokens)?;
         self.step += 1;
         Ok(m)
     }
@@ -234,6 +286,7 @@ impl Trainer {
                 top_k: tc.top_k,
                 max_new_tokens: tc.max_new_tokens,
                 seed: tc.seed ^ 0xE7A1,
+                first_stream: 0,
             },
         );
         let problems = self
@@ -246,9 +299,10 @@ impl Trainer {
         (problems, opts)
     }
 
-    /// Evaluates the current policy on `problems`.
+    /// Evaluates the current policy on `problems` (sharded over the data-parallel ranks).
     pub fn evaluate(&self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
-        evaluate(
+        evaluate_sharded(
+            self.world.as_ref(),
             self.actor.policy.as_ref(),
             self.codec.as_ref(),
             self.chat.as_ref(),
@@ -263,22 +317,34 @@ impl Trainer {
 /// before/after evaluation; returns the end-of-training evaluation, if any. A new run's folder must
 /// not exist; it is created (after everything was built, so a failure leaves nothing) and locked
 /// for the run's life, as is a resumed one.
+///
+/// As a rank of a data-parallel job (the torchrun variables), rank 0 alone creates, locks and
+/// writes the folder; the other ranks wait for it to exist and never write into it.
 pub fn fit(
     cfg: RunConfig,
     dir: &Path,
     resuming: bool,
     reporter: &dyn Reporter,
 ) -> Result<Option<EvalReport>> {
+    let (world, env) = join_from_env()?;
+    let main = world.is_main();
     if resuming {
-        let lock = FolderLock::acquire(dir, "run")?;
-        return run(Trainer::new(cfg, dir)?, lock, true, reporter);
+        let lock = main.then(|| FolderLock::acquire(dir, "run")).transpose()?;
+        let trainer = Trainer::with_world(cfg, dir, world, env.local_rank)?;
+        return run(trainer, lock, true, reporter);
     }
-    let trainer = Trainer::new(cfg, dir)?;
-    let lock = create_run_dir(dir)?;
-    write_atomic(
-        &dir.join("config.toml"),
-        &toml::to_string(&trainer.cfg.document)?,
-    )?;
+    let trainer = Trainer::with_world(cfg, dir, world, env.local_rank)?;
+    let lock = if main {
+        let lock = create_run_dir(dir)?;
+        write_atomic(
+            &dir.join("config.toml"),
+            &toml::to_string(&trainer.cfg.document)?,
+        )?;
+        Some(lock)
+    } else {
+        None
+    };
+    trainer.world.barrier()?;
     run(trainer, lock, false, reporter)
 }
 
@@ -297,7 +363,17 @@ pub fn resume(
             dir.display()
         );
     }
-    let lock = FolderLock::acquire(dir, "run")?;
+    let (world, env) = join_from_env()?;
+    let main = world.is_main();
+    let lock = main.then(|| FolderLock::acquire(dir, "run")).transpose()?;
+    if !main {
+        // Rank 0 may rewrite config.toml (--steps) first.
+        world.barrier()?;
+        let doc = crate::config::read_document(&config)?;
+        let trainer =
+            Trainer::with_world(RunConfig::from_document(doc)?, dir, world, env.local_rank)?;
+        return run(trainer, None, true, reporter);
+    }
     let mut doc = crate::config::read_document(&config)?;
     let old = RunConfig::from_document(doc.clone())?.train.steps;
     if let Some(new) = steps.filter(|s| *s != old) {
@@ -316,8 +392,14 @@ pub fn resume(
         )?;
         reporter.message(&format!("{}: train.steps {old} -> {new}", dir.display()));
     }
+    world.barrier()?;
     let cfg = RunConfig::from_document(doc)?;
-    run(Trainer::new(cfg, dir)?, lock, true, reporter)
+    run(
+        Trainer::with_world(cfg, dir, world, env.local_rank)?,
+        lock,
+        true,
+        reporter,
+    )
 }
 
 /// Appends an event (with the time) to the run's `history.jsonl`.
@@ -372,7 +454,6 @@ fn prune_checkpoints(dir: &Path, keep_last: usize, final_step: u64) -> Result<()
     Ok(())
 }
 
-/// The run loop of [`fit`] and [`resume`], holding the folder's lock.
 /// Appends the step's logged responses to `samples.jsonl`.
 fn append_samples(path: &Path, samples: &[Sample]) -> Result<()> {
     use std::io::Write;
@@ -393,14 +474,64 @@ fn append_samples(path: &Path, samples: &[Sample]) -> Result<()> {
     Ok(())
 }
 
+/// Forwards to the caller's reporter on rank 0 only (the other ranks of a data-parallel job run
+/// silently), except stop requests, which every rank checks.
+struct RankReporter<'a> {
+    inner: &'a dyn Reporter,
+    main: bool,
+}
+
+impl Reporter for RankReporter<'_> {
+    fn message(&self, text: &str) {
+        if self.main {
+            self.inner.message(text);
+        }
+    }
+    fn evaluation(&self, label: &str, report: &EvalReport) {
+        if self.main {
+            self.inner.evaluation(label, report);
+        }
+    }
+    fn start(&self, step: u64, total: u64) {
+        if self.main {
+            self.inner.start(step, total);
+        }
+    }
+    fn step(&self, metrics: &Metrics, total: u64) {
+        if self.main {
+            self.inner.step(metrics, total);
+        }
+    }
+    fn finish(&self) {
+        if self.main {
+            self.inner.finish();
+        }
+    }
+    fn stop_requested(&self) -> Option<i32> {
+        self.inner.stop_requested()
+    }
+}
+
+/// Steps between parameter checksums across data-parallel ranks (also checked at every
+/// checkpoint).
+const CHECKSUM_EVERY: u64 = 10;
+
+/// The run loop of [`fit`] and [`resume`]. Rank 0 holds the folder's `lock` and alone writes
+/// metrics, samples, evaluations, checkpoints and the summary; every rank trains and evaluates
+/// its share.
 fn run(
     mut t: Trainer,
-    _lock: FolderLock,
+    _lock: Option<FolderLock>,
     resuming: bool,
     reporter: &dyn Reporter,
 ) -> Result<Option<EvalReport>> {
     let dir = t.dir.clone();
     let dir = dir.as_path();
+    let main = t.world.is_main();
+    let reporter = &RankReporter {
+        inner: reporter,
+        main,
+    };
     if resuming {
         match t.restore_latest()? {
             Some(step) => reporter.message(&format!("resuming {} from step {step}", dir.display())),
@@ -410,17 +541,37 @@ fn run(
             )),
         }
     }
+    broadcast_parameters(t.world.as_ref(), t.actor.policy.var_store())?;
     let tc = t.cfg.train.clone();
-    let mut threads = rlvr_models::threads::CpuThreads::new(tc.threads);
+    let ranks = t.world.world_size();
+    let threads = if ranks > 1 && tc.threads == 0 {
+        // Local ranks share the machine's cores.
+        let local = std::env::var("LOCAL_WORLD_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(ranks)
+            .max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / local).max(1)
+    } else {
+        tc.threads
+    };
+    let mut threads = rlvr_models::threads::CpuThreads::new(threads);
     let n = threads.start(std::time::Duration::from_millis(200));
     tracing::debug!("libtorch CPU threads: {n}");
-    let mut log = MetricsLog::open(dir, t.step, tc.tensorboard)?;
+    let mut log = if main {
+        Some(MetricsLog::open(dir, t.step, tc.tensorboard)?)
+    } else {
+        None
+    };
     // Logged responses: like metrics.jsonl, lines after the restored step are dropped.
     let samples_path = dir.join("samples.jsonl");
-    crate::metrics::truncate_metrics(&samples_path, t.step)?;
-    let (eval_problems, eval_opts) = t.eval_setup();
     let eval_dir = dir.join("eval");
-    std::fs::create_dir_all(&eval_dir).at(&eval_dir)?;
+    if main {
+        crate::metrics::truncate_metrics(&samples_path, t.step)?;
+        std::fs::create_dir_all(&eval_dir).at(&eval_dir)?;
+    }
+    let (eval_problems, eval_opts) = t.eval_setup();
     let before = if !eval_problems.is_empty() && t.step == 0 {
         reporter.message(&format!(
             "evaluating {} held-out problems × {} samples before training …",
@@ -429,10 +580,12 @@ fn run(
         ));
         let r = t.evaluate(&eval_problems, &eval_opts)?;
         reporter.evaluation("before", &r);
-        write_atomic(
-            &eval_dir.join("before.json"),
-            &serde_json::to_string_pretty(&r)?,
-        )?;
+        if main {
+            write_atomic(
+                &eval_dir.join("before.json"),
+                &serde_json::to_string_pretty(&r)?,
+            )?;
+        }
         Some(r)
     } else {
         None
@@ -487,16 +640,28 @@ fn run(
                 m.set(format!("{prefix}/mean@n"), r.mean_at_n);
             }
         }
-        log.append(&m)?;
-        append_samples(&samples_path, &t.last_samples)?;
+        if let Some(log) = log.as_mut() {
+            log.append(&m)?;
+            append_samples(&samples_path, &t.last_samples)?;
+        }
         reporter.step(&m, tc.steps);
-        let stop = reporter.stop_requested();
+        let stop = agreed_stop(t.world.as_ref(), reporter.stop_requested())?;
         let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
             || t.step == tc.steps;
+        if due || t.step.is_multiple_of(CHECKSUM_EVERY) {
+            check_parameters(t.world.as_ref(), t.actor.policy.var_store(), t.step)?;
+        }
         if due || stop.is_some() {
-            let checkpoint = t.checkpoint()?;
-            prune_checkpoints(dir, tc.keep_last, tc.steps)?;
+            let checkpoint = if main {
+                let path = t.checkpoint()?;
+                prune_checkpoints(dir, tc.keep_last, tc.steps)?;
+                path
+            } else {
+                dir.join("checkpoints").join(format!("step-{}", t.step))
+            };
             if let Some(signal) = stop {
+                // Every rank returns once rank 0's checkpoint is complete.
+                t.world.barrier()?;
                 reporter.finish();
                 return Err(TrainError::Interrupted {
                     signal,
@@ -515,17 +680,32 @@ fn run(
             reporter.evaluation("before", b);
         }
         reporter.evaluation("after ", &after);
-        write_atomic(
-            &eval_dir.join("after.json"),
-            &serde_json::to_string_pretty(&after)?,
-        )?;
+        if main {
+            write_atomic(
+                &eval_dir.join("after.json"),
+                &serde_json::to_string_pretty(&after)?,
+            )?;
+        }
         result = Some(after);
     }
-    write_run_summary(dir, &t.cfg, log.path())?;
-    reporter.message(&format!(
-        "run saved in {} (summary: {})",
-        dir.display(),
-        dir.join("summary.md").display()
-    ));
+    if let Some(log) = &log {
+        write_run_summary(dir, &t.cfg, log.path())?;
+        reporter.message(&format!(
+            "run saved in {} (summary: {})",
+            dir.display(),
+            dir.join("summary.md").display()
+        ));
+    }
     Ok(result)
+}
+
+/// The stop signal of any rank (the largest signal number when several asked), so that all
+/// ranks stop after the same step.
+fn agreed_stop(world: &dyn Collective, local: Option<i32>) -> Result<Option<i32>> {
+    if world.world_size() <= 1 {
+        return Ok(local);
+    }
+    let all = world.all_gather(&[f64::from(local.unwrap_or(0))])?;
+    let sig = all.iter().flatten().fold(0.0f64, |a, &b| a.max(b)) as i32;
+    Ok((sig > 0).then_some(sig))
 }

@@ -92,7 +92,10 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
     let before = params(&t);
     let lr = t.lr();
     let tc = t.cfg.train.clone();
-    let um = t.actor.update(&exp, &tc, 0, lr).unwrap();
+    let um = t
+        .actor
+        .update(&exp, &tc, 0, lr, &rlvr_train::distributed::Single)
+        .unwrap();
     let after = params(&t);
     let changed = before
         .iter()

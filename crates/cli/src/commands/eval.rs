@@ -151,6 +151,7 @@ pub fn exec(args: EvalArgs) -> Result<()> {
                 top_k: tc.top_k,
                 max_new_tokens,
                 seed: args.seed,
+                first_stream: 0,
             },
         )
     };

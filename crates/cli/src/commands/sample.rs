@@ -52,6 +52,7 @@ pub fn exec(args: SampleArgs) -> Result<()> {
         top_k: tc.top_k,
         max_new_tokens: tc.max_new_tokens,
         seed: args.seed,
+        first_stream: 0,
     };
     let ro = rollout(
         policy.as_ref(),

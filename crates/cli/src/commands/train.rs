@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its latest complete checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Data-parallel ranks to start on this machine (each with the torchrun variables; see
+    /// docs/distributed.md). Under torchrun or another launcher, leave it out.
+    #[arg(long)]
+    pub nproc: Option<usize>,
     /// Algorithm, config file, overrides and parameter flags (last: they take the rest).
     #[command(flatten)]
     pub algo: AlgoArgs,
@@ -65,6 +69,12 @@ impl TrainArgs {
         }
         if let Some(v) = take_flag(params, "resume")? {
             self.resume.get_or_insert(PathBuf::from(v));
+        }
+        if let Some(v) = take_flag(params, "nproc")? {
+            let Ok(n) = v.parse::<usize>() else {
+                usage_bail!("--nproc {v}: expected a whole number of ranks");
+            };
+            self.nproc.get_or_insert(n);
         }
         while let Some(v) = take_flag(params, "set")? {
             self.algo.sets.push(v);
@@ -106,6 +116,21 @@ impl TrainArgs {
 /// Runs `rlvr train`.
 pub fn exec(args: TrainArgs) -> Result<()> {
     let args = args.normalized()?;
+    let launch = match args.nproc {
+        Some(0) => usage_bail!("--nproc 0: give at least 1 rank"),
+        Some(n) if n > 1 => {
+            if std::env::var_os("WORLD_SIZE").is_some() {
+                usage_bail!(
+                    "--nproc {n}: WORLD_SIZE is already set (a launcher such as torchrun started \
+                     this process); leave --nproc out"
+                );
+            }
+            Some(n)
+        }
+        _ => None,
+    };
+    let env = rlvr_dist::WorldEnv::from_env().map_err(|e| crate::usage_error(e.to_string()))?;
+    let rank = env.rank;
     if let Some(dir) = &args.resume {
         let changing = args.run_changing_flags();
         if !changing.is_empty() {
@@ -115,6 +140,9 @@ pub fn exec(args: TrainArgs) -> Result<()> {
                 dir.display(),
                 changing.join(", ")
             );
+        }
+        if let Some(n) = launch {
+            return launch_ranks(n, None);
         }
         rlvr_train::resume(dir, args.steps, &Console::stoppable()?)?;
         return Ok(());
@@ -128,10 +156,24 @@ pub fn exec(args: TrainArgs) -> Result<()> {
         None => unique_name(cfg.algo.preset.as_deref().unwrap_or("custom")),
     };
     let dir = args.runs_dir.join(name);
-    if dir.exists() {
+    if dir.exists() && rank == 0 {
         return Err(existing_run_error(&dir).into());
     }
-    println!("{}", opening_line(&args, &cfg, &dir));
+    if let Some(n) = launch {
+        // Every rank must train the same run folder.
+        let name = match &args.name {
+            Some(_) => None,
+            None => dir.file_name().map(|n| n.to_os_string()),
+        };
+        return launch_ranks(n, name);
+    }
+    if rank == 0 {
+        let ranks = match env.world_size {
+            1 => String::new(),
+            n => format!(", data-parallel over {n} ranks"),
+        };
+        println!("{}{ranks}", opening_line(&args, &cfg, &dir));
+    }
     rlvr_train::fit(cfg, &dir, false, &Console::stoppable()?)?;
     Ok(())
 }
@@ -171,4 +213,33 @@ fn opening_line(args: &TrainArgs, cfg: &RunConfig, dir: &std::path::Path) -> Str
         cfg.train.max_new_tokens,
         dir.display()
     )
+}
+
+/// Starts `n` local ranks of this program with the same arguments (less `--nproc`, plus `--name`
+/// when the parent chose the run's name) and waits for them; a failed rank ends the job with its
+/// exit code.
+fn launch_ranks(n: usize, name: Option<std::ffi::OsString>) -> Result<()> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(a) = given.next() {
+        if a == "--nproc" {
+            given.next();
+        } else if !a.to_string_lossy().starts_with("--nproc=") {
+            args.push(a);
+        }
+    }
+    if let Some(name) = name {
+        args.push("--name".into());
+        args.push(name);
+    }
+    let program = std::env::current_exe()?;
+    let outcome =
+        rlvr_dist::launch::run_local(&program, &args, n, std::time::Duration::from_secs(30))?;
+    match outcome.failure {
+        None => Ok(()),
+        Some(what) => Err(anyhow::Error::new(crate::ExitWith(
+            u8::try_from(outcome.code).unwrap_or(crate::EXIT_FAILURE),
+            format!("{what}; the job stopped"),
+        ))),
+    }
 }

@@ -1,0 +1,278 @@
+//! Data-parallel `rlvr train` on the c10d Gloo engine with two real processes: the same global
+//! batch trains the same weights as one process, only rank 0 writes the run folder, the torchrun
+//! variables work without the launcher, and a killed rank stops the other (which names the
+//! failure) while `--resume` then ends with the weights of an uninterrupted run.
+
+use rlvr_tests::cli::{checkpoint_weights, metrics_lines, same_weights, text, wait_until};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{rlvr, BIN};
+
+/// The countdown default, 5 steps, with a small before/after evaluation (so that its batches
+/// are dealt to both ranks: 40 × 16 samples is three batches of 256 rows).
+const RUN: [&str; 8] = [
+    "--steps",
+    "5",
+    "--set",
+    "train.eval_problems=40",
+    "--set",
+    "train.checkpoint_every=0",
+    "--set",
+    "train.tensorboard=false",
+];
+
+fn train(runs: &Path, name: &str, extra: &[&str]) -> Output {
+    rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(runs)
+        .args(["--name", name])
+        .args(RUN)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Every tensor of the two checkpoints within `rel` relative distance, ‖a − b‖₂ ≤ rel·‖a‖₂.
+/// (Not element by element: the gradient of two ranks is the same sum taken in another order,
+/// equal to rounding, and AdamW's step is nearly sign(g)·lr for an element whose gradient is at
+/// rounding level (|g| ≈ ε = 1e-8), so a few such elements legitimately move by up to lr either
+/// way; the same holds for PyTorch DDP against one process.)
+fn assert_close_weights(a: &Path, b: &Path, rel: f64) {
+    let (wa, wb) = (checkpoint_weights(a), checkpoint_weights(b));
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        let scale = ta.norm().double_value(&[]).max(1e-12);
+        let diff = (ta - tb).norm().double_value(&[]);
+        assert!(diff <= rel * scale, "{na}: ‖Δ‖ {diff} vs ‖θ‖ {scale}");
+    }
+}
+
+fn per_step(path: &Path, key: &str) -> Vec<f64> {
+    metrics_lines(path)
+        .iter()
+        .map(|m| m[key].as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// 2 ranks and 1 process on the same global batch: same rewards at every step, same weights
+/// after 5 steps (1e-5 relative), one metrics line per step written by rank 0, and the same
+/// held-out evaluation.
+fn same_as_one_process(algo: &str, extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--algo", algo];
+    args.extend(extra);
+    let one = train(tmp.path(), "one", &args);
+    assert!(one.status.success(), "{}", text(&one));
+    args.extend(["--nproc", "2"]);
+    let two = train(tmp.path(), "two", &args);
+    assert!(two.status.success(), "{}", text(&two));
+    let out = text(&two);
+    assert_eq!(
+        out.matches("step 5/5").count(),
+        1,
+        "rank 0 alone reports: {out}"
+    );
+    let (d1, d2) = (tmp.path().join("one"), tmp.path().join("two"));
+    assert_close_weights(
+        &d1.join("checkpoints/step-5"),
+        &d2.join("checkpoints/step-5"),
+        1e-5,
+    );
+    let (m1, m2) = (d1.join("metrics.jsonl"), d2.join("metrics.jsonl"));
+    assert_eq!(metrics_lines(&m2).len(), 5, "one line per step");
+    for key in ["reward/mean", "reward/accuracy", "rollout/response_len"] {
+        let (a, b) = (per_step(&m1, key), per_step(&m2, key));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-9, "{key}: {a:?} vs {b:?}");
+        }
+    }
+    let (g1, g2) = (
+        per_step(&m1, "actor/grad_norm"),
+        per_step(&m2, "actor/grad_norm"),
+    );
+    for (x, y) in g1.iter().zip(&g2) {
+        assert!(
+            (x - y).abs() <= 1e-5 * x.abs().max(1e-6),
+            "grad norm {g1:?} vs {g2:?}"
+        );
+    }
+    let report = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("eval/after.json")).unwrap()).unwrap()
+    };
+    assert_eq!(report(&d1)["pass_at_k"], report(&d2)["pass_at_k"]);
+    assert_eq!(report(&d2)["problems"], 40);
+}
+
+#[test]
+fn two_ranks_train_what_one_process_trains_grpo() {
+    same_as_one_process("grpo", &[]);
+}
+
+#[test]
+fn two_ranks_train_what_one_process_trains_simko_with_two_mini_batches() {
+    same_as_one_process("simko", &["--set", "train.mini_batches=2"]);
+}
+
+/// Starts rank `rank` of 2 with the torchrun variables set by hand.
+fn torchrun_rank(rank: usize, port: u16, args: &[&str], timeout_s: &str) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .env("RANK", rank.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("WORLD_SIZE", "2")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("RLVR_COLLECTIVE_TIMEOUT", timeout_s)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two processes given RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT by hand (as
+/// torchrun or srun would) train together what `--nproc 2` trains.
+#[test]
+fn the_torchrun_variables_run_the_same_job_without_the_launcher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().to_str().unwrap();
+    let launched = train(tmp.path(), "launched", &["--nproc", "2"]);
+    assert!(launched.status.success(), "{}", text(&launched));
+    let mut args = vec!["train", "--runs-dir", runs, "--name", "manual"];
+    args.extend(RUN);
+    let port = free_port();
+    let ranks: Vec<Child> = (0..2)
+        .map(|r| torchrun_rank(r, port, &args, "60"))
+        .collect();
+    let outs: Vec<Output> = ranks
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", text(o));
+    }
+    assert!(text(&outs[0]).contains("step 5/5"), "{}", text(&outs[0]));
+    assert!(!text(&outs[1]).contains("step 5/5"), "rank 1 is quiet");
+    assert!(same_weights(
+        &tmp.path().join("launched/checkpoints/step-5"),
+        &tmp.path().join("manual/checkpoints/step-5"),
+    ));
+}
+
+/// A rank killed mid-run makes the other exit non-zero within 60 s, naming what failed; the
+/// run then resumes (here with the launcher) and ends with the weights of an uninterrupted run.
+#[test]
+fn a_killed_rank_stops_the_other_and_the_run_resumes_to_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().to_str().unwrap();
+    let long = [
+        "--steps",
+        "30",
+        "--set",
+        "train.eval_problems=0",
+        "--set",
+        "train.checkpoint_every=5",
+        "--set",
+        "train.tensorboard=false",
+    ];
+    let mut straight = vec![
+        "train",
+        "--runs-dir",
+        runs,
+        "--name",
+        "straight",
+        "--nproc",
+        "2",
+    ];
+    straight.extend(long);
+    let o = rlvr().args(&straight).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut args = vec!["train", "--runs-dir", runs, "--name", "killed"];
+    args.extend(long);
+    let port = free_port();
+    let mut rank0 = torchrun_rank(0, port, &args, "20");
+    let mut rank1 = torchrun_rank(1, port, &args, "20");
+    let dir = tmp.path().join("killed");
+    wait_until("a checkpoint", || {
+        dir.join("checkpoints/step-10/state.json").exists()
+    });
+    rank1.kill().unwrap(); // SIGKILL
+    rank1.wait().unwrap();
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = rank0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "rank 0 still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = rank0.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!status.success());
+    assert!(
+        err.contains("error (rank 0 of 2)") && err.contains("failed"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("checkpoints/step-30").exists(),
+        "killed before the end"
+    );
+    let resumed = rlvr()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .args(["--nproc", "2"])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(text(&resumed).contains("resuming"), "{}", text(&resumed));
+    assert!(same_weights(
+        &tmp.path().join("straight/checkpoints/step-30"),
+        &dir.join("checkpoints/step-30"),
+    ));
+    assert_eq!(metrics_lines(&dir.join("metrics.jsonl")).len(), 30);
+}
+
+/// `--nproc` under a launcher and dynamic sampling with two ranks are refused before any work.
+#[test]
+fn unsupported_combinations_are_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--nproc", "2"])
+        .env("WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("WORLD_SIZE is already set"),
+        "{}",
+        text(&o)
+    );
+    let o = rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--name", "bad-env"])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("MASTER_ADDR"), "{}", text(&o));
+}

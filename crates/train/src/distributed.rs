@@ -1,0 +1,356 @@
+//! Data-parallel training over [`rlvr_dist::Collective`] (docs/distributed.md): which prompt
+//! groups a rank holds, advantages computed over the global batch, gradients summed in flat
+//! buckets, metrics reduced for rank 0's log, and the parameter broadcast and checksum that keep
+//! ranks identical. With one rank every function here is the identity.
+
+use crate::error::{Result, TrainError};
+use crate::metrics::Metrics;
+use crate::optim::named_vars;
+use rlvr_core::{AdvantageEstimator, AdvantageInput};
+pub use rlvr_dist::{Collective, Single, WorldEnv};
+use std::ops::Range;
+use std::time::Duration;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Environment variable: seconds after which a collective (or the rendezvous) fails instead of
+/// waiting for a rank that died or hangs.
+pub const TIMEOUT_VAR: &str = "RLVR_COLLECTIVE_TIMEOUT";
+
+/// Default of [`TIMEOUT_VAR`]: long enough for a slow rank's rollout, short enough that a dead
+/// job ends.
+pub const DEFAULT_TIMEOUT_S: u64 = 300;
+
+/// Elements per gradient bucket (64 MiB of f32): one all-reduce each.
+const BUCKET_ELEMENTS: i64 = 1 << 24;
+
+impl From<rlvr_dist::DistError> for TrainError {
+    fn from(e: rlvr_dist::DistError) -> TrainError {
+        match e {
+            rlvr_dist::DistError::Environment(msg) => TrainError::Config(msg),
+            other => TrainError::Run(format!(
+                "{other} (another rank probably stopped or died; its own error says why)"
+            )),
+        }
+    }
+}
+
+/// The collective timeout of [`TIMEOUT_VAR`] (default [`DEFAULT_TIMEOUT_S`]).
+pub fn collective_timeout() -> Result<Duration> {
+    match std::env::var(TIMEOUT_VAR) {
+        Err(_) => Ok(Duration::from_secs(DEFAULT_TIMEOUT_S)),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+            _ => Err(TrainError::Config(format!(
+                "{TIMEOUT_VAR}={v:?}: expected a positive number of seconds"
+            ))),
+        },
+    }
+}
+
+/// This process's place in the job (the torchrun variables) and its process group.
+pub fn join_from_env() -> Result<(Box<dyn Collective>, WorldEnv)> {
+    let env = WorldEnv::from_env()?;
+    let engine = rlvr_dist::engine_from_env(&env)?;
+    let world = rlvr_dist::join(&env, collective_timeout()?, engine)?;
+    Ok((world, env))
+}
+
+/// The prompt groups `0..count` that rank `rank` of `world` holds: a contiguous block, sizes
+/// differing by at most one, so a group's samples never straddle ranks.
+pub fn group_share(count: usize, rank: usize, world: usize) -> Range<usize> {
+    let world = world.max(1);
+    let (base, extra) = (count / world, count % world);
+    let start = rank * base + rank.min(extra);
+    start..start + base + usize::from(rank < extra)
+}
+
+/// Where a rank's responses sit in the step's global batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowShare {
+    /// Global index of the rank's first response.
+    pub offset: i64,
+    /// Responses in the global batch.
+    pub total: i64,
+}
+
+impl RowShare {
+    /// The whole batch of `rows` responses in one process.
+    pub fn whole(rows: i64) -> RowShare {
+        RowShare {
+            offset: 0,
+            total: rows,
+        }
+    }
+}
+
+/// Advantages of the rank's responses computed over the global batch, so estimators with
+/// batch-wide statistics (REINFORCE++'s whitening, GRPO's batch mode) give what one process
+/// gives. Each rank contributes its scores, response lengths and global group ids (a few numbers
+/// per response); every rank rebuilds the global inputs, runs the estimator and keeps its rows.
+/// Responses are left-aligned, so a length determines its mask row.
+pub fn global_advantages(
+    world: &dyn Collective,
+    estimator: &dyn AdvantageEstimator,
+    scores: &Tensor,
+    mask: &Tensor,
+    group: &Tensor,
+    first_group: usize,
+) -> Result<(Tensor, RowShare)> {
+    let b = mask.size()[0];
+    let device = mask.device();
+    let lengths = mask
+        .sum_dim_intlist(-1, false, Kind::Double)
+        .to_device(Device::Cpu);
+    let mut local: Vec<f64> = Vec::with_capacity(3 * b as usize);
+    local.extend(Vec::<f64>::try_from(
+        scores.to_kind(Kind::Double).to_device(Device::Cpu),
+    )?);
+    local.extend(Vec::<f64>::try_from(&lengths)?);
+    local.extend(
+        Vec::<f64>::try_from(group.to_kind(Kind::Double).to_device(Device::Cpu))?
+            .into_iter()
+            .map(|g| g + first_group as f64),
+    );
+    let all = world.all_gather(&local)?;
+    let mut offset = 0i64;
+    let (mut g_scores, mut g_lengths, mut g_groups) = (Vec::new(), Vec::new(), Vec::new());
+    for (rank, part) in all.iter().enumerate() {
+        let n = part.len() / 3;
+        if rank < world.rank() {
+            offset += n as i64;
+        }
+        g_scores.extend(part[..n].iter().map(|&x| x as f32));
+        g_lengths.extend(part[n..2 * n].iter().map(|&x| x as i64));
+        g_groups.extend(part[2 * n..].iter().map(|&x| x as i64));
+    }
+    let total = g_scores.len() as i64;
+    let width = g_lengths.iter().copied().max().unwrap_or(0).max(1);
+    let g_mask = Tensor::arange(width, (Kind::Int64, device))
+        .unsqueeze(0)
+        .lt_tensor(
+            &Tensor::from_slice(&g_lengths)
+                .to_device(device)
+                .unsqueeze(1),
+        )
+        .to_kind(mask.kind());
+    let g_scores = Tensor::from_slice(&g_scores)
+        .to_device(device)
+        .to_kind(scores.kind());
+    let g_group = Tensor::from_slice(&g_groups).to_device(device);
+    let tls = crate::experience::token_level_scores(&g_scores, &g_mask);
+    let g_adv = estimator.compute(&AdvantageInput {
+        scores: &g_scores,
+        token_level_scores: &tls,
+        mask: &g_mask,
+        group: &g_group,
+    })?;
+    let mine = g_adv.narrow(0, offset, b);
+    let t = mask.size()[1];
+    let out = Tensor::zeros([b, t], (g_adv.kind(), device));
+    let w = t.min(width);
+    out.narrow(1, 0, w).copy_(&mine.narrow(1, 0, w));
+    Ok((out * mask, RowShare { offset, total }))
+}
+
+/// Gives every trainable parameter a (zero) gradient, so a rank whose share of a mini-batch is
+/// empty still has gradients to contribute to the all-reduce.
+pub fn define_gradients(vs: &VarStore) {
+    let vars = named_vars(vs);
+    if vars.iter().all(|(_, v)| v.grad().defined()) {
+        return;
+    }
+    let zero = vars
+        .iter()
+        .map(|(_, v)| v.sum(Kind::Float) * 0.0)
+        .fold(Tensor::zeros([], (Kind::Float, vs.device())), |a, b| a + b);
+    zero.backward();
+}
+
+/// Sums every parameter's gradient over the ranks in flat f32 buckets of up to 64 MiB (one
+/// all-reduce each, on the gradients' device; the Gloo engine takes CUDA buckets through host
+/// memory, NCCL keeps them on the GPU).
+pub fn all_reduce_gradients(world: &dyn Collective, vs: &VarStore) -> Result<()> {
+    if world.world_size() <= 1 {
+        return Ok(());
+    }
+    let _guard = tch::no_grad_guard();
+    let grads: Vec<Tensor> = named_vars(vs).into_iter().map(|(_, v)| v.grad()).collect();
+    if let Some(i) = grads.iter().position(|g| !g.defined()) {
+        return Err(TrainError::Run(format!(
+            "parameter {i} has no gradient to all-reduce (define_gradients was not called)"
+        )));
+    }
+    let mut start = 0;
+    while start < grads.len() {
+        let mut end = start;
+        let mut size = 0;
+        while end < grads.len()
+            && (end == start || size + grads[end].numel() as i64 <= BUCKET_ELEMENTS)
+        {
+            size += grads[end].numel() as i64;
+            end += 1;
+        }
+        let parts: Vec<Tensor> = grads[start..end]
+            .iter()
+            .map(|g| g.to_kind(Kind::Float).reshape([-1]))
+            .collect();
+        let mut flat = Tensor::cat(&parts, 0);
+        world.all_reduce_sum(&mut flat)?;
+        let mut at = 0;
+        for g in &grads[start..end] {
+            let n = g.numel() as i64;
+            let mut g = g.shallow_clone();
+            g.copy_(&flat.narrow(0, at, n).view_as(&g));
+            at += n;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Rank 0's parameters copied to every rank (after a fresh start or a restored checkpoint, so
+/// all ranks begin from the same weights whatever their own initialisation did).
+pub fn broadcast_parameters(world: &dyn Collective, vs: &VarStore) -> Result<()> {
+    if world.world_size() <= 1 {
+        return Ok(());
+    }
+    let _guard = tch::no_grad_guard();
+    for (_, v) in named_vars(vs) {
+        let mut buf = v.detach().copy();
+        world.broadcast(&mut buf, 0)?;
+        let mut v = v.shallow_clone();
+        v.copy_(&buf);
+    }
+    Ok(())
+}
+
+/// Checks that every rank holds the same parameters: each rank's f64 sum and sum of squares of
+/// every parameter are gathered and compared with rank 0's, exactly (all ranks apply the same
+/// update to the same weights, so any difference is divergence).
+pub fn check_parameters(world: &dyn Collective, vs: &VarStore, step: u64) -> Result<()> {
+    if world.world_size() <= 1 {
+        return Ok(());
+    }
+    let _guard = tch::no_grad_guard();
+    let mut local = Vec::new();
+    for (_, v) in named_vars(vs) {
+        local.push(v.sum(Kind::Double).double_value(&[]));
+        local.push(v.square().sum(Kind::Double).double_value(&[]));
+    }
+    let all = world.all_gather(&local)?;
+    let names: Vec<String> = named_vars(vs).into_iter().map(|(n, _)| n).collect();
+    for (rank, other) in all.iter().enumerate().skip(1) {
+        if let Some(i) = (0..local.len()).find(|&i| other.get(i) != all[0].get(i)) {
+            return Err(TrainError::Run(format!(
+                "after step {step}, rank {rank}'s parameter `{}` differs from rank 0's \
+                 (checksum {:?} vs {:?}): the ranks diverged",
+                names.get(i / 2).map_or("?", |s| s.as_str()),
+                other.get(i),
+                all[0].get(i)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How a metric combines over ranks.
+fn reduction(key: &str) -> Reduction {
+    if key.starts_with("time/") {
+        Reduction::Max
+    } else if key == "rollout/tokens_per_s" {
+        Reduction::Sum
+    } else if key.starts_with("actor/") {
+        Reduction::Same
+    } else if key.starts_with("conc/") || key.starts_with("adv/") || key.starts_with("loss/") {
+        Reduction::TokenMean
+    } else {
+        Reduction::ResponseMean
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Reduction {
+    /// Slowest rank (phase times).
+    Max,
+    /// Total (throughput).
+    Sum,
+    /// Already equal on every rank (the global loss, gradient norm, learning rate).
+    Same,
+    /// Mean weighted by each rank's valid response tokens (per-token means).
+    TokenMean,
+    /// Mean weighted by each rank's responses (per-response means).
+    ResponseMean,
+}
+
+/// The step's metrics over all ranks: per-response means weighted by responses, per-token
+/// means (`conc/*`, `adv/*`, `loss/*`) by valid tokens, phase times as the slowest rank's,
+/// throughput summed; `actor/*` are equal on every rank already. `responses` and `tokens` are
+/// this rank's counts. Every rank gets the same result.
+pub fn reduce_metrics(
+    world: &dyn Collective,
+    m: Metrics,
+    responses: f64,
+    tokens: f64,
+) -> Result<Metrics> {
+    if world.world_size() <= 1 {
+        return Ok(m);
+    }
+    let keys: Vec<String> = m.values.keys().cloned().collect();
+    let mut local = vec![responses, tokens];
+    local.extend(keys.iter().map(|k| m.value(k)));
+    let all = world.all_gather(&local)?;
+    if let Some(r) = all.iter().position(|v| v.len() != local.len()) {
+        return Err(TrainError::Run(format!(
+            "rank {r} logged {} metrics, rank {} logged {}: the ranks diverged",
+            all[r].len().saturating_sub(2),
+            world.rank(),
+            keys.len()
+        )));
+    }
+    let (resp_total, tok_total): (f64, f64) = all
+        .iter()
+        .map(|v| (v[0], v[1]))
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let mut out = Metrics::new(m.step);
+    for (i, key) in keys.iter().enumerate() {
+        let vals = all.iter().map(|v| (v[0], v[1], v[i + 2]));
+        let value = match reduction(key) {
+            Reduction::Max => vals.map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
+            Reduction::Sum => vals.map(|v| v.2).sum(),
+            Reduction::Same => m.value(key),
+            Reduction::TokenMean => {
+                vals.map(|(_, t, x)| t * x).sum::<f64>() / tok_total.max(f64::MIN_POSITIVE)
+            }
+            Reduction::ResponseMean => {
+                vals.map(|(r, _, x)| r * x).sum::<f64>() / resp_total.max(f64::MIN_POSITIVE)
+            }
+        };
+        out.set(key.clone(), value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_dealt_whole_and_in_order() {
+        for count in 0..20 {
+            for world in 1..6 {
+                let shares: Vec<Range<usize>> =
+                    (0..world).map(|r| group_share(count, r, world)).collect();
+                assert_eq!(shares[0].start, 0);
+                assert_eq!(shares[world - 1].end, count);
+                for w in shares.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                }
+                let sizes: Vec<usize> = shares.iter().map(|s| s.len()).collect();
+                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+            }
+        }
+        assert_eq!(group_share(16, 1, 2), 8..16);
+        assert_eq!(group_share(5, 1, 2), 3..5);
+    }
+}
