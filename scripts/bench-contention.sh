@@ -9,6 +9,7 @@ cd "$root"
 repeat=${1:-3}
 scripts/libtorch.sh
 scripts/protoc.sh
+scripts/gloo.sh
 [[ -x target/release/rlvr ]] || cargo build --release -p rlvr-cli
 export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
 tmp=$(mktemp -d)

@@ -15,6 +15,7 @@ rm -rf "$out"
 mkdir -p "$out"
 scripts/libtorch.sh
 scripts/protoc.sh
+scripts/gloo.sh
 python=$(scripts/bench/venv.sh)
 export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
 cargo build --release -p rlvr-models --example rollout_bench >&2

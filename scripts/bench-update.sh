@@ -18,6 +18,7 @@ out=${OUT:-target/bench-update}
 mkdir -p "$out"
 scripts/libtorch.sh
 scripts/protoc.sh
+scripts/gloo.sh
 python=$(scripts/bench/venv.sh)
 export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
 cargo bench -p rlvr-train --bench update_scale --no-run >&2

