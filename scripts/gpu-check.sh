@@ -9,7 +9,9 @@
 # Checks: transformers' reference logits / greedy ids / cached decoding on the GPU, the default
 # SimKO run on cuda vs cpu (same seed), rlvr eval on cuda, a qwen2-tiny run on MATH parquet, the
 # 1.5B-shape bf16 update (tokens/s, memory, MFU against the H100/H200 989 TFLOP/s bf16 peak) and
-# rollout tokens/s. About 8 minutes on an H100/H200.
+# rollout tokens/s; the NCCL engine (librlvr_nccl.so built here by scripts/build-nccl-shim.sh)
+# with world size 1 running training steps on CUDA (docs/distributed.md). About 8 minutes on an
+# H100/H200. Sections can be chosen: GPU_CHECKS="nccl update" (default: all).
 set -uo pipefail
 BIN=$1
 OUT=$2
@@ -20,10 +22,25 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
-echo "== transformers reference checks on cuda"
-RLVR_TEST_DEVICE=cuda "$BIN/hf_reference" --test-threads=1 2>&1 | tee "$OUT/hf_reference.log"
+checks="${GPU_CHECKS:-reference train nccl update rollout}"
+want() { [[ " $checks " == *" $1 "* ]]; }
 R=/tmp/gpu-runs
 rm -rf "$R"
+if want nccl; then
+  echo "== NCCL engine (c10d ProcessGroupNCCL), world size 1: training steps on cuda"
+  { time scripts/build-nccl-shim.sh /tmp/rlvr-nccl ; } 2>&1 | tee "$OUT/nccl-build.log"
+  RLVR_DIST_BACKEND=nccl RLVR_NCCL_SHIM=/tmp/rlvr-nccl/librlvr_nccl.so "$BIN/rlvr" train --device cuda \
+    --runs-dir "$R" --name nccl --steps 5 --set train.eval_problems=0 2>&1 | tee "$OUT/nccl.log"
+  cp "$R/nccl/metrics.jsonl" "$OUT/metrics-nccl.jsonl" 2>/dev/null
+  RLVR_DIST_BACKEND=nccl RLVR_NCCL_SHIM=/tmp/rlvr-nccl/librlvr_nccl.so WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 \
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=29512 "$BIN/rlvr" train --device cuda --runs-dir "$R" \
+    --name nccl-torchrun --steps 2 --set train.eval_problems=0 2>&1 | tail -3 | tee -a "$OUT/nccl.log"
+fi
+if want reference; then
+echo "== transformers reference checks on cuda"
+RLVR_TEST_DEVICE=cuda "$BIN/hf_reference" --test-threads=1 2>&1 | tee "$OUT/hf_reference.log"
+fi
+if want train; then
 for dev in cuda cpu; do
   echo "== default run on $dev"
   { time "$BIN/rlvr" train --device "$dev" --runs-dir "$R" --name "default-$dev" 2>&1 \
@@ -38,6 +55,8 @@ echo "== qwen2-tiny on MATH parquet, cuda"
   --steps 3 --set train.prompts_per_step=4 --set train.samples_per_prompt=4 \
   --set train.max_new_tokens=32 --set train.eval_problems=4 --set train.eval_samples=4 \
   --set data.holdout=10 2>&1 | tee "$OUT/hf-cuda.log"
+fi
+if want update; then
 echo "== qwen2.5-1.5b shape: bf16 mixed-precision update on cuda (2 responses, checkpointing)"
 for len in 1024 4096; do
   RLVR_BENCH_DEVICE=cuda RLVR_BENCH_SHAPE=qwen2.5-1.5b RLVR_BENCH_LENGTHS=$len RLVR_BENCH_STEPS=3 \
@@ -58,10 +77,13 @@ for line in open(sys.argv[1]):
         print(f"2 x {r['response_tokens']}: {r['tokens_per_s']:.0f} tokens/s, "
               f"{r['model_tflops_per_s']:.1f} TFLOP/s, MFU {r['model_tflops_per_s'] / 989:.1%}")
 PY
+fi
+if want rollout; then
 echo "== generation on cuda (bf16): 32 prompts x 8 samples x 256 tokens, qwen2.5-0.5b and 1.5b shapes"
 for shape in qwen2.5-0.5b qwen2.5-1.5b; do
   mkdir -p "$R/rollout-$shape"
   RLVR_BENCH_DEVICE=cuda "$BIN/rollout_bench" "crates/models/shapes/$shape.json" "$R/rollout-$shape" 32 8 256 \
     | tee -a "$OUT/rollout-cuda.jsonl"
 done
+fi
 echo "== done"

@@ -276,3 +276,44 @@ fn unsupported_combinations_are_refused_with_the_reason() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("MASTER_ADDR"), "{}", text(&o));
 }
+
+/// `RLVR_DIST_BACKEND` runs the engine even with one rank (the path a lone GPU takes with NCCL):
+/// with Gloo its collectives are identities, so the weights equal a plain run's bit for bit and
+/// `time/all_reduce` is logged; a missing NCCL shim is a configuration error that says how to
+/// build it.
+#[test]
+fn an_engine_asked_for_runs_with_one_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = train(tmp.path(), "plain", &[]);
+    assert!(plain.status.success(), "{}", text(&plain));
+    let gloo = rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--name", "gloo"])
+        .args(RUN)
+        .env("RLVR_DIST_BACKEND", "gloo")
+        .output()
+        .unwrap();
+    assert!(gloo.status.success(), "{}", text(&gloo));
+    assert!(same_weights(
+        &tmp.path().join("plain/checkpoints/step-5"),
+        &tmp.path().join("gloo/checkpoints/step-5"),
+    ));
+    let lines = metrics_lines(&tmp.path().join("gloo/metrics.jsonl"));
+    assert!(lines.iter().all(|m| m["time/all_reduce"].is_f64()));
+    let nccl = rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--name", "nccl"])
+        .env("RLVR_DIST_BACKEND", "nccl")
+        .env("RLVR_NCCL_SHIM", tmp.path().join("missing.so"))
+        .output()
+        .unwrap();
+    assert_eq!(nccl.status.code(), Some(2), "{}", text(&nccl));
+    assert!(
+        text(&nccl).contains("scripts/build-nccl-shim.sh"),
+        "{}",
+        text(&nccl)
+    );
+    assert!(!tmp.path().join("nccl").exists(), "nothing written");
+}

@@ -188,7 +188,14 @@ impl C10dGroup {
         let (api, device) = match engine {
             Engine::Gloo => (GLOO, Device::Cpu),
             Engine::Nccl { device, library } => {
-                (nccl_api(library).map_err(fail)?, Device::Cuda(*device))
+                let api = nccl_api(library).map_err(|e| {
+                    DistError::Environment(format!(
+                        "RLVR_DIST_BACKEND=nccl: {e}; build the NCCL shim on the CUDA machine with \
+                         scripts/build-nccl-shim.sh and put it next to rlvr or name it in \
+                         RLVR_NCCL_SHIM (docs/distributed.md)"
+                    ))
+                })?;
+                (api, Device::Cuda(*device))
             }
         };
         let device_index = match device {

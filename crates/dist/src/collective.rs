@@ -20,6 +20,12 @@ pub trait Collective {
     /// Returns once every rank called it.
     fn barrier(&self) -> Result<()>;
 
+    /// Whether this is the one-rank [`Single`] (no engine: every collective is the identity and
+    /// callers may skip them). A c10d group of one rank is not single: its collectives run.
+    fn is_single(&self) -> bool {
+        false
+    }
+
     /// Whether this is rank 0 (the rank that writes the run folder).
     fn is_main(&self) -> bool {
         self.rank() == 0
@@ -27,7 +33,7 @@ pub trait Collective {
 
     /// Sums a few numbers over the ranks (through [`Collective::all_reduce_sum`] on f64).
     fn sum(&self, values: &[f64]) -> Result<Vec<f64>> {
-        if self.world_size() <= 1 {
+        if self.is_single() {
             return Ok(values.to_vec());
         }
         let mut t = Tensor::from_slice(values);
@@ -40,6 +46,9 @@ pub trait Collective {
 pub struct Single;
 
 impl Collective for Single {
+    fn is_single(&self) -> bool {
+        true
+    }
     fn rank(&self) -> usize {
         0
     }

@@ -150,7 +150,7 @@ impl Actor {
             m.set(k, if tok_sum > 0.0 { v / tok_sum } else { 0.0 });
         }
         m.set("time/update", t_up.elapsed().as_secs_f64());
-        if world.world_size() > 1 {
+        if !world.is_single() {
             m.set("time/all_reduce", time_all_reduce);
         }
         Ok(m)

@@ -171,7 +171,7 @@ pub fn define_gradients(vs: &VarStore) {
 /// all-reduce each, on the gradients' device; the Gloo engine takes CUDA buckets through host
 /// memory, NCCL keeps them on the GPU).
 pub fn all_reduce_gradients(world: &dyn Collective, vs: &VarStore) -> Result<()> {
-    if world.world_size() <= 1 {
+    if world.is_single() {
         return Ok(());
     }
     let _guard = tch::no_grad_guard();
@@ -212,7 +212,7 @@ pub fn all_reduce_gradients(world: &dyn Collective, vs: &VarStore) -> Result<()>
 /// Rank 0's parameters copied to every rank (after a fresh start or a restored checkpoint, so
 /// all ranks begin from the same weights whatever their own initialisation did).
 pub fn broadcast_parameters(world: &dyn Collective, vs: &VarStore) -> Result<()> {
-    if world.world_size() <= 1 {
+    if world.is_single() {
         return Ok(());
     }
     let _guard = tch::no_grad_guard();
@@ -229,7 +229,7 @@ pub fn broadcast_parameters(world: &dyn Collective, vs: &VarStore) -> Result<()>
 /// every parameter are gathered and compared with rank 0's, exactly (all ranks apply the same
 /// update to the same weights, so any difference is divergence).
 pub fn check_parameters(world: &dyn Collective, vs: &VarStore, step: u64) -> Result<()> {
-    if world.world_size() <= 1 {
+    if world.is_single() {
         return Ok(());
     }
     let _guard = tch::no_grad_guard();
@@ -293,7 +293,7 @@ pub fn reduce_metrics(
     responses: f64,
     tokens: f64,
 ) -> Result<Metrics> {
-    if world.world_size() <= 1 {
+    if world.is_single() {
         return Ok(m);
     }
     let keys: Vec<String> = m.values.keys().cloned().collect();

@@ -120,7 +120,7 @@ pub fn evaluate_sharded(
             progress(chunk.len() as u64);
         }
     }
-    if world.world_size() > 1 {
+    if !world.is_single() {
         correct_counts = world.all_gather(&correct_counts)?.concat();
         if opts.diagnostics {
             let sums = world.all_gather(&acc.to_sums())?;

@@ -183,7 +183,7 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     }
     let r = &ro.responses;
     let t_adv = Instant::now();
-    let (advantages, rows) = if inputs.world.world_size() > 1 {
+    let (advantages, rows) = if !inputs.world.is_single() {
         global_advantages(
             inputs.world,
             inputs.advantage,

@@ -142,7 +142,7 @@ impl Trainer {
             }
         }
         let opt = AdamW::new(policy.var_store(), cfg.train.weight_decay);
-        if world.world_size() > 1 {
+        if !world.is_single() {
             define_gradients(policy.var_store());
         }
         Ok(Trainer {
@@ -702,7 +702,7 @@ fn run(
 /// The stop signal of any rank (the largest signal number when several asked), so that all
 /// ranks stop after the same step.
 fn agreed_stop(world: &dyn Collective, local: Option<i32>) -> Result<Option<i32>> {
-    if world.world_size() <= 1 {
+    if world.is_single() {
         return Ok(local);
     }
     let all = world.all_gather(&[f64::from(local.unwrap_or(0))])?;
