@@ -2,9 +2,10 @@
 # GPU checks of the CUDA path, with binaries built elsewhere against the CUDA libtorch of the
 # GPU machine (same version as its PyTorch; see README "Your own libtorch"):
 #   scripts/gpu-check.sh BIN_DIR OUT_DIR
-# BIN_DIR holds `rlvr`, the `hf_reference` test binary, the `update_scale` bench binary and the
-# `rollout_bench` example (cargo bench -p rlvr-train --bench update_scale --no-run; cargo build
-# --release -p rlvr-models --example rollout_bench); libtorch comes from the machine's
+# BIN_DIR holds `rlvr`, the `hf_reference` test binary, the `update_scale` and `update_path` bench
+# binaries and the `rollout_bench` example (cargo bench -p rlvr-train --bench update_scale
+# --no-run; cargo bench -p rlvr-algos --bench update_path --no-run; cargo build --release -p
+# rlvr-models --example rollout_bench); libtorch comes from the machine's
 # PyTorch (same version as the build), libtorch_cuda is preloaded so its CUDA hooks register.
 # Checks: transformers' reference logits / greedy ids / cached decoding on the GPU, the default
 # SimKO run on cuda vs cpu (same seed), rlvr eval on cuda, a qwen2-tiny run on MATH parquet, the
@@ -22,7 +23,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
-checks="${GPU_CHECKS:-reference train nccl update rollout}"
+checks="${GPU_CHECKS:-reference train nccl update updatepath rollout}"
 want() { [[ " $checks " == *" $1 "* ]]; }
 R=/tmp/gpu-runs
 rm -rf "$R"
@@ -77,6 +78,13 @@ for line in open(sys.argv[1]):
         print(f"2 x {r['response_tokens']}: {r['tokens_per_s']:.0f} tokens/s, "
               f"{r['model_tflops_per_s']:.1f} TFLOP/s, MFU {r['model_tflops_per_s'] / 989:.1%}")
 PY
+fi
+if want updatepath && [[ -x "$BIN/update_path" ]]; then
+  echo "== update step from logits on cuda, GRPO vs SimKO (as the trainer runs it, and autograd)"
+  for size in 16x1024x32768 8x4096x151936; do
+    RLVR_BENCH_DEVICE=cuda RLVR_BENCH_SIZE=$size "$BIN/update_path" --bench --warm-up-time 1 \
+      --measurement-time 3 2>&1 | grep -E "^update_|time:" | tee -a "$OUT/update-path-cuda.log"
+  done
 fi
 if want rollout; then
 echo "== generation on cuda (bf16): 32 prompts x 8 samples x 256 tokens, qwen2.5-0.5b and 1.5b shapes"
