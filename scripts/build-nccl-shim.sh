@@ -17,13 +17,33 @@ else
   abi="$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')"
 fi
 cuda="${CUDA_HOME:-/usr/local/cuda}"
-nccl="$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__ or nvidia.nccl.__path__[0]))' 2>/dev/null \
-  || python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null || echo "${NCCL_HOME:-/usr}")"
-for h in "$torch/include/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp" "$cuda/include/cuda_runtime_api.h" "$nccl/include/nccl.h"; do
+if [[ ! -f "$cuda/include/cuda_runtime_api.h" ]] && command -v nvcc >/dev/null; then
+  cuda="$(dirname "$(dirname "$(command -v nvcc)")")"
+fi
+# Header folders of the pip CUDA packages (nvidia/nccl/include, nvidia/cublas/include, ...).
+mapfile -t pip_includes < <(python3 -c '
+import os
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        for d in sorted(os.listdir(p)):
+            inc = os.path.join(p, d, "include")
+            if os.path.isdir(inc):
+                print(inc)
+except ImportError:
+    pass' 2>/dev/null)
+includes=(-I"$torch/include" -I"$torch/include/torch/csrc/api/include" -I"$cuda/include")
+[[ -n "${NCCL_HOME:-}" ]] && includes+=(-I"$NCCL_HOME/include")
+for inc in "${pip_includes[@]}"; do includes+=(-I"$inc"); done
+found_nccl=no
+for flag in "${includes[@]}"; do [[ -f "${flag#-I}/nccl.h" ]] && found_nccl=yes; done
+[[ -f /usr/include/nccl.h ]] && found_nccl=yes
+for h in "$torch/include/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp" "$cuda/include/cuda_runtime_api.h"; do
   [[ -f "$h" ]] || { echo "build-nccl-shim: $h not found" >&2; exit 1; }
 done
+[[ "$found_nccl" == yes ]] || { echo "build-nccl-shim: nccl.h not found (set NCCL_HOME)" >&2; exit 1; }
 "${CXX:-g++}" -std=c++17 -O2 -fPIC -shared -w -DRLVR_NCCL -D_GLIBCXX_USE_CXX11_ABI="$abi" \
-  -I"$torch/include" -I"$torch/include/torch/csrc/api/include" -I"$cuda/include" -I"$nccl/include" \
+  "${includes[@]}" \
   "$root/crates/dist/shim/c10d.cpp" \
   -L"$torch/lib" -Wl,-rpath,"$torch/lib" -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 \
   -o "$out/librlvr_nccl.so"
