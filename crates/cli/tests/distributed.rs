@@ -226,7 +226,7 @@ fn a_killed_rank_stops_the_other_and_the_run_resumes_to_the_same_weights() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!status.success());
     assert!(
-        err.contains("error (rank 0 of 2)") && err.contains("failed"),
+        err.contains("error (rank 0 of 2)") && err.contains("rank 1 stopped"),
         "{err}"
     );
     assert!(

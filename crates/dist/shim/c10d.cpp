@@ -22,18 +22,75 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
+
+long long now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string beat_key(int rank) { return "rlvr/heartbeat/" + std::to_string(rank); }
+
+// A rank's heartbeat: every second it writes the time into the store under its key, through its
+// own store connection, so that after a failed collective the survivors can tell which ranks
+// stopped (died or hung) from those still alive.
+struct Heartbeat {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+
+  Heartbeat(const std::string &host, int port, int rank, std::chrono::milliseconds timeout) {
+    c10d::TCPStoreOptions opts;
+    opts.port = static_cast<std::uint16_t>(port);
+    opts.isServer = false;
+    opts.waitWorkers = false;
+    opts.timeout = timeout;
+    store = c10::make_intrusive<c10d::TCPStore>(host, opts);
+    beat(rank);
+    thread = std::thread([this, rank] {
+      while (!stop.load()) {
+        for (int i = 0; i < 10 && !stop.load(); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        try {
+          beat(rank);
+        } catch (...) {
+          return; // the store (rank 0) is gone; the next collective reports it
+        }
+      }
+    });
+  }
+
+  void beat(int rank) {
+    std::string t = std::to_string(now_ms());
+    store->set(beat_key(rank), std::vector<uint8_t>(t.begin(), t.end()));
+  }
+
+  ~Heartbeat() {
+    stop.store(true);
+    if (thread.joinable()) {
+      thread.join();
+    }
+  }
+};
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
   int device;
+  int rank;
+  int world;
+  std::unique_ptr<Heartbeat> heartbeat;
 };
 
 char *copy_message(const char *text) {
@@ -87,7 +144,10 @@ void *RLVR_API(new)(const char *host, int port, int rank, int world, long long t
     store_opts.numWorkers = static_cast<std::size_t>(world);
     store_opts.waitWorkers = true;
     store_opts.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), store_opts);
+    auto tcp_store = c10::make_intrusive<c10d::TCPStore>(std::string(host), store_opts);
+    // The port actually served (rank 0 may have asked for 0: any free port).
+    int served_port = tcp_store->getPort();
+    c10::intrusive_ptr<c10d::Store> store = tcp_store;
 #ifdef RLVR_NCCL
     (void)bind_kind;
     (void)bind;
@@ -108,7 +168,8 @@ void *RLVR_API(new)(const char *host, int port, int rank, int world, long long t
     c10::intrusive_ptr<c10d::Backend> backend =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
 #endif
-    out = new Group{store, backend, timeout, device};
+    auto heartbeat = std::make_unique<Heartbeat>(std::string(host), served_port, rank, timeout);
+    out = new Group{store, backend, timeout, device, rank, world, std::move(heartbeat)};
   });
   return out;
 }
@@ -167,6 +228,53 @@ int RLVR_API(barrier)(void *group, char **error) {
 #endif
     finish(g, g->backend->barrier(opts));
   });
+}
+
+} // extern "C"
+
+extern "C" {
+
+// After a failed collective: which ranks stopped. Reads every rank's heartbeat from the store,
+// waiting up to `wait_ms` for one to go `stale_ms` without a beat; returns 0 when none did, else
+// 1 with a message naming the stopped ranks (or saying that rank 0's store is unreachable).
+int RLVR_API(probe)(void *group, long long stale_ms, long long wait_ms, char **error) {
+  auto g = static_cast<Group *>(group);
+  std::vector<int> stopped;
+  try {
+    auto deadline = now_ms() + wait_ms;
+    while (true) {
+      stopped.clear();
+      auto now = now_ms();
+      for (int r = 0; r < g->world; ++r) {
+        if (r == g->rank) {
+          continue;
+        }
+        auto v = g->heartbeat->store->get(beat_key(r));
+        long long t = std::stoll(std::string(v.begin(), v.end()));
+        if (now - t > stale_ms) {
+          stopped.push_back(r);
+        }
+      }
+      if (!stopped.empty() || now_ms() >= deadline) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  } catch (const std::exception &e) {
+    *error = copy_message("rank 0 (which serves the rendezvous store) is unreachable: it stopped");
+    return 1;
+  }
+  if (stopped.empty()) {
+    return 0;
+  }
+  std::ostringstream msg;
+  msg << (stopped.size() == 1 ? "rank " : "ranks ");
+  for (size_t i = 0; i < stopped.size(); ++i) {
+    msg << (i ? ", " : "") << stopped[i];
+  }
+  msg << " stopped (no heartbeat for " << stale_ms / 1000.0 << " s: died or hung)";
+  *error = copy_message(msg.str().c_str());
+  return 1;
 }
 
 } // extern "C"

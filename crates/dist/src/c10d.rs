@@ -37,6 +37,12 @@ type AllGatherFn = unsafe extern "C" fn(
     error: *mut *mut c_char,
 ) -> c_int;
 type BarrierFn = unsafe extern "C" fn(group: *mut c_void, error: *mut *mut c_char) -> c_int;
+type ProbeFn = unsafe extern "C" fn(
+    group: *mut c_void,
+    stale_ms: c_longlong,
+    wait_ms: c_longlong,
+    error: *mut *mut c_char,
+) -> c_int;
 
 extern "C" {
     fn rlvr_c10d_new(
@@ -70,6 +76,12 @@ extern "C" {
         error: *mut *mut c_char,
     ) -> c_int;
     fn rlvr_c10d_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
+    fn rlvr_c10d_probe(
+        group: *mut c_void,
+        stale_ms: c_longlong,
+        wait_ms: c_longlong,
+        error: *mut *mut c_char,
+    ) -> c_int;
 }
 
 /// The shim's functions: the Gloo build linked in, or the NCCL build loaded from a library.
@@ -82,6 +94,7 @@ struct Api {
     broadcast: BroadcastFn,
     all_gather: AllGatherFn,
     barrier: BarrierFn,
+    probe: ProbeFn,
 }
 
 const GLOO: Api = Api {
@@ -92,6 +105,7 @@ const GLOO: Api = Api {
     broadcast: rlvr_c10d_broadcast,
     all_gather: rlvr_c10d_all_gather,
     barrier: rlvr_c10d_barrier,
+    probe: rlvr_c10d_probe,
 };
 
 /// The NCCL build of the shim (`scripts/build-nccl-shim.sh`), loaded once from `path`; the
@@ -121,6 +135,7 @@ fn nccl_api(path: &std::path::Path) -> std::result::Result<Api, String> {
                     broadcast: sym!(b"rlvr_nccl_broadcast\0"),
                     all_gather: sym!(b"rlvr_nccl_all_gather\0"),
                     barrier: sym!(b"rlvr_nccl_barrier\0"),
+                    probe: sym!(b"rlvr_nccl_probe\0"),
                 })
             }
         })
@@ -151,7 +166,13 @@ fn take_message(api: &Api, error: *mut c_char) -> String {
         .to_string_lossy()
         .into_owned();
     unsafe { (api.free_message)(error) };
-    text
+    // c10 errors append a C++ backtrace ("Exception raised from …", "frame #N: …"): keep the
+    // message itself.
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_string()
 }
 
 /// This rank's member of a c10d process group (Gloo or NCCL).
@@ -233,12 +254,26 @@ impl C10dGroup {
         if status == 0 {
             return Ok(());
         }
+        let mut message = take_message(&self.api, error);
+        if let Some(stopped) = self.probe() {
+            message = format!("{stopped}; the engine said: {message}");
+        }
         Err(DistError::Engine {
             rank: self.rank,
             world: self.world,
             what: what.into(),
-            message: take_message(&self.api, error),
+            message,
         })
+    }
+
+    /// After a failed collective, which ranks stopped: every rank writes a heartbeat into the
+    /// rendezvous store each second; a rank silent for 3 s (waiting up to 5 s for one to become
+    /// so) is named. `None` when every rank still beats.
+    fn probe(&self) -> Option<String> {
+        let mut error = std::ptr::null_mut();
+        // SAFETY: the group is live; the shim returns an owned message on failure.
+        let status = unsafe { (self.api.probe)(self.group, 3_000, 5_000, &mut error) };
+        (status != 0).then(|| take_message(&self.api, error))
     }
 
     /// Runs `op` on `buf` moved to the engine's device (and contiguous), then copies the result
