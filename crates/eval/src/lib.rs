@@ -9,6 +9,7 @@
 pub mod concentration;
 pub mod figures;
 pub mod nonfinite;
+pub mod paired;
 pub mod passk;
 pub mod plot;
 pub mod report;

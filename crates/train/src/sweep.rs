@@ -7,6 +7,7 @@
 //! name = "alpha"                      # folder under <runs-dir>/sweeps (default: the file's stem)
 //! config = "base.toml"                # optional run config, relative to this file
 //! seed_keys = ["train.seed"]          # keys averaged over in the summary (default)
+//! baseline = "grpo"                   # optional group: paired differences against it, by seed
 //! description = "text for the report" # optional
 //!
 //! [base]                              # run document merged over the default and `config`
@@ -29,6 +30,7 @@ use crate::run_dir::{validate_name, FolderLock};
 use crate::trainer::{fit, Reporter};
 use rlvr_core::algo::{merge, set_value};
 use rlvr_eval::figures::{figure_markdown, write_figures, Group};
+use rlvr_eval::paired::{paired_markdown, paired_rows, Keyed, PairedRow};
 use rlvr_eval::report::compare_markdown;
 use rlvr_eval::{EvalReport, MeanStd};
 use serde::Deserialize;
@@ -65,6 +67,8 @@ struct SweepFile {
     seed_keys: Vec<String>,
     #[serde(default)]
     description: String,
+    /// A group the others are compared with, run by run, pairing runs with equal seed keys.
+    baseline: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +223,21 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
     });
     validate_name("sweep name", &name)?;
     let runs = plan(&args.file, &sweep)?;
+    if let Some(b) = &sweep.baseline {
+        if !runs.iter().any(|r| &r.group == b) {
+            let mut groups: Vec<&str> = Vec::new();
+            for r in &runs {
+                if !groups.contains(&r.group.as_str()) {
+                    groups.push(&r.group);
+                }
+            }
+            config_bail!(
+                "{}: baseline `{b}` is not a group of this sweep; its groups are: {}",
+                args.file.display(),
+                groups.join(", ")
+            );
+        }
+    }
     let dir = args.runs_dir.join("sweeps").join(&name);
     // Refuse to mix runs of a different configuration into this sweep, before training anything.
     for r in &runs {
@@ -318,6 +337,14 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
             .map(|g| (g.label.clone(), g.reports.iter().collect()))
             .collect::<Vec<_>>(),
     );
+    let paired = match &sweep.baseline {
+        Some(b) => Some(paired_against(b, &dir, &planned, &sweep.seed_keys)?),
+        None => None,
+    };
+    let paired_md = paired
+        .as_ref()
+        .map(|(b, rows)| format!("\n## Paired differences\n\n{}", paired_markdown(b, rows)))
+        .unwrap_or_default();
     let first_cfg = &planned[0].2;
     let setup = format!(
         "Each run: {} steps × {} prompts × {} samples, then {} held-out problems × {} samples \
@@ -349,7 +376,7 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
     let render = |rel: &str, figures: &[(String, String)]| {
         format!(
             "# Sweep `{name}`\n\n{intro}Produced by `{command}`; runs in `{}`.\n\n{setup}\n## pass@K \
-             and probability concentration\n\n{table}\n## Figures\n\n{}\n## Runs\n\n| run | group \
+             and probability concentration\n\n{table}{paired_md}\n## Figures\n\n{}\n## Runs\n\n| run | group \
              |\n|---|---|\n{run_list}",
             dir.display(),
             figure_markdown(figures, rel),
@@ -367,6 +394,7 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
             }).collect::<Vec<_>>()),
         })).collect::<Vec<_>>(),
         "runs": planned.iter().map(|(run, group, _)| serde_json::json!({"run": run, "group": group})).collect::<Vec<_>>(),
+        "paired": paired.as_ref().map(|(b, rows)| serde_json::json!({"baseline": b, "rows": rows})),
     });
     let figures = write_figures(&dir.join("plots"), &groups)?;
     write_atomic(&dir.join("summary.md"), &render("plots/", &figures))?;
@@ -375,6 +403,9 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
         &serde_json::to_string_pretty(&summary_json)?,
     )?;
     reporter.message(&table);
+    if !paired_md.is_empty() {
+        reporter.message(paired_md.trim());
+    }
     reporter.message(&format!("summary in {}", dir.join("summary.md").display()));
     if let Some(report) = &args.report {
         let Some(stem) = report.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
@@ -386,4 +417,58 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
         reporter.message(&format!("report in {}", report.display()));
     }
     Ok(())
+}
+
+/// The value at a dotted `key` of a run document, as text (the pairing key of a run).
+fn value_at(doc: &toml::Table, key: &str) -> String {
+    let mut parts = key.split('.').peekable();
+    let mut table = doc;
+    while let Some(part) = parts.next() {
+        match table.get(part) {
+            Some(toml::Value::Table(t)) if parts.peek().is_some() => table = t,
+            Some(v) if parts.peek().is_none() => return v.to_string(),
+            _ => return String::new(),
+        }
+    }
+    String::new()
+}
+
+/// Every group's end-of-training evaluations against the `baseline` group's, runs paired by
+/// their `seed_keys` values.
+fn paired_against(
+    baseline: &str,
+    dir: &Path,
+    planned: &[(String, String, RunConfig)],
+    seed_keys: &[String],
+) -> Result<(String, Vec<PairedRow>)> {
+    let mut reports: Vec<(String, String, EvalReport)> = Vec::new();
+    for (run, group, cfg) in planned {
+        if let Some(r) = EvalReport::read_if_exists(&dir.join(run).join("eval/after.json"))? {
+            let key: Vec<String> = seed_keys
+                .iter()
+                .map(|k| value_at(&cfg.document, k))
+                .collect();
+            reports.push((group.clone(), key.join(","), r));
+        }
+    }
+    let keyed = |g: &str| -> Keyed<'_> {
+        reports
+            .iter()
+            .filter(|(group, _, _)| group == g)
+            .map(|(_, key, r)| (key.clone(), r))
+            .collect()
+    };
+    let base = keyed(baseline);
+    let ks: Vec<usize> = base
+        .first()
+        .map(|(_, r)| r.pass_at_k.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
+    let mut order: Vec<String> = Vec::new();
+    for (_, group, _) in planned {
+        if group != baseline && !order.contains(group) {
+            order.push(group.clone());
+        }
+    }
+    let groups: Vec<(String, Keyed<'_>)> = order.iter().map(|g| (g.clone(), keyed(g))).collect();
+    Ok((baseline.to_string(), paired_rows(&base, &groups, &ks)))
 }
