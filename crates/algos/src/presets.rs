@@ -10,7 +10,7 @@ use crate::advantage::rloo::RlooConfig;
 use crate::gate::entropy_quantile::{EntropyQuantileConfig, GateScope};
 use crate::loss::cov::{ClipCovConfig, KlCovConfig};
 use crate::loss::entropy_adv::EntropyAdvConfig;
-use crate::loss::ppo_clip::PpoClipConfig;
+use crate::loss::ppo_clip::{GateNormalizer, PpoClipConfig};
 use crate::loss::simko::SimkoConfig;
 use crate::loss::surrogate::Surrogate;
 use rlvr_core::{AdvantageConfig, Aggregation, AlgoConfig, LossConfig};
@@ -128,12 +128,14 @@ rlvr_core::register!(
             scope: GateScope::Batch,
             strict: true,
         };
+        // Averaged over the gated tokens, as the paper's verl code does.
         preset(
             "forking-tokens",
             grpo(),
             Box::new(PpoClipConfig {
                 surrogate: Surrogate::default(),
                 gate: Some(Box::new(gate)),
+                gate_normalizer: GateNormalizer::Gated,
             }),
         )
     }
@@ -152,7 +154,7 @@ rlvr_core::register!(
             grpo(),
             Box::new(PpoClipConfig {
                 surrogate,
-                gate: None,
+                ..Default::default()
             }),
         )
     }
@@ -176,7 +178,7 @@ rlvr_core::register!(
                 grpo(),
                 Box::new(PpoClipConfig {
                     surrogate,
-                    gate: None,
+                    ..Default::default()
                 }),
             )
         }

@@ -226,3 +226,54 @@ fn micro_batching_never_changes_the_gradient() {
         }
     }
 }
+
+/// The forking-token normaliser: with `gate_normalizer = "gated"` the token-mean of a gated
+/// ppo-clip is Σ w·ℓ / Σ w over the valid tokens (the gated tokens' mean, as Wang et al. 2025's
+/// verl code computes it by replacing the response mask with the entropy mask), where "valid"
+/// divides the same sum by every valid token; written out here from the gate's own weights.
+#[test]
+fn the_gated_normaliser_averages_over_the_gated_tokens_only() {
+    common::link();
+    let bt = batch(11, 6, 8, 12);
+    let gate = "[gate]\ntype = \"entropy-quantile\"\ntau = 0.8\nscope = \"batch\"";
+    let valid = loss_from_toml(&format!("type = \"ppo-clip\"\n{gate}"));
+    let gated = loss_from_toml(&format!(
+        "type = \"ppo-clip\"\ngate_normalizer = \"gated\"\n{gate}"
+    ));
+    let stats = token_stats_from_logits(&bt.logits, &bt.loss.tokens, &gated.needs()).unwrap();
+    let input = bt.loss.input(&stats);
+    let out_valid = valid.per_token_loss(&input).unwrap();
+    let out_gated = gated.per_token_loss(&input).unwrap();
+    let w = &out_gated
+        .metrics
+        .iter()
+        .find(|m| m.name == "gate_frac")
+        .unwrap()
+        .values;
+    let mask = &bt.loss.mask;
+    let counts = GlobalCounts::of_mask(mask).unwrap();
+    let reduce = |x: &Tensor| {
+        Aggregation::TokenMean
+            .reduce(x, mask, counts, 1.0)
+            .unwrap()
+            .double_value(&[])
+    };
+    let gated_tokens = (w * mask).sum(Kind::Double).double_value(&[]);
+    assert!(
+        gated_tokens > 0.0 && gated_tokens < counts.tokens,
+        "the gate passes some tokens"
+    );
+    // Σ w·ℓ over valid tokens: the valid-normalised loss times the valid tokens.
+    let sum_wl = reduce(&out_valid.per_token) * counts.tokens;
+    let want = sum_wl / gated_tokens;
+    let got = reduce(&out_gated.per_token);
+    assert!(
+        (got - want).abs() <= 1e-6 * want.abs().max(1e-6),
+        "{got} vs {want}"
+    );
+    assert!((reduce(&out_valid.per_token) - sum_wl / counts.tokens).abs() < 1e-9);
+    // "gated" without a gate is refused.
+    let cfg: Box<dyn rlvr_core::LossConfig> =
+        toml::from_str("type = \"ppo-clip\"\ngate_normalizer = \"gated\"").unwrap();
+    assert!(cfg.build().is_err());
+}
