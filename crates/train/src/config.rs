@@ -52,6 +52,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Held-out problems evaluated before and after training (0 = skip).
     pub eval_problems: usize,
+    /// Held-out problems skipped before those evaluated (e.g. 100: evaluate problems 100.. and
+    /// keep the first 100 as a validation split that settings were chosen on).
+    pub eval_offset: usize,
     /// Samples per held-out problem (pass@k for k = 1, 2, 4, ... up to this).
     pub eval_samples: usize,
     /// Steps between checkpoints (0 = only at the end).
@@ -96,6 +99,7 @@ impl Default for TrainConfig {
             top_k: 0,
             seed: 0,
             eval_problems: 100,
+            eval_offset: 0,
             eval_samples: 16,
             checkpoint_every: 20,
             keep_last: 3,

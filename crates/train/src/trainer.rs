@@ -293,6 +293,7 @@ impl Trainer {
             .problems
             .test
             .iter()
+            .skip(tc.eval_offset)
             .take(tc.eval_problems)
             .cloned()
             .collect();

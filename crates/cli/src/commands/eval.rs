@@ -35,6 +35,9 @@ pub struct EvalArgs {
     /// Held-out problems evaluated (0 = all).
     #[arg(long, default_value_t = 100)]
     pub problems: usize,
+    /// Held-out problems skipped first (default: the run's train.eval_offset, else 0).
+    #[arg(long)]
+    pub offset: Option<usize>,
     /// Sampling temperature (default: the run's train.temperature, else 1).
     #[arg(long)]
     pub temperature: Option<f64>,
@@ -116,7 +119,12 @@ pub fn exec(args: EvalArgs) -> Result<()> {
     } else {
         args.problems
     };
-    let problems: Vec<_> = loaded.test.into_iter().take(take).collect();
+    let problems: Vec<_> = loaded
+        .test
+        .into_iter()
+        .skip(args.offset.unwrap_or(cfg.train.eval_offset))
+        .take(take)
+        .collect();
     if problems.is_empty() {
         usage_bail!("no held-out problems to evaluate");
     }
