@@ -522,3 +522,29 @@ tensorboard = false
         text(&o)
     );
 }
+
+/// Every committed sweep file (docs/sweeps) resolves and validates all its runs (`--dry-run`,
+/// from the repository root, as the files say to run them).
+#[test]
+fn the_committed_sweep_files_validate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = repo("docs/sweeps");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for f in files {
+        let o = rlvr()
+            .current_dir(repo(""))
+            .arg("sweep")
+            .arg(&f)
+            .args(["--dry-run", "--runs-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", f.display(), text(&o));
+    }
+}
