@@ -2,7 +2,8 @@
 # One update (forward + backward of the loss, AdamW step) of a real model shape at several
 # response lengths: rlvr (SimKO loss, chunked LM head, activation checkpointing) next to PyTorch +
 # transformers (sdpa, gradient checkpointing, plain log-softmax loss), each length in its own
-# process; prints both JSON lines and the rlvr/PyTorch ratios of time and peak RSS.
+# process, the two implementations alternating length by length; prints both JSON lines and the
+# rlvr/PyTorch ratios of time and peak RSS.
 #   scripts/bench-update.sh [SHAPE] [LENGTHS] [STEPS]
 # Defaults: qwen2.5-0.5b, 512,1024,2048,4096, 1 (the last of STEPS updates is timed). Every
 # process runs under `ulimit -v` of MEM_LIMIT_GB (default 22) so an implementation that needs
@@ -23,10 +24,15 @@ python=$(scripts/bench/venv.sh)
 export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
 cargo bench -p rlvr-train --bench update_scale --no-run >&2
 bin=$(ls -t target/release/deps/update_scale-* | grep -v '\.d$' | head -1)
-( ulimit -v "$limit_kb"
-  RLVR_BENCH_SHAPE=$shape RLVR_BENCH_LENGTHS=$lengths RLVR_BENCH_STEPS=$steps "$bin" ) | tee "$out/rlvr.jsonl"
-( ulimit -v "$limit_kb"
-  "$python" scripts/bench/update_torch.py "crates/models/shapes/$shape.json" "$lengths" 2 32 "$steps" ) | tee "$out/pytorch.jsonl"
+: > "$out/rlvr.jsonl"
+: > "$out/pytorch.jsonl"
+# One length at a time, rlvr then PyTorch, so both see the same machine conditions.
+for len in ${lengths//,/ }; do
+  ( ulimit -v "$limit_kb"
+    RLVR_BENCH_SHAPE=$shape RLVR_BENCH_LENGTHS=$len RLVR_BENCH_STEPS=$steps "$bin" ) | tee -a "$out/rlvr.jsonl"
+  ( ulimit -v "$limit_kb"
+    "$python" scripts/bench/update_torch.py "crates/models/shapes/$shape.json" "$len" 2 32 "$steps" ) | tee -a "$out/pytorch.jsonl"
+done
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

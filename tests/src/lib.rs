@@ -12,9 +12,19 @@ pub mod cli {
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
 
+    /// A command running `bin` with one libtorch thread. Tests compare weights of separate runs
+    /// bit for bit, and the default thread count follows the machine's load (`train.threads =
+    /// 0`, re-checked between steps) while a GEMM sums in another order with another thread
+    /// count; so every test run pins it (docs/configuration.md, `threads`).
+    pub fn command(bin: &str) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.env("OMP_NUM_THREADS", "1");
+        cmd
+    }
+
     /// Runs `bin` with `args` and returns its output (panics only if it cannot start).
     pub fn run(bin: &str, args: &[&str]) -> Output {
-        Command::new(bin)
+        command(bin)
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("{bin} does not start: {e}"))
@@ -64,7 +74,7 @@ pub mod cli {
     /// `bin train --runs-dir RUNS [--name NAME] SMALL_RUN EXTRA` (no `--name` when `name` is
     /// `None`).
     pub fn train(bin: &str, runs: &Path, name: Option<&str>, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(bin);
+        let mut cmd = command(bin);
         cmd.args(["train", "--runs-dir"]).arg(runs);
         if let Some(name) = name {
             cmd.args(["--name", name]);
@@ -77,7 +87,7 @@ pub mod cli {
 
     /// `bin train --resume DIR EXTRA`.
     pub fn resume(bin: &str, dir: &Path, extra: &[&str]) -> Output {
-        Command::new(bin)
+        command(bin)
             .args(["train", "--resume"])
             .arg(dir)
             .args(extra)

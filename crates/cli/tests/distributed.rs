@@ -5,12 +5,12 @@
 
 use rlvr_tests::cli::{checkpoint_weights, metrics_lines, same_weights, text, wait_until};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{rlvr, BIN};
+use common::rlvr;
 
 /// The countdown default, 5 steps, with a small before/after evaluation (so that its batches
 /// are dealt to both ranks: 40 × 16 samples is three batches of 256 rows).
@@ -120,7 +120,7 @@ fn two_ranks_train_what_one_process_trains_simko_with_two_mini_batches() {
 
 /// Starts rank `rank` of 2 with the torchrun variables set by hand.
 fn torchrun_rank(rank: usize, port: u16, args: &[&str], timeout_s: &str) -> Child {
-    Command::new(BIN)
+    rlvr()
         .args(args)
         .env("RANK", rank.to_string())
         .env("LOCAL_RANK", rank.to_string())

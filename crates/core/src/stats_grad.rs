@@ -32,13 +32,15 @@ pub trait ChunkedLogits {
     fn rows(&self) -> i64;
     /// Logits `[len, V]` of positions `start..start + len`, without a graph.
     fn logits(&self, start: i64, len: i64) -> Result<Tensor>;
-    /// Recomputes the logits of positions `start..start + len` with their graph, asks `grad_of`
-    /// for their loss gradient `[len, V]` (given the logits' values) and backpropagates it into
-    /// their producer (gradients accumulate).
+    /// Asks `grad_of` for the loss gradient `[len, V]` of the logits of positions
+    /// `start..start + len` (given the logits' values) and backpropagates it into their producer
+    /// (gradients accumulate). `held` are those logits as [`ChunkedLogits::logits`] returned them,
+    /// when they were kept; otherwise they are recomputed.
     fn backward(
         &self,
         start: i64,
         len: i64,
+        held: Option<Tensor>,
         grad_of: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<()>;
 }
@@ -56,30 +58,56 @@ fn row_blocks(n: i64, vocab: i64) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// The `k` largest values of each row of `z` `[N, V]` and their ids, descending. For small `k`
-/// it first takes the maximum of each group of `g` consecutive columns (one vectorised pass):
-/// the top-k elements lie in the k groups with the largest maxima, so the exact top-k is found
-/// among those `k·g` candidates. Equal to `topk` except, possibly, the order of tied values.
+/// Column groups for [`fast_topk`]: the maximum of each group of `g` consecutive columns of `z`
+/// `[N, V]` (one vectorised pass), when the vocabulary splits into at least `4k` such groups and
+/// `k` is small; `None` otherwise. The row maximum is the maximum of these `V/g` values, so the
+/// statistics need no second full pass for it.
+pub struct GroupMaxima {
+    /// Columns per group.
+    pub group: i64,
+    /// `[N, V/g]`.
+    pub maxima: Tensor,
+}
+
+impl GroupMaxima {
+    /// The group maxima of `z` for a top-`k` search, if the shortcut applies.
+    pub fn of(z: &Tensor, k: i64) -> Result<Option<GroupMaxima>> {
+        let (n, v) = (z.size()[0], z.size()[1]);
+        let group = [64, 32, 16]
+            .into_iter()
+            .find(|g| v % g == 0 && v / g >= 4 * k);
+        let Some(g) = group.filter(|_| k > 0 && k <= 8) else {
+            return Ok(None);
+        };
+        let maxima = z.f_view([n, v / g, g])?.f_amax([-1].as_slice(), false)?;
+        Ok(Some(GroupMaxima { group: g, maxima }))
+    }
+
+    /// The `k` largest values of `z` and their ids, descending: they lie in the `k` groups with
+    /// the largest maxima, so the exact top-k is found among those `k·g` candidates.
+    pub fn topk(&self, z: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
+        let (n, g) = (z.size()[0], self.group);
+        let (_, groups) = self.maxima.f_topk(k, -1, true, false)?;
+        let offsets = Tensor::f_arange(g, (Kind::Int64, z.device()))?;
+        let candidates = groups
+            .f_mul_scalar(g)?
+            .f_unsqueeze(-1)?
+            .f_add(&offsets)?
+            .f_view([n, k * g])?;
+        let (vals, pos) = z
+            .f_gather(-1, &candidates, false)?
+            .f_topk(k, -1, true, true)?;
+        Ok((vals, candidates.f_gather(-1, &pos, false)?))
+    }
+}
+
+/// The `k` largest values of each row of `z` `[N, V]` and their ids, descending, through
+/// [`GroupMaxima`] for small `k`. Equal to `topk` except, possibly, the order of tied values.
 pub fn fast_topk(z: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
-    let (n, v) = (z.size()[0], z.size()[1]);
-    let group = [64, 32, 16]
-        .into_iter()
-        .find(|g| v % g == 0 && v / g >= 4 * k);
-    let Some(g) = group.filter(|_| k > 0 && k <= 8) else {
-        return Ok(z.f_topk(k, -1, true, true)?);
-    };
-    let maxima = z.f_view([n, v / g, g])?.f_amax([-1].as_slice(), false)?;
-    let (_, groups) = maxima.f_topk(k, -1, true, false)?;
-    let offsets = Tensor::f_arange(g, (Kind::Int64, z.device()))?;
-    let candidates = groups
-        .f_mul_scalar(g)?
-        .f_unsqueeze(-1)?
-        .f_add(&offsets)?
-        .f_view([n, k * g])?;
-    let (vals, pos) = z
-        .f_gather(-1, &candidates, false)?
-        .f_topk(k, -1, true, true)?;
-    Ok((vals, candidates.f_gather(-1, &pos, false)?))
+    match GroupMaxima::of(z, k)? {
+        Some(groups) => groups.topk(z, k),
+        None => Ok(z.f_topk(k, -1, true, true)?),
+    }
 }
 
 /// Statistics of logits `[N, V]` and targets `[N]` without an autograd graph, in f32, one
@@ -120,8 +148,13 @@ pub fn fused_token_stats(
 /// [`fused_token_stats`] of one block of rows.
 fn block_stats(logits: &Tensor, targets: &Tensor, needs: &StatsNeeds) -> Result<TokenStats> {
     let z = logits.f_to_kind(Kind::Float)?;
+    let k = needs.topk as i64;
+    let groups = if k > 0 { GroupMaxima::of(&z, k)? } else { None };
     let (lse, entropy) = if needs.entropy || needs.entropy_grad {
-        let max = z.f_amax([-1].as_slice(), true)?;
+        let max = match &groups {
+            Some(g) => g.maxima.f_amax([-1].as_slice(), true)?,
+            None => z.f_amax([-1].as_slice(), true)?,
+        };
         let mut e = z.f_sub(&max)?;
         let _ = e.f_exp_()?;
         let sum = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
@@ -138,8 +171,11 @@ fn block_stats(logits: &Tensor, targets: &Tensor, needs: &StatsNeeds) -> Result<
         .f_gather(-1, &idx, false)?
         .f_sub(&lse)?
         .f_squeeze_dim(-1)?;
-    let (topk_logp, topk_ids) = if needs.topk > 0 {
-        let (vals, ids) = fast_topk(&z, needs.topk as i64)?;
+    let (topk_logp, topk_ids) = if k > 0 {
+        let (vals, ids) = match &groups {
+            Some(g) => g.topk(&z, k)?,
+            None => z.f_topk(k, -1, true, true)?,
+        };
         (Some(vals.f_sub(&lse)?), Some(ids))
     } else {
         (None, None)
@@ -246,10 +282,20 @@ fn block_grad(
     Ok(())
 }
 
-/// Computes statistics of all positions of `src` in chunks of `chunk`, evaluates
+/// `n` rows in the fewest chunks of at most `chunk` rows, of equal sizes (± 1).
+fn even_spans(n: i64, chunk: i64) -> Vec<(i64, i64)> {
+    let count = (n + chunk - 1) / chunk;
+    (0..count)
+        .map(|i| (i * n / count, (i + 1) * n / count - i * n / count))
+        .collect()
+}
+
+/// Computes statistics of all positions of `src` in chunks of at most `chunk`, evaluates
 /// `loss_of(stats)` with the statistics shaped `[shape..]` (e.g. `[B, T]`), and pushes the loss
 /// gradient into `src` chunk by chunk. Returns the loss value. Peak memory is one chunk's logits
-/// plus the statistics, whatever the number of positions.
+/// (and their gradient) plus the statistics, whatever the number of positions. The gradient pass
+/// runs the chunks last to first, so the last chunk's logits, still held from the statistics
+/// pass, are not computed again.
 pub fn backward_through_stats(
     src: &dyn ChunkedLogits,
     targets: &Tensor,
@@ -259,19 +305,18 @@ pub fn backward_through_stats(
     loss_of: &mut dyn FnMut(&TokenStats) -> Result<Tensor>,
 ) -> Result<f64> {
     let n = src.rows();
-    let chunk = chunk.max(1);
-    let spans: Vec<(i64, i64)> = (0..n)
-        .step_by(chunk as usize)
-        .map(|s| (s, chunk.min(n - s)))
-        .collect();
+    let spans = even_spans(n, chunk.max(1));
     let mut parts = Vec::with_capacity(spans.len());
+    let mut held = None;
     for &(s, len) in &spans {
+        drop(held.take()); // the previous chunk's logits are freed before the next are computed
         let logits = src.logits(s, len)?;
         parts.push(fused_token_stats(
             &logits,
             &targets.f_narrow(0, s, len)?,
             needs,
         )?);
+        held = Some(logits);
     }
     let flat = TokenStats::cat(&parts, 0);
     // The loss over leaf copies of the statistics: its graph is as small as they are.
@@ -311,6 +356,7 @@ pub fn backward_through_stats(
     if !loss.requires_grad() {
         return Ok(value);
     }
+    let held_index = spans.len().checked_sub(1);
     loss.f_backward()?;
     let grad_of = |t: &Tensor| -> Result<Option<Tensor>> {
         let g = t.grad();
@@ -326,7 +372,7 @@ pub fn backward_through_stats(
         _ => None,
     };
     let g_topk = topk_logp.as_ref().map(grad_of).transpose()?.flatten();
-    for (i, &(s, len)) in spans.iter().enumerate() {
+    for (i, &(s, len)) in spans.iter().enumerate().rev() {
         let grad = StatsGrad {
             logp: g_logp.f_narrow(0, s, len)?.f_squeeze_dim(-1)?,
             entropy: g_ent
@@ -336,7 +382,12 @@ pub fn backward_through_stats(
             topk_logp: g_topk.as_ref().map(|g| g.f_narrow(0, s, len)).transpose()?,
         };
         let t = targets.f_narrow(0, s, len)?;
-        src.backward(s, len, &mut |logits| {
+        let kept = if Some(i) == held_index {
+            held.take()
+        } else {
+            None
+        };
+        src.backward(s, len, kept, &mut |logits| {
             logits_grad(logits, &t, &parts[i], &grad)
         })?;
     }
@@ -366,9 +417,14 @@ mod tests {
             &self,
             start: i64,
             len: i64,
+            held: Option<Tensor>,
             grad_of: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
         ) -> Result<()> {
-            let g = grad_of(&self.logits.f_narrow(0, start, len)?)?;
+            let logits = match held {
+                Some(h) => h,
+                None => self.logits.f_narrow(0, start, len)?,
+            };
+            let g = grad_of(&logits)?;
             let _ = self.grad.f_narrow(0, start, len)?.f_add_(&g)?;
             Ok(())
         }

@@ -46,11 +46,15 @@ impl ChunkedLogits for Head<'_> {
         &self,
         start: i64,
         len: i64,
+        held: Option<Tensor>,
         grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<()> {
         let _guard = tch::no_grad_guard();
         let h = self.hidden.f_narrow(0, start, len)?;
-        let logits = self.model.logits(&h)?;
+        let logits = match held {
+            Some(logits) => logits,
+            None => self.model.logits(&h)?,
+        };
         let kind = logits.kind();
         let g = grad_of(&logits)?.f_to_kind(kind)?;
         let w = self.model.head_weight().f_to_kind(kind)?;
@@ -92,6 +96,22 @@ fn trained_grad(param: &Tensor) -> std::result::Result<Option<Tensor>, tch::TchE
         )?;
     }
     Ok(Some(param.grad()))
+}
+
+/// The embedding's backward written out: the gradient `g` `[B, L, H]` of the embedded tokens is
+/// added row by row into the weight's `.grad` (`index_add_`), without the `[V, H]` zero-filled
+/// temporary autograd's embedding backward builds before accumulating it.
+fn embedding_backward(model: &Transformer, ids: &Tensor, g: &Tensor) -> Result<()> {
+    if let Some(mut wg) = trained_grad(model.embed_weight())? {
+        let h = wg.size()[1];
+        let _guard = tch::no_grad_guard();
+        let _ = wg.f_index_add_(
+            0,
+            &ids.f_reshape([-1])?,
+            &g.f_reshape([-1, h])?.f_to_kind(wg.kind())?,
+        )?;
+    }
+    Ok(())
 }
 
 /// Backpropagates `grad` (same shape as `output`) from `output` into the leaves of its graph.
@@ -166,7 +186,7 @@ pub fn response_loss_backward(
             pull(&model.layer(i, &x, &frame, None)?, &g)?;
             g = x.grad();
         }
-        pull(&model.embed(&batch.input_ids)?, &g)?;
+        embedding_backward(model, &batch.input_ids, &g)?;
     }
     Ok(value)
 }

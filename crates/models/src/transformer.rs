@@ -483,7 +483,12 @@ impl Transformer {
         self.final_norm(&x)
     }
 
-    /// The LM head's weight `[V, H]` (the embedding when tied).
+    /// The token embedding's weight `[V, H]`.
+    pub fn embed_weight(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// The LM head's weight `[V, H]` (the embedding's when tied).
     pub fn head_weight(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed)
     }

@@ -115,7 +115,7 @@ fn child(len: i64) {
                     .reduce(&out.per_token, &mask, counts, algo.loss_normalizer)
             })
             .expect("update");
-        optimizer_step(&mut opt, policy.var_store(), loss, 1e-6, 1.0);
+        optimizer_step(&mut opt, policy.var_store(), loss, 1e-6, 1.0).expect("AdamW step");
         if dev.is_cuda() {
             tch::Cuda::synchronize(0);
         }

@@ -121,7 +121,7 @@ impl Actor {
                     loss_total,
                     lr,
                     tc.grad_clip,
-                ) {
+                )? {
                     StepOutcome::Applied { grad_norm } => {
                         loss_sum += loss_total;
                         norm_sum += grad_norm;

@@ -96,37 +96,38 @@ impl AdamW {
         }
     }
 
-    /// One update with learning rate `lr`, gradients scaled by `scale` (for clipping), in place
-    /// (PyTorch's `torch.optim.AdamW`, single-tensor path: `m ← β₁m + (1−β₁)g`,
-    /// `v ← β₂v + (1−β₂)g²`, `θ ← θ(1 − lr·wd) − lr/bc₁ · m / (√v/√bc₂ + ε)`), so no temporary
-    /// larger than one parameter exists at a time.
-    pub fn step(&mut self, vs: &VarStore, lr: f64, scale: f64) {
+    /// One update with learning rate `lr`, gradients scaled by `scale` (for clipping), in place:
+    /// PyTorch's `torch.optim.AdamW` (`m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// `θ ← θ(1 − lr·wd) − lr/bc₁ · m / (√v/√bc₂ + ε)`) through its fused kernel
+    /// ([`rlvr_kernels::fused_adamw`]): one pass over each parameter, no temporaries.
+    /// Variables without a gradient are left as they are.
+    pub fn step(&mut self, vs: &VarStore, lr: f64, scale: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        self.t += 1;
-        let (b1, b2) = (self.beta1, self.beta2);
-        let bc1 = 1.0 - b1.powi(self.t as i32);
-        let bc2 = 1.0 - b2.powi(self.t as i32);
-        for (i, (_, mut var)) in named_vars(vs).into_iter().enumerate() {
+        let mut lists: [Vec<Tensor>; 4] = Default::default();
+        for (i, (_, var)) in named_vars(vs).into_iter().enumerate() {
             let g = var.grad();
             if !g.defined() {
                 continue;
             }
-            let g = if scale != 1.0 { g * scale } else { g };
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            let _ = m.g_mul_scalar_(b1);
-            let _ = m.g_add_(&(&g * (1.0 - b1)));
-            let _ = v.g_mul_scalar_(b2);
-            let _ = v.addcmul_(&g, &(&g * (1.0 - b2)));
-            let mut denom = v.sqrt();
-            let _ = denom.g_div_scalar_(bc2.sqrt());
-            let _ = denom.g_add_scalar_(self.eps);
-            if self.weight_decay != 0.0 {
-                let _ = var.g_mul_scalar_(1.0 - lr * self.weight_decay);
-            }
-            let mut step = m.divide(&denom);
-            let _ = step.g_mul_scalar_(-lr / bc1);
-            let _ = var.g_add_(&step);
+            lists[0].push(var);
+            lists[1].push(g.contiguous());
+            lists[2].push(self.m[i].shallow_clone());
+            lists[3].push(self.v[i].shallow_clone());
         }
+        let hyper = rlvr_kernels::AdamWStep {
+            step: self.t + 1,
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            weight_decay: self.weight_decay,
+            eps: self.eps,
+            grad_scale: scale,
+        };
+        let [p, g, m, v] = &lists;
+        rlvr_kernels::fused_adamw(p, g, m, v, hyper)
+            .map_err(|e| TrainError::Run(format!("AdamW step {}: {e}", self.t + 1)))?;
+        self.t += 1;
+        Ok(())
     }
 
     /// The name of the first moment tensor holding a non-finite value, if any.
@@ -202,19 +203,19 @@ pub fn optimizer_step(
     loss: f64,
     lr: f64,
     grad_clip: f64,
-) -> StepOutcome {
+) -> Result<StepOutcome> {
     let grad_norm = AdamW::grad_norm(vs);
     if !loss.is_finite() || !grad_norm.is_finite() {
         AdamW::zero_grad(vs);
-        return StepOutcome::Skipped { loss, grad_norm };
+        return Ok(StepOutcome::Skipped { loss, grad_norm });
     }
     let scale = if grad_clip > 0.0 && grad_norm > grad_clip {
         grad_clip / grad_norm
     } else {
         1.0
     };
-    opt.step(vs, lr, scale);
-    StepOutcome::Applied { grad_norm }
+    opt.step(vs, lr, scale)?;
+    Ok(StepOutcome::Applied { grad_norm })
 }
 
 fn all_finite(t: &Tensor) -> bool {
@@ -251,7 +252,7 @@ mod tests {
         for (t, (g, s)) in grads.iter().zip(scales).enumerate() {
             AdamW::zero_grad(&vs);
             (&w * Tensor::from_slice(g)).sum(Kind::Float).backward();
-            opt.step(&vs, lr, s);
+            opt.step(&vs, lr, s).unwrap();
             let step = (t + 1) as i32;
             for j in 0..3 {
                 let gj = g[j] as f64 * s;

@@ -178,7 +178,7 @@ pub fn sft(spec: &SftSpec, reporter: &dyn Reporter) -> Result<SftResult> {
         }
         final_loss = sft_step(policy.as_ref(), codec.as_ref(), &prompts, &targets)?;
         let lr = lr_at(step, spec.steps, spec.lr, spec.steps / 20, Schedule::Cosine);
-        optimizer_step(&mut opt, policy.var_store(), final_loss, lr, 1.0);
+        optimizer_step(&mut opt, policy.var_store(), final_loss, lr, 1.0)?;
         if step % 100 == 0 || step + 1 == spec.steps {
             reporter.message(&format!(
                 "sft step {}/{}: loss {final_loss:.4}",

@@ -111,9 +111,11 @@ impl ChunkedLogits for Held<'_> {
         &self,
         start: i64,
         len: i64,
+        held: Option<Tensor>,
         grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<()> {
-        let g = grad_of(&self.logits.narrow(0, start, len))?;
+        let logits = held.unwrap_or_else(|| self.logits.narrow(0, start, len));
+        let g = grad_of(&logits)?;
         self.grad.narrow(0, start, len).copy_(&g);
         Ok(())
     }

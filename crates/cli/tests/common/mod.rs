@@ -11,9 +11,9 @@ pub const SMALL: [&str; 10] = rlvr_tests::cli::SMALL_RUN;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rlvr");
 
-/// A command running the binary.
+/// A command running the binary (one libtorch thread: see `rlvr_tests::cli::command`).
 pub fn rlvr() -> Command {
-    Command::new(BIN)
+    rlvr_tests::cli::command(BIN)
 }
 
 /// `rlvr train` of a small named run.

@@ -1,0 +1,28 @@
+//! Compiles the C++ shim over libtorch operators tch does not expose (`shim/kernels.cpp`) against
+//! the libtorch headers torch-sys builds with, and embeds libtorch's library folder as a run-time
+//! path (as `build/rpath.rs` does for the other crates).
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=shim/kernels.cpp");
+    for var in ["DEP_TCH_LIBTORCH_LIB", "LIBTORCH_CXX11_ABI"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        eprintln!(
+            "rlvr-kernels: torch-sys did not export DEP_TCH_LIBTORCH_LIB (libtorch's lib folder)"
+        );
+        std::process::exit(1);
+    };
+    let root = PathBuf::from(&lib).join("..");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("shim/kernels.cpp")
+        .include(root.join("include"))
+        .flag("-std=c++17")
+        .flag("-w")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .compile("rlvr_kernels");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+}
