@@ -292,31 +292,38 @@ fn even_spans(n: i64, chunk: i64) -> Vec<(i64, i64)> {
 
 /// Computes statistics of all positions of `src` in chunks of at most `chunk`, evaluates
 /// `loss_of(stats)` with the statistics shaped `[shape..]` (e.g. `[B, T]`), and pushes the loss
-/// gradient into `src` chunk by chunk. Returns the loss value. Peak memory is one chunk's logits
-/// (and their gradient) plus the statistics, whatever the number of positions. The gradient pass
-/// runs the chunks last to first, so the last chunk's logits, still held from the statistics
-/// pass, are not computed again.
+/// gradient into `src` chunk by chunk. Returns the loss value. The gradient pass runs the chunks
+/// last to first and is handed the logits kept from the statistics pass instead of recomputing
+/// them: always the last chunk's (still in memory), and the chunks before it while they fit in
+/// `keep_bytes`. Peak memory is `keep_bytes` plus two chunks' logits plus the statistics, whatever
+/// the number of positions.
 pub fn backward_through_stats(
     src: &dyn ChunkedLogits,
     targets: &Tensor,
     shape: &[i64],
     needs: &StatsNeeds,
     chunk: i64,
+    keep_bytes: i64,
     loss_of: &mut dyn FnMut(&TokenStats) -> Result<Tensor>,
 ) -> Result<f64> {
     let n = src.rows();
     let spans = even_spans(n, chunk.max(1));
     let mut parts = Vec::with_capacity(spans.len());
-    let mut held = None;
-    for &(s, len) in &spans {
-        drop(held.take()); // the previous chunk's logits are freed before the next are computed
+    // Logits of the latest chunks, oldest first, with their sizes in bytes.
+    let mut kept: std::collections::VecDeque<(usize, Tensor, i64)> = Default::default();
+    for (i, &(s, len)) in spans.iter().enumerate() {
+        // Before the next chunk exists, the kept ones shrink to the budget (oldest leave first).
+        while kept.iter().map(|k| k.2).sum::<i64>() > keep_bytes.max(0) {
+            kept.pop_front();
+        }
         let logits = src.logits(s, len)?;
         parts.push(fused_token_stats(
             &logits,
             &targets.f_narrow(0, s, len)?,
             needs,
         )?);
-        held = Some(logits);
+        let bytes = logits.numel() as i64 * logits.kind().elt_size_in_bytes() as i64;
+        kept.push_back((i, logits, bytes));
     }
     let flat = TokenStats::cat(&parts, 0);
     // The loss over leaf copies of the statistics: its graph is as small as they are.
@@ -356,7 +363,6 @@ pub fn backward_through_stats(
     if !loss.requires_grad() {
         return Ok(value);
     }
-    let held_index = spans.len().checked_sub(1);
     loss.f_backward()?;
     let grad_of = |t: &Tensor| -> Result<Option<Tensor>> {
         let g = t.grad();
@@ -382,12 +388,11 @@ pub fn backward_through_stats(
             topk_logp: g_topk.as_ref().map(|g| g.f_narrow(0, s, len)).transpose()?,
         };
         let t = targets.f_narrow(0, s, len)?;
-        let kept = if Some(i) == held_index {
-            held.take()
-        } else {
-            None
+        let held = match kept.back() {
+            Some((j, _, _)) if *j == i => kept.pop_back().map(|k| k.1),
+            _ => None,
         };
-        src.backward(s, len, kept, &mut |logits| {
+        src.backward(s, len, held, &mut |logits| {
             logits_grad(logits, &t, &parts[i], &grad)
         })?;
     }
@@ -400,10 +405,12 @@ mod tests {
     use crate::token_stats_from_logits;
     use tch::Device;
 
-    /// Logits held in memory, their gradient collected like autograd's `.grad`.
+    /// Logits held in memory, their gradient collected like autograd's `.grad`; counts the
+    /// chunks whose logits the gradient pass was handed rather than recomputing them.
     struct Held {
         logits: Tensor,
         grad: Tensor,
+        handed: std::cell::Cell<usize>,
     }
 
     impl ChunkedLogits for Held {
@@ -421,7 +428,15 @@ mod tests {
             grad_of: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
         ) -> Result<()> {
             let logits = match held {
-                Some(h) => h,
+                Some(h) => {
+                    assert_eq!(
+                        h.size(),
+                        [len, self.logits.size()[1]],
+                        "kept logits of another chunk"
+                    );
+                    self.handed.set(self.handed.get() + 1);
+                    h
+                }
                 None => self.logits.f_narrow(0, start, len)?,
             };
             let g = grad_of(&logits)?;
@@ -506,14 +521,34 @@ mod tests {
             };
             let want = f(&shaped).unwrap();
             want.backward();
-            for chunk in [1, 4, 100] {
+            // (chunk rows, logits kept besides the last chunk's in bytes, chunks handed over)
+            let row = v * 4;
+            let n = b * t;
+            let cases = [
+                (1, 0, 1),
+                (4, 0, 1),
+                (4, 4 * row, 2),
+                (4, 8 * row, 3),
+                (4, i64::MAX, ((n + 3) / 4) as usize),
+                (100, 0, 1),
+            ];
+            for (chunk, keep, handed) in cases {
                 let held = Held {
                     logits: logits.copy(),
                     grad: logits.zeros_like(),
+                    handed: std::cell::Cell::new(0),
                 };
-                let got =
-                    backward_through_stats(&held, &targets, &[b, t], &needs, chunk, &mut |s| f(s))
-                        .unwrap();
+                let got = backward_through_stats(
+                    &held,
+                    &targets,
+                    &[b, t],
+                    &needs,
+                    chunk,
+                    keep,
+                    &mut |s| f(s),
+                )
+                .unwrap();
+                assert_eq!(held.handed.get(), handed, "chunk {chunk} keep {keep}");
                 let want_v = want.double_value(&[]);
                 assert!(
                     (got - want_v).abs() < 1e-5 * want_v.abs().max(1.0),

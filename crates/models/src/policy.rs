@@ -66,10 +66,7 @@ impl Policy for HfPolicy {
         needs: &StatsNeeds,
         loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<f64> {
-        let plan = UpdatePlan {
-            chunk: self.chunk,
-            checkpoint: self.checkpoint,
-        };
+        let plan = UpdatePlan::new(self.chunk, self.checkpoint);
         Ok(response_loss_backward(
             &self.model.model,
             batch,
@@ -213,10 +210,7 @@ impl ModelConfigTrait for HfModelConfig {
             ));
         }
         let model = HfModel::load(&self.path, device, self.dtype.kind())?;
-        let plan = UpdatePlan {
-            chunk: self.chunk,
-            checkpoint: self.checkpointing,
-        };
+        let plan = UpdatePlan::new(self.chunk, self.checkpointing);
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, self.pad),
             device,
@@ -329,10 +323,7 @@ impl ModelConfigTrait for TinyModelConfig {
         if !self.init.is_empty() {
             crate::checkpoint::load_weights(&mut model.vs, std::path::Path::new(&self.init))?;
         }
-        let plan = UpdatePlan {
-            chunk: DEFAULT_CHUNK,
-            checkpoint: self.checkpointing,
-        };
+        let plan = UpdatePlan::new(DEFAULT_CHUNK, self.checkpointing);
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, 0),
             device,

@@ -124,10 +124,7 @@ impl ModelConfigTrait for ShapeModelConfig {
                 format!("needs {} ids, the model has {vocab}", chars.vocab_size()),
             ));
         }
-        let plan = UpdatePlan {
-            chunk: self.chunk,
-            checkpoint: self.checkpointing,
-        };
+        let plan = UpdatePlan::new(self.chunk, self.checkpointing);
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, CharTokenizer::PAD),
             device,

@@ -99,9 +99,13 @@ fn chunked_checkpointed_update_equals_full_autograd() {
         reference.backward();
         let want = grads(&m);
         let want_value = reference.double_value(&[]);
-        for chunk in [1, 4, 1000] {
+        for (chunk, keep) in [(1, 0), (4, 0), (4, 4 << 10), (4, i64::MAX), (1000, 0)] {
             for checkpoint in [false, true] {
-                let plan = UpdatePlan { chunk, checkpoint };
+                let plan = UpdatePlan {
+                    chunk,
+                    checkpoint,
+                    keep_logits_bytes: keep,
+                };
                 let value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
                     Ok(loss(s, &rmask))
                 })
@@ -125,10 +129,7 @@ fn chunked_checkpointed_update_equals_full_autograd() {
 fn bf16_compute_keeps_f32_master_weights_and_gradients() {
     let mut m = model("qwen2-tiny");
     let (batch, rmask) = batch();
-    let plan = UpdatePlan {
-        chunk: 4,
-        checkpoint: true,
-    };
+    let plan = UpdatePlan::new(4, true);
     let f32_value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
         Ok(loss(s, &rmask))
     })

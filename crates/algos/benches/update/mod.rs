@@ -136,6 +136,7 @@ pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64) -> f64 {
         &[b, t],
         &algo.loss.needs(),
         chunk,
+        0,
         &mut |s| loss(algo, x, s),
     )
     .expect("update");
