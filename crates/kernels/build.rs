@@ -1,10 +1,16 @@
-//! Compiles the C++ shim over libtorch operators tch does not expose (`shim/kernels.cpp`) against
-//! the libtorch headers torch-sys builds with, and embeds libtorch's library folder as a run-time
-//! path (as `build/rpath.rs` does for the other crates).
+//! Compiles the C++ shim (`shim/`: libtorch operators tch does not expose, the softmax-statistics
+//! kernel) against the libtorch headers torch-sys builds with, and embeds libtorch's library
+//! folder as a run-time path (as `build/rpath.rs` does for the other crates).
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=shim/kernels.cpp");
+    for file in [
+        "shim/kernels.cpp",
+        "shim/softmax_stats.cpp",
+        "shim/message.h",
+    ] {
+        println!("cargo:rerun-if-changed={file}");
+    }
     for var in ["DEP_TCH_LIBTORCH_LIB", "LIBTORCH_CXX11_ABI"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -19,8 +25,12 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("shim/kernels.cpp")
+        .file("shim/softmax_stats.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
+        .opt_level(3)
+        // at::parallel_for runs on libtorch's OpenMP threads (torch-sys links libgomp).
+        .flag("-fopenmp")
         .flag("-w")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .compile("rlvr_kernels");

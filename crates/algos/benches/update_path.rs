@@ -1,12 +1,14 @@
 //! Time of one update step from logits, GRPO vs SimKO, as the trainer runs it (chunked, fused
 //! statistics, analytic gradient) and through plain autograd (`cargo bench -p rlvr-algos --bench
-//! update_path`; size via RLVR_BENCH_SIZE=BxTxV, default 16x1024x32768).
+//! update_path`; size via RLVR_BENCH_SIZE=BxTxV, default 16x1024x32768), under the `rlvr`
+//! binary's process memory policy.
 
 mod update;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {
+    rlvr_core::memory::configure_process_memory();
     let (b, t, v) = update::size();
     let x = update::inputs(b, t, v);
     let mut group = c.benchmark_group(format!("update_{b}x{t}x{v}"));

@@ -105,7 +105,7 @@ pub fn link_builtins() {
 /// exit status: 0 on success, 2 for usage and configuration errors, 1 for failures at run time,
 /// 128 + N for a run stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 pub fn main() -> ExitCode {
-    rlvr_models::memory::configure_process_memory();
+    rlvr_core::memory::configure_process_memory();
     link_builtins();
     let cli = commands::Cli::parse();
     init_tracing(cli.verbose);

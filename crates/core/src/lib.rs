@@ -5,7 +5,7 @@
 //! [`Task`]), the tensors they exchange ([`TokenStats`], [`LossInput`], ...), the canonical
 //! token-statistics constructor, link-time registries, tagged configuration and errors.
 //!
-//! This crate depends on no other crate of the workspace.
+//! Of the workspace it depends only on rlvr-kernels (the C++ shim below everything).
 
 pub mod advantage;
 pub mod algo;
@@ -14,6 +14,7 @@ pub mod describe;
 pub mod error;
 pub mod gate;
 pub mod loss;
+pub mod memory;
 pub mod policy;
 pub mod registry;
 pub mod reward;

@@ -73,14 +73,19 @@ impl GroupMaxima {
     /// The group maxima of `z` for a top-`k` search, if the shortcut applies.
     pub fn of(z: &Tensor, k: i64) -> Result<Option<GroupMaxima>> {
         let (n, v) = (z.size()[0], z.size()[1]);
-        let group = [64, 32, 16]
-            .into_iter()
-            .find(|g| v % g == 0 && v / g >= 4 * k);
-        let Some(g) = group.filter(|_| k > 0 && k <= 8) else {
+        let Some(g) = Self::group_size(v, k) else {
             return Ok(None);
         };
         let maxima = z.f_view([n, v / g, g])?.f_amax([-1].as_slice(), false)?;
         Ok(Some(GroupMaxima { group: g, maxima }))
+    }
+
+    /// The group size for a top-`k` search over `v` columns, if the shortcut applies.
+    pub fn group_size(v: i64, k: i64) -> Option<i64> {
+        [64, 32, 16]
+            .into_iter()
+            .find(|g| v % g == 0 && v / g >= 4 * k)
+            .filter(|_| k > 0 && k <= 8)
     }
 
     /// The `k` largest values of `z` and their ids, descending: they lie in the `k` groups with
@@ -112,8 +117,9 @@ pub fn fast_topk(z: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
 
 /// Statistics of logits `[N, V]` and targets `[N]` without an autograd graph, in f32, one
 /// cache-sized block of rows at a time: `lse = m + log Σ e^{z−m}`, `log p_t = z_t − lse`,
-/// `H = lse − Σ p z`, top-K by [`fast_topk`]. Values equal [`crate::token_stats_from_logits`]'s
-/// up to rounding.
+/// `H = lse − Σ p z`, top-K by [`fast_topk`]. On the CPU, lse, `Σ p z` and the top-K group maxima
+/// come from one pass over each row ([`rlvr_kernels::softmax_stats`]); elsewhere from ATen
+/// operations. Values equal [`crate::token_stats_from_logits`]'s up to rounding.
 pub fn fused_token_stats(
     logits: &Tensor,
     targets: &Tensor,
@@ -145,40 +151,80 @@ pub fn fused_token_stats(
     Ok(TokenStats::cat(&parts, 0))
 }
 
+/// What the statistics need of the softmax of a block of rows: lse `[N, 1]`, the entropy `[N]`
+/// when asked for, the top-K logits and ids `[N, K]` when `K > 0`.
+struct RowSoftmax {
+    lse: Tensor,
+    entropy: Option<Tensor>,
+    topk: Option<(Tensor, Tensor)>,
+}
+
+/// [`RowSoftmax`] in one pass over each row ([`rlvr_kernels::softmax_stats`], f32 CPU logits).
+fn row_softmax_kernel(z: &Tensor, k: i64, want_entropy: bool) -> Result<RowSoftmax> {
+    let row = rlvr_kernels::softmax_stats(z, k).map_err(|e| CoreError::Shape(e.to_string()))?;
+    let entropy = want_entropy
+        .then(|| row.lse.f_sub(&row.mean_logit))
+        .transpose()?;
+    Ok(RowSoftmax {
+        lse: row.lse.f_unsqueeze(-1)?,
+        entropy,
+        topk: row.topk,
+    })
+}
+
+/// [`RowSoftmax`] through ATen operations (any device): a pass over the block per step.
+fn row_softmax_aten(z: &Tensor, k: i64, want_entropy: bool) -> Result<RowSoftmax> {
+    let groups = if k > 0 { GroupMaxima::of(z, k)? } else { None };
+    let topk = |groups: &Option<GroupMaxima>| -> Result<Option<(Tensor, Tensor)>> {
+        Ok(match groups {
+            Some(g) => Some(g.topk(z, k)?),
+            None if k > 0 => Some(z.f_topk(k, -1, true, true)?),
+            None => None,
+        })
+    };
+    if !want_entropy {
+        return Ok(RowSoftmax {
+            lse: z.f_logsumexp([-1].as_slice(), true)?,
+            entropy: None,
+            topk: topk(&groups)?,
+        });
+    }
+    let max = match &groups {
+        Some(g) => g.maxima.f_amax([-1].as_slice(), true)?,
+        None => z.f_amax([-1].as_slice(), true)?,
+    };
+    let mut e = z.f_sub(&max)?;
+    let _ = e.f_exp_()?;
+    let sum = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
+    let lse = max.f_add(&sum.f_log()?)?;
+    let _ = e.f_mul_(z)?;
+    let ez = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
+    let h = lse.f_sub(&ez.f_div(&sum)?)?.f_squeeze_dim(-1)?;
+    Ok(RowSoftmax {
+        lse,
+        entropy: Some(h),
+        topk: topk(&groups)?,
+    })
+}
+
 /// [`fused_token_stats`] of one block of rows.
 fn block_stats(logits: &Tensor, targets: &Tensor, needs: &StatsNeeds) -> Result<TokenStats> {
     let z = logits.f_to_kind(Kind::Float)?;
     let k = needs.topk as i64;
-    let groups = if k > 0 { GroupMaxima::of(&z, k)? } else { None };
-    let (lse, entropy) = if needs.entropy || needs.entropy_grad {
-        let max = match &groups {
-            Some(g) => g.maxima.f_amax([-1].as_slice(), true)?,
-            None => z.f_amax([-1].as_slice(), true)?,
-        };
-        let mut e = z.f_sub(&max)?;
-        let _ = e.f_exp_()?;
-        let sum = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
-        let lse = max.f_add(&sum.f_log()?)?;
-        let _ = e.f_mul_(&z)?;
-        let ez = e.f_sum_dim_intlist(-1, true, Kind::Float)?;
-        let h = lse.f_sub(&ez.f_div(&sum)?)?.f_squeeze_dim(-1)?;
-        (lse, Some(h))
+    let want_entropy = needs.entropy || needs.entropy_grad;
+    let RowSoftmax { lse, entropy, topk } = if z.device() == tch::Device::Cpu {
+        row_softmax_kernel(&z, k, want_entropy)?
     } else {
-        (z.f_logsumexp([-1].as_slice(), true)?, None)
+        row_softmax_aten(&z, k, want_entropy)?
     };
     let idx = targets.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     let logp = z
         .f_gather(-1, &idx, false)?
         .f_sub(&lse)?
         .f_squeeze_dim(-1)?;
-    let (topk_logp, topk_ids) = if k > 0 {
-        let (vals, ids) = match &groups {
-            Some(g) => g.topk(&z, k)?,
-            None => z.f_topk(k, -1, true, true)?,
-        };
-        (Some(vals.f_sub(&lse)?), Some(ids))
-    } else {
-        (None, None)
+    let (topk_logp, topk_ids) = match topk {
+        Some((vals, ids)) => (Some(vals.f_sub(&lse)?), Some(ids)),
+        None => (None, None),
     };
     let is_top1 = if needs.top1 {
         let argmax = match &topk_ids {
@@ -402,7 +448,6 @@ pub fn backward_through_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_stats_from_logits;
     use tch::Device;
 
     /// Logits held in memory, their gradient collected like autograd's `.grad`; counts the
@@ -445,13 +490,46 @@ mod tests {
         }
     }
 
+    /// [`crate::token_stats_from_logits`] in f64: the exact reference.
+    fn stats_f64(logits: &Tensor, targets: &Tensor, needs: &StatsNeeds) -> TokenStats {
+        let topk = needs.topk;
+        let logp_all = logits.log_softmax(-1, Kind::Double);
+        let logp = logp_all
+            .gather(-1, &targets.unsqueeze(-1), false)
+            .squeeze_dim(-1);
+        let entropy = -(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Double);
+        let entropy = if needs.entropy_grad {
+            entropy
+        } else {
+            entropy.detach()
+        };
+        let (topk_logp, topk_ids) = if topk > 0 {
+            let (_, ids) = logits.detach().topk(topk as i64, -1, true, true);
+            (Some(logp_all.gather(-1, &ids, false)), Some(ids))
+        } else {
+            (None, None)
+        };
+        let is_top1 = logits
+            .detach()
+            .argmax(-1, false)
+            .eq_tensor(targets)
+            .to_kind(Kind::Double);
+        TokenStats {
+            logp,
+            entropy: Some(entropy),
+            topk_logp,
+            topk_ids,
+            is_top1: Some(is_top1),
+        }
+    }
+
     fn loss(s: &TokenStats) -> Result<Tensor> {
         let per = &s.logp * (s.require_top1()? + 1.0)
             + s.require_topk_logp()?
                 .f_sum_dim_intlist(-1, false, Kind::Float)?
                 * 0.2
             + s.require_entropy()? * 0.4;
-        let m = per.f_mean(Kind::Float)?;
+        let m = per.f_mean(per.kind())?;
         Ok(&m * &m)
     }
 
@@ -483,6 +561,35 @@ mod tests {
     }
 
     #[test]
+    fn kernel_and_aten_softmax_statistics_agree() {
+        tch::manual_seed(4);
+        for (n, v, k, entropy) in [
+            (6, 4096, 3, true),
+            (5, 40, 2, true),
+            (3, 1000, 0, false),
+            (4, 300, 12, false),
+        ] {
+            let z = Tensor::randn([n, v], (Kind::Float, Device::Cpu)) * 5.0;
+            let a = row_softmax_aten(&z, k, entropy).unwrap();
+            let b = row_softmax_kernel(&z, k, entropy).unwrap();
+            assert!(b.lse.allclose(&a.lse, 1e-5, 1e-5, false), "{n}x{v}: lse");
+            assert_eq!(a.entropy.is_some(), entropy);
+            assert_eq!(b.entropy.is_some(), entropy);
+            if let (Some(a), Some(b)) = (&a.entropy, &b.entropy) {
+                assert!(b.allclose(a, 1e-5, 1e-5, false), "{n}x{v}: entropy");
+            }
+            match (a.topk, b.topk) {
+                (Some(a), Some(b)) => {
+                    assert!(a.0.equal(&b.0), "{n}x{v}: top-k values");
+                    assert!(a.1.equal(&b.1), "{n}x{v}: top-k ids");
+                }
+                (None, None) => assert_eq!(k, 0),
+                _ => panic!("{n}x{v}: one path found a top-k, the other not"),
+            }
+        }
+    }
+
+    #[test]
     fn fused_statistics_and_analytic_gradient_equal_autograd() {
         tch::manual_seed(1);
         // v = 262144: 8 rows per cache block, so the 15 rows span two blocks.
@@ -504,14 +611,15 @@ mod tests {
             };
             let f = |s: &TokenStats| -> Result<Tensor> {
                 if topk == 0 {
-                    let m = (&s.logp + s.require_entropy()? * 0.4).f_mean(Kind::Float)?;
+                    let m = (&s.logp + s.require_entropy()? * 0.4).f_mean(s.logp.kind())?;
                     Ok(&m * &m)
                 } else {
                     loss(s)
                 }
             };
-            let leaf = logits.copy().set_requires_grad(true);
-            let s = token_stats_from_logits(&leaf, &targets, &needs).unwrap();
+            // The reference: autograd over the statistics in f64 (the chunked path is f32).
+            let leaf = logits.to_kind(Kind::Double).set_requires_grad(true);
+            let s = stats_f64(&leaf, &targets, &needs);
             let shaped = TokenStats {
                 logp: s.logp.reshape([b, t]),
                 entropy: s.entropy.map(|e| e.reshape([b, t])),

@@ -3,20 +3,13 @@
 // the caller with rlvr_kernels_free_message); nothing here throws across the C boundary.
 #include <ATen/ATen.h>
 
+#include "message.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 namespace {
-
-char *copy_message(const char *text) {
-  size_t n = std::strlen(text);
-  char *out = static_cast<char *>(std::malloc(n + 1));
-  if (out != nullptr) {
-    std::memcpy(out, text, n + 1);
-  }
-  return out;
-}
 
 std::vector<at::Tensor> list(at::Tensor **tensors, int64_t n) {
   std::vector<at::Tensor> out;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 fn main() {
-    rlvr_models::memory::configure_process_memory();
+    rlvr_core::memory::configure_process_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!("usage: rollout_bench CONFIG_JSON OUT_DIR [PROMPTS SAMPLES NEW_TOKENS]");

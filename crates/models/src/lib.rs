@@ -10,7 +10,6 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hf_config;
-pub mod memory;
 pub mod policy;
 pub mod sampling;
 pub mod shapes;

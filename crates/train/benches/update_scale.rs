@@ -147,7 +147,7 @@ fn child(len: i64) {
 }
 
 fn main() {
-    rlvr_models::memory::configure_process_memory();
+    rlvr_core::memory::configure_process_memory();
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let len = args
