@@ -11,12 +11,13 @@ fn bench(c: &mut Criterion) {
     rlvr_core::memory::configure_process_memory();
     let (b, t, v) = update::size();
     let x = update::inputs(b, t, v);
+    let grad = update::grad_buffer(&x);
     let mut group = c.benchmark_group(format!("update_{b}x{t}x{v}"));
     group.sample_size(10);
     for preset in ["grpo", "simko"] {
         let algo = update::algorithm(preset);
         group.bench_function(preset, |bench| {
-            bench.iter(|| update::step(&algo, &x, update::CHUNK))
+            bench.iter(|| update::step(&algo, &x, update::CHUNK, &grad))
         });
         group.bench_function(format!("{preset}-autograd"), |bench| {
             bench.iter(|| update::step_autograd(&algo, &x))

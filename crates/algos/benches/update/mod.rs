@@ -121,14 +121,26 @@ impl ChunkedLogits for Held<'_> {
     }
 }
 
-/// One update step as the trainer runs it (chunks of `chunk` tokens); returns the gradient norm.
-pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64) -> f64 {
+/// A buffer `[B·T, V]` for [`step`]'s gradient. The trainer pushes each chunk's gradient into
+/// the LM head instead of keeping it; a benchmark that allocated this buffer per step would time
+/// the allocator (a fresh 2 GiB at the default size, which alternates between reused and
+/// newly faulted pages from one step to the next).
+pub fn grad_buffer(x: &Inputs) -> Tensor {
+    let size = x.logits.size();
+    Tensor::empty(
+        [size[0] * size[1], size[2]],
+        (Kind::Float, x.logits.device()),
+    )
+}
+
+/// One update step as the trainer runs it (chunks of `chunk` tokens), the gradient written into
+/// `grad` (from [`grad_buffer`]); returns the gradient norm.
+pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64, grad: &Tensor) -> f64 {
     let size = x.logits.size();
     let (b, t, v) = (size[0], size[1], size[2]);
-    let grad = Tensor::empty([b * t, v], (Kind::Float, x.logits.device()));
     let held = Held {
         logits: x.logits.reshape([b * t, v]),
-        grad: &grad,
+        grad,
     };
     backward_through_stats(
         &held,
