@@ -256,9 +256,11 @@ extern "C" {
 // Row statistics of `logits` [n, v] (f32, contiguous, CPU) into `lse` and `mean` ([n] f32
 // contiguous) and, when k > 0, the k largest logits of each row, descending, into `topk_vals`
 // ([n, k] f32 contiguous) and their ids into `topk_ids` ([n, k] i64 contiguous); ignored when
-// k = 0. The caller checks the shapes and 0 <= k <= v. Returns 1 with a message on error.
+// k = 0. allow_simd = 0 takes the plain loops even where AVX2 is available (for tests). The
+// caller checks the shapes and 0 <= k <= v. Returns 1 with a message on error.
 int rlvr_kernels_softmax_stats(at::Tensor *logits, int64_t k, at::Tensor *lse, at::Tensor *mean,
-                               at::Tensor *topk_vals, at::Tensor *topk_ids, char **error) {
+                               at::Tensor *topk_vals, at::Tensor *topk_ids, int allow_simd,
+                               char **error) {
   try {
     const int64_t n = logits->size(0), v = logits->size(1);
     const float *z = logits->data_ptr<float>();
@@ -266,7 +268,7 @@ int rlvr_kernels_softmax_stats(at::Tensor *logits, int64_t k, at::Tensor *lse, a
     float *mean_out = mean->data_ptr<float>();
     float *vals = k > 0 ? topk_vals->data_ptr<float>() : nullptr;
     int64_t *ids = k > 0 ? topk_ids->data_ptr<int64_t>() : nullptr;
-    const bool vectorised = use_avx2();
+    const bool vectorised = allow_simd != 0 && use_avx2();
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         TopK top{vals + r * k, ids + r * k, k};
