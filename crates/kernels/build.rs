@@ -22,17 +22,21 @@ fn main() {
     };
     let root = PathBuf::from(&lib).join("..");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .file("shim/kernels.cpp")
         .file("shim/softmax_stats.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .opt_level(3)
-        // at::parallel_for runs on libtorch's OpenMP threads (torch-sys links libgomp).
-        .flag("-fopenmp")
         .flag("-w")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-        .compile("rlvr_kernels");
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
+    // at::parallel_for runs on libtorch's OpenMP threads where torch-sys links libgomp (Linux);
+    // elsewhere the kernel runs on the calling thread.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        build.flag("-fopenmp");
+    }
+    build.compile("rlvr_kernels");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
 }
