@@ -7,7 +7,7 @@ use crate::commands::eval::EvalArgs;
 use crate::{algo_args, usage_bail};
 use anyhow::{Context, Result};
 use rlvr_core::algo::merge;
-use rlvr_core::registry::{self, Kind};
+use rlvr_core::registry::{self, ComponentKind};
 use rlvr_core::AlgoConfig;
 use rlvr_train::checkpoint::latest_checkpoint;
 use rlvr_train::config::{apply_sets, default_document, read_document, set};
@@ -88,7 +88,7 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
         .into_iter()
         .collect());
     }
-    registry::find(Kind::Model, model).with_context(|| {
+    registry::find(ComponentKind::Model, model).with_context(|| {
         format!(
             "--model is neither a folder, a registered model nor a model shape ({}-shape)",
             rlvr_models::shapes::names().replace(", ", "-shape, ")
@@ -102,7 +102,7 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
 /// Replaces the document's task or data with `--task` / `--data`, if given.
 pub fn apply_data(doc: &mut toml::Table, data: &DataArgs) -> Result<()> {
     if let Some(t) = &data.task {
-        registry::find(Kind::Task, t)?;
+        registry::find(ComponentKind::Task, t)?;
         doc.remove("data");
         let table: toml::Table = [("type".to_string(), toml::Value::String(t.clone()))]
             .into_iter()
@@ -123,7 +123,7 @@ pub fn build(flags: &RunFlags) -> Result<toml::Table> {
         merge(&mut doc, &read_document(path)?);
     }
     if let Some(a) = &flags.algo.algo {
-        registry::find(Kind::Preset, a)?;
+        registry::find(ComponentKind::Preset, a)?;
         let table: toml::Table = [("preset".to_string(), toml::Value::String(a.clone()))]
             .into_iter()
             .collect();
@@ -201,5 +201,12 @@ pub fn eval_document(args: &EvalArgs) -> Result<(toml::Table, Option<(u64, PathB
         set(&mut doc, "train.device", d.as_str())?;
     }
     apply_sets(&mut doc, &args.sets)?;
+    // What this evaluation samples with, where it differs from the run's.
+    if let Some(t) = args.temperature {
+        set(&mut doc, "train.temperature", t)?;
+    }
+    if let Some(m) = args.max_new_tokens {
+        set(&mut doc, "train.max_new_tokens", m)?;
+    }
     Ok((doc, step))
 }

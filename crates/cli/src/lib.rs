@@ -83,7 +83,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(|e| e.is_usage())
             || matches!(
                 cause.downcast_ref::<C>(),
-                Some(C::UnknownName { .. } | C::InvalidParam { .. } | C::Config { .. })
+                Some(
+                    C::UnknownName { .. } | C::InvalidParam { .. } | C::Config { .. } | C::Input(_)
+                )
             )
     });
     if usage {

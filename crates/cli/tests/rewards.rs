@@ -346,10 +346,9 @@ fn the_readme_own_model_data_and_reward_section_works() {
     let model = repo("crates/models/tests/fixtures/qwen2-tiny");
     rlvr_train::config::set(&mut doc, "model.path", model.to_str().unwrap()).unwrap();
     let cfg = rlvr_train::config::RunConfig::from_document(doc).unwrap();
-    let problem = rlvr_train::data::load_problems(&cfg).unwrap().test[0].clone();
-    let chat = rlvr_train::data::chat_tokenizer(&cfg).unwrap();
-    assert!(chat.is_some(), "the fixture model has a chat template");
-    let expected = rlvr_train::data::prompt_text(&problem, chat.as_ref()).unwrap();
+    let session = rlvr_train::Session::open(&cfg, rlvr_train::Placement::single()).unwrap();
+    let problem = session.problems.test[0].clone();
+    let expected = session.codec.render_prompt(&problem).unwrap();
     assert!(expected.starts_with("<|im_start|>"), "{expected}");
     let printed = rlvr_tests::cli::stdout(&o);
     assert!(

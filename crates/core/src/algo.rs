@@ -13,7 +13,7 @@
 use crate::advantage::{AdvantageConfig, AdvantageEstimator};
 use crate::error::{CoreError, Result};
 use crate::loss::{Aggregation, LossConfig, PolicyLoss};
-use crate::registry::{self, Kind};
+use crate::registry::{self, ComponentKind};
 use documented::DocumentedFields;
 use serde::{Deserialize, Serialize};
 
@@ -126,7 +126,7 @@ impl AlgoConfig {
                 format!("expected a preset name, got {preset}"),
             )
         })?;
-        let reg = registry::find(Kind::Preset, name)?;
+        let reg = registry::find(ComponentKind::Preset, name)?;
         let mut base = match reg.factory.default_toml()? {
             toml::Value::Table(t) => t,
             _ => {
@@ -267,6 +267,6 @@ pub fn leaves(table: &toml::Table) -> Vec<(String, toml::Value)> {
 pub fn doc_for_tagged(tag: &str, field: &str) -> Option<&'static str> {
     registry::all()
         .into_iter()
-        .filter(|r| r.kind() != Kind::Preset && r.name == tag)
+        .filter(|r| r.kind() != ComponentKind::Preset && r.name == tag)
         .find_map(|r| r.factory.field_doc(field))
 }

@@ -37,6 +37,9 @@ pub enum CoreError {
         /// What went wrong.
         message: String,
     },
+    /// An input file (a dataset) that cannot be read or used as it is.
+    #[error("{0}")]
+    Input(String),
     /// Tensors whose shapes or kinds break a contract.
     #[error("shape error: {0}")]
     Shape(String),

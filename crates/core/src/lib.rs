@@ -9,6 +9,7 @@
 
 pub mod advantage;
 pub mod algo;
+pub mod atomic;
 pub mod batch;
 pub mod describe;
 pub mod error;
@@ -36,7 +37,7 @@ pub use loss::{
 pub use policy::{
     FinishReason, Generation, ModelConfig, Policy, SamplingConfig, SequenceBatch, TextCodec,
 };
-pub use registry::{Kind, Registration};
+pub use registry::{ComponentKind, Registration};
 pub use reward::{Outcome, RewardInput, Verdict, Verifier, VerifierConfig};
 pub use stats::{token_stats_from_logits, StatsNeeds, TokenStats};
 pub use stats_grad::{backward_through_stats, ChunkedLogits, StatsGrad};

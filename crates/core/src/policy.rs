@@ -134,6 +134,11 @@ pub trait TextCodec: Send + Sync {
     fn stop_tokens(&self) -> Vec<i64>;
     /// Id used for padding.
     fn pad_token(&self) -> i64;
+    /// The prompt text the policy sees for `problem`: its prompt as it is; a chat model's codec
+    /// renders the whole conversation through its chat template instead.
+    fn render_prompt(&self, problem: &crate::Problem) -> Result<String> {
+        Ok(problem.prompt.clone())
+    }
 }
 
 /// Serialisable, tagged configuration of a model (`type = "tiny-char"`, `type = "hf"`).
@@ -143,8 +148,8 @@ pub trait ModelConfig: Describe + Send + Sync {
     fn build(&self, device: tch::Device) -> Result<Box<dyn Policy>>;
     /// The text codec (tokenizer) that goes with this model.
     fn codec(&self) -> Result<Box<dyn TextCodec>>;
-    /// Whether prompts should go through the tokenizer's chat template.
-    fn chat(&self) -> bool {
-        false
+    /// What the model is, for people: a Hugging Face folder's path, else the registered name.
+    fn source(&self) -> String {
+        self.typetag_name().to_string()
     }
 }

@@ -14,7 +14,7 @@ use crate::task::TaskConfig;
 
 /// What a registration is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub enum ComponentKind {
     /// A named, complete algorithm configuration.
     Preset,
     /// An advantage estimator.
@@ -35,47 +35,47 @@ pub enum Kind {
     Model,
 }
 
-impl Kind {
+impl ComponentKind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 9] = [
-        Kind::Preset,
-        Kind::Advantage,
-        Kind::Loss,
-        Kind::Gate,
-        Kind::Shaping,
-        Kind::Filter,
-        Kind::Verifier,
-        Kind::Task,
-        Kind::Model,
+    pub const ALL: [ComponentKind; 9] = [
+        ComponentKind::Preset,
+        ComponentKind::Advantage,
+        ComponentKind::Loss,
+        ComponentKind::Gate,
+        ComponentKind::Shaping,
+        ComponentKind::Filter,
+        ComponentKind::Verifier,
+        ComponentKind::Task,
+        ComponentKind::Model,
     ];
 
     /// Plural heading used by `rlvr list`.
     pub fn plural(self) -> &'static str {
         match self {
-            Kind::Preset => "presets",
-            Kind::Advantage => "advantage estimators",
-            Kind::Loss => "losses",
-            Kind::Gate => "gates",
-            Kind::Shaping => "reward shapings",
-            Kind::Filter => "group filters",
-            Kind::Verifier => "verifiers",
-            Kind::Task => "tasks",
-            Kind::Model => "models",
+            ComponentKind::Preset => "presets",
+            ComponentKind::Advantage => "advantage estimators",
+            ComponentKind::Loss => "losses",
+            ComponentKind::Gate => "gates",
+            ComponentKind::Shaping => "reward shapings",
+            ComponentKind::Filter => "group filters",
+            ComponentKind::Verifier => "verifiers",
+            ComponentKind::Task => "tasks",
+            ComponentKind::Model => "models",
         }
     }
 
     /// Lower-case name used in messages and in `rlvr list`.
     pub fn label(self) -> &'static str {
         match self {
-            Kind::Preset => "preset",
-            Kind::Advantage => "advantage",
-            Kind::Loss => "loss",
-            Kind::Gate => "gate",
-            Kind::Shaping => "shaping",
-            Kind::Filter => "filter",
-            Kind::Verifier => "verifier",
-            Kind::Task => "task",
-            Kind::Model => "model",
+            ComponentKind::Preset => "preset",
+            ComponentKind::Advantage => "advantage",
+            ComponentKind::Loss => "loss",
+            ComponentKind::Gate => "gate",
+            ComponentKind::Shaping => "shaping",
+            ComponentKind::Filter => "filter",
+            ComponentKind::Verifier => "verifier",
+            ComponentKind::Task => "task",
+            ComponentKind::Model => "model",
         }
     }
 }
@@ -105,17 +105,17 @@ pub enum Factory {
 
 impl Factory {
     /// The kind this factory makes.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> ComponentKind {
         match self {
-            Factory::Preset(_) => Kind::Preset,
-            Factory::Advantage(_) => Kind::Advantage,
-            Factory::Loss(_) => Kind::Loss,
-            Factory::Gate(_) => Kind::Gate,
-            Factory::Shaping(_) => Kind::Shaping,
-            Factory::Filter(_) => Kind::Filter,
-            Factory::Verifier(_) => Kind::Verifier,
-            Factory::Task(_) => Kind::Task,
-            Factory::Model(_) => Kind::Model,
+            Factory::Preset(_) => ComponentKind::Preset,
+            Factory::Advantage(_) => ComponentKind::Advantage,
+            Factory::Loss(_) => ComponentKind::Loss,
+            Factory::Gate(_) => ComponentKind::Gate,
+            Factory::Shaping(_) => ComponentKind::Shaping,
+            Factory::Filter(_) => ComponentKind::Filter,
+            Factory::Verifier(_) => ComponentKind::Verifier,
+            Factory::Task(_) => ComponentKind::Task,
+            Factory::Model(_) => ComponentKind::Model,
         }
     }
 
@@ -164,7 +164,7 @@ pub struct Registration {
 
 impl Registration {
     /// The kind of this registration.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> ComponentKind {
         self.factory.kind()
     }
 }
@@ -179,7 +179,7 @@ pub fn all() -> Vec<&'static Registration> {
 }
 
 /// Sorted names of one kind.
-pub fn names(kind: Kind) -> Vec<&'static str> {
+pub fn names(kind: ComponentKind) -> Vec<&'static str> {
     all()
         .into_iter()
         .filter(|r| r.kind() == kind)
@@ -188,7 +188,7 @@ pub fn names(kind: Kind) -> Vec<&'static str> {
 }
 
 /// The registration of `name` in `kind`, or an error listing the valid names.
-pub fn find(kind: Kind, name: &str) -> Result<&'static Registration> {
+pub fn find(kind: ComponentKind, name: &str) -> Result<&'static Registration> {
     all()
         .into_iter()
         .find(|r| r.kind() == kind && r.name == name)

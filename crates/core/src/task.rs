@@ -43,6 +43,11 @@ pub trait Task: Send + Sync {
     fn solution(&self, _problem: &Problem, _seed: u64) -> Option<String> {
         None
     }
+    /// Further held-out sets validated during training (a dataset's `eval_data` files), each
+    /// with its name; none by default.
+    fn validation_sets(&self) -> Result<Vec<(String, Vec<Problem>)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Serialisable, tagged configuration of a task (`type = "toy-tree"`).

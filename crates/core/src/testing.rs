@@ -2,7 +2,7 @@
 //! linked into the test binary is consistent — its config's `type` tag equals its registry name,
 //! its default configuration deserialises back through typetag and builds.
 
-use crate::registry::{self, Factory, Kind};
+use crate::registry::{self, ComponentKind, Factory};
 use crate::{AdvantageConfig, AlgoConfig, GateConfig, LossConfig, VerifierConfig};
 
 /// Checks every registration linked into this binary; returns one line per problem found
@@ -65,17 +65,17 @@ fn check_one(name: &str, factory: &Factory, value: toml::Value) -> Result<(), St
         ));
     }
     match factory.kind() {
-        Kind::Advantage => built(back::<dyn AdvantageConfig>(value)?.build()),
-        Kind::Loss => built(back::<dyn LossConfig>(value)?.build()),
-        Kind::Gate => built(back::<dyn GateConfig>(value)?.build()),
-        Kind::Shaping => built(back::<dyn crate::ShapingConfig>(value)?.build()),
-        Kind::Filter => built(back::<dyn crate::FilterConfig>(value)?.build()),
+        ComponentKind::Advantage => built(back::<dyn AdvantageConfig>(value)?.build()),
+        ComponentKind::Loss => built(back::<dyn LossConfig>(value)?.build()),
+        ComponentKind::Gate => built(back::<dyn GateConfig>(value)?.build()),
+        ComponentKind::Shaping => built(back::<dyn crate::ShapingConfig>(value)?.build()),
+        ComponentKind::Filter => built(back::<dyn crate::FilterConfig>(value)?.build()),
         // A verifier that calls out (a reward program, a URL) has no buildable default: it
         // needs the program or URL; the default must still round-trip.
-        Kind::Verifier => back::<dyn VerifierConfig>(value).map(drop),
-        Kind::Task => back::<dyn crate::TaskConfig>(value).map(drop),
-        Kind::Model => back::<dyn crate::ModelConfig>(value).map(drop),
-        Kind::Preset => Ok(()),
+        ComponentKind::Verifier => back::<dyn VerifierConfig>(value).map(drop),
+        ComponentKind::Task => back::<dyn crate::TaskConfig>(value).map(drop),
+        ComponentKind::Model => back::<dyn crate::ModelConfig>(value).map(drop),
+        ComponentKind::Preset => Ok(()),
     }
 }
 

@@ -98,6 +98,19 @@ fn masked_sum(x: &Tensor, mask: &Tensor) -> f64 {
 }
 
 impl ConcentrationAccumulator {
+    /// The token statistics [`ConcentrationAccumulator::add`] needs from a policy with a
+    /// vocabulary of `vocab_size` tokens: the entropy and the top-[`RANKS`] log-probs (fewer for a
+    /// smaller vocabulary).
+    pub fn needs(vocab_size: i64) -> rlvr_core::StatsNeeds {
+        rlvr_core::StatsNeeds {
+            entropy: true,
+            entropy_grad: false,
+            topk: RANKS.min(vocab_size.max(1) as usize),
+            top1: false,
+            reference: false,
+        }
+    }
+
     /// Adds the tokens where `mask` (`[B, T]`) is 1. `stats` must hold the top-k log-probs (any
     /// k ≥ 1; ranks beyond it are not reported) and the entropy.
     pub fn add(&mut self, stats: &TokenStats, mask: &Tensor) -> Result<()> {

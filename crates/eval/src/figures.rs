@@ -303,11 +303,3 @@ pub fn figure_markdown(figures: &[(String, String)], rel: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-
-/// Writes `text` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}

@@ -4,7 +4,7 @@
 //! or vLLM can load a trained policy.
 
 use crate::error::{ModelError, Result};
-use crate::hf_config::ModelConfig;
+use crate::hf_config::HfConfig;
 use crate::transformer::Transformer;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -67,7 +67,7 @@ impl HfModel {
         let config_path = dir.join("config.json");
         let config_text =
             std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
-        let cfg = ModelConfig::from_json(&config_text).map_err(|e| e.in_file(&config_path))?;
+        let cfg = HfConfig::from_json(&config_text).map_err(|e| e.in_file(&config_path))?;
         let mut vs = VarStore::new(device);
         let model = Transformer::new(&vs.root(), &cfg)?;
         let index = dir.join("model.safetensors.index.json");
@@ -97,7 +97,7 @@ impl HfModel {
 
     /// A freshly initialised model (for training from scratch), with a `config.json` text.
     pub fn fresh(config_text: &str, device: Device, seed: i64) -> Result<HfModel> {
-        let cfg = ModelConfig::from_json(config_text)?;
+        let cfg = HfConfig::from_json(config_text)?;
         tch::manual_seed(seed);
         let vs = VarStore::new(device);
         let model = Transformer::new(&vs.root(), &cfg)?;

@@ -37,7 +37,7 @@ pub enum RopeScaling {
 
 /// The validated runtime configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelConfig {
+pub struct HfConfig {
     /// Architecture.
     pub arch: Arch,
     /// Vocabulary size.
@@ -106,15 +106,15 @@ struct RawConfig {
     hidden_act: Option<String>,
 }
 
-impl ModelConfig {
+impl HfConfig {
     /// Reads and validates `config.json`.
-    pub fn from_file(path: &Path) -> Result<ModelConfig> {
+    pub fn from_file(path: &Path) -> Result<HfConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         Self::from_json(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parses and validates the JSON text of a `config.json`.
-    pub fn from_json(text: &str) -> Result<ModelConfig> {
+    pub fn from_json(text: &str) -> Result<HfConfig> {
         let raw: RawConfig =
             serde_json::from_str(text).map_err(|e| ModelError::Config(e.to_string()))?;
         let model_type = raw.model_type.clone().unwrap_or_default();
@@ -166,7 +166,7 @@ impl ModelConfig {
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size / raw.num_attention_heads.max(1));
-        let cfg = ModelConfig {
+        let cfg = HfConfig {
             arch,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,

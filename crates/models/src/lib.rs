@@ -27,5 +27,5 @@ pub use tabular::TabularPolicy;
 #[doc(hidden)]
 pub fn link_anchor() {}
 pub use error::{ModelError, Result};
-pub use hf_config::ModelConfig;
+pub use hf_config::HfConfig;
 pub use transformer::{KvCache, Transformer};

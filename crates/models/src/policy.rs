@@ -7,8 +7,8 @@ use crate::generate::generate;
 use crate::token_stats::{response_stats, DEFAULT_CHUNK};
 use documented::DocumentedFields;
 use rlvr_core::{
-    CoreError, Generation, ModelConfig as ModelConfigTrait, Policy, SamplingConfig, SequenceBatch,
-    StatsNeeds, TokenStats,
+    CoreError, Generation, ModelConfig, Policy, SamplingConfig, SequenceBatch, StatsNeeds,
+    TokenStats,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -200,7 +200,7 @@ rlvr_core::register!(
 );
 
 #[typetag::serde(name = "hf")]
-impl ModelConfigTrait for HfModelConfig {
+impl ModelConfig for HfModelConfig {
     fn build(&self, device: Device) -> rlvr_core::Result<Box<dyn Policy>> {
         if self.chunk < 1 {
             return Err(CoreError::invalid(
@@ -225,8 +225,8 @@ impl ModelConfigTrait for HfModelConfig {
         )?))
     }
 
-    fn chat(&self) -> bool {
-        self.path.join("tokenizer_config.json").exists()
+    fn source(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -309,7 +309,7 @@ rlvr_core::register!(
 );
 
 #[typetag::serde(name = "tiny")]
-impl ModelConfigTrait for TinyModelConfig {
+impl ModelConfig for TinyModelConfig {
     fn build(&self, device: Device) -> rlvr_core::Result<Box<dyn Policy>> {
         let chars = crate::tokenizer::CharTokenizer::new(&self.alphabet);
         if chars.vocab_size() > self.vocab_size {

@@ -9,7 +9,7 @@ use crate::policy::{configure_policy, HfPolicy, MixedPrecision};
 use crate::token_stats::DEFAULT_CHUNK;
 use crate::tokenizer::CharTokenizer;
 use documented::DocumentedFields;
-use rlvr_core::{CoreError, ModelConfig as ModelConfigTrait, Policy};
+use rlvr_core::{CoreError, ModelConfig, Policy};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
@@ -104,7 +104,7 @@ rlvr_core::register!(
 );
 
 #[typetag::serde(name = "shape")]
-impl ModelConfigTrait for ShapeModelConfig {
+impl ModelConfig for ShapeModelConfig {
     fn build(&self, device: Device) -> rlvr_core::Result<Box<dyn Policy>> {
         if self.chunk < 1 {
             return Err(CoreError::invalid(
@@ -141,15 +141,15 @@ impl ModelConfigTrait for ShapeModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hf_config::ModelConfig;
+    use crate::hf_config::HfConfig;
 
     #[test]
     fn every_shape_parses_with_its_published_sizes() {
         for (name, text) in SHAPES {
-            let cfg = ModelConfig::from_json(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let cfg = HfConfig::from_json(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(cfg.num_heads % cfg.num_kv_heads == 0, "{name}");
         }
-        let q = ModelConfig::from_json(find("qwen2.5-0.5b").unwrap()).unwrap();
+        let q = HfConfig::from_json(find("qwen2.5-0.5b").unwrap()).unwrap();
         assert_eq!(
             (
                 q.hidden_size,

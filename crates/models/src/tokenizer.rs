@@ -23,6 +23,8 @@ pub struct HfTokenizer {
     chat_template: Option<String>,
     bos_token: Option<String>,
     eos_token: Option<String>,
+    /// Whether prompts go through the chat template (the folder has `tokenizer_config.json`).
+    chat: bool,
 }
 
 fn token_text(v: &serde_json::Value) -> Option<String> {
@@ -43,7 +45,8 @@ impl HfTokenizer {
         let inner =
             tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::io(&path, e))?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let cfg: serde_json::Value = if cfg_path.exists() {
+        let chat = cfg_path.exists();
+        let cfg: serde_json::Value = if chat {
             let text =
                 std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
             serde_json::from_str(&text).map_err(|e| ModelError::io(&cfg_path, e))?
@@ -70,7 +73,20 @@ impl HfTokenizer {
             chat_template,
             bos_token,
             eos_token,
+            chat,
         })
+    }
+
+    /// Whether [`TextCodec::render_prompt`] applies the chat template (a chat model's tokenizer,
+    /// one with `tokenizer_config.json`).
+    pub fn is_chat(&self) -> bool {
+        self.chat
+    }
+
+    /// This tokenizer with prompts rendered through the chat template (`true`) or as plain text.
+    pub fn with_chat(mut self, chat: bool) -> HfTokenizer {
+        self.chat = chat;
+        self
     }
 
     /// Renders messages with the chat template (`add_generation_prompt` opens the assistant turn).
@@ -125,6 +141,31 @@ impl TextCodec for HfTokenizer {
 
     fn pad_token(&self) -> i64 {
         self.pad
+    }
+
+    /// Through the chat template for chat models: the whole conversation, system prompt
+    /// included, when the data has one, else the prompt as one user turn.
+    fn render_prompt(&self, problem: &rlvr_core::Problem) -> rlvr_core::Result<String> {
+        if !self.chat {
+            return Ok(problem.prompt.clone());
+        }
+        let messages: Vec<Message> = if problem.messages.is_empty() {
+            vec![Message {
+                role: "user".into(),
+                content: problem.prompt.clone(),
+            }]
+        } else {
+            problem
+                .messages
+                .iter()
+                .map(|(role, content)| Message {
+                    role: role.clone(),
+                    content: content.clone(),
+                })
+                .collect()
+        };
+        self.apply_chat_template(&messages, true)
+            .map_err(|e| rlvr_core::CoreError::Input(e.to_string()))
     }
 }
 

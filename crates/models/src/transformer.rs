@@ -10,7 +10,7 @@
 //! the LM head are separate so token statistics can be computed in chunks.
 
 use crate::error::Result;
-use crate::hf_config::{Arch, ModelConfig, RopeScaling};
+use crate::hf_config::{Arch, HfConfig, RopeScaling};
 use tch::nn::{Init, Path as VsPath};
 use tch::{Kind, Tensor};
 
@@ -172,7 +172,7 @@ impl KvCache {
 /// The decoder.
 #[derive(Debug)]
 pub struct Transformer {
-    cfg: ModelConfig,
+    cfg: HfConfig,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -195,7 +195,7 @@ pub struct Frame {
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
 /// `_compute_llama3_parameters`).
-pub fn inv_freq(cfg: &ModelConfig) -> Result<Tensor> {
+pub fn inv_freq(cfg: &HfConfig) -> Result<Tensor> {
     let dim = cfg.head_dim;
     let exponents = Tensor::f_arange_start_step(0, dim, 2, (Kind::Int64, tch::Device::Cpu))?
         .f_to_kind(Kind::Float)?
@@ -245,7 +245,7 @@ fn rotate_half(x: &Tensor) -> Result<Tensor> {
 
 impl Transformer {
     /// Creates the parameters under `root` with HF names (randomly initialised).
-    pub fn new(root: &VsPath, cfg: &ModelConfig) -> Result<Transformer> {
+    pub fn new(root: &VsPath, cfg: &HfConfig) -> Result<Transformer> {
         let m = root / "model";
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
@@ -301,7 +301,7 @@ impl Transformer {
     }
 
     /// The runtime configuration.
-    pub fn config(&self) -> &ModelConfig {
+    pub fn config(&self) -> &HfConfig {
         &self.cfg
     }
 

@@ -7,7 +7,7 @@ use crate::config::TrainConfig;
 use crate::distributed::{all_reduce_gradients, RowShare};
 use crate::error::Result;
 use crate::experience::Experience;
-use crate::metrics::{loss_metric_key, Metrics};
+use crate::metrics::{loss_metric_key, Metrics, Reduce};
 use crate::optim::{optimizer_step, AdamW, StepOutcome};
 use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy};
 use rlvr_dist::Collective;
@@ -18,10 +18,9 @@ use tch::{Device, Kind, Tensor};
 /// Metrics every update reports, 0 when the loss does not emit them.
 const STANDARD_LOSS_METRICS: [&str; 3] = ["loss/clipfrac", "loss/ppo_kl", "loss/kl_ref"];
 
-/// The policy being trained, its optimizer state and the algorithm that updates it.
+/// The optimizer state and the algorithm that update the policy (which the run's
+/// [`crate::session::Session`] holds).
 pub struct Actor {
-    /// The policy.
-    pub policy: Box<dyn Policy>,
     /// AdamW moments and step count.
     pub opt: AdamW,
     /// The validated algorithm (estimator, loss, aggregation).
@@ -29,7 +28,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// Updates the policy on `exp`: `epochs` passes over `mini_batches` shuffled mini-batches of
+    /// Updates `policy` on `exp`: `epochs` passes over `mini_batches` shuffled mini-batches of
     /// micro-batches of `micro_batch_size` responses, one optimizer step per mini-batch at
     /// learning rate `lr`. `step` (0-based) seeds the shuffling. Returns `actor/*`, `loss/*` and
     /// `time/update`.
@@ -41,6 +40,7 @@ impl Actor {
     /// every rank takes the step one process would take on the whole batch.
     pub fn update(
         &mut self,
+        policy: &dyn Policy,
         exp: &Experience,
         tc: &TrainConfig,
         step: u64,
@@ -48,17 +48,11 @@ impl Actor {
         world: &dyn Collective,
     ) -> Result<Metrics> {
         let t_up = Instant::now();
-        let device = self.policy.device();
+        let device = policy.device();
         let needs = self.algo.loss.needs();
         let b = exp.len();
         let RowShare { offset, total } = exp.rows;
-        let mut m = Metrics::new(step + 1);
-        let (mut loss_sum, mut norm_sum) = (0.0, 0.0);
-        let mut updates = 0usize;
-        let mut skipped = 0usize;
-        let mut metric_sums: BTreeMap<String, f64> = BTreeMap::new();
-        let mut tok_sum = 0.0;
-        let mut time_all_reduce = 0.0;
+        let mut tally = Tally::default();
         for epoch in 0..tc.epochs {
             tch::manual_seed(
                 (tc.seed
@@ -97,38 +91,38 @@ impl Actor {
                 if counts.tokens == 0.0 {
                     continue;
                 }
-                AdamW::zero_grad(self.policy.var_store());
+                AdamW::zero_grad(policy.var_store());
                 let mut loss_total = 0.0;
                 let mut micro = 0;
                 while micro < len {
                     let ml = (tc.micro_batch_size as i64).min(len - micro);
                     let part = exp.select(&idx.narrow(0, micro, ml));
-                    let out = self.micro_step(&part, counts, &needs)?;
+                    let out = self.micro_step(policy, &part, counts, &needs)?;
                     loss_total += out.loss;
                     for (k, v) in out.metric_sums {
-                        *metric_sums.entry(k).or_insert(0.0) += v;
+                        *tally.metric_sums.entry(k).or_insert(0.0) += v;
                     }
-                    tok_sum += out.tokens;
+                    tally.tokens += out.tokens;
                     micro += ml;
                 }
                 let t_ar = Instant::now();
                 let loss_total = world.sum(&[loss_total])?[0];
-                all_reduce_gradients(world, self.policy.var_store())?;
-                time_all_reduce += t_ar.elapsed().as_secs_f64();
+                all_reduce_gradients(world, policy.var_store())?;
+                tally.time_all_reduce += t_ar.elapsed().as_secs_f64();
                 match optimizer_step(
                     &mut self.opt,
-                    self.policy.var_store(),
+                    policy.var_store(),
                     loss_total,
                     lr,
                     tc.grad_clip,
                 )? {
                     StepOutcome::Applied { grad_norm } => {
-                        loss_sum += loss_total;
-                        norm_sum += grad_norm;
-                        updates += 1;
+                        tally.loss += loss_total;
+                        tally.grad_norm += grad_norm;
+                        tally.updates += 1;
                     }
                     StepOutcome::Skipped { loss, grad_norm } => {
-                        skipped += 1;
+                        tally.skipped += 1;
                         tracing::warn!(
                             "step {}: non-finite loss ({loss}) or gradient norm ({grad_norm}); update skipped",
                             step + 1
@@ -137,28 +131,13 @@ impl Actor {
                 }
             }
         }
-        let per_update = |x: f64| if updates > 0 { x / updates as f64 } else { 0.0 };
-        m.set("actor/loss", per_update(loss_sum));
-        m.set("actor/grad_norm", per_update(norm_sum));
-        m.set("actor/lr", lr);
-        m.set("actor/updates", updates as f64);
-        m.set("actor/skipped_updates", skipped as f64);
-        for key in STANDARD_LOSS_METRICS {
-            metric_sums.entry(key.to_string()).or_insert(0.0);
-        }
-        for (k, v) in metric_sums {
-            m.set(k, if tok_sum > 0.0 { v / tok_sum } else { 0.0 });
-        }
-        m.set("time/update", t_up.elapsed().as_secs_f64());
-        if !world.is_single() {
-            m.set("time/all_reduce", time_all_reduce);
-        }
-        Ok(m)
+        Ok(tally.metrics(step, lr, world.is_single(), t_up))
     }
 
     /// Forward and backward of one micro-batch.
     fn micro_step(
         &self,
+        policy: &dyn Policy,
         part: &Experience,
         counts: GlobalCounts,
         needs: &rlvr_core::StatsNeeds,
@@ -166,7 +145,7 @@ impl Actor {
         let r = &part.responses;
         let mut sums = Vec::new();
         let (loss, algo) = (&self.algo.loss, &self.algo);
-        let value = self.policy.backward_loss(&r.seq, needs, &mut |stats| {
+        let value = policy.backward_loss(&r.seq, needs, &mut |stats| {
             let input = LossInput {
                 stats,
                 old_logp: &part.old_logp,
@@ -197,6 +176,58 @@ impl Actor {
             metric_sums: sums,
             tokens: ntok,
         })
+    }
+}
+
+/// What the mini-batches of one update added up to.
+#[derive(Default)]
+struct Tally {
+    /// Sum of the applied updates' losses.
+    loss: f64,
+    /// Sum of the applied updates' gradient norms.
+    grad_norm: f64,
+    /// Optimizer steps applied.
+    updates: usize,
+    /// Optimizer steps skipped (non-finite loss or gradient).
+    skipped: usize,
+    /// Token-sums of the loss's metrics, by key.
+    metric_sums: BTreeMap<String, f64>,
+    /// Valid tokens those sums are over.
+    tokens: f64,
+    /// Seconds in all-reduces.
+    time_all_reduce: f64,
+}
+
+impl Tally {
+    /// `actor/*` (per applied update), the loss's metrics (per token), `time/update` and, on a
+    /// data-parallel rank, `time/all_reduce`.
+    fn metrics(mut self, step: u64, lr: f64, single: bool, started: Instant) -> Metrics {
+        let mut m = Metrics::new(step + 1);
+        let updates = self.updates;
+        let per_update = |x: f64| if updates > 0 { x / updates as f64 } else { 0.0 };
+        // Equal on every rank: the loss and gradient are all-reduced before the step.
+        m.set("actor/loss", per_update(self.loss), Reduce::Same);
+        m.set("actor/grad_norm", per_update(self.grad_norm), Reduce::Same);
+        m.set("actor/lr", lr, Reduce::Same);
+        m.set("actor/updates", updates as f64, Reduce::Same);
+        m.set("actor/skipped_updates", self.skipped as f64, Reduce::Same);
+        for key in STANDARD_LOSS_METRICS {
+            self.metric_sums.entry(key.to_string()).or_insert(0.0);
+        }
+        // The loss's metrics are per-token means, whatever their names.
+        for (k, v) in self.metric_sums {
+            let mean = if self.tokens > 0.0 {
+                v / self.tokens
+            } else {
+                0.0
+            };
+            m.set(k, mean, Reduce::TokenMean);
+        }
+        m.set("time/update", started.elapsed().as_secs_f64(), Reduce::Max);
+        if !single {
+            m.set("time/all_reduce", self.time_all_reduce, Reduce::Max);
+        }
+        m
     }
 }
 

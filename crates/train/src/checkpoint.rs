@@ -4,6 +4,7 @@
 
 use crate::error::{IoResultExt, Result, ResultExt};
 use crate::optim::AdamW;
+use rlvr_core::atomic::StagedDir;
 use rlvr_core::Policy;
 use std::path::{Path, PathBuf};
 
@@ -15,23 +16,15 @@ pub fn write_checkpoint(
     policy: &dyn Policy,
     opt: &AdamW,
 ) -> Result<PathBuf> {
-    let dir = run.join("checkpoints");
-    let final_dir = dir.join(format!("step-{step}"));
-    let tmp = dir.join(format!("step-{step}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
-    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    let final_dir = run.join("checkpoints").join(format!("step-{step}"));
+    let staged = StagedDir::create(&final_dir, "tmp")?;
+    let tmp = staged.path();
     policy.save(&tmp.join("model"))?;
     opt.save(&tmp.join("optimizer.safetensors"))?;
     let state = serde_json::json!({ "step": step, "seed": seed });
     let state_path = tmp.join("state.json");
     std::fs::write(&state_path, serde_json::to_string_pretty(&state)?).at(&state_path)?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).at(&final_dir)?;
-    }
-    std::fs::rename(&tmp, &final_dir).at(&final_dir)?;
-    Ok(final_dir)
+    Ok(staged.publish()?)
 }
 
 /// Loads a checkpoint's weights (and optimizer moments, when `opt` is given).

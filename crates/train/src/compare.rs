@@ -3,6 +3,7 @@
 
 use crate::config_bail;
 use crate::error::{fs::write_atomic, IoResultExt, Result};
+use rlvr_core::atomic::StagedDir;
 use rlvr_eval::figures::{figure_markdown, write_figures, Group};
 use rlvr_eval::report::compare_markdown;
 use rlvr_eval::EvalReport;
@@ -109,10 +110,8 @@ pub fn compare(
             out.display()
         );
     }
-    let tmp = out.with_extension("partial");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
+    let staged = StagedDir::create(&out, "partial")?;
+    let tmp = staged.path();
     let plots = tmp.join("plots");
     std::fs::create_dir_all(&plots).at(&plots)?;
     let figures = write_figures(&plots, &groups)?;
@@ -134,9 +133,5 @@ pub fn compare(
         figure_markdown(&figures, "plots/")
     );
     write_atomic(&tmp.join("comparison.md"), &md)?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out).at(&out)?;
-    }
-    std::fs::rename(&tmp, &out).at(&out)?;
-    Ok((table, out))
+    Ok((table, staged.publish()?))
 }

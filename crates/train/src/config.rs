@@ -114,6 +114,18 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The rollout sampling these settings describe, with `seed`.
+    pub fn sampling(&self, seed: u64) -> rlvr_core::SamplingConfig {
+        rlvr_core::SamplingConfig {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            max_new_tokens: self.max_new_tokens,
+            seed,
+            first_stream: 0,
+        }
+    }
+
     /// Defaults of a dataset run (`--data`) where they differ from the built-in task's: room for
     /// real reasoning (1024 response tokens) and a bounded validation every 50 steps instead of
     /// 100 × 16 generations before and after. Keys given by the user win.
@@ -194,34 +206,8 @@ impl TrainConfig {
     }
 }
 
-/// Dataset files instead of a built-in task.
-#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataConfig {
-    /// Training file (.parquet in verl layout, or .jsonl).
-    pub train: String,
-    /// Held-out file; "" holds out the last rows of the training file.
-    pub test: String,
-    /// Rows held out when `test` is "".
-    pub holdout: usize,
-    /// Plain-text prompt template; `{prompt}` is replaced by the row's user message.
-    pub template: String,
-    /// More files validated every `train.eval_every` steps (all their rows are held out), each
-    /// reported as `val/<file stem>/pass@K` metrics.
-    pub eval_data: Vec<String>,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        DataConfig {
-            train: String::new(),
-            test: String::new(),
-            holdout: 100,
-            template: "{prompt}".into(),
-            eval_data: Vec::new(),
-        }
-    }
-}
+/// Dataset files instead of a built-in task: the `[data]` table, the registered `dataset` task.
+pub use rlvr_rewards::data::config::DatasetConfig as DataConfig;
 
 /// The `[reward]` table: which verifier scores each `data_source` of a dataset run.
 ///
@@ -310,9 +296,9 @@ pub struct RunConfig {
     pub algo: AlgoConfig,
     /// The model.
     pub model: Box<dyn ModelConfig>,
-    /// A built-in task, unless `data` is set.
-    pub task: Option<Box<dyn TaskConfig>>,
-    /// Dataset files.
+    /// The task: a built-in one, or the dataset files of `data`.
+    pub task: Box<dyn TaskConfig>,
+    /// Dataset files (`[data]`, or `[task] type = "dataset"`), when the task is a dataset.
     pub data: Option<DataConfig>,
     /// Verifiers per `data_source` (dataset runs).
     pub reward: Option<RewardSpec>,
@@ -391,6 +377,7 @@ impl RunConfig {
         {
             config_bail!("`{path}` = {value} is not a finite number");
         }
+        dataset_task_as_data(&mut doc)?;
         let algo_table = table(&doc, "algo")?.cloned().unwrap_or_default();
         let algo = AlgoConfig::resolve(&algo_table)?;
         algo.build().context("invalid algorithm configuration")?;
@@ -407,9 +394,9 @@ impl RunConfig {
             ),
             None => None,
         };
-        let task = match (table(&doc, "task")?, &data) {
-            (_, Some(_)) => None,
-            (Some(t), None) => Some(tagged::<dyn TaskConfig>("task", t)?),
+        let task: Box<dyn TaskConfig> = match (table(&doc, "task")?, &data) {
+            (_, Some(d)) => Box::new(d.clone()),
+            (Some(t), None) => tagged::<dyn TaskConfig>("task", t)?,
             (None, None) => {
                 config_bail!("no task: give --task NAME (see `rlvr list task`) or --data FILE")
             }
@@ -444,6 +431,28 @@ impl RunConfig {
             document: doc,
         })
     }
+}
+
+/// `[task] type = "dataset"` is the `[data]` table written another way: its fields move there,
+/// so dataset runs have one form (and their defaults and `[reward]`).
+fn dataset_task_as_data(doc: &mut toml::Table) -> Result<()> {
+    let is_dataset = table(doc, "task")?
+        .and_then(|t| t.get("type"))
+        .and_then(|t| t.as_str())
+        == Some("dataset");
+    if !is_dataset {
+        return Ok(());
+    }
+    if doc.contains_key("data") {
+        config_bail!(
+            "give the dataset files once: in [data], or in [task] with type = \"dataset\""
+        );
+    }
+    if let Some(toml::Value::Table(mut t)) = doc.remove("task") {
+        t.remove("type");
+        doc.insert("data".into(), toml::Value::Table(t));
+    }
+    Ok(())
 }
 
 /// Reads a TOML configuration file into a table, naming the file in any error.

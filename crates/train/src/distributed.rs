@@ -1,17 +1,15 @@
 //! Data-parallel training over [`rlvr_dist::Collective`] (docs/distributed.md): which prompt
-//! groups a rank holds, advantages computed over the global batch, gradients summed in flat
-//! buckets, metrics reduced for rank 0's log, and the parameter broadcast and checksum that keep
+//! groups a rank holds, gradients summed in flat //! buckets, metrics reduced for rank 0's log, and the parameter broadcast and checksum that keep
 //! ranks identical. With one rank every function here is the identity.
 
 use crate::error::{Result, TrainError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Reduce};
 use crate::optim::named_vars;
-use rlvr_core::{AdvantageEstimator, AdvantageInput};
 pub use rlvr_dist::{Collective, Single, WorldEnv};
 use std::ops::Range;
 use std::time::Duration;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Environment variable: seconds after which a collective (or the rendezvous) fails instead of
 /// waiting for a rank that died or hangs.
@@ -82,75 +80,6 @@ impl RowShare {
             total: rows,
         }
     }
-}
-
-/// Advantages of the rank's responses computed over the global batch, so estimators with
-/// batch-wide statistics (REINFORCE++'s whitening, GRPO's batch mode) give what one process
-/// gives. Each rank contributes its scores, response lengths and global group ids (a few numbers
-/// per response); every rank rebuilds the global inputs, runs the estimator and keeps its rows.
-/// Responses are left-aligned, so a length determines its mask row.
-pub fn global_advantages(
-    world: &dyn Collective,
-    estimator: &dyn AdvantageEstimator,
-    scores: &Tensor,
-    mask: &Tensor,
-    group: &Tensor,
-    first_group: usize,
-) -> Result<(Tensor, RowShare)> {
-    let b = mask.size()[0];
-    let device = mask.device();
-    let lengths = mask
-        .sum_dim_intlist(-1, false, Kind::Double)
-        .to_device(Device::Cpu);
-    let mut local: Vec<f64> = Vec::with_capacity(3 * b as usize);
-    local.extend(Vec::<f64>::try_from(
-        scores.to_kind(Kind::Double).to_device(Device::Cpu),
-    )?);
-    local.extend(Vec::<f64>::try_from(&lengths)?);
-    local.extend(
-        Vec::<f64>::try_from(group.to_kind(Kind::Double).to_device(Device::Cpu))?
-            .into_iter()
-            .map(|g| g + first_group as f64),
-    );
-    let all = world.all_gather(&local)?;
-    let mut offset = 0i64;
-    let (mut g_scores, mut g_lengths, mut g_groups) = (Vec::new(), Vec::new(), Vec::new());
-    for (rank, part) in all.iter().enumerate() {
-        let n = part.len() / 3;
-        if rank < world.rank() {
-            offset += n as i64;
-        }
-        g_scores.extend(part[..n].iter().map(|&x| x as f32));
-        g_lengths.extend(part[n..2 * n].iter().map(|&x| x as i64));
-        g_groups.extend(part[2 * n..].iter().map(|&x| x as i64));
-    }
-    let total = g_scores.len() as i64;
-    let width = g_lengths.iter().copied().max().unwrap_or(0).max(1);
-    let g_mask = Tensor::arange(width, (Kind::Int64, device))
-        .unsqueeze(0)
-        .lt_tensor(
-            &Tensor::from_slice(&g_lengths)
-                .to_device(device)
-                .unsqueeze(1),
-        )
-        .to_kind(mask.kind());
-    let g_scores = Tensor::from_slice(&g_scores)
-        .to_device(device)
-        .to_kind(scores.kind());
-    let g_group = Tensor::from_slice(&g_groups).to_device(device);
-    let tls = crate::experience::token_level_scores(&g_scores, &g_mask);
-    let g_adv = estimator.compute(&AdvantageInput {
-        scores: &g_scores,
-        token_level_scores: &tls,
-        mask: &g_mask,
-        group: &g_group,
-    })?;
-    let mine = g_adv.narrow(0, offset, b);
-    let t = mask.size()[1];
-    let out = Tensor::zeros([b, t], (g_adv.kind(), device));
-    let w = t.min(width);
-    out.narrow(1, 0, w).copy_(&mine.narrow(1, 0, w));
-    Ok((out * mask, RowShare { offset, total }))
 }
 
 /// Gives every trainable parameter a (zero) gradient, so a rank whose share of a mini-batch is
@@ -254,38 +183,9 @@ pub fn check_parameters(world: &dyn Collective, vs: &VarStore, step: u64) -> Res
     Ok(())
 }
 
-/// How a metric combines over ranks.
-fn reduction(key: &str) -> Reduction {
-    if key.starts_with("time/") {
-        Reduction::Max
-    } else if key == "rollout/tokens_per_s" {
-        Reduction::Sum
-    } else if key.starts_with("actor/") {
-        Reduction::Same
-    } else if key.starts_with("conc/") || key.starts_with("adv/") || key.starts_with("loss/") {
-        Reduction::TokenMean
-    } else {
-        Reduction::ResponseMean
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Reduction {
-    /// Slowest rank (phase times).
-    Max,
-    /// Total (throughput).
-    Sum,
-    /// Already equal on every rank (the global loss, gradient norm, learning rate).
-    Same,
-    /// Mean weighted by each rank's valid response tokens (per-token means).
-    TokenMean,
-    /// Mean weighted by each rank's responses (per-response means).
-    ResponseMean,
-}
-
-/// The step's metrics over all ranks: per-response means weighted by responses, per-token
-/// means (`conc/*`, `adv/*`, `loss/*`) by valid tokens, phase times as the slowest rank's,
-/// throughput summed; `actor/*` are equal on every rank already. `responses` and `tokens` are
+/// The step's metrics over all ranks, each combined as it declared ([`Reduce`]): per-response
+/// means weighted by responses, per-token means by valid tokens, phase times as the slowest
+/// rank's, throughput summed, values equal on every rank kept. `responses` and `tokens` are
 /// this rank's counts. Every rank gets the same result.
 pub fn reduce_metrics(
     world: &dyn Collective,
@@ -315,18 +215,19 @@ pub fn reduce_metrics(
     let mut out = Metrics::new(m.step);
     for (i, key) in keys.iter().enumerate() {
         let vals = all.iter().map(|v| (v[0], v[1], v[i + 2]));
-        let value = match reduction(key) {
-            Reduction::Max => vals.map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
-            Reduction::Sum => vals.map(|v| v.2).sum(),
-            Reduction::Same => m.value(key),
-            Reduction::TokenMean => {
+        let reduce = m.reduction(key);
+        let value = match reduce {
+            Reduce::Max => vals.map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
+            Reduce::Sum => vals.map(|v| v.2).sum(),
+            Reduce::Same => m.value(key),
+            Reduce::TokenMean => {
                 vals.map(|(_, t, x)| t * x).sum::<f64>() / tok_total.max(f64::MIN_POSITIVE)
             }
-            Reduction::ResponseMean => {
+            Reduce::ResponseMean => {
                 vals.map(|(r, _, x)| r * x).sum::<f64>() / resp_total.max(f64::MIN_POSITIVE)
             }
         };
-        out.set(key.clone(), value);
+        out.set(key.clone(), value, reduce);
     }
     Ok(out)
 }

@@ -90,7 +90,7 @@ impl TrainError {
             TrainError::Core(C::UnknownName { .. } | C::InvalidParam { .. } | C::Config { .. }) => {
                 true
             }
-            TrainError::Data(_) => true,
+            TrainError::Data(_) | TrainError::Core(C::Input(_)) => true,
             TrainError::Context { source, .. } => source.is_usage(),
             _ => false,
         }
@@ -120,6 +120,15 @@ impl TrainError {
         TrainError::Io {
             path: path.as_ref().to_path_buf(),
             source,
+        }
+    }
+}
+
+impl From<rlvr_core::atomic::PathError> for TrainError {
+    fn from(e: rlvr_core::atomic::PathError) -> TrainError {
+        TrainError::Io {
+            path: e.path,
+            source: e.source,
         }
     }
 }
@@ -176,8 +185,9 @@ pub mod fs {
         std::fs::read_to_string(path).at(path)
     }
 
-    /// Writes `text` to `path` through a temporary file and a rename.
+    /// Writes `text` to `path` through a temporary file and a rename
+    /// ([`rlvr_core::atomic::write_file`]).
     pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-        Ok(rlvr_eval::figures::write_atomic(path, text)?)
+        Ok(rlvr_core::atomic::write_file(path, text)?)
     }
 }

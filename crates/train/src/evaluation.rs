@@ -5,12 +5,10 @@
 use crate::distributed::group_share;
 use crate::error::Result;
 use crate::rollout::rollout;
-use rlvr_core::{
-    Outcome, Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds, TextCodec, Verifier,
-};
-use rlvr_dist::{Collective, Single};
-use rlvr_eval::{ConcentrationAccumulator, EvalReport, ProblemResult, RANKS};
-use rlvr_models::tokenizer::HfTokenizer;
+use crate::session::Session;
+use rlvr_core::{Outcome, Problem, SamplingConfig, SequenceBatch};
+use rlvr_dist::Collective;
+use rlvr_eval::{ConcentrationAccumulator, EvalReport, ProblemResult};
 
 /// How to evaluate.
 #[derive(Clone)]
@@ -40,40 +38,14 @@ impl EvalOptions {
     }
 }
 
-/// The statistics the diagnostics need: entropy and the top-5 log-probs (fewer for a smaller
-/// vocabulary).
-pub fn diagnostic_needs(policy: &dyn Policy) -> StatsNeeds {
-    StatsNeeds {
-        entropy: true,
-        entropy_grad: false,
-        topk: RANKS.min(policy.vocab_size().max(1) as usize),
-        top1: false,
-        reference: false,
-    }
-}
-
-/// Samples `opts.samples` responses per problem, verifies them and reports pass@K, mean@n and
-/// (with `opts.diagnostics`) the probability-concentration statistics over response tokens.
+/// Samples `opts.samples` responses per problem with the session's policy, verifies them and
+/// reports pass@K, mean@n and (with `opts.diagnostics`) the probability-concentration statistics
+/// over response tokens. The batches of problems are dealt to the ranks of `world` (contiguous
+/// blocks); each batch keeps the seed it has in one process, the per-problem counts and the
+/// diagnostics' sums are gathered, and every rank returns the report one process would.
 pub fn evaluate(
-    policy: &dyn Policy,
-    codec: &dyn TextCodec,
-    chat: Option<&HfTokenizer>,
-    verifier: &dyn Verifier,
-    problems: &[Problem],
-    opts: &EvalOptions,
-) -> Result<EvalReport> {
-    evaluate_sharded(&Single, policy, codec, chat, verifier, problems, opts)
-}
-
-/// [`evaluate`] with the batches of problems dealt to the ranks of `world` (contiguous blocks);
-/// each batch keeps the seed it has in one process, the per-problem counts and the diagnostics'
-/// sums are gathered, and every rank returns the report one process would.
-pub fn evaluate_sharded(
     world: &dyn Collective,
-    policy: &dyn Policy,
-    codec: &dyn TextCodec,
-    chat: Option<&HfTokenizer>,
-    verifier: &dyn Verifier,
+    session: &Session,
     problems: &[Problem],
     opts: &EvalOptions,
 ) -> Result<EvalReport> {
@@ -83,14 +55,15 @@ pub fn evaluate_sharded(
     let share = group_share(chunks.len(), world.rank(), world.world_size());
     let mut correct_counts: Vec<f64> = Vec::new();
     let mut acc = ConcentrationAccumulator::default();
-    let needs = diagnostic_needs(policy);
+    let policy = session.policy.as_ref();
+    let needs = ConcentrationAccumulator::needs(policy.vocab_size());
     for chunk_i in share {
         let chunk = chunks[chunk_i];
         let sampling = SamplingConfig {
             seed: opts.sampling.seed.wrapping_add(chunk_i as u64 * 7919),
             ..opts.sampling.clone()
         };
-        let ro = rollout(policy, codec, chat, verifier, chunk, n, &sampling)?;
+        let ro = rollout(session, chunk, n, &sampling)?;
         let r = &ro.responses;
         for i in 0..chunk.len() {
             let correct = ro.outcomes[i * n..(i + 1) * n]
@@ -155,10 +128,8 @@ pub fn write_evaluation(
 ) -> Result<()> {
     use crate::error::IoResultExt;
     use rlvr_eval::figures::{figure_markdown, write_figures, Group};
-    let tmp = out.with_extension("partial");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
+    let staged = rlvr_core::atomic::StagedDir::create(out, "partial")?;
+    let tmp = staged.path();
     let plots = tmp.join("plots");
     std::fs::create_dir_all(&plots).at(&plots)?;
     let json = tmp.join("eval.json");
@@ -200,12 +171,6 @@ pub fn write_evaluation(
     );
     let md_path = tmp.join("eval.md");
     std::fs::write(&md_path, &md).at(&md_path)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).at(out)?;
-    }
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).at(parent)?;
-    }
-    std::fs::rename(&tmp, out).at(out)?;
+    staged.publish()?;
     Ok(())
 }

@@ -3,17 +3,16 @@
 //! old-policy and reference statistics, and the step's diagnostics. The result, an [`Experience`],
 //! is everything the actor's update reads.
 
-use crate::distributed::{global_advantages, RowShare};
+use crate::advantages::compute_advantages;
+use crate::config::TrainConfig;
+use crate::distributed::RowShare;
 use crate::error::Result;
-use crate::evaluation::diagnostic_needs;
-use crate::metrics::Metrics;
-use crate::rollout::{rollout, Responses, Rollout};
-use rlvr_core::{
-    AdvantageEstimator, AdvantageInput, GroupFilter, Policy, Problem, RewardShaping,
-    SamplingConfig, StatsNeeds, TextCodec, Verifier,
-};
+use crate::metrics::{Metrics, Reduce};
+use crate::rollout::{Responses, Rollout};
+use crate::session::Session;
+use rlvr_core::{Algorithm, Policy, Problem, SamplingConfig, StatsNeeds, TokenStats};
 use rlvr_dist::Collective;
-use rlvr_models::tokenizer::HfTokenizer;
+use rlvr_eval::{Concentration, ConcentrationAccumulator};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -78,34 +77,20 @@ impl Experience {
     }
 }
 
-/// What `make_experience` reads: the models, the data of this step and the algorithm's pieces.
+/// What `make_experience` reads: the session (policy, tokenizer, verifier), the algorithm, and
+/// this step's problems and sampling.
 pub struct ExperienceInputs<'a> {
-    /// The policy being trained (sampled from, and its old statistics taken).
-    pub policy: &'a dyn Policy,
+    /// The run's session: the policy being trained (sampled from, and its old statistics taken),
+    /// its tokenizer and the verifier.
+    pub session: &'a Session,
     /// The frozen reference policy, when the loss needs one.
     pub reference: Option<&'a dyn Policy>,
-    /// Tokenizer.
-    pub codec: &'a dyn TextCodec,
-    /// Responses kept in text for `samples.jsonl` (one per prompt, the first prompts).
-    pub log_samples: usize,
-    /// Chat template of chat models.
-    pub chat: Option<&'a HfTokenizer>,
-    /// Scores responses.
-    pub verifier: &'a dyn Verifier,
-    /// The advantage estimator.
-    pub advantage: &'a dyn AdvantageEstimator,
-    /// Statistics the loss needs (the old pass computes at least these).
-    pub loss_needs: StatsNeeds,
-    /// This step's prompts (more than `train_prompts` when a group filter oversamples).
+    /// The algorithm: advantage estimator, loss (what statistics it needs), batch pieces.
+    pub algo: &'a Algorithm,
+    /// The loop's settings: prompt groups that train, responses per prompt, responses logged.
+    pub train: &'a TrainConfig,
+    /// This step's prompts (more than `train.prompts_per_step` when a group filter oversamples).
     pub problems: &'a [Problem],
-    /// Prompt groups that train (`train.prompts_per_step`).
-    pub train_prompts: usize,
-    /// Reward shaping applied to the scores before advantages, if any.
-    pub shaping: Option<&'a dyn RewardShaping>,
-    /// Filter of prompt groups (dynamic sampling), if any.
-    pub filter: Option<&'a dyn GroupFilter>,
-    /// Responses per prompt.
-    pub samples_per_prompt: usize,
     /// Sampling settings with this step's seed (and, on a data-parallel rank, the random stream
     /// of its first response).
     pub sampling: SamplingConfig,
@@ -115,143 +100,184 @@ pub struct ExperienceInputs<'a> {
     pub first_group: usize,
 }
 
-/// Token-level scores: each response's score on its last valid token (verl's
-/// `token_level_scores`).
-pub fn token_level_scores(scores: &Tensor, mask: &Tensor) -> Tensor {
-    let lengths = mask.sum_dim_intlist(-1, false, Kind::Int64);
-    let last = (&lengths - 1).clamp_min(0).unsqueeze(1);
-    mask.zeros_like().scatter(1, &last, &scores.unsqueeze(1)) * mask
-}
-
 /// Rollout → scores → advantages → old/reference statistics → diagnostics. Returns the
 /// experience and the step's metrics so far (`reward/*`, `rollout/*`, `conc/*`, `adv/*`,
 /// `time/*`).
 pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Experience, Metrics)> {
     let t_start = Instant::now();
-    let mut ro: Rollout = rollout(
-        inputs.policy,
-        inputs.codec,
-        inputs.chat,
-        inputs.verifier,
+    let n = inputs.train.samples_per_prompt.max(1);
+    let ro = inputs.session.rollout(
         inputs.problems,
-        inputs.samples_per_prompt,
+        inputs.train.samples_per_prompt,
         &inputs.sampling,
     )?;
-    let n = inputs.samples_per_prompt.max(1);
-    // Dynamic sampling: keep the first `train_prompts` groups whose scores differ.
-    let mut problems: Vec<&Problem> = inputs.problems.iter().collect();
-    let mut kept_groups = None;
-    if let Some(filter) = inputs.filter {
-        let scores = ro.score_values();
-        let groups = inputs.problems.len();
-        let varied: Vec<usize> = (0..groups)
-            .filter(|g| {
-                let group: Vec<f64> = scores
-                    .get(g * n..(g + 1) * n)
-                    .unwrap_or(&[])
-                    .iter()
-                    .map(|x| f64::from(*x))
-                    .collect();
-                filter.keep(&group)
-            })
-            .collect();
-        kept_groups = Some(varied.len() as f64 / groups.max(1) as f64);
-        let mut chosen: Vec<usize> = varied.into_iter().take(inputs.train_prompts).collect();
-        if chosen.is_empty() {
-            // Nothing varies: train on the first groups (their advantages are zero).
-            chosen = (0..groups.min(inputs.train_prompts)).collect();
-        }
-        ro = ro.keep_groups(&chosen, n);
-        problems = chosen.iter().map(|&g| &inputs.problems[g]).collect();
-    }
-    // Reward shaping of the scores that train (accuracy stays the verifier's).
-    let mut shaping_delta = None;
-    if let Some(shaping) = inputs.shaping {
-        let raw: Vec<f64> = ro.score_values().into_iter().map(f64::from).collect();
-        let lengths: Vec<i64> = Vec::try_from(
-            ro.responses
-                .mask
-                .sum_dim_intlist(-1, false, Kind::Int64)
-                .to_device(tch::Device::Cpu),
-        )?;
-        let shaped = shaping.shape(&raw, &lengths, inputs.sampling.max_new_tokens)?;
-        shaping_delta = Some(
-            shaped.iter().zip(&raw).map(|(s, r)| s - r).sum::<f64>() / raw.len().max(1) as f64,
-        );
-        let shaped: Vec<f32> = shaped.iter().map(|x| *x as f32).collect();
-        ro.responses.scores = Tensor::from_slice(&shaped).to_device(ro.responses.scores.device());
-    }
-    let r = &ro.responses;
+    let (mut ro, problems, kept_groups) = filter_groups(inputs, ro, n);
+    let shaping_delta = shape_scores(inputs, &mut ro)?;
     let t_adv = Instant::now();
-    let (advantages, rows) = if !inputs.world.is_single() {
-        global_advantages(
-            inputs.world,
-            inputs.advantage,
-            &r.scores,
-            &r.mask,
-            &r.group,
-            inputs.first_group,
-        )?
-    } else {
-        let tls = token_level_scores(&r.scores, &r.mask);
-        let advantages = inputs.advantage.compute(&AdvantageInput {
-            scores: &r.scores,
-            token_level_scores: &tls,
-            mask: &r.mask,
-            group: &r.group,
-        })?;
-        (advantages, RowShare::whole(r.len()))
-    };
+    let (advantages, rows) = compute_advantages(
+        inputs.world,
+        inputs.algo.advantage.as_ref(),
+        &ro.responses,
+        inputs.first_group,
+    )?;
     let time_advantage = t_adv.elapsed().as_secs_f64();
-    // Old statistics (and diagnostics) without gradient.
     let t_old = Instant::now();
-    let diag = diagnostic_needs(inputs.policy);
-    let needs = StatsNeeds {
-        topk: inputs.loss_needs.topk.max(diag.topk),
-        top1: true,
-        ..diag
-    };
-    let old = {
-        let _g = tch::no_grad_guard();
-        inputs.policy.token_stats(&r.seq, &needs)?
-    };
-    let old_logp = old.logp.detach();
-    let ref_logp = match inputs.reference {
-        Some(reference) => {
-            let _g = tch::no_grad_guard();
-            Some(reference.token_stats(&r.seq, &StatsNeeds::default())?.logp)
-        }
-        None => None,
-    };
-    let mut conc = rlvr_eval::ConcentrationAccumulator::default();
-    conc.add(&old, &r.mask)?;
+    let (old, ref_logp) = old_statistics(inputs, &ro.responses)?;
+    let mut conc = ConcentrationAccumulator::default();
+    conc.add(&old, &ro.responses.mask)?;
     let conc = conc.finish();
     let time_old = t_old.elapsed().as_secs_f64();
 
+    let mut m = step_metrics(step, &ro, &advantages, &conc);
+    if let Some(k) = kept_groups {
+        m.set("rollout/kept_groups", k, Reduce::ResponseMean);
+    }
+    if let Some(d) = shaping_delta {
+        m.set("reward/shaping", d, Reduce::ResponseMean);
+    }
+    m.set("time/rollout", ro.time_generate, Reduce::Max);
+    m.set("time/score", ro.time_score, Reduce::Max);
+    m.set("time/advantage", time_advantage, Reduce::Max);
+    m.set("time/old_stats", time_old, Reduce::Max);
+    m.set(
+        "time/make_experience",
+        t_start.elapsed().as_secs_f64(),
+        Reduce::Max,
+    );
+    let samples = logged_samples(&ro, &problems, inputs.train.log_samples, n, step);
+    let exp = Experience {
+        responses: ro.responses,
+        advantages,
+        old_logp: old.logp.detach(),
+        ref_logp,
+        samples,
+        rows,
+    };
+    Ok((exp, m))
+}
+
+/// Dynamic sampling (the algorithm's group filter, if any): keeps the first
+/// `train.prompts_per_step` groups whose scores the filter accepts. Returns the kept rollout,
+/// its problems and the share of groups accepted (`None` without a filter).
+fn filter_groups<'a>(
+    inputs: &ExperienceInputs<'a>,
+    ro: Rollout,
+    n: usize,
+) -> (Rollout, Vec<&'a Problem>, Option<f64>) {
+    let all: Vec<&Problem> = inputs.problems.iter().collect();
+    let Some(filter) = inputs.algo.filter.as_deref() else {
+        return (ro, all, None);
+    };
+    let scores = ro.score_values();
+    let groups = inputs.problems.len();
+    let varied: Vec<usize> = (0..groups)
+        .filter(|g| {
+            let group: Vec<f64> = scores
+                .get(g * n..(g + 1) * n)
+                .unwrap_or(&[])
+                .iter()
+                .map(|x| f64::from(*x))
+                .collect();
+            filter.keep(&group)
+        })
+        .collect();
+    let kept = varied.len() as f64 / groups.max(1) as f64;
+    let train_prompts = inputs.train.prompts_per_step;
+    let mut chosen: Vec<usize> = varied.into_iter().take(train_prompts).collect();
+    if chosen.is_empty() {
+        // Nothing varies: train on the first groups (their advantages are zero).
+        chosen = (0..groups.min(train_prompts)).collect();
+    }
+    let problems = chosen.iter().map(|&g| &inputs.problems[g]).collect();
+    (ro.keep_groups(&chosen, n), problems, Some(kept))
+}
+
+/// Reward shaping of the scores that train (accuracy stays the verifier's); returns the mean
+/// change of the scores (`None` without shaping).
+fn shape_scores(inputs: &ExperienceInputs<'_>, ro: &mut Rollout) -> Result<Option<f64>> {
+    let Some(shaping) = inputs.algo.shaping.as_deref() else {
+        return Ok(None);
+    };
+    let raw: Vec<f64> = ro.score_values().into_iter().map(f64::from).collect();
+    let lengths: Vec<i64> = Vec::try_from(
+        ro.responses
+            .mask
+            .sum_dim_intlist(-1, false, Kind::Int64)
+            .to_device(tch::Device::Cpu),
+    )?;
+    let shaped = shaping.shape(&raw, &lengths, inputs.sampling.max_new_tokens)?;
+    let delta = shaped.iter().zip(&raw).map(|(s, r)| s - r).sum::<f64>() / raw.len().max(1) as f64;
+    let shaped: Vec<f32> = shaped.iter().map(|x| *x as f32).collect();
+    ro.responses.scores = Tensor::from_slice(&shaped).to_device(ro.responses.scores.device());
+    Ok(Some(delta))
+}
+
+/// The old policy's statistics of the responses, without gradient: what the loss needs plus the
+/// top-5 and entropy of the diagnostics; and the reference policy's log-probs when the loss
+/// needs them.
+fn old_statistics(
+    inputs: &ExperienceInputs<'_>,
+    r: &Responses,
+) -> Result<(TokenStats, Option<Tensor>)> {
+    let policy = inputs.session.policy.as_ref();
+    let diag = ConcentrationAccumulator::needs(policy.vocab_size());
+    let needs = StatsNeeds {
+        topk: inputs.algo.loss.needs().topk.max(diag.topk),
+        top1: true,
+        ..diag
+    };
+    let _g = tch::no_grad_guard();
+    let old = policy.token_stats(&r.seq, &needs)?;
+    let ref_logp = match inputs.reference {
+        Some(reference) => Some(reference.token_stats(&r.seq, &StatsNeeds::default())?.logp),
+        None => None,
+    };
+    Ok((old, ref_logp))
+}
+
+/// The step's reward, rollout, concentration and advantage metrics.
+fn step_metrics(step: u64, ro: &Rollout, advantages: &Tensor, conc: &Concentration) -> Metrics {
+    let r = &ro.responses;
     let b = r.len();
     let tokens = r.mask.sum(Kind::Double).double_value(&[]);
     let rank = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
     let mut m = Metrics::new(step + 1);
-    m.set("reward/mean", r.scores.mean(Kind::Double).double_value(&[]));
-    m.set("reward/accuracy", ro.accuracy());
+    let per_response = Reduce::ResponseMean;
+    let per_token = Reduce::TokenMean;
+    m.set(
+        "reward/mean",
+        r.scores.mean(Kind::Double).double_value(&[]),
+        per_response,
+    );
+    m.set("reward/accuracy", ro.accuracy(), per_response);
     for i in 0..5 {
-        m.set(format!("conc/lambda_{}", i + 1), rank(&conc.lambda, i));
+        m.set(
+            format!("conc/lambda_{}", i + 1),
+            rank(&conc.lambda, i),
+            per_token,
+        );
     }
-    m.set("conc/top1_prob", rank(&conc.rank_prob, 0));
-    m.set("conc/rank2_prob", rank(&conc.rank_prob, 1));
-    m.set("conc/rank3_prob", rank(&conc.rank_prob, 2));
-    m.set("conc/entropy", conc.entropy_mean);
-    m.set("conc/sampled_logp", conc.sampled_logp);
-    m.set("rollout/response_len", tokens / b as f64);
+    m.set("conc/top1_prob", rank(&conc.rank_prob, 0), per_token);
+    m.set("conc/rank2_prob", rank(&conc.rank_prob, 1), per_token);
+    m.set("conc/rank3_prob", rank(&conc.rank_prob, 2), per_token);
+    m.set("conc/entropy", conc.entropy_mean, per_token);
+    m.set("conc/sampled_logp", conc.sampled_logp, per_token);
+    m.set("rollout/response_len", tokens / b as f64, per_response);
     m.set(
         "rollout/truncated_frac",
         r.truncated.mean(Kind::Double).double_value(&[]),
+        per_response,
     );
-    m.set("rollout/tokens_per_s", tokens / ro.time_generate.max(1e-9));
+    m.set(
+        "rollout/tokens_per_s",
+        tokens / ro.time_generate.max(1e-9),
+        Reduce::Sum,
+    );
     let valid = tokens.max(1.0);
     m.set(
         "adv/mean",
-        (&advantages * &r.mask).sum(Kind::Double).double_value(&[]) / valid,
+        (advantages * &r.mask).sum(Kind::Double).double_value(&[]) / valid,
+        per_token,
     );
     m.set(
         "adv/abs_mean",
@@ -259,22 +285,23 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
             .sum(Kind::Double)
             .double_value(&[])
             / valid,
+        per_token,
     );
-    if let Some(k) = kept_groups {
-        m.set("rollout/kept_groups", k);
-    }
-    if let Some(d) = shaping_delta {
-        m.set("reward/shaping", d);
-    }
-    m.set("time/rollout", ro.time_generate);
-    m.set("time/score", ro.time_score);
-    m.set("time/advantage", time_advantage);
-    m.set("time/old_stats", time_old);
-    m.set("time/make_experience", t_start.elapsed().as_secs_f64());
+    m
+}
+
+/// The first response of each of the first `count` prompts, in text, for `samples.jsonl`.
+fn logged_samples(
+    ro: &Rollout,
+    problems: &[&Problem],
+    count: usize,
+    n: usize,
+    step: u64,
+) -> Vec<Sample> {
     let scores = ro.score_values();
-    let samples = problems
+    problems
         .iter()
-        .take(inputs.log_samples)
+        .take(count)
         .enumerate()
         .filter_map(|(i, p)| {
             let row = i * n;
@@ -288,14 +315,5 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
                 outcome: *ro.outcomes.get(row)?,
             })
         })
-        .collect();
-    let exp = Experience {
-        responses: ro.responses,
-        advantages,
-        old_logp,
-        ref_logp,
-        samples,
-        rows,
-    };
-    Ok((exp, m))
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! # rlvr-train
 //!
-//! rlvr's trainer as a library (docs/design.md §2.1): the run configuration ([`config`]), the RL step
+//! rlvr's trainer as a library (docs/design.md §2.1): the run configuration ([`config`]), the run
+//! session every command opens from it ([`session::Session`]: policy, tokenizer, problems,
+//! verifier, sampling), the RL step
 //! in named phases — [`experience::make_experience`] (rollout → scores → advantages →
 //! old/reference statistics → diagnostics) and the actor's [`actor::Actor::update`] (epochs,
 //! mini-batches, micro-batches, one [`optim::optimizer_step`] per mini-batch) — the loop around
@@ -12,18 +14,20 @@
 //! [`TrainError`], which tells usage errors from run-time failures.
 
 pub mod actor;
+pub mod advantages;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
-pub mod data;
 pub mod distributed;
 pub mod error;
 pub mod evaluation;
 pub mod experience;
 pub mod metrics;
 pub mod optim;
+pub mod padding;
 pub mod rollout;
 pub mod run_dir;
+pub mod session;
 pub mod sft;
 pub mod summary;
 pub mod sweep;
@@ -33,5 +37,6 @@ pub use actor::Actor;
 pub use config::{RunConfig, TrainConfig};
 pub use error::{Result, TrainError};
 pub use experience::{make_experience, Experience};
-pub use metrics::{Metrics, MetricsLog};
+pub use metrics::{Metrics, MetricsLog, Reduce};
+pub use session::{Placement, Session};
 pub use trainer::{fit, resume, Reporter, Silent, Trainer};

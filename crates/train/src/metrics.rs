@@ -9,7 +9,23 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The metrics of one step: namespaced keys to values.
+/// How a metric combines over the ranks of a data-parallel job (rank 0 logs the combination);
+/// declared where the metric is set, so a new metric never falls into another's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    /// The slowest rank's (phase times).
+    Max,
+    /// The total (throughput).
+    Sum,
+    /// Already equal on every rank (the global loss, gradient norm, learning rate).
+    Same,
+    /// Mean weighted by each rank's valid response tokens (per-token means).
+    TokenMean,
+    /// Mean weighted by each rank's responses (per-response means).
+    ResponseMean,
+}
+
+/// The metrics of one step: namespaced keys to values, each with its cross-rank [`Reduce`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Metrics {
     /// Step number (1-based).
@@ -17,6 +33,9 @@ pub struct Metrics {
     /// Every other value, by key.
     #[serde(flatten)]
     pub values: BTreeMap<String, f64>,
+    /// How each value combines over ranks, by key.
+    #[serde(skip)]
+    reductions: BTreeMap<String, Reduce>,
 }
 
 impl Metrics {
@@ -25,17 +44,15 @@ impl Metrics {
         Metrics {
             step,
             values: BTreeMap::new(),
+            reductions: BTreeMap::new(),
         }
     }
 
-    /// Sets `key` to `value`.
-    pub fn set(&mut self, key: impl Into<String>, value: f64) {
-        self.values.insert(key.into(), value);
-    }
-
-    /// Adds `value` to `key` (starting from 0).
-    pub fn add(&mut self, key: impl Into<String>, value: f64) {
-        *self.values.entry(key.into()).or_insert(0.0) += value;
+    /// Sets `key` to `value`, combined over data-parallel ranks by `reduce`.
+    pub fn set(&mut self, key: impl Into<String>, value: f64, reduce: Reduce) {
+        let key = key.into();
+        self.reductions.insert(key.clone(), reduce);
+        self.values.insert(key, value);
     }
 
     /// The value of `key`, if set.
@@ -48,9 +65,18 @@ impl Metrics {
         self.get(key).unwrap_or(f64::NAN)
     }
 
+    /// How `key` combines over ranks (per response when it was set without one).
+    pub fn reduction(&self, key: &str) -> Reduce {
+        self.reductions
+            .get(key)
+            .copied()
+            .unwrap_or(Reduce::ResponseMean)
+    }
+
     /// Copies every value of `other` into this map (its step is ignored).
     pub fn extend(&mut self, other: Metrics) {
         self.values.extend(other.values);
+        self.reductions.extend(other.reductions);
     }
 }
 
@@ -172,10 +198,7 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept).at(&tmp)?;
-    std::fs::rename(&tmp, path).at(path)?;
-    Ok(())
+    Ok(rlvr_core::atomic::write_file(path, kept)?)
 }
 
 /// Reads the scalars of every TensorBoard event file in `dir`: (tag, step, value) in file order.

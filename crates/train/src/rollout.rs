@@ -1,12 +1,9 @@
 //! The rollout phase: `n` sampled responses per problem, decoded and scored by the verifier.
 
-use crate::data::{encode_prompts, prompt_text};
 use crate::error::Result;
-use rlvr_core::{
-    FinishReason, Outcome, Policy, Problem, RewardInput, SamplingConfig, SequenceBatch, TextCodec,
-    Verifier,
-};
-use rlvr_models::tokenizer::HfTokenizer;
+use crate::padding::encode_prompts;
+use crate::session::Session;
+use rlvr_core::{FinishReason, Outcome, Problem, RewardInput, SamplingConfig, SequenceBatch};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -111,21 +108,20 @@ impl Rollout {
     }
 }
 
-/// Samples `n` responses for each problem and scores them.
+/// Samples `n` responses for each problem with the session's policy (prompts rendered by its
+/// tokenizer) and scores them with its verifier.
 pub fn rollout(
-    policy: &dyn Policy,
-    codec: &dyn TextCodec,
-    chat: Option<&HfTokenizer>,
-    verifier: &dyn Verifier,
+    session: &Session,
     problems: &[Problem],
     n: usize,
     sampling: &SamplingConfig,
 ) -> Result<Rollout> {
+    let (policy, codec) = (session.policy.as_ref(), session.codec.as_ref());
     let device = policy.device();
     let mut prompts = Vec::new();
     let mut group = Vec::new();
     for (i, p) in problems.iter().enumerate() {
-        let text = prompt_text(p, chat)?;
+        let text = codec.render_prompt(p)?;
         for _ in 0..n {
             prompts.push(text.clone());
             group.push(i as i64);
@@ -158,7 +154,7 @@ pub fn rollout(
             }
         })
         .collect();
-    let verdicts = verifier.verify_batch(&items)?;
+    let verdicts = session.verifier.verify_batch(&items)?;
     let time_score = t1.elapsed().as_secs_f64();
     let scores: Vec<f32> = verdicts.iter().map(|v| v.score as f32).collect();
     let truncated: Vec<f32> = gen

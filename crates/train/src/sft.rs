@@ -2,17 +2,16 @@
 //! task's generated solutions or a dataset's worked solutions — with the same AdamW and
 //! [`optimizer_step`] as the RL loop (grad-norm clip 1, warmup over 5% of the steps, then cosine).
 
-use crate::config::{apply_sets, set};
+use crate::config::{apply_sets, default_document, set, RunConfig};
 use crate::config_bail;
-use crate::data::{encode_prompts, pad_right, prompt_text};
+use crate::distributed::Single;
 use crate::error::{Result, TrainError};
 use crate::evaluation::{evaluate, EvalOptions};
 use crate::optim::{lr_at, optimizer_step, AdamW, Schedule};
+use crate::padding::{encode_prompts, pad_right};
+use crate::session::{Placement, Session};
 use crate::trainer::Reporter;
-use rlvr_core::{
-    ModelConfig, Policy, Problem, SamplingConfig, SequenceBatch, Split, StatsNeeds, TaskConfig,
-    TextCodec,
-};
+use rlvr_core::{Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds, TextCodec};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
@@ -23,8 +22,10 @@ pub struct SftSpec {
     pub model: String,
     /// Task whose solution generator provides the targets (and the held-out check).
     pub task: String,
-    /// `KEY=VALUE` overrides of `[model]` and `[task]`.
+    /// `KEY=VALUE` overrides of the run document (`[model]`, `[task]`, `train.device`).
     pub sets: Vec<String>,
+    /// Device (cpu | cuda | cuda:N); `None` = `train.device` of the document (cpu).
+    pub device: Option<String>,
     /// Optimizer steps.
     pub steps: u64,
     /// Examples per step.
@@ -82,15 +83,8 @@ impl Examples {
     }
 }
 
-fn dataset_examples(path: &Path, model: &dyn ModelConfig, model_dir: &str) -> Result<Examples> {
+fn dataset_examples(path: &Path, codec: &dyn TextCodec) -> Result<Examples> {
     let ds = rlvr_rewards::data::read(path, rlvr_rewards::data::OnBadRow::Fail)?;
-    let chat = if model.chat() {
-        Some(rlvr_models::tokenizer::HfTokenizer::from_dir(Path::new(
-            model_dir,
-        ))?)
-    } else {
-        None
-    };
     let mut pairs = Vec::new();
     for r in &ds.records {
         let Some(sol) = &r.solution else { continue };
@@ -101,7 +95,7 @@ fn dataset_examples(path: &Path, model: &dyn ModelConfig, model_dir: &str) -> Re
             data_source: String::new(),
             messages: r.conversation(),
         };
-        pairs.push((prompt_text(&problem, chat.as_ref())?, sol.clone()));
+        pairs.push((codec.render_prompt(&problem)?, sol.clone()));
     }
     if pairs.is_empty() {
         config_bail!(
@@ -112,6 +106,28 @@ fn dataset_examples(path: &Path, model: &dyn ModelConfig, model_dir: &str) -> Re
     Ok(Examples::Dataset(pairs))
 }
 
+/// The run document of `rlvr sft`: the default run with the spec's model and task, its
+/// overrides and device.
+fn sft_config(spec: &SftSpec) -> Result<RunConfig> {
+    let mut doc = default_document();
+    let mut model = toml::Table::new();
+    if Path::new(&spec.model).is_dir() {
+        set(&mut model, "type", "hf")?;
+        set(&mut model, "path", spec.model.as_str())?;
+    } else {
+        set(&mut model, "type", spec.model.as_str())?;
+    }
+    doc.insert("model".into(), toml::Value::Table(model));
+    let mut task = toml::Table::new();
+    set(&mut task, "type", spec.task.as_str())?;
+    doc.insert("task".into(), toml::Value::Table(task));
+    if let Some(device) = &spec.device {
+        set(&mut doc, "train.device", device.as_str())?;
+    }
+    apply_sets(&mut doc, &spec.sets)?;
+    RunConfig::from_document(doc)
+}
+
 /// One maximum-likelihood step on (prompt, target) pairs; returns the mean token NLL.
 fn sft_step(
     policy: &dyn Policy,
@@ -119,8 +135,10 @@ fn sft_step(
     prompts: &[String],
     targets: &[Vec<i64>],
 ) -> Result<f64> {
-    let (ids, pmask) = encode_prompts(codec, prompts, tch::Device::Cpu)?;
+    let device = policy.device();
+    let (ids, pmask) = encode_prompts(codec, prompts, device)?;
     let (r, rm) = pad_right(targets, codec.pad_token());
+    let (r, rm) = (r.to_device(device), rm.to_device(device));
     let seq = SequenceBatch {
         input_ids: Tensor::cat(&[&ids, &r], 1),
         attention_mask: Tensor::cat(&[&pmask, &rm], 1),
@@ -138,31 +156,15 @@ fn sft_step(
 
 /// Runs supervised fine-tuning and saves the model to `spec.out`.
 pub fn sft(spec: &SftSpec, reporter: &dyn Reporter) -> Result<SftResult> {
-    let mut doc = toml::Table::new();
-    if Path::new(&spec.model).is_dir() {
-        set(&mut doc, "model.type", "hf")?;
-        set(&mut doc, "model.path", spec.model.as_str())?;
-    } else {
-        set(&mut doc, "model.type", spec.model.as_str())?;
-    }
-    set(&mut doc, "task.type", spec.task.as_str())?;
-    apply_sets(&mut doc, &spec.sets)?;
-    let section =
-        |name: &str| toml::Value::Table(doc[name].as_table().cloned().unwrap_or_default());
-    let model: Box<dyn ModelConfig> = section("model")
-        .try_into()
-        .map_err(|e| TrainError::Config(format!("[model]: {e}")))?;
-    let task_cfg: Box<dyn TaskConfig> = section("task")
-        .try_into()
-        .map_err(|e| TrainError::Config(format!("[task]: {e}")))?;
-    let task = task_cfg.build()?;
-    let codec = model.codec()?;
-    let examples = match &spec.data {
-        Some(path) => dataset_examples(path, model.as_ref(), &spec.model)?,
-        None => Examples::Task(task.problems(Split::Train)?),
-    };
+    let cfg = sft_config(spec)?;
+    // The seed of the model's initialisation (a registered model seeds its own).
     tch::manual_seed(spec.seed as i64);
-    let policy = model.build(tch::Device::Cpu)?;
+    let session = Session::open(&cfg, Placement::single())?;
+    let (task, codec, policy) = (&session.task, &session.codec, &session.policy);
+    let examples = match &spec.data {
+        Some(path) => dataset_examples(path, codec.as_ref())?,
+        None => Examples::Task(session.problems.train.clone()),
+    };
     let mut opt = AdamW::new(policy.var_store(), 0.0);
     let stop = codec.stop_tokens();
     let mut final_loss = f64::NAN;
@@ -194,17 +196,15 @@ pub fn sft(spec: &SftSpec, reporter: &dyn Reporter) -> Result<SftResult> {
             greedy_accuracy: None,
         });
     }
-    let test: Vec<_> = task.problems(Split::Test)?.into_iter().take(100).collect();
+    let test: Vec<_> = session.problems.test.iter().take(100).cloned().collect();
     let greedy = SamplingConfig {
         temperature: 0.0,
         max_new_tokens: 16,
         ..Default::default()
     };
     let r = evaluate(
-        policy.as_ref(),
-        codec.as_ref(),
-        None,
-        task.verifier().as_ref(),
+        &Single,
+        &session,
         &test,
         &EvalOptions {
             diagnostics: false,

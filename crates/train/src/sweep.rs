@@ -206,56 +206,11 @@ fn finished(dir: &Path, cfg: &RunConfig) -> Result<bool> {
 /// Runs a sweep: validates every run, trains those not finished (resuming an interrupted one),
 /// and writes the summary. Progress lines go to `reporter`.
 pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .at(&args.file)
-        .context("cannot read sweep file")?;
-    let sweep: SweepFile = toml::from_str(&text).map_err(|e| {
-        TrainError::Config(format!(
-            "{} is not a valid sweep file: {e}",
-            args.file.display()
-        ))
-    })?;
-    let name = sweep.name.clone().unwrap_or_else(|| {
-        args.file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "sweep".into())
-    });
-    validate_name("sweep name", &name)?;
+    let (sweep, name) = read_sweep(&args.file)?;
     let runs = plan(&args.file, &sweep)?;
-    if let Some(b) = &sweep.baseline {
-        if !runs.iter().any(|r| &r.group == b) {
-            let mut groups: Vec<&str> = Vec::new();
-            for r in &runs {
-                if !groups.contains(&r.group.as_str()) {
-                    groups.push(&r.group);
-                }
-            }
-            config_bail!(
-                "{}: baseline `{b}` is not a group of this sweep; its groups are: {}",
-                args.file.display(),
-                groups.join(", ")
-            );
-        }
-    }
+    check_baseline(&args.file, &sweep, &runs)?;
     let dir = args.runs_dir.join("sweeps").join(&name);
-    // Refuse to mix runs of a different configuration into this sweep, before training anything.
-    for r in &runs {
-        let run_dir = dir.join(&r.name);
-        let path = run_dir.join("config.toml");
-        if path.exists() {
-            let existing = RunConfig::from_document(read_document(&path)?)?;
-            if existing.document != r.cfg.document {
-                config_bail!(
-                    "{} was made from a different configuration than {} now gives for run `{}`; \
-                     remove that folder or give the sweep another name",
-                    run_dir.display(),
-                    args.file.display(),
-                    r.name
-                );
-            }
-        }
-    }
+    check_existing_runs(&args.file, &dir, &runs)?;
     reporter.message(&format!(
         "sweep {name}: {} runs in {}",
         runs.len(),
@@ -269,6 +224,76 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
     }
     std::fs::create_dir_all(&dir).at(&dir)?;
     let _lock = FolderLock::acquire(&dir, "sweep")?;
+    let planned = train_runs(&dir, runs, reporter)?;
+    write_summary(args, &sweep, &name, &dir, &planned, reporter)
+}
+
+/// Reads a sweep file and the sweep's name (its `name`, else the file's stem).
+fn read_sweep(file: &Path) -> Result<(SweepFile, String)> {
+    let text = std::fs::read_to_string(file)
+        .at(file)
+        .context("cannot read sweep file")?;
+    let sweep: SweepFile = toml::from_str(&text).map_err(|e| {
+        TrainError::Config(format!("{} is not a valid sweep file: {e}", file.display()))
+    })?;
+    let name = sweep.name.clone().unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into())
+    });
+    validate_name("sweep name", &name)?;
+    Ok((sweep, name))
+}
+
+/// Fails when the sweep's `baseline` is not one of its groups (naming them).
+fn check_baseline(file: &Path, sweep: &SweepFile, runs: &[PlannedRun]) -> Result<()> {
+    let Some(b) = &sweep.baseline else {
+        return Ok(());
+    };
+    if runs.iter().any(|r| &r.group == b) {
+        return Ok(());
+    }
+    let mut groups: Vec<&str> = Vec::new();
+    for r in runs {
+        if !groups.contains(&r.group.as_str()) {
+            groups.push(&r.group);
+        }
+    }
+    config_bail!(
+        "{}: baseline `{b}` is not a group of this sweep; its groups are: {}",
+        file.display(),
+        groups.join(", ")
+    );
+}
+
+/// Refuses to mix runs of a different configuration into this sweep, before training anything.
+fn check_existing_runs(file: &Path, dir: &Path, runs: &[PlannedRun]) -> Result<()> {
+    for r in runs {
+        let run_dir = dir.join(&r.name);
+        let path = run_dir.join("config.toml");
+        if path.exists() {
+            let existing = RunConfig::from_document(read_document(&path)?)?;
+            if existing.document != r.cfg.document {
+                config_bail!(
+                    "{} was made from a different configuration than {} now gives for run `{}`; \
+                     remove that folder or give the sweep another name",
+                    run_dir.display(),
+                    file.display(),
+                    r.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Trains every run not finished yet (resuming an interrupted one); returns (run, group,
+/// config) of all runs in order.
+fn train_runs(
+    dir: &Path,
+    runs: Vec<PlannedRun>,
+    reporter: &dyn Reporter,
+) -> Result<Vec<(String, String, RunConfig)>> {
     let total = runs.len();
     let mut planned: Vec<(String, String, RunConfig)> = Vec::new();
     for (i, r) in runs.into_iter().enumerate() {
@@ -290,11 +315,15 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
         }
         planned.push((r.name, r.group, r.cfg));
     }
-    // Summary: groups in order of first appearance; a base-model group from the first group's
-    // before-training evaluations.
+    Ok(planned)
+}
+
+/// The summary's groups in order of first appearance, led by a base-model group from the first
+/// group's before-training evaluations.
+fn summary_groups(dir: &Path, planned: &[(String, String, RunConfig)]) -> Result<Vec<Group>> {
     let mut order: Vec<String> = Vec::new();
     let mut members: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (run, group, _) in &planned {
+    for (run, group, _) in planned {
         if !members.contains_key(group) {
             order.push(group.clone());
         }
@@ -331,6 +360,44 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
             metrics,
         });
     }
+    Ok(groups)
+}
+
+/// The summary's JSON: each group's mean ± std of mean@n and pass@K, the runs, the paired
+/// differences.
+fn summary_json(
+    name: &str,
+    groups: &[Group],
+    planned: &[(String, String, RunConfig)],
+    paired: Option<&(String, Vec<PairedRow>)>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "groups": groups.iter().map(|g| serde_json::json!({
+            "label": g.label,
+            "runs": g.reports.len(),
+            "mean_at_n": MeanStd::of(&g.reports.iter().map(|r| r.mean_at_n).collect::<Vec<_>>()),
+            "pass_at_k": g.reports.first().map(|r| r.pass_at_k.iter().map(|(k, _)| {
+                let v: Vec<f64> = g.reports.iter().filter_map(|r| r.pass(*k)).collect();
+                serde_json::json!({"k": k, "value": MeanStd::of(&v)})
+            }).collect::<Vec<_>>()),
+        })).collect::<Vec<_>>(),
+        "runs": planned.iter().map(|(run, group, _)| serde_json::json!({"run": run, "group": group})).collect::<Vec<_>>(),
+        "paired": paired.map(|(b, rows)| serde_json::json!({"baseline": b, "rows": rows})),
+    })
+}
+
+/// Writes `summary.md`, `summary.json` and the figures of a trained sweep (and the `--report`
+/// file, if asked for).
+fn write_summary(
+    args: &SweepOptions,
+    sweep: &SweepFile,
+    name: &str,
+    dir: &Path,
+    planned: &[(String, String, RunConfig)],
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let groups = summary_groups(dir, planned)?;
     let table = compare_markdown(
         &groups
             .iter()
@@ -338,7 +405,7 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
             .collect::<Vec<_>>(),
     );
     let paired = match &sweep.baseline {
-        Some(b) => Some(paired_against(b, &dir, &planned, &sweep.seed_keys)?),
+        Some(b) => Some(paired_against(b, dir, planned, &sweep.seed_keys)?),
         None => None,
     };
     let paired_md = paired
@@ -382,25 +449,12 @@ pub fn sweep(args: &SweepOptions, reporter: &dyn Reporter) -> Result<()> {
             figure_markdown(figures, rel),
         )
     };
-    let summary_json = serde_json::json!({
-        "name": name,
-        "groups": groups.iter().map(|g| serde_json::json!({
-            "label": g.label,
-            "runs": g.reports.len(),
-            "mean_at_n": MeanStd::of(&g.reports.iter().map(|r| r.mean_at_n).collect::<Vec<_>>()),
-            "pass_at_k": g.reports.first().map(|r| r.pass_at_k.iter().map(|(k, _)| {
-                let v: Vec<f64> = g.reports.iter().filter_map(|r| r.pass(*k)).collect();
-                serde_json::json!({"k": k, "value": MeanStd::of(&v)})
-            }).collect::<Vec<_>>()),
-        })).collect::<Vec<_>>(),
-        "runs": planned.iter().map(|(run, group, _)| serde_json::json!({"run": run, "group": group})).collect::<Vec<_>>(),
-        "paired": paired.as_ref().map(|(b, rows)| serde_json::json!({"baseline": b, "rows": rows})),
-    });
+    let json = summary_json(name, &groups, planned, paired.as_ref());
     let figures = write_figures(&dir.join("plots"), &groups)?;
     write_atomic(&dir.join("summary.md"), &render("plots/", &figures))?;
     write_atomic(
         &dir.join("summary.json"),
-        &serde_json::to_string_pretty(&summary_json)?,
+        &serde_json::to_string_pretty(&json)?,
     )?;
     reporter.message(&table);
     if !paired_md.is_empty() {

@@ -6,22 +6,21 @@ use crate::actor::Actor;
 use crate::checkpoint::{latest_checkpoint, load_checkpoint, write_checkpoint};
 use crate::config::RunConfig;
 use crate::config_bail;
-use crate::data::{chat_tokenizer, drop_long_prompts, load_problems, prompt_budget, Problems};
 use crate::distributed::{
     broadcast_parameters, check_parameters, define_gradients, group_share, join_from_env,
     reduce_metrics,
 };
 use crate::error::{fs::write_atomic, IoResultExt, Result, TrainError};
-use crate::evaluation::{evaluate_sharded, EvalOptions};
+use crate::evaluation::EvalOptions;
 use crate::experience::{make_experience, Experience, ExperienceInputs, Sample};
-use crate::metrics::{Metrics, MetricsLog};
+use crate::metrics::{Metrics, MetricsLog, Reduce};
 use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
 use crate::run_dir::{create_run_dir, FolderLock};
+use crate::session::{Placement, Session};
 use crate::summary::write_run_summary;
-use rlvr_core::{Policy, Problem, SamplingConfig, TextCodec};
+use rlvr_core::{Policy, Problem, SamplingConfig};
 use rlvr_dist::Collective;
 use rlvr_eval::EvalReport;
-use rlvr_models::tokenizer::HfTokenizer;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -52,16 +51,12 @@ impl Reporter for Silent {}
 pub struct Trainer {
     /// The run's settings.
     pub cfg: RunConfig,
-    /// The policy, its optimizer and the algorithm.
+    /// The policy, its tokenizer, the problems and the verifier.
+    pub session: Session,
+    /// The optimizer and the algorithm.
     pub actor: Actor,
     /// A frozen reference policy, when the loss needs one.
     pub reference: Option<Box<dyn Policy>>,
-    /// The tokenizer.
-    pub codec: Box<dyn TextCodec>,
-    /// The chat template of chat models.
-    pub chat: Option<HfTokenizer>,
-    /// Training and held-out problems and the verifier.
-    pub problems: Problems,
     /// Steps completed.
     pub step: u64,
     /// Run folder.
@@ -73,9 +68,9 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Builds the models, data, verifier, algorithm and optimizer of `cfg` for the run folder
-    /// `dir` (nothing is written), as a rank of the data-parallel job the torchrun variables
-    /// describe (one process when they are not set).
+    /// Builds the session, algorithm and optimizer of `cfg` for the run folder `dir` (nothing
+    /// is written), as a rank of the data-parallel job the torchrun variables describe (one
+    /// process when they are not set).
     pub fn new(cfg: RunConfig, dir: &Path) -> Result<Trainer> {
         let (world, env) = join_from_env()?;
         Trainer::with_world(cfg, dir, world, env.local_rank)
@@ -89,14 +84,7 @@ impl Trainer {
         world: Box<dyn Collective>,
         local_rank: usize,
     ) -> Result<Trainer> {
-        let mut device = rlvr_models::device::parse_device(&cfg.train.device)?;
-        if cfg.train.device == "cuda" {
-            device = tch::Device::Cuda(local_rank);
-        }
-        let problems = load_problems(&cfg)?;
-        let codec = cfg.model.codec()?;
-        let chat = chat_tokenizer(&cfg)?;
-        let policy = cfg.model.build(device)?;
+        let mut session = Session::open(&cfg, Placement { local_rank })?;
         let algo = cfg.algo.build()?;
         if world.world_size() > 1 && algo.filter.is_some() {
             config_bail!(
@@ -105,53 +93,29 @@ impl Trainer {
                 world.world_size()
             );
         }
+        let vocab = session.policy.vocab_size();
         let topk = algo.loss.needs().topk as i64;
-        if topk > policy.vocab_size() {
+        if topk > vocab {
             config_bail!(
-                "the loss needs the top {topk} candidates but the model's vocabulary has {} tokens; \
-                 lower algo.loss.topk",
-                policy.vocab_size()
+                "the loss needs the top {topk} candidates but the model's vocabulary has {vocab} \
+                 tokens; lower algo.loss.topk"
             );
         }
         let reference = if algo.loss.needs().reference {
-            Some(cfg.model.build(device)?)
+            Some(cfg.model.build(session.policy.device())?)
         } else {
             None
         };
-        let mut problems = problems;
-        if let Some(budget) = prompt_budget(
-            policy.as_ref(),
-            cfg.train.max_new_tokens,
-            cfg.train.max_prompt_length,
-        )? {
-            for (split, list) in [
-                ("training", &mut problems.train),
-                ("held-out", &mut problems.test),
-            ] {
-                let dropped = drop_long_prompts(list, codec.as_ref(), chat.as_ref(), budget)?;
-                if dropped > 0 {
-                    tracing::warn!(
-                        "dropped {dropped} {split} problem(s) whose prompt is longer than {budget} tokens (train.max_prompt_length)"
-                    );
-                }
-            }
-            if problems.train.is_empty() {
-                config_bail!(
-                    "every training prompt is longer than {budget} tokens; raise train.max_prompt_length or shorten the prompts"
-                );
-            }
-        }
-        let opt = AdamW::new(policy.var_store(), cfg.train.weight_decay);
+        drop_long_prompts(&mut session)?;
+        let opt = AdamW::new(session.policy.var_store(), cfg.train.weight_decay);
         if !world.is_single() {
-            define_gradients(policy.var_store());
+            define_gradients(session.policy.var_store());
         }
         Ok(Trainer {
             cfg,
-            actor: Actor { policy, opt, algo },
+            session,
+            actor: Actor { opt, algo },
             reference,
-            codec,
-            chat,
-            problems,
             step: 0,
             dir: dir.to_path_buf(),
             last_samples: Vec::new(),
@@ -162,28 +126,24 @@ impl Trainer {
     /// The prompts of the current step: a deterministic walk over the training problems.
     pub fn step_problems(&self) -> Vec<Problem> {
         let tc = &self.cfg.train;
-        let n_train = self.problems.train.len();
+        let n_train = self.session.problems.train.len();
         // A group filter (dynamic sampling) samples more prompts than train.
         let count = match &self.actor.algo.filter {
             Some(f) => (tc.prompts_per_step as f64 * f.oversample()).ceil() as usize,
             None => tc.prompts_per_step,
         };
         (0..count)
-            .map(|i| self.problems.train[(self.step as usize * count + i) % n_train].clone())
+            .map(|i| {
+                self.session.problems.train[(self.step as usize * count + i) % n_train].clone()
+            })
             .collect()
     }
 
     /// Rollout sampling settings of the current step.
     pub fn step_sampling(&self) -> SamplingConfig {
-        let tc = &self.cfg.train;
-        SamplingConfig {
-            temperature: tc.temperature,
-            top_p: tc.top_p,
-            top_k: tc.top_k,
-            max_new_tokens: tc.max_new_tokens,
-            seed: tc.seed.wrapping_mul(1_000_003).wrapping_add(self.step),
-            first_stream: 0,
-        }
+        let seed = self.cfg.train.seed.wrapping_mul(1_000_003);
+        self.session
+            .sampling_with_seed(seed.wrapping_add(self.step))
     }
 
     /// The prompt groups of [`Trainer::step_problems`] this rank holds.
@@ -201,19 +161,11 @@ impl Trainer {
         let mut sampling = self.step_sampling();
         sampling.first_stream = (share.start * self.cfg.train.samples_per_prompt.max(1)) as u64;
         let inputs = ExperienceInputs {
-            policy: self.actor.policy.as_ref(),
+            session: &self.session,
             reference: self.reference.as_deref(),
-            codec: self.codec.as_ref(),
-            log_samples: self.cfg.train.log_samples,
-            chat: self.chat.as_ref(),
-            verifier: self.problems.verifier.as_ref(),
-            advantage: self.actor.algo.advantage.as_ref(),
-            loss_needs: self.actor.algo.loss.needs(),
+            algo: &self.actor.algo,
+            train: &self.cfg.train,
             problems: &problems,
-            train_prompts: self.cfg.train.prompts_per_step,
-            shaping: self.actor.algo.shaping.as_deref(),
-            filter: self.actor.algo.filter.as_deref(),
-            samples_per_prompt: self.cfg.train.samples_per_prompt,
             sampling,
             world: self.world.as_ref(),
             first_group: share.start,
@@ -233,14 +185,20 @@ impl Trainer {
         let (mut exp, mut m) = self.make_experience()?;
         self.last_samples = std::mem::take(&mut exp.samples);
         let lr = self.lr();
-        let update =
-            self.actor
-                .update(&exp, &self.cfg.train, self.step, lr, self.world.as_ref())?;
-        if let Some(name) = first_nonfinite_parameter(self.actor.policy.var_store()) {
+        let policy = self.session.policy.as_ref();
+        let update = self.actor.update(
+            policy,
+            &exp,
+            &self.cfg.train,
+            self.step,
+            lr,
+            self.world.as_ref(),
+        )?;
+        if let Some(name) = first_nonfinite_parameter(policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
         m.extend(update);
-        m.set("time/step", t0.elapsed().as_secs_f64());
+        m.set("time/step", t0.elapsed().as_secs_f64(), Reduce::Max);
         let tokens = exp.responses.mask.sum(tch::Kind::Double).double_value(&[]);
         let m = reduce_metrics(self.world.as_ref(), m, exp.len() as f64, tokens)?;
         self.step += 1;
@@ -250,7 +208,7 @@ impl Trainer {
     /// Writes a checkpoint of the current step atomically; refuses (with
     /// [`TrainError::NonFinite`]) when a weight or an optimizer moment is not finite.
     pub fn checkpoint(&self) -> Result<PathBuf> {
-        if let Some(name) = first_nonfinite_parameter(self.actor.policy.var_store()) {
+        if let Some(name) = first_nonfinite_parameter(self.session.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
         if let Some(name) = self.actor.opt.first_nonfinite() {
@@ -260,7 +218,7 @@ impl Trainer {
             &self.dir,
             self.step,
             self.cfg.train.seed,
-            self.actor.policy.as_ref(),
+            self.session.policy.as_ref(),
             &self.actor.opt,
         )
     }
@@ -270,7 +228,11 @@ impl Trainer {
         let Some((step, dir)) = latest_checkpoint(&self.dir)? else {
             return Ok(None);
         };
-        load_checkpoint(&dir, self.actor.policy.as_mut(), Some(&mut self.actor.opt))?;
+        load_checkpoint(
+            &dir,
+            self.session.policy.as_mut(),
+            Some(&mut self.actor.opt),
+        )?;
         self.step = step;
         Ok(Some(step))
     }
@@ -280,16 +242,10 @@ impl Trainer {
         let tc = &self.cfg.train;
         let opts = EvalOptions::new(
             tc.eval_samples,
-            SamplingConfig {
-                temperature: tc.temperature.max(0.0),
-                top_p: tc.top_p,
-                top_k: tc.top_k,
-                max_new_tokens: tc.max_new_tokens,
-                seed: tc.seed ^ 0xE7A1,
-                first_stream: 0,
-            },
+            self.session.sampling_with_seed(tc.seed ^ 0xE7A1),
         );
         let problems = self
+            .session
             .problems
             .test
             .iter()
@@ -300,18 +256,64 @@ impl Trainer {
         (problems, opts)
     }
 
+    /// Validation during training: pass@K and mean@n of the held-out sample and of each further
+    /// validation set, as `val/*` metrics of this step.
+    fn validate(&self, held_out: &[Problem], opts: &EvalOptions, m: &mut Metrics) -> Result<()> {
+        let mut sets: Vec<(String, Vec<Problem>)> = Vec::new();
+        if !held_out.is_empty() {
+            sets.push(("val".into(), held_out.to_vec()));
+        }
+        for (name, problems) in &self.session.problems.validation {
+            let sample: Vec<Problem> = problems
+                .iter()
+                .take(self.cfg.train.eval_problems)
+                .cloned()
+                .collect();
+            if !sample.is_empty() {
+                sets.push((format!("val/{name}"), sample));
+            }
+        }
+        for (prefix, problems) in &sets {
+            let r = self.evaluate(problems, opts)?;
+            // Logged after the cross-rank reduction: already the same on every rank.
+            for (k, p) in &r.pass_at_k {
+                m.set(format!("{prefix}/pass@{k}"), *p, Reduce::Same);
+            }
+            m.set(format!("{prefix}/mean@n"), r.mean_at_n, Reduce::Same);
+        }
+        Ok(())
+    }
+
     /// Evaluates the current policy on `problems` (sharded over the data-parallel ranks).
     pub fn evaluate(&self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
-        evaluate_sharded(
-            self.world.as_ref(),
-            self.actor.policy.as_ref(),
-            self.codec.as_ref(),
-            self.chat.as_ref(),
-            self.problems.verifier.as_ref(),
-            problems,
-            opts,
-        )
+        self.session.evaluate(self.world.as_ref(), problems, opts)
     }
+}
+
+/// Drops training and held-out problems whose prompts do not fit the prompt budget (with a
+/// warning naming how many); fails when no training problem is left.
+fn drop_long_prompts(session: &mut Session) -> Result<()> {
+    let Some(budget) = session.prompt_budget() else {
+        return Ok(());
+    };
+    let mut train = std::mem::take(&mut session.problems.train);
+    let mut test = std::mem::take(&mut session.problems.test);
+    for (split, list) in [("training", &mut train), ("held-out", &mut test)] {
+        let dropped = session.fit_prompts(list)?;
+        if dropped > 0 {
+            tracing::warn!(
+                "dropped {dropped} {split} problem(s) whose prompt is longer than {budget} tokens (train.max_prompt_length)"
+            );
+        }
+    }
+    session.problems.train = train;
+    session.problems.test = test;
+    if session.problems.train.is_empty() {
+        config_bail!(
+            "every training prompt is longer than {budget} tokens; raise train.max_prompt_length or shorten the prompts"
+        );
+    }
+    Ok(())
 }
 
 /// Trains the run `cfg` in `dir` (continuing from its latest checkpoint when `resuming`), with
@@ -542,24 +544,9 @@ fn run(
             )),
         }
     }
-    broadcast_parameters(t.world.as_ref(), t.actor.policy.var_store())?;
+    broadcast_parameters(t.world.as_ref(), t.session.policy.var_store())?;
     let tc = t.cfg.train.clone();
-    let ranks = t.world.world_size();
-    let threads = if ranks > 1 && tc.threads == 0 {
-        // Local ranks share the machine's cores.
-        let local = std::env::var("LOCAL_WORLD_SIZE")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(ranks)
-            .max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / local).max(1)
-    } else {
-        tc.threads
-    };
-    let mut threads = rlvr_models::threads::CpuThreads::new(threads);
-    let n = threads.start(std::time::Duration::from_millis(200));
-    tracing::debug!("libtorch CPU threads: {n}");
+    let mut threads = start_threads(tc.threads, t.world.world_size());
     let mut log = if main {
         Some(MetricsLog::open(dir, t.step, tc.tensorboard)?)
     } else {
@@ -581,12 +568,7 @@ fn run(
         ));
         let r = t.evaluate(&eval_problems, &eval_opts)?;
         reporter.evaluation("before", &r);
-        if main {
-            write_atomic(
-                &eval_dir.join("before.json"),
-                &serde_json::to_string_pretty(&r)?,
-            )?;
-        }
+        write_report(main, &eval_dir.join("before.json"), &r)?;
         Some(r)
     } else {
         None
@@ -597,81 +579,16 @@ fn run(
         if let Some(n) = threads.adjust() {
             tracing::debug!("libtorch CPU threads: {n} (load changed)");
         }
-        let m = match t.train_step() {
-            Ok(m) => m,
-            Err(TrainError::NonFinite(what)) => {
-                return Err(TrainError::Run(format!(
-                    "step {}: {what} is not finite after the update (is the learning rate or \
-                     weight decay too large?); stopping without checkpointing it; {}",
-                    t.step + 1,
-                    last_good(dir)
-                )))
-            }
-            Err(e) => return Err(e),
-        };
-        if m.value("actor/skipped_updates") > 0.0 {
-            bad_in_row += 1;
-            if bad_in_row >= tc.max_nonfinite {
-                return Err(TrainError::Run(format!(
-                    "{bad_in_row} steps in a row had non-finite losses or gradients; stopping; {}",
-                    last_good(dir)
-                )));
-            }
-        } else {
-            bad_in_row = 0;
-        }
-        let mut m = m;
+        let mut m = checked_step(&mut t, &mut bad_in_row)?;
         if tc.eval_every > 0 && t.step.is_multiple_of(tc.eval_every) {
-            let mut sets: Vec<(String, Vec<Problem>)> = Vec::new();
-            if !eval_problems.is_empty() {
-                sets.push(("val".into(), eval_problems.clone()));
-            }
-            for (name, problems) in &t.problems.validation {
-                let sample: Vec<Problem> =
-                    problems.iter().take(tc.eval_problems).cloned().collect();
-                if !sample.is_empty() {
-                    sets.push((format!("val/{name}"), sample));
-                }
-            }
-            for (prefix, problems) in &sets {
-                let r = t.evaluate(problems, &eval_opts)?;
-                for (k, p) in &r.pass_at_k {
-                    m.set(format!("{prefix}/pass@{k}"), *p);
-                }
-                m.set(format!("{prefix}/mean@n"), r.mean_at_n);
-            }
+            t.validate(&eval_problems, &eval_opts, &mut m)?;
         }
         if let Some(log) = log.as_mut() {
             log.append(&m)?;
             append_samples(&samples_path, &t.last_samples)?;
         }
         reporter.step(&m, tc.steps);
-        let stop = agreed_stop(t.world.as_ref(), reporter.stop_requested())?;
-        let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
-            || t.step == tc.steps;
-        if due || t.step.is_multiple_of(CHECKSUM_EVERY) {
-            check_parameters(t.world.as_ref(), t.actor.policy.var_store(), t.step)?;
-        }
-        if due || stop.is_some() {
-            let checkpoint = if main {
-                let path = t.checkpoint()?;
-                prune_checkpoints(dir, tc.keep_last, tc.steps)?;
-                path
-            } else {
-                dir.join("checkpoints").join(format!("step-{}", t.step))
-            };
-            if let Some(signal) = stop {
-                // Every rank returns once rank 0's checkpoint is complete.
-                t.world.barrier()?;
-                reporter.finish();
-                return Err(TrainError::Interrupted {
-                    signal,
-                    step: t.step,
-                    checkpoint,
-                    run: dir.to_path_buf(),
-                });
-            }
-        }
+        end_step(&t, reporter)?;
     }
     reporter.finish();
     let mut result = None;
@@ -681,12 +598,7 @@ fn run(
             reporter.evaluation("before", b);
         }
         reporter.evaluation("after ", &after);
-        if main {
-            write_atomic(
-                &eval_dir.join("after.json"),
-                &serde_json::to_string_pretty(&after)?,
-            )?;
-        }
+        write_report(main, &eval_dir.join("after.json"), &after)?;
         result = Some(after);
     }
     if let Some(log) = &log {
@@ -698,6 +610,101 @@ fn run(
         ));
     }
     Ok(result)
+}
+
+/// Starts libtorch's CPU threads: `threads` (`train.threads`), or when 0 the cores left free,
+/// shared among the local ranks of a data-parallel job.
+fn start_threads(threads: usize, ranks: usize) -> rlvr_models::threads::CpuThreads {
+    let threads = if ranks > 1 && threads == 0 {
+        // Local ranks share the machine's cores.
+        let local = std::env::var("LOCAL_WORLD_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(ranks)
+            .max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / local).max(1)
+    } else {
+        threads
+    };
+    let mut threads = rlvr_models::threads::CpuThreads::new(threads);
+    let n = threads.start(std::time::Duration::from_millis(200));
+    tracing::debug!("libtorch CPU threads: {n}");
+    threads
+}
+
+/// Writes an evaluation report as JSON (rank 0 only: `main`).
+fn write_report(main: bool, path: &Path, report: &EvalReport) -> Result<()> {
+    if main {
+        write_atomic(path, &serde_json::to_string_pretty(report)?)?;
+    }
+    Ok(())
+}
+
+/// One training step, with its failures said in the run's terms: non-finite weights stop the
+/// run (naming the last good checkpoint), and so do `train.max_nonfinite` skipped updates in a
+/// row (counted in `bad_in_row`).
+fn checked_step(t: &mut Trainer, bad_in_row: &mut usize) -> Result<Metrics> {
+    let m = match t.train_step() {
+        Ok(m) => m,
+        Err(TrainError::NonFinite(what)) => {
+            return Err(TrainError::Run(format!(
+                "step {}: {what} is not finite after the update (is the learning rate or \
+                 weight decay too large?); stopping without checkpointing it; {}",
+                t.step + 1,
+                last_good(&t.dir)
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    if m.value("actor/skipped_updates") > 0.0 {
+        *bad_in_row += 1;
+        if *bad_in_row >= t.cfg.train.max_nonfinite {
+            return Err(TrainError::Run(format!(
+                "{bad_in_row} steps in a row had non-finite losses or gradients; stopping; {}",
+                last_good(&t.dir)
+            )));
+        }
+    } else {
+        *bad_in_row = 0;
+    }
+    Ok(m)
+}
+
+/// After a logged step: the ranks agree on a stop signal, compare parameter checksums, and rank
+/// 0 writes a checkpoint when one is due or a stop was asked for (then every rank returns
+/// [`TrainError::Interrupted`] once it is complete).
+fn end_step(t: &Trainer, reporter: &dyn Reporter) -> Result<()> {
+    let tc = &t.cfg.train;
+    let dir = t.dir.as_path();
+    let stop = agreed_stop(t.world.as_ref(), reporter.stop_requested())?;
+    let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
+        || t.step == tc.steps;
+    if due || t.step.is_multiple_of(CHECKSUM_EVERY) {
+        check_parameters(t.world.as_ref(), t.session.policy.var_store(), t.step)?;
+    }
+    if !(due || stop.is_some()) {
+        return Ok(());
+    }
+    let checkpoint = if t.world.is_main() {
+        let path = t.checkpoint()?;
+        prune_checkpoints(dir, tc.keep_last, tc.steps)?;
+        path
+    } else {
+        dir.join("checkpoints").join(format!("step-{}", t.step))
+    };
+    let Some(signal) = stop else {
+        return Ok(());
+    };
+    // Every rank returns once rank 0's checkpoint is complete.
+    t.world.barrier()?;
+    reporter.finish();
+    Err(TrainError::Interrupted {
+        signal,
+        step: t.step,
+        checkpoint,
+        run: dir.to_path_buf(),
+    })
 }
 
 /// The stop signal of any rank (the largest signal number when several asked), so that all

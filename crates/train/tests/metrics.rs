@@ -5,7 +5,7 @@
 mod common;
 
 use common::{metrics, small_config};
-use rlvr_core::registry::{self, Kind};
+use rlvr_core::registry::{self, ComponentKind};
 use rlvr_core::{token_stats_from_logits, LossConfig};
 use rlvr_tests::loss::LossBatch;
 use rlvr_train::metrics::{loss_metric_key, read_tensorboard_scalars, MetricsLog};
@@ -40,7 +40,7 @@ fn emitted(loss_table: &toml::Table) -> Vec<String> {
 /// Every registered loss at its defaults, and `ppo-clip` with each registered gate.
 fn loss_tables() -> Vec<(String, toml::Table)> {
     rlvr_algos::presets::link_anchor();
-    let default = |kind: Kind, name: &str| -> toml::Table {
+    let default = |kind: ComponentKind, name: &str| -> toml::Table {
         let r = registry::find(kind, name).unwrap();
         r.factory
             .default_toml()
@@ -50,15 +50,18 @@ fn loss_tables() -> Vec<(String, toml::Table)> {
             .clone()
     };
     let mut out = Vec::new();
-    for name in registry::names(Kind::Loss) {
+    for name in registry::names(ComponentKind::Loss) {
         if name.starts_with("test-") {
             continue;
         }
-        out.push((format!("loss {name}"), default(Kind::Loss, name)));
+        out.push((format!("loss {name}"), default(ComponentKind::Loss, name)));
     }
-    for gate in registry::names(Kind::Gate) {
-        let mut t = default(Kind::Loss, "ppo-clip");
-        t.insert("gate".into(), toml::Value::Table(default(Kind::Gate, gate)));
+    for gate in registry::names(ComponentKind::Gate) {
+        let mut t = default(ComponentKind::Loss, "ppo-clip");
+        t.insert(
+            "gate".into(),
+            toml::Value::Table(default(ComponentKind::Gate, gate)),
+        );
         out.push((format!("ppo-clip with gate {gate}"), t));
     }
     out

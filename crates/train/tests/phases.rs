@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 fn params(t: &Trainer) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> = t
-        .actor
+        .session
         .policy
         .var_store()
         .variables()
@@ -94,7 +94,14 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
     let tc = t.cfg.train.clone();
     let um = t
         .actor
-        .update(&exp, &tc, 0, lr, &rlvr_train::distributed::Single)
+        .update(
+            t.session.policy.as_ref(),
+            &exp,
+            &tc,
+            0,
+            lr,
+            &rlvr_train::distributed::Single,
+        )
         .unwrap();
     let after = params(&t);
     let changed = before
@@ -127,6 +134,7 @@ fn one_sft_step_changes_the_weights() {
         model: "tiny".into(),
         task: "countdown".into(),
         sets: vec![],
+        device: None,
         steps,
         batch: 8,
         lr: 3e-3,

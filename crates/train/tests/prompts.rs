@@ -1,10 +1,9 @@
 //! The prompt a chat model sees keeps a verl row's whole conversation: its system prompt and
 //! earlier turns, not only the last user message.
 
-use rlvr_core::{Split, Task};
+use rlvr_core::{Split, Task, TextCodec};
 use rlvr_models::tokenizer::HfTokenizer;
 use rlvr_rewards::data::{read, task::DatasetTask, OnBadRow};
-use rlvr_train::data::prompt_text;
 
 #[test]
 fn system_prompts_and_earlier_turns_reach_the_chat_template() {
@@ -30,7 +29,11 @@ fn system_prompts_and_earlier_turns_reach_the_chat_template() {
             .join("../models/tests/fixtures/qwen2-tiny"),
     )
     .unwrap();
-    let text = prompt_text(&problems[0], Some(&tok)).unwrap();
+    assert!(
+        tok.is_chat(),
+        "the fixture has a tokenizer_config.json with a chat template"
+    );
+    let text = tok.render_prompt(&problems[0]).unwrap();
     let order = [
         "<|im_start|>system\nAnswer in French.",
         "<|im_start|>user\nWhat is 2+2?",
@@ -44,12 +47,13 @@ fn system_prompts_and_earlier_turns_reach_the_chat_template() {
             .unwrap_or_else(|| panic!("{part:?} in order in {text:?}"));
         at += found + part.len();
     }
-    // Plain-text models (no chat template) see the templated last user message.
-    assert_eq!(prompt_text(&problems[0], None).unwrap(), "Q: And 3+3?");
     // A single message stays a single user turn.
-    let one = prompt_text(&problems[1], Some(&tok)).unwrap();
+    let one = tok.render_prompt(&problems[1]).unwrap();
     assert!(
         one.contains("<|im_start|>user\nQ: What is 5+5?") && !one.contains("system"),
         "{one}"
     );
+    // Plain-text models (no chat template) see the templated last user message.
+    let plain = tok.with_chat(false);
+    assert_eq!(plain.render_prompt(&problems[0]).unwrap(), "Q: And 3+3?");
 }

@@ -8,7 +8,7 @@ fn plugin_registrations_are_consistent() {
     rlvr_algos::presets::link_anchor();
     let problems = rlvr_core::testing::check_registrations();
     assert!(problems.is_empty(), "{problems:#?}");
-    let losses = rlvr_core::registry::names(rlvr_core::Kind::Loss);
+    let losses = rlvr_core::registry::names(rlvr_core::ComponentKind::Loss);
     assert!(losses.contains(&"vanilla-pg"), "{losses:?}");
 }
 

@@ -65,15 +65,20 @@ pub fn render_run(cfg: &RunConfig) -> Result<String> {
         toml::Value::try_from(&cfg.model)?,
         &tagged_docs,
     );
-    if let Some(task) = &cfg.task {
-        section(&mut out, "task", toml::Value::try_from(task)?, &tagged_docs);
-    }
-    if let Some(data) = &cfg.data {
-        let docs = |path: &[String], t: &toml::Table, field: &str| {
-            let _ = (path, t);
-            DataConfig::get_field_docs(field).ok()
-        };
-        section(&mut out, "data", toml::Value::try_from(data)?, &docs);
+    match &cfg.data {
+        Some(data) => {
+            let docs = |path: &[String], t: &toml::Table, field: &str| {
+                let _ = (path, t);
+                DataConfig::get_field_docs(field).ok()
+            };
+            section(&mut out, "data", toml::Value::try_from(data)?, &docs);
+        }
+        None => section(
+            &mut out,
+            "task",
+            toml::Value::try_from(&cfg.task)?,
+            &tagged_docs,
+        ),
     }
     if let Some(reward) = &cfg.reward {
         let mut table = toml::Table::new();

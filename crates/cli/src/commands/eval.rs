@@ -6,12 +6,12 @@ use crate::document::eval_document;
 use crate::output::progress_bar;
 use crate::usage_bail;
 use anyhow::Result;
-use rlvr_core::SamplingConfig;
 use rlvr_train::checkpoint::load_checkpoint;
 use rlvr_train::compare::dir_name;
 use rlvr_train::config::RunConfig;
-use rlvr_train::data::{chat_tokenizer, drop_long_prompts, load_problems, prompt_budget};
-use rlvr_train::evaluation::{evaluate, write_evaluation, EvalOptions};
+use rlvr_train::distributed::Single;
+use rlvr_train::evaluation::{write_evaluation, EvalOptions};
+use rlvr_train::session::{Placement, Session};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,7 +83,6 @@ pub fn exec(args: EvalArgs) -> Result<()> {
     }
     let (doc, run_step) = eval_document(&args)?;
     let cfg = RunConfig::from_document(doc)?;
-    let tc = cfg.train.clone();
     let label = match (&args.run, &run_step) {
         (Some(run), Some((s, _))) => format!("{}@step-{s}", dir_name(run)),
         (Some(run), None) => format!("{}@step-0", dir_name(run)),
@@ -112,32 +111,29 @@ pub fn exec(args: EvalArgs) -> Result<()> {
         );
     }
     // Everything is validated: build and load.
-    let device = rlvr_models::device::parse_device(&tc.device)?;
-    let loaded = load_problems(&cfg)?;
+    let mut session = Session::open(&cfg, Placement::single())?;
     let take = if args.problems == 0 {
         usize::MAX
     } else {
         args.problems
     };
-    let problems: Vec<_> = loaded
+    let offset = args.offset.unwrap_or(cfg.train.eval_offset);
+    let mut problems: Vec<_> = session
+        .problems
         .test
-        .into_iter()
-        .skip(args.offset.unwrap_or(cfg.train.eval_offset))
+        .iter()
+        .skip(offset)
         .take(take)
+        .cloned()
         .collect();
     if problems.is_empty() {
         usage_bail!("no held-out problems to evaluate");
     }
-    let codec = cfg.model.codec()?;
-    let chat = chat_tokenizer(&cfg)?;
-    let mut policy = cfg.model.build(device)?;
     if let Some((_, dir)) = &run_step {
-        load_checkpoint(dir, policy.as_mut(), None)?;
+        load_checkpoint(dir, session.policy.as_mut(), None)?;
     }
-    let max_new_tokens = args.max_new_tokens.unwrap_or(tc.max_new_tokens);
-    let mut problems = problems;
-    if let Some(budget) = prompt_budget(policy.as_ref(), max_new_tokens, tc.max_prompt_length)? {
-        let dropped = drop_long_prompts(&mut problems, codec.as_ref(), chat.as_ref(), budget)?;
+    let dropped = session.fit_prompts(&mut problems)?;
+    if let Some(budget) = session.prompt_budget() {
         if dropped > 0 {
             eprintln!("dropped {dropped} problem(s) whose prompt is longer than {budget} tokens");
         }
@@ -151,26 +147,9 @@ pub fn exec(args: EvalArgs) -> Result<()> {
         diagnostics: !args.no_diagnostics,
         batch_rows: args.batch_rows,
         progress: Some(Arc::new(move |n| inc.inc(n))),
-        ..EvalOptions::new(
-            args.n,
-            SamplingConfig {
-                temperature: args.temperature.unwrap_or(tc.temperature),
-                top_p: tc.top_p,
-                top_k: tc.top_k,
-                max_new_tokens,
-                seed: args.seed,
-                first_stream: 0,
-            },
-        )
+        ..EvalOptions::new(args.n, session.sampling_with_seed(args.seed))
     };
-    let report = evaluate(
-        policy.as_ref(),
-        codec.as_ref(),
-        chat.as_ref(),
-        loaded.verifier.as_ref(),
-        &problems,
-        &opts,
-    )?;
+    let report = session.evaluate(&Single, &problems, &opts)?;
     bar.finish_and_clear();
     let metrics: Vec<PathBuf> = args
         .run
@@ -219,12 +198,6 @@ fn problems_source(cfg: &RunConfig) -> (String, String) {
         };
         return (from, clean(&stem));
     }
-    let task = cfg
-        .document
-        .get("task")
-        .and_then(|t| t.get("type"))
-        .and_then(|t| t.as_str())
-        .unwrap_or("task")
-        .to_string();
-    (format!("task {task}"), clean(&task))
+    let task = cfg.task.typetag_name();
+    (format!("task {task}"), clean(task))
 }

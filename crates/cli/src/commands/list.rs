@@ -2,7 +2,7 @@
 
 use crate::usage_error;
 use anyhow::Result;
-use rlvr_core::registry::{self, Kind};
+use rlvr_core::registry::{self, ComponentKind};
 
 /// Flags of `rlvr list`.
 #[derive(Debug, clap::Args)]
@@ -13,11 +13,11 @@ pub struct ListArgs {
 
 /// Runs `rlvr list`.
 pub fn exec(args: ListArgs) -> Result<()> {
-    let kinds: Vec<Kind> = match args.kind.as_deref() {
-        None => Kind::ALL.to_vec(),
+    let kinds: Vec<ComponentKind> = match args.kind.as_deref() {
+        None => ComponentKind::ALL.to_vec(),
         Some(k) => {
-            let found = Kind::ALL.iter().find(|x| x.label() == k).copied();
-            let valid: Vec<&str> = Kind::ALL.iter().map(|x| x.label()).collect();
+            let found = ComponentKind::ALL.iter().find(|x| x.label() == k).copied();
+            let valid: Vec<&str> = ComponentKind::ALL.iter().map(|x| x.label()).collect();
             vec![found.ok_or_else(|| {
                 usage_error(format!(
                     "unknown kind `{k}`; valid kinds: {}",

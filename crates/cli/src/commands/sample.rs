@@ -3,12 +3,13 @@
 //! each distinct response with its score, and how many distinct correct responses ("modes") it
 //! keeps.
 
+use crate::args::DeviceArgs;
+use crate::usage_bail;
 use anyhow::{Context, Result};
-use rlvr_core::{Outcome, SamplingConfig};
+use rlvr_core::Outcome;
 use rlvr_train::checkpoint::{latest_checkpoint, load_checkpoint};
-use rlvr_train::config::{read_document, RunConfig};
-use rlvr_train::data::{chat_tokenizer, load_problems, prompt_text};
-use rlvr_train::rollout::rollout;
+use rlvr_train::config::{read_document, set, RunConfig};
+use rlvr_train::session::{Placement, Session};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -27,42 +28,34 @@ pub struct SampleArgs {
     /// A mode counts when it holds at least this fraction of the samples.
     #[arg(long, default_value_t = 0.01)]
     pub min_share: f64,
+    /// Device (default: the run's train.device).
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Runs `rlvr sample`.
 pub fn exec(args: SampleArgs) -> Result<()> {
-    let cfg = RunConfig::from_document(read_document(&args.run.join("config.toml"))?)?;
-    let problems = load_problems(&cfg)?;
-    let problem = problems
+    if args.n == 0 {
+        usage_bail!("--n must be >= 1");
+    }
+    let mut doc = read_document(&args.run.join("config.toml"))?;
+    if let Some(device) = &args.device.device {
+        set(&mut doc, "train.device", device.as_str())?;
+    }
+    let cfg = RunConfig::from_document(doc)?;
+    let mut session = Session::open(&cfg, Placement::single())?;
+    let problem = session
+        .problems
         .test
         .first()
         .context("the task has no held-out problem")?
         .clone();
-    let codec = cfg.model.codec()?;
     // The prompt exactly as training and evaluation give it (through a chat model's template).
-    let chat = chat_tokenizer(&cfg)?;
-    let prompt = prompt_text(&problem, chat.as_ref())?;
-    let mut policy = cfg.model.build(tch::Device::Cpu)?;
+    let prompt = session.codec.render_prompt(&problem)?;
     let (step, ck) = latest_checkpoint(&args.run)?.context("the run has no complete checkpoint")?;
-    load_checkpoint(&ck, policy.as_mut(), None)?;
-    let tc = &cfg.train;
-    let sampling = SamplingConfig {
-        temperature: tc.temperature,
-        top_p: tc.top_p,
-        top_k: tc.top_k,
-        max_new_tokens: tc.max_new_tokens,
-        seed: args.seed,
-        first_stream: 0,
-    };
-    let ro = rollout(
-        policy.as_ref(),
-        codec.as_ref(),
-        chat.as_ref(),
-        problems.verifier.as_ref(),
-        std::slice::from_ref(&problem),
-        args.n,
-        &sampling,
-    )?;
+    load_checkpoint(&ck, session.policy.as_mut(), None)?;
+    let sampling = session.sampling_with_seed(args.seed);
+    let ro = session.rollout(std::slice::from_ref(&problem), args.n, &sampling)?;
     let mut counts: BTreeMap<(bool, String), usize> = BTreeMap::new();
     let mut scores: BTreeMap<String, f32> = BTreeMap::new();
     for ((t, o), score) in ro.texts.iter().zip(&ro.outcomes).zip(ro.score_values()) {

@@ -1,6 +1,7 @@
 //! `rlvr sft`: supervised warm start on a task's generated solutions or a dataset's worked
 //! solutions (`rlvr_train::sft`).
 
+use crate::args::DeviceArgs;
 use crate::output::Console;
 use anyhow::Result;
 use rlvr_train::sft::{sft, SftSpec};
@@ -18,6 +19,9 @@ pub struct SftArgs {
     /// Override KEY=VALUE of [model], [task] (e.g. model.hidden_size=96).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Device (default: cpu).
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Optimizer steps.
     #[arg(long, default_value_t = 1500)]
     pub steps: u64,
@@ -45,6 +49,7 @@ pub fn exec(args: SftArgs) -> Result<()> {
         model: args.model,
         task: args.task,
         sets: args.sets,
+        device: args.device.device,
         steps: args.steps,
         batch: args.batch,
         lr: args.lr,

@@ -187,23 +187,11 @@ fn opening_line(args: &TrainArgs, cfg: &RunConfig, dir: &std::path::Path) -> Str
     } else {
         preset.to_string()
     };
-    let on = match (
-        &cfg.data,
-        cfg.document.get("task").and_then(|t| t.get("type")),
-    ) {
-        (Some(d), _) => format!("data {}", d.train),
-        (None, Some(t)) => format!("task {}", t.as_str().unwrap_or("?")),
-        (None, None) => "?".into(),
+    let on = match &cfg.data {
+        Some(d) => format!("data {}", d.train),
+        None => format!("task {}", cfg.task.typetag_name()),
     };
-    let model = match cfg.document.get("model") {
-        Some(m) => m
-            .get("path")
-            .or_else(|| m.get("type"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string(),
-        None => "?".into(),
-    };
+    let model = cfg.model.source();
     format!(
         "training {algo} on {on} with model {model}: {} steps × {} prompts × {} samples, \
          responses up to {} tokens, saved in {}",

@@ -1,5 +1,6 @@
 //! Datasets: verl-format parquet and JSONL readers, prompt templates, and `data_source` routing.
 
+pub mod config;
 pub mod jsonl;
 pub mod parquet;
 pub mod task;
