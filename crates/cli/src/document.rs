@@ -27,45 +27,6 @@ pub struct RunFlags {
     pub seed: Option<String>,
 }
 
-/// Removes `--name VALUE` / `--name=VALUE` from `params`, returning the value.
-pub fn take_flag(params: &mut Vec<String>, name: &str) -> Result<Option<String>> {
-    let long = format!("--{name}");
-    let eq = format!("--{name}=");
-    if let Some(i) = params.iter().position(|p| *p == long) {
-        if i + 1 >= params.len() {
-            usage_bail!("flag {long} needs a value");
-        }
-        let v = params.remove(i + 1);
-        params.remove(i);
-        return Ok(Some(v));
-    }
-    if let Some(i) = params.iter().position(|p| p.starts_with(&eq)) {
-        return Ok(Some(params.remove(i)[eq.len()..].to_string()));
-    }
-    Ok(None)
-}
-
-/// Ordinary options given after algorithm parameters end up among the parameters; this moves
-/// them back into their fields.
-pub fn take_ordinary_flags(flags: &mut RunFlags) -> Result<()> {
-    let mut params = std::mem::take(&mut flags.algo.params);
-    let mut take = |name: &str, given: &mut Option<String>| -> Result<()> {
-        if let Some(v) = take_flag(&mut params, name)? {
-            given.get_or_insert(v);
-        }
-        Ok(())
-    };
-    take("algo", &mut flags.algo.algo)?;
-    take("task", &mut flags.target.data.task)?;
-    take("data", &mut flags.target.data.data)?;
-    take("model", &mut flags.target.model.model)?;
-    take("steps", &mut flags.steps)?;
-    take("seed", &mut flags.seed)?;
-    take("device", &mut flags.target.device.device)?;
-    flags.algo.params = params;
-    Ok(())
-}
-
 /// The `[model]` table of `--model`: a folder is a Hugging Face checkpoint, `<shape>-shape` a
 /// randomly initialised real model shape, anything else a registered model name.
 pub fn model_table(model: &str) -> Result<toml::Table> {

@@ -7,6 +7,7 @@
 
 pub mod algo_args;
 pub mod args;
+pub mod argv;
 pub mod commands;
 pub mod document;
 pub mod output;
@@ -109,7 +110,9 @@ pub fn link_builtins() {
 pub fn main() -> ExitCode {
     rlvr_core::memory::configure_process_memory();
     link_builtins();
-    let cli = commands::Cli::parse();
+    let cli = commands::Cli::parse_from(argv::params_last::<commands::Cli>(
+        std::env::args_os().collect(),
+    ));
     init_tracing(cli.verbose);
     output::VERBOSITY.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match commands::run(cli) {

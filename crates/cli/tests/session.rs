@@ -37,74 +37,36 @@ fn every_command_honours_train_device_with_the_same_error() {
     let cwd = tmp.path();
 
     // Flags: the same device name given to each command.
-    let mut lines = vec![
+    let flagged: [(&str, Vec<&str>); 5] = [
         (
             "train --device",
-            usage_error(
-                &run(
-                    &[
-                        "train",
-                        "--runs-dir",
-                        "runs",
-                        "--name",
-                        "x",
-                        "--device",
-                        "tpu",
-                    ],
-                    cwd,
-                ),
-                "train",
-            ),
+            vec!["train", "--name", "x", "--device", "tpu"],
         ),
         (
             "train --set train.device",
-            usage_error(
-                &run(
-                    &[
-                        "train",
-                        "--runs-dir",
-                        "runs",
-                        "--name",
-                        "y",
-                        "--set",
-                        "train.device=tpu",
-                    ],
-                    cwd,
-                ),
-                "train --set",
-            ),
+            vec!["train", "--name", "y", "--set", "train.device=tpu"],
         ),
         (
             "eval --device",
-            usage_error(
-                &run(
-                    &["eval", "--run", run_arg, "-n", "2", "--device", "tpu"],
-                    cwd,
-                ),
-                "eval",
-            ),
+            vec!["eval", "--run", run_arg, "-n", "2", "--device", "tpu"],
         ),
         (
             "sample --device",
-            usage_error(
-                &run(
-                    &["sample", "--run", run_arg, "--n", "2", "--device", "tpu"],
-                    cwd,
-                ),
-                "sample",
-            ),
+            vec!["sample", "--run", run_arg, "--n", "2", "--device", "tpu"],
         ),
         (
             "sft --device",
-            usage_error(
-                &run(
-                    &["sft", "--steps", "1", "--out", "sft-out", "--device", "tpu"],
-                    cwd,
-                ),
-                "sft",
-            ),
+            vec!["sft", "--steps", "1", "--out", "sft-out", "--device", "tpu"],
         ),
     ];
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    for (what, args) in &flagged {
+        let mut args = args.clone();
+        if args[0] == "train" {
+            args.extend(["--runs-dir", "runs"]);
+        }
+        lines.push((what, usage_error(&run(&args, cwd), what)));
+    }
     // The run's own train.device: eval and sample read it from config.toml.
     let config = run_dir.join("config.toml");
     let text_cfg = std::fs::read_to_string(&config).unwrap();

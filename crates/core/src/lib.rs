@@ -20,7 +20,6 @@ pub mod policy;
 pub mod registry;
 pub mod reward;
 pub mod stats;
-pub mod stats_grad;
 pub mod task;
 pub mod testing;
 pub mod toml_doc;
@@ -40,7 +39,6 @@ pub use policy::{
 pub use registry::{ComponentKind, Registration};
 pub use reward::{Outcome, RewardInput, Verdict, Verifier, VerifierConfig};
 pub use stats::{token_stats_from_logits, StatsNeeds, TokenStats};
-pub use stats_grad::{backward_through_stats, ChunkedLogits, StatsGrad};
 pub use task::{Problem, Split, Task, TaskConfig};
 
 #[doc(hidden)]

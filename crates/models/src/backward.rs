@@ -5,8 +5,9 @@
 //! layer's input is kept; backward recomputes one layer at a time.
 
 use crate::error::Result;
+use crate::stats_grad::{backward_through_stats, ChunkedLogits};
 use crate::transformer::{positions_from_mask, Transformer};
-use rlvr_core::{backward_through_stats, ChunkedLogits, SequenceBatch, StatsNeeds, TokenStats};
+use rlvr_core::{SequenceBatch, StatsNeeds, TokenStats};
 use tch::{Kind, Tensor};
 
 /// How the update trades memory for time.

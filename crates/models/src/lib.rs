@@ -13,6 +13,7 @@ pub mod hf_config;
 pub mod policy;
 pub mod sampling;
 pub mod shapes;
+pub mod stats_grad;
 pub mod tabular;
 pub mod threads;
 pub mod token_stats;

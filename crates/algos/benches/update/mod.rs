@@ -1,13 +1,13 @@
 //! One policy-update step from logits, shared by the benchmarks: token statistics, gates, loss,
-//! token-mean aggregation, gradient into the logits — both as the trainer runs it (core's
+//! token-mean aggregation, gradient into the logits — both as the trainer runs it (the models'
 //! chunked `backward_through_stats`: fused statistics, analytic gradient) and through plain
 //! autograd over the whole `[tokens, vocab]` graph. `RLVR_BENCH_DEVICE=cuda` runs it
 //! on a GPU (the step ends with a scalar read, which synchronises).
 
 use rlvr_core::{
-    backward_through_stats, token_stats_from_logits, AlgoConfig, Algorithm, ChunkedLogits,
-    GlobalCounts, LossInput, TokenStats,
+    token_stats_from_logits, AlgoConfig, Algorithm, GlobalCounts, LossInput, TokenStats,
 };
+use rlvr_models::stats_grad::{backward_through_stats, ChunkedLogits};
 use tch::{Device, Kind, Tensor};
 
 /// Tokens per chunk (the models' default).

@@ -3,7 +3,7 @@
 //! meaning. It parses back to the same configuration (`rlvr train --config`).
 
 use crate::args::{AlgoArgs, TargetArgs};
-use crate::document::{build, take_ordinary_flags, RunFlags};
+use crate::document::{build, RunFlags};
 use anyhow::Result;
 use documented::DocumentedFields;
 use rlvr_core::algo::doc_for_tagged;
@@ -23,12 +23,11 @@ pub struct ConfigArgs {
 
 /// Runs `rlvr config`.
 pub fn exec(args: ConfigArgs) -> Result<()> {
-    let mut flags = RunFlags {
+    let flags = RunFlags {
         algo: args.algo,
         target: args.target,
         ..RunFlags::default()
     };
-    take_ordinary_flags(&mut flags)?;
     let named = flags.algo.algo.is_some() || flags.algo.config.is_some();
     let cfg = RunConfig::from_document(build(&flags)?)?;
     if !named {

@@ -2,7 +2,7 @@
 //! progress, checkpoints and before/after evaluation (`rlvr_train::fit`).
 
 use crate::args::{AlgoArgs, TargetArgs};
-use crate::document::{self, take_flag, RunFlags};
+use crate::document::{self, RunFlags};
 use crate::output::Console;
 use crate::usage_bail;
 use anyhow::Result;
@@ -43,52 +43,13 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The values of the run document.
-    pub fn run_flags(&self) -> Result<RunFlags> {
-        let mut flags = RunFlags {
+    pub fn run_flags(&self) -> RunFlags {
+        RunFlags {
             algo: self.algo.clone(),
             target: self.target.clone(),
             steps: self.steps.map(|s| s.to_string()),
             seed: self.seed.map(|s| s.to_string()),
-        };
-        document::take_ordinary_flags(&mut flags)?;
-        Ok(flags)
-    }
-}
-
-impl TrainArgs {
-    /// Moves `--name`, `--runs-dir`, `--resume`, `--set`, `--config` and `--steps` given after
-    /// algorithm parameters
-    /// (where the parameters' catch-all takes them) back into their fields.
-    fn normalized(mut self) -> Result<TrainArgs> {
-        let params = &mut self.algo.params;
-        if let Some(v) = take_flag(params, "name")? {
-            self.name.get_or_insert(v);
         }
-        if let Some(v) = take_flag(params, "runs-dir")? {
-            self.runs_dir = PathBuf::from(v);
-        }
-        if let Some(v) = take_flag(params, "resume")? {
-            self.resume.get_or_insert(PathBuf::from(v));
-        }
-        if let Some(v) = take_flag(params, "nproc")? {
-            let Ok(n) = v.parse::<usize>() else {
-                usage_bail!("--nproc {v}: expected a whole number of ranks");
-            };
-            self.nproc.get_or_insert(n);
-        }
-        while let Some(v) = take_flag(params, "set")? {
-            self.algo.sets.push(v);
-        }
-        if let Some(v) = take_flag(params, "config")? {
-            self.algo.config.get_or_insert(PathBuf::from(v));
-        }
-        if let Some(v) = take_flag(params, "steps")? {
-            let Ok(steps) = v.parse::<u64>() else {
-                usage_bail!("--steps {v}: expected a whole number");
-            };
-            self.steps.get_or_insert(steps);
-        }
-        Ok(self)
     }
 
     /// The flags given that would change a run (all but `--steps` and `--runs-dir`).
@@ -115,7 +76,6 @@ impl TrainArgs {
 
 /// Runs `rlvr train`.
 pub fn exec(args: TrainArgs) -> Result<()> {
-    let args = args.normalized()?;
     let launch = match args.nproc {
         Some(0) => usage_bail!("--nproc 0: give at least 1 rank"),
         Some(n) if n > 1 => {
@@ -147,7 +107,7 @@ pub fn exec(args: TrainArgs) -> Result<()> {
         rlvr_train::resume(dir, args.steps, &Console::stoppable()?)?;
         return Ok(());
     }
-    let cfg = RunConfig::from_document(document::build(&args.run_flags()?)?)?;
+    let cfg = RunConfig::from_document(document::build(&args.run_flags())?)?;
     let name = match &args.name {
         Some(name) => {
             validate_name("--name", name)?;

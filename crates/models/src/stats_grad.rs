@@ -11,8 +11,7 @@
 //! `∂ log p_t/∂z = e_t − p`, `∂ log p_{(k)}/∂z = e_{(k)} − p` (top-K ids fixed), and
 //! `∂H/∂z = −p ⊙ (log p + H)`.
 
-use crate::error::{CoreError, Result};
-use crate::stats::{StatsNeeds, TokenStats};
+use rlvr_core::{CoreError, Result, StatsNeeds, TokenStats};
 use tch::{Kind, Tensor};
 
 /// Gradient of a loss with respect to the differentiable statistics (same shapes).
@@ -119,7 +118,7 @@ pub fn fast_topk(z: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
 /// cache-sized block of rows at a time: `lse = m + log Σ e^{z−m}`, `log p_t = z_t − lse`,
 /// `H = lse − Σ p z`, top-K by [`fast_topk`]. On the CPU, lse, `Σ p z` and the top-K group maxima
 /// come from one pass over each row ([`rlvr_kernels::softmax_stats`]); elsewhere from ATen
-/// operations. Values equal [`crate::token_stats_from_logits`]'s up to rounding.
+/// operations. Values equal [`rlvr_core::token_stats_from_logits`]'s up to rounding.
 pub fn fused_token_stats(
     logits: &Tensor,
     targets: &Tensor,
@@ -490,7 +489,7 @@ mod tests {
         }
     }
 
-    /// [`crate::token_stats_from_logits`] in f64: the exact reference.
+    /// [`rlvr_core::token_stats_from_logits`] in f64: the exact reference.
     fn stats_f64(logits: &Tensor, targets: &Tensor, needs: &StatsNeeds) -> TokenStats {
         let topk = needs.topk;
         let logp_all = logits.log_softmax(-1, Kind::Double);
