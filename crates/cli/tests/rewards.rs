@@ -444,3 +444,76 @@ fn several_validation_files_each_get_their_metrics() {
     assert_fails_with(&o, "/no/such/file.parquet");
     assert!(!tmp.path().join("other/hf").exists());
 }
+
+/// A `[reward]` table whose default is the test program in `mode`.
+fn program_config(dir: &Path, mode: &str, limits: &str) -> PathBuf {
+    config(
+        dir,
+        &format!(
+            "[reward]\ndefault = {{ type = \"command\", cmd = [\"python3\", {:?}, {mode:?}]{limits} }}\n",
+            program()
+        ),
+    )
+}
+
+#[test]
+fn blank_lines_around_answers_are_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("scores.jsonl");
+    let cfg = program_config(tmp.path(), "blank", "");
+    let o = run(tmp.path(), &cfg, "3", &[("REWARD_LOG", &log)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    check_scores_reach_advantages(tmp.path(), &log, 3);
+}
+
+#[test]
+fn a_line_that_answers_no_batch_stops_the_run_instead_of_scoring_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = program_config(tmp.path(), "twice", "");
+    let o = run(tmp.path(), &cfg, "3", &[], &[]);
+    assert_fails_with(&o, "reward command `python3");
+    assert_fails_with(&o, "printed a line that answers no batch");
+    assert_fails_with(&o, "stdout is for answers only");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // The first step was scored by its own answer; the leftover never scored step 2.
+    let metrics = metrics_lines(&tmp.path().join("hf/metrics.jsonl"));
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+}
+
+#[test]
+fn a_score_beyond_a_32_bit_float_is_refused_naming_the_program_and_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = program_config(tmp.path(), "huge", ", retries = 0");
+    let o = run(tmp.path(), &cfg, "2", &[], &[]);
+    assert_fails_with(&o, "reward command `python3");
+    assert_fails_with(&o, "item 0: score 1e200 is out of range");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_program_that_exits_is_noticed_at_once_and_its_children_are_ended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = program_config(tmp.path(), "orphan", ", timeout_s = 60, retries = 0");
+    let state = tmp.path().join("child-pid");
+    let start = Instant::now();
+    let o = run(tmp.path(), &cfg, "2", &[("REWARD_STATE", &state)], &[]);
+    let took = start.elapsed();
+    assert_fails_with(&o, "exited without answering");
+    assert_fails_with(&o, "exit status: 4");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // Its child keeps stdout open, yet the run did not wait for the 60 s timeout.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let pid: u32 = std::fs::read_to_string(&state).unwrap().trim().parse().unwrap();
+    assert!(gone(pid), "the program's child {pid} outlived the run");
+}

@@ -6,8 +6,12 @@
 //! `{"prompt", "response", "ground_truth", "data_source", "extra": {"id"}}`; the answer is a JSON
 //! array of the same length whose items are a number (the score) or an object
 //! `{"score": number, "outcome"?: "correct" | "incorrect" | "no-answer" | "gold-unparseable" |
-//! "timed-out", "info"?: any}`. Without `outcome`, a score ≥ 1 counts as correct. A command gets one
-//! request per line on stdin and answers one line on stdout.
+//! "timed-out", "info"?: any, "id"?: the item's `extra.id`}`. Without `outcome`, a score ≥ 1 counts
+//! as correct; a score must fit a 32-bit float; an item that carries an `id` must answer the item
+//! of that id. A command gets one request per line on stdin and answers one line on stdout: stdout
+//! is for answers only (blank lines are skipped), logs go to stderr. A line that answers no batch
+//! (a log line after an answer, a second answer) is a protocol error that stops the run, never a
+//! score for the next batch.
 //!
 //! Each batch has a timeout and a bounded number of retries (a command is restarted for each);
 //! then the batch fails with [`CoreError::Reward`] naming the program or URL and the cause: never
@@ -54,8 +58,13 @@ fn outcome(name: &str) -> Option<Outcome> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
-/// Reads the answer to a batch of `n` items; an error says what is wrong with it.
-pub fn parse_answer(answer: &serde_json::Value, n: usize) -> Result<Vec<Verdict>, String> {
+/// Reads the answer to a batch of `n` items; an error says what is wrong with it. `ids`, when
+/// given, are the items' `extra.id`s: an answer item that carries an `id` must carry its own.
+pub fn parse_answer(
+    answer: &serde_json::Value,
+    n: usize,
+    ids: Option<&[&str]>,
+) -> Result<Vec<Verdict>, String> {
     let items = answer.as_array().ok_or_else(|| {
         format!(
             "expected a JSON array of {n} scores, got {}",
@@ -74,10 +83,13 @@ pub fn parse_answer(answer: &serde_json::Value, n: usize) -> Result<Vec<Verdict>
         .map(|(k, item)| {
             let (score, named) = match item {
                 serde_json::Value::Number(x) => (x.as_f64(), None),
-                serde_json::Value::Object(o) => (
-                    o.get("score").and_then(|s| s.as_f64()),
-                    o.get("outcome").and_then(|s| s.as_str()),
-                ),
+                serde_json::Value::Object(o) => {
+                    check_id(k, o, ids)?;
+                    (
+                        o.get("score").and_then(|s| s.as_f64()),
+                        o.get("outcome").and_then(|s| s.as_str()),
+                    )
+                }
                 _ => (None, None),
             };
             let score = score.filter(|s| s.is_finite()).ok_or_else(|| {
@@ -86,6 +98,13 @@ pub fn parse_answer(answer: &serde_json::Value, n: usize) -> Result<Vec<Verdict>
                     clip(&item.to_string(), 80)
                 )
             })?;
+            if score.abs() > f64::from(f32::MAX) {
+                return Err(format!(
+                    "item {k}: score {score:e} is out of range (at most {:e} in magnitude: scores \
+                     are 32-bit floats)",
+                    f32::MAX
+                ));
+            }
             let outcome = match named {
                 Some(name) => outcome(name).ok_or_else(|| {
                     format!(
@@ -103,6 +122,28 @@ pub fn parse_answer(answer: &serde_json::Value, n: usize) -> Result<Vec<Verdict>
             })
         })
         .collect()
+}
+
+/// An answer item's `id` (or `extra.id`), when it carries one, must be the id of item `k`.
+fn check_id(
+    k: usize,
+    item: &serde_json::Map<String, serde_json::Value>,
+    ids: Option<&[&str]>,
+) -> Result<(), String> {
+    let given = item
+        .get("id")
+        .or_else(|| item.get("extra").and_then(|e| e.get("id")));
+    let (Some(given), Some(ids)) = (given, ids) else {
+        return Ok(());
+    };
+    let expected = ids.get(k).copied().unwrap_or_default();
+    if given.as_str() != Some(expected) {
+        return Err(format!(
+            "item {k} answers id {given} but item {k} of the batch has id {expected:?}: answers \
+             must come in the order of the request"
+        ));
+    }
+    Ok(())
 }
 
 fn check_limits(what: &str, timeout_s: f64, retries: u32) -> rlvr_core::Result<()> {
@@ -226,11 +267,33 @@ impl Session {
 }
 
 impl Drop for Session {
+    /// Ends the program and everything it started (its process group), so no child of a reward
+    /// program outlives the run.
     fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: signalling a process group this verifier created; no memory is touched.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+/// Why an attempt at a batch failed: worth another attempt with a restarted program, or a broken
+/// protocol that no restart repairs.
+enum Failure {
+    Retry(String),
+    Protocol(String),
+}
+
+/// How often a program that has not answered yet is checked for having exited.
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
+/// What stdout is for, said with every protocol error.
+const STDOUT_RULE: &str = "stdout is for answers only, one JSON line per batch; write logs to \
+                           stderr";
 
 /// The `command` verifier.
 pub struct CommandVerifier {
@@ -251,12 +314,15 @@ impl CommandVerifier {
     }
 
     fn start(&self) -> rlvr_core::Result<Session> {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(&self.cfg.cmd[0]);
         command
             .args(&self.cfg.cmd[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Its own process group: the run can end the program and all its children.
+            .process_group(0);
         if !self.cfg.cwd.is_empty() {
             command.current_dir(&self.cfg.cwd);
         }
@@ -299,33 +365,72 @@ impl CommandVerifier {
         })
     }
 
-    /// One attempt: send the batch, wait for its answer. Errors describe the failure.
-    fn attempt(&self, session: &mut Session, line: &str, n: usize) -> Result<Vec<Verdict>, String> {
+    /// One attempt: check that nothing is left over from earlier batches, send the batch, wait
+    /// for its answer (skipping blank lines, noticing an exit of the program at once).
+    fn attempt(
+        &self,
+        session: &mut Session,
+        line: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Verdict>, Failure> {
+        let n = ids.len();
+        loop {
+            match session.lines.try_recv() {
+                Ok(Ok(stale)) if stale.trim().is_empty() => continue,
+                Ok(Ok(stale)) => {
+                    return Err(Failure::Protocol(format!(
+                        "printed a line that answers no batch: {:?} (after its answer to the \
+                         previous batch); {STDOUT_RULE}{}",
+                        clip(&stale, 200),
+                        session.stderr_tail()
+                    )))
+                }
+                _ => break,
+            }
+        }
         if session.to_stdin.send(line.to_string()).is_err() {
-            return Err(self.exit_message(session, "stopped reading its input"));
+            return Err(Failure::Retry(
+                self.exit_message(session, "stopped reading its input"),
+            ));
         }
         let timeout = Duration::from_secs_f64(self.cfg.timeout_s);
-        match session.lines.recv_timeout(timeout) {
-            Ok(Ok(answer)) => {
-                let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| {
-                    format!(
-                        "answered malformed JSON ({e}): {:?}{}",
-                        clip(&answer, 200),
-                        session.stderr_tail()
-                    )
-                })?;
-                parse_answer(&value, n)
+        let deadline = std::time::Instant::now() + timeout;
+        let answer = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Failure::Retry(format!(
+                    "did not answer a batch of {n} within {} s{}",
+                    self.cfg.timeout_s,
+                    session.stderr_tail()
+                )));
             }
-            Ok(Err(e)) => Err(format!("cannot read its answer ({e})")),
-            Err(RecvTimeoutError::Timeout) => Err(format!(
-                "did not answer a batch of {n} within {} s{}",
-                self.cfg.timeout_s,
+            match session.lines.recv_timeout(left.min(EXIT_POLL)) {
+                Ok(Ok(l)) if l.trim().is_empty() => continue,
+                Ok(Ok(l)) => break l,
+                Ok(Err(e)) => return Err(Failure::Retry(format!("cannot read its answer ({e})"))),
+                Err(RecvTimeoutError::Timeout) => {
+                    // A child that keeps stdout open must not hide the program's exit.
+                    if let Ok(Some(_)) = session.child.try_wait() {
+                        return Err(Failure::Retry(
+                            self.exit_message(session, "exited without answering"),
+                        ));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Failure::Retry(
+                        self.exit_message(session, "closed its output"),
+                    ))
+                }
+            }
+        };
+        let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| {
+            Failure::Retry(format!(
+                "answered malformed JSON ({e}): {:?}; {STDOUT_RULE}{}",
+                clip(&answer, 200),
                 session.stderr_tail()
-            )),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(self.exit_message(session, "closed its output"))
-            }
-        }
+            ))
+        })?;
+        parse_answer(&value, n, Some(ids)).map_err(Failure::Retry)
     }
 
     fn exit_message(&self, session: &mut Session, what: &str) -> String {
@@ -366,6 +471,7 @@ impl Verifier for CommandVerifier {
             return Ok(Vec::new());
         }
         let line = request(items).to_string();
+        let ids: Vec<&str> = items.iter().map(|i| i.id).collect();
         let mut guard = self
             .session
             .lock()
@@ -384,9 +490,13 @@ impl Verifier for CommandVerifier {
             let Some(session) = guard.as_mut() else {
                 continue;
             };
-            match self.attempt(session, &line, items.len()) {
+            match self.attempt(session, &line, &ids) {
                 Ok(verdicts) => return Ok(verdicts),
-                Err(e) => {
+                Err(Failure::Protocol(e)) => {
+                    *guard = None;
+                    return Err(self.error(e));
+                }
+                Err(Failure::Retry(e)) => {
                     tracing::warn!(
                         "{}: attempt {} of {}: {e}",
                         self.name(),
@@ -453,6 +563,7 @@ impl VerifierConfig for HttpConfig {
         check_limits("http", self.timeout_s, self.retries)?;
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs_f64(self.timeout_s))
+            .redirects(0)
             .build();
         Ok(Box::new(HttpVerifier {
             cfg: self.clone(),
@@ -468,23 +579,52 @@ pub struct HttpVerifier {
 }
 
 impl HttpVerifier {
-    fn attempt(&self, body: &serde_json::Value, n: usize) -> Result<Vec<Verdict>, String> {
+    fn attempt(&self, body: &serde_json::Value, ids: &[&str]) -> Result<Vec<Verdict>, String> {
+        use std::io::Read;
         let answer = match self.agent.post(&self.cfg.url).send_json(body) {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();
                 return Err(format!("answered HTTP {code}: {}", clip(&text, 200)));
             }
-            Err(e) => return Err(format!("request failed: {e}")),
+            Err(ureq::Error::Transport(t)) => {
+                let why = t
+                    .message()
+                    .map(str::to_string)
+                    .or_else(|| std::error::Error::source(&t).map(|s| s.to_string()))
+                    .unwrap_or_default();
+                return Err(format!("request failed ({}): {why}", t.kind()));
+            }
         };
-        let text = answer
-            .into_string()
+        let code = answer.status();
+        if (300..400).contains(&code) {
+            let to = answer.header("location").unwrap_or("?").to_string();
+            return Err(format!(
+                "answered HTTP {code}, a redirect to {to}; give that URL in `url` (redirects are \
+                 not followed)"
+            ));
+        }
+        let mut bytes = Vec::new();
+        answer
+            .into_reader()
+            .take(MAX_ANSWER_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read the answer: {e}"))?;
+        if bytes.len() as u64 > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "answered more than {} MiB; an answer is one score per item",
+                MAX_ANSWER_BYTES >> 20
+            ));
+        }
+        let text = String::from_utf8_lossy(&bytes);
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("answered malformed JSON ({e}): {:?}", clip(&text, 200)))?;
-        parse_answer(&value, n)
+        parse_answer(&value, ids.len(), Some(ids))
     }
 }
+
+/// The largest answer an `http` verifier reads.
+const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 impl Verifier for HttpVerifier {
     fn verify(&self, response: &str, ground_truth: &str) -> Verdict {
@@ -509,9 +649,10 @@ impl Verifier for HttpVerifier {
             return Ok(Vec::new());
         }
         let body = request(items);
+        let ids: Vec<&str> = items.iter().map(|i| i.id).collect();
         let mut last = String::new();
         for attempt in 0..=self.cfg.retries {
-            match self.attempt(&body, items.len()) {
+            match self.attempt(&body, &ids) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     tracing::warn!(
@@ -540,25 +681,42 @@ mod tests {
         let ok = parse_answer(
             &serde_json::json!([1, {"score": 0.5}, {"score": 0, "outcome": "no-answer"}]),
             3,
+            None,
         );
         let v = ok.expect("valid answer");
         assert_eq!(v[0].outcome, Outcome::Correct);
         assert_eq!(v[1].score, 0.5);
         assert_eq!(v[1].outcome, Outcome::Incorrect);
         assert_eq!(v[2].outcome, Outcome::NoAnswer);
-        assert!(parse_answer(&serde_json::json!([1, 2]), 3)
+        assert!(parse_answer(&serde_json::json!([1, 2]), 3, None)
             .unwrap_err()
             .contains("answered 2 scores for a batch of 3"));
-        assert!(parse_answer(&serde_json::json!({"scores": [1]}), 1)
+        assert!(parse_answer(&serde_json::json!({"scores": [1]}), 1, None)
             .unwrap_err()
             .contains("expected a JSON array"));
-        assert!(parse_answer(&serde_json::json!(["x"]), 1)
+        assert!(parse_answer(&serde_json::json!(["x"]), 1, None)
             .unwrap_err()
             .contains("item 0"));
         assert!(
-            parse_answer(&serde_json::json!([{"score": 1, "outcome": "maybe"}]), 1)
+            parse_answer(&serde_json::json!([{"score": 1, "outcome": "maybe"}]), 1, None)
                 .unwrap_err()
                 .contains("unknown outcome")
         );
+    }
+
+    #[test]
+    fn scores_beyond_f32_and_answers_for_other_items_are_refused() {
+        for big in [1e200, -1e308, 3.5e38] {
+            let e = parse_answer(&serde_json::json!([0.5, big]), 2, None).unwrap_err();
+            assert!(e.contains("item 1") && e.contains("out of range"), "{e}");
+        }
+        let at_max = f64::from(f32::MAX);
+        assert!(parse_answer(&serde_json::json!([at_max]), 1, None).is_ok());
+        let ids = ["row-1", "row-2"];
+        let swapped = serde_json::json!([{"score": 1, "id": "row-2"}, {"score": 0, "id": "row-1"}]);
+        let e = parse_answer(&swapped, 2, Some(&ids)).unwrap_err();
+        assert!(e.contains("item 0 answers id \"row-2\""), "{e}");
+        let nested = serde_json::json!([{"score": 1, "extra": {"id": "row-1"}}, 0]);
+        assert!(parse_answer(&nested, 2, Some(&ids)).is_ok());
     }
 }
