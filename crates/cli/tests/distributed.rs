@@ -275,6 +275,22 @@ fn unsupported_combinations_are_refused_with_the_reason() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("MASTER_ADDR"), "{}", text(&o));
+    // More ranks than prompt groups per step: refused before any rank starts or anything is
+    // written (it used to crash in libtorch after the first evaluation).
+    let o = rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--name", "too-many", "--nproc", "3"])
+        .args(["--set", "train.prompts_per_step=2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 data-parallel ranks but train.prompts_per_step = 2"),
+        "{}",
+        text(&o)
+    );
+    assert!(!tmp.path().join("too-many").exists());
 }
 
 /// `RLVR_DIST_BACKEND` runs the engine even with one rank (the path a lone GPU takes with NCCL):

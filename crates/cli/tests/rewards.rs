@@ -514,6 +514,10 @@ fn a_program_that_exits_is_noticed_at_once_and_its_children_are_ended() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // Its child keeps stdout open, yet the run did not wait for the 60 s timeout.
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    let pid: u32 = std::fs::read_to_string(&state).unwrap().trim().parse().unwrap();
+    let pid: u32 = std::fs::read_to_string(&state)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(gone(pid), "the program's child {pid} outlived the run");
 }

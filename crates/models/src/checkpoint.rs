@@ -82,7 +82,10 @@ impl HfModel {
         } else {
             (read_tensors(&dir.join("model.safetensors"))?, None)
         };
-        copy_into(&mut vs, &tensors)?;
+        copy_into(&mut vs, &tensors).map_err(|e| match e {
+            ModelError::Checkpoint(m) => ModelError::Checkpoint(format!("{}: {m}", dir.display())),
+            e => e,
+        })?;
         if kind != Kind::Float {
             vs.set_kind(kind);
         }
@@ -173,11 +176,53 @@ fn write_file(path: &Path, items: Vec<(&String, &Tensor)>) -> Result<()> {
     Tensor::write_safetensors(&list, path).map_err(|e| ModelError::io(path, e))
 }
 
-/// Copies checkpoint tensors into the store's variables, checking names and shapes.
+/// The decoder layers of tensor names `model.layers.<i>.…` (one past the highest index).
+fn layer_count<'a>(names: impl Iterator<Item = &'a String>) -> usize {
+    names
+        .filter_map(|n| {
+            n.strip_prefix("model.layers.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .map(|i| i + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Copies checkpoint tensors into the store's variables, checking names, shapes and that every
+/// value is finite. Tensors the model does not use are refused when they are whole decoder
+/// layers the configuration lacks (a checkpoint deeper than `num_hidden_layers`), and otherwise
+/// named in a warning (as transformers does).
 fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let _guard = tch::no_grad_guard();
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut unused: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !vars.iter().any(|(n, _)| n == *k))
+        .collect();
+    unused.sort();
+    let (have, given) = (
+        layer_count(vars.iter().map(|(n, _)| n)),
+        layer_count(tensors.keys()),
+    );
+    if given > have && have > 0 {
+        return Err(ModelError::Checkpoint(format!(
+            "it has {given} decoder layers but config.json says num_hidden_layers = \
+             {have}; fix the config (layers beyond it would be silently dropped)"
+        )));
+    }
+    if !unused.is_empty() {
+        let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_str()).collect();
+        tracing::warn!(
+            "{} checkpoint tensor(s) are not used by the model: {}{}",
+            unused.len(),
+            shown.join(", "),
+            if unused.len() > 5 { ", …" } else { "" }
+        );
+    }
     for (name, mut var) in vars {
         let src = tensors
             .get(&name)
@@ -188,6 +233,12 @@ fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()>
                 expected: var.size(),
                 found: src.size(),
             });
+        }
+        if src.is_floating_point() && !bool::try_from(src.f_isfinite()?.f_all()?)? {
+            return Err(ModelError::Checkpoint(format!(
+                "tensor `{name}` holds NaN or infinite values; the file is corrupt \
+                 (or was saved from a diverged run): use an earlier checkpoint"
+            )));
         }
         var.f_copy_(&src.f_to_kind(var.kind())?.f_to_device(var.device())?)?;
     }

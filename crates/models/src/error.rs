@@ -30,6 +30,10 @@ pub enum ModelError {
         /// Shape in the checkpoint.
         found: Vec<i64>,
     },
+    /// Checkpoint weights that cannot be used as they are (non-finite values, layers the
+    /// configuration lacks).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A tokenizer problem.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

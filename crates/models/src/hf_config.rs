@@ -206,6 +206,46 @@ impl HfConfig {
                 return Err(ModelError::Config(format!("{name} = {v} must be > 0")));
             }
         }
+        let floats = [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ];
+        for (name, v) in floats {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(ModelError::Config(format!(
+                    "{name} = {v} must be a finite number > 0"
+                )));
+            }
+        }
+        if self.max_position_embeddings <= 0 {
+            return Err(ModelError::Config(format!(
+                "max_position_embeddings = {} must be > 0",
+                self.max_position_embeddings
+            )));
+        }
+        if let RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } = self.rope_scaling
+        {
+            let all = [
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            ];
+            if !all.iter().all(|v| v.is_finite() && *v > 0.0) || high_freq_factor <= low_freq_factor
+            {
+                return Err(ModelError::Config(format!(
+                    "llama3 rope_scaling needs finite factors > 0 and high_freq_factor > \
+                     low_freq_factor, got factor {factor}, low_freq_factor {low_freq_factor}, \
+                     high_freq_factor {high_freq_factor}, original_max_position_embeddings \
+                     {original_max_position_embeddings}"
+                )));
+            }
+        }
         if self.num_heads % self.num_kv_heads != 0 {
             return Err(ModelError::Config(format!(
                 "num_attention_heads {} must be a multiple of num_key_value_heads {}",

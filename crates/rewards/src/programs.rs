@@ -697,11 +697,13 @@ mod tests {
         assert!(parse_answer(&serde_json::json!(["x"]), 1, None)
             .unwrap_err()
             .contains("item 0"));
-        assert!(
-            parse_answer(&serde_json::json!([{"score": 1, "outcome": "maybe"}]), 1, None)
-                .unwrap_err()
-                .contains("unknown outcome")
-        );
+        assert!(parse_answer(
+            &serde_json::json!([{"score": 1, "outcome": "maybe"}]),
+            1,
+            None
+        )
+        .unwrap_err()
+        .contains("unknown outcome"));
     }
 
     #[test]

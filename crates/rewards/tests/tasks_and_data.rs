@@ -232,3 +232,35 @@ fn dataset_tasks_apply_a_plain_text_template_and_route_verifiers() {
         "gsm8k's `####` rule"
     );
 }
+
+#[test]
+fn jsonl_numbers_keep_their_literal_text_and_bad_files_say_where() {
+    use rlvr_rewards::data::{read, OnBadRow};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("n.jsonl");
+    std::fs::write(
+        &path,
+        "{\"prompt\": \"a\", \"ground_truth\": 123456789012345678901}\n\
+         {\"prompt\": \"b\", \"answer\": 0.10}\r\n\
+         {\"prompt\": \"c\", \"ground_truth\": -2.5e3}\n",
+    )
+    .unwrap();
+    let ds = read(&path, OnBadRow::Fail).unwrap();
+    let gts: Vec<&str> = ds.records.iter().map(|r| r.ground_truth.as_str()).collect();
+    assert_eq!(gts, ["123456789012345678901", "0.10", "-2.5e3"]);
+
+    let bad = tmp.path().join("latin1.jsonl");
+    let mut bytes = b"{\"prompt\": \"a\", \"ground_truth\": \"1\"}\n".to_vec();
+    bytes.extend(b"{\"prompt\": \"caf\xe9\", \"ground_truth\": \"2\"}\n");
+    std::fs::write(&bad, bytes).unwrap();
+    let e = read(&bad, OnBadRow::Fail).unwrap_err().to_string();
+    assert!(e.contains("line 2") && e.contains("UTF-8"), "{e}");
+
+    let array = tmp.path().join("array.jsonl");
+    std::fs::write(&array, "[{\"prompt\": \"a\", \"ground_truth\": \"1\"}]\n").unwrap();
+    let e = read(&array, OnBadRow::Fail).unwrap_err().to_string();
+    assert!(
+        e.contains("JSON array") && e.contains("one JSON object per line"),
+        "{e}"
+    );
+}

@@ -84,6 +84,7 @@ impl Trainer {
         world: Box<dyn Collective>,
         local_rank: usize,
     ) -> Result<Trainer> {
+        check_ranks(world.world_size(), cfg.train.prompts_per_step)?;
         let mut session = Session::open(&cfg, Placement { local_rank })?;
         let algo = cfg.algo.build()?;
         if world.world_size() > 1 && algo.filter.is_some() {
@@ -288,6 +289,18 @@ impl Trainer {
     pub fn evaluate(&self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
         self.session.evaluate(self.world.as_ref(), problems, opts)
     }
+}
+
+/// Every rank needs at least one prompt group of each step.
+pub fn check_ranks(ranks: usize, prompts_per_step: usize) -> Result<()> {
+    if ranks > prompts_per_step {
+        config_bail!(
+            "{ranks} data-parallel ranks but train.prompts_per_step = {prompts_per_step}: each \
+             rank trains whole prompt groups, so use at most {prompts_per_step} ranks or raise \
+             train.prompts_per_step"
+        );
+    }
+    Ok(())
 }
 
 /// Drops training and held-out problems whose prompts do not fit the prompt budget (with a

@@ -25,9 +25,13 @@ pub struct SampleArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 12345)]
     pub seed: u64,
-    /// A mode counts when it holds at least this fraction of the samples.
+    /// A mode counts when it holds at least this fraction of the samples (0 to 1).
     #[arg(long, default_value_t = 0.01)]
     pub min_share: f64,
+    /// Responses generated together (memory is bounded by this, not by --n; the samples are the
+    /// same for any value: each response has its own random stream).
+    #[arg(long, default_value_t = 256)]
+    pub batch_rows: usize,
     /// Device (default: the run's train.device).
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -37,6 +41,15 @@ pub struct SampleArgs {
 pub fn exec(args: SampleArgs) -> Result<()> {
     if args.n == 0 {
         usage_bail!("--n must be >= 1");
+    }
+    if args.batch_rows == 0 {
+        usage_bail!("--batch-rows must be >= 1");
+    }
+    if !(args.min_share > 0.0 && args.min_share <= 1.0) {
+        usage_bail!(
+            "--min-share must be a fraction in (0, 1], got {}",
+            args.min_share
+        );
     }
     let mut doc = read_document(&args.run.join("config.toml"))?;
     if let Some(device) = &args.device.device {
@@ -54,15 +67,24 @@ pub fn exec(args: SampleArgs) -> Result<()> {
     let prompt = session.codec.render_prompt(&problem)?;
     let (step, ck) = latest_checkpoint(&args.run)?.context("the run has no complete checkpoint")?;
     load_checkpoint(&ck, session.policy.as_mut(), None)?;
-    let sampling = session.sampling_with_seed(args.seed);
-    let ro = session.rollout(std::slice::from_ref(&problem), args.n, &sampling)?;
     let mut counts: BTreeMap<(bool, String), usize> = BTreeMap::new();
     let mut scores: BTreeMap<String, f32> = BTreeMap::new();
-    for ((t, o), score) in ro.texts.iter().zip(&ro.outcomes).zip(ro.score_values()) {
-        *counts
-            .entry((*o == Outcome::Correct, t.clone()))
-            .or_default() += 1;
-        scores.insert(t.clone(), score);
+    let mut correct = 0usize;
+    let mut start = 0;
+    while start < args.n {
+        let rows = args.batch_rows.min(args.n - start);
+        let mut sampling = session.sampling_with_seed(args.seed);
+        // Response r draws from stream r whichever batch it is in.
+        sampling.first_stream = start as u64;
+        let ro = session.rollout(std::slice::from_ref(&problem), rows, &sampling)?;
+        for ((t, o), score) in ro.texts.iter().zip(&ro.outcomes).zip(ro.score_values()) {
+            *counts
+                .entry((*o == Outcome::Correct, t.clone()))
+                .or_default() += 1;
+            scores.insert(t.clone(), score);
+            correct += usize::from(*o == Outcome::Correct);
+        }
+        start += rows;
     }
     println!("prompt: {prompt:?}\nanswer: {:?}", problem.ground_truth);
     let modes = counts
@@ -73,7 +95,7 @@ pub fn exec(args: SampleArgs) -> Result<()> {
         "{} at step {step}: {} samples, accuracy {:.3}, correct modes (≥{:.0}%): {modes}",
         args.run.display(),
         args.n,
-        ro.accuracy(),
+        correct as f64 / args.n as f64,
         args.min_share * 100.0
     );
     let mut rows: Vec<_> = counts.into_iter().collect();

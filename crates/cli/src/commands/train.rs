@@ -120,6 +120,7 @@ pub fn exec(args: TrainArgs) -> Result<()> {
         return Err(existing_run_error(&dir).into());
     }
     if let Some(n) = launch {
+        rlvr_train::trainer::check_ranks(n, cfg.train.prompts_per_step)?;
         // Every rank must train the same run folder.
         let name = match &args.name {
             Some(_) => None,

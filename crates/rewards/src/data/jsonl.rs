@@ -35,7 +35,9 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
     let gt = v.get("ground_truth").or_else(|| v.get("answer"));
     let ground_truth = match gt {
         Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Number(n)) => n.to_string(),
+        // A number keeps its literal text (`123456789012345678901`, `0.10`): no trip through f64.
+        Some(serde_json::Value::Number(_)) => literal_ground_truth(line)
+            .ok_or_else(|| bad("ground_truth", "cannot read the number's text".into()))?,
         _ => {
             return Err(bad(
                 "ground_truth",
@@ -62,16 +64,52 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
     })
 }
 
+/// The literal JSON text of a line's numeric `ground_truth` (or `answer`).
+fn literal_ground_truth(line: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        ground_truth: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        answer: Option<&'a serde_json::value::RawValue>,
+    }
+    let raw: Raw<'_> = serde_json::from_str(line).ok()?;
+    raw.ground_truth
+        .or(raw.answer)
+        .map(|r| r.get().trim().to_string())
+}
+
 /// Reads every non-empty line (a leading byte-order mark is accepted); rows are numbered by
 /// their 1-based line.
 pub fn read(path: &Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::File {
+    let file_error = |message: String| DataError::File {
         path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let rows = text
-        .lines()
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| file_error(e.to_string()))?;
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+    let mut lines = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let text = std::str::from_utf8(line).map_err(|e| {
+            file_error(format!(
+                "line {}: not UTF-8 text (byte {} of the line); save the file as UTF-8",
+                i + 1,
+                e.valid_up_to() + 1
+            ))
+        })?;
+        lines.push(text.strip_suffix('\r').unwrap_or(text));
+    }
+    if let Some(first) = lines.iter().find(|l| !l.trim().is_empty()) {
+        if first.trim_start().starts_with('[') {
+            return Err(file_error(
+                "holds a JSON array; a .jsonl file has one JSON object per line (convert it \
+                 with `jq -c '.[]' FILE`)"
+                    .into(),
+            ));
+        }
+    }
+    let rows = lines
+        .iter()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| record(path, i + 1, l));
