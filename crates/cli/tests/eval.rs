@@ -69,7 +69,7 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
         "12",
     ]);
     assert!(out.contains("| countdown | 12 |"), "{out}");
-    let dir = run.join("eval/step-3-countdown-n8");
+    let dir = run.join("eval/step-3-countdown-n8-seed0");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["samples"], 8);
@@ -126,7 +126,7 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
             "-n",
             "8",
             "--seed",
-            "9",
+            "0",
         ])
         .output()
         .unwrap();
@@ -160,7 +160,7 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
     let out = run_ok(&[
         "compare",
         run.to_str().unwrap(),
-        run.join("eval/step-0-countdown-n2").to_str().unwrap(),
+        run.join("eval/step-0-countdown-n2-seed0").to_str().unwrap(),
         "--labels",
         "trained,initial",
         "--out",
@@ -176,7 +176,7 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
     assert_png_drawn(&cmp.join("plots/rank_probs.png"));
 
     // The comparison is not replaced without --overwrite.
-    let step0 = run.join("eval/step-0-countdown-n2");
+    let step0 = run.join("eval/step-0-countdown-n2-seed0");
     let again = [
         "compare",
         run.to_str().unwrap(),
@@ -195,7 +195,8 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
 
     // A doctored report (pass@1 = 7.5) is refused, naming the file.
     let doctored = tmp.path().join("doctored.json");
-    let json = std::fs::read_to_string(run.join("eval/step-0-countdown-n2/eval.json")).unwrap();
+    let json =
+        std::fs::read_to_string(run.join("eval/step-0-countdown-n2-seed0/eval.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
     v["pass_at_k"][0][1] = serde_json::json!(7.5);
     std::fs::write(&doctored, v.to_string()).unwrap();

@@ -358,7 +358,7 @@ fn the_readme_own_model_data_and_reward_section_works() {
         )),
         "{printed}"
     );
-    let own = tmp.path().join("mine/eval/step-2-amc23_test-n4");
+    let own = tmp.path().join("mine/eval/step-2-amc23_test-n4-seed0");
     assert!(own.join("eval.json").exists(), "the eval command's folder");
     // A second dataset at the same step gets its own folder; each eval.json says what it read.
     let o = common::rlvr()
@@ -376,7 +376,7 @@ fn the_readme_own_model_data_and_reward_section_works() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let other = tmp.path().join("mine/eval/step-2-aime2025_test-n2");
+    let other = tmp.path().join("mine/eval/step-2-aime2025_test-n2-seed0");
     for (dir, file) in [
         (&own, "amc23_test.parquet"),
         (&other, "aime2025_test.parquet"),

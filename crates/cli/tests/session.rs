@@ -98,5 +98,97 @@ fn every_command_honours_train_device_with_the_same_error() {
     // Nothing was written: no run folders, no evaluation, no model.
     assert!(!runs.join("x").exists() && !runs.join("y").exists());
     assert!(!cwd.join("sft-out").exists());
-    assert!(!run_dir.join("eval").join("step-1-countdown-n2").exists());
+    assert!(!run_dir
+        .join("eval")
+        .join("step-1-countdown-n2-seed0")
+        .exists());
+}
+
+#[test]
+fn sample_works_in_bounded_batches_with_the_same_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let o = common::train(&runs, "r", &["--steps", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run_arg = runs.join("r");
+    let run_arg = run_arg.to_str().unwrap();
+    let cwd = tmp.path();
+    let whole = run(&["sample", "--run", run_arg, "--n", "40"], cwd);
+    assert!(whole.status.success(), "{}", text(&whole));
+    // Batches of 7 responses: each response keeps its own random stream, so the same samples.
+    let batched = run(
+        &["sample", "--run", run_arg, "--n", "40", "--batch-rows", "7"],
+        cwd,
+    );
+    assert!(batched.status.success(), "{}", text(&batched));
+    assert_eq!(
+        rlvr_tests::cli::stdout(&whole),
+        rlvr_tests::cli::stdout(&batched)
+    );
+    assert!(rlvr_tests::cli::stdout(&whole).contains("40 samples"));
+    for (args, needle) in [
+        (vec!["--n", "0"], "--n must be >= 1"),
+        (vec!["--batch-rows", "0"], "--batch-rows must be >= 1"),
+        (
+            vec!["--min-share", "2"],
+            "--min-share must be a fraction in (0, 1]",
+        ),
+        (
+            vec!["--min-share", "NaN"],
+            "--min-share must be a fraction in (0, 1]",
+        ),
+    ] {
+        let mut all = vec!["sample", "--run", run_arg];
+        all.extend(args);
+        let o = run(&all, cwd);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", text(&o));
+        assert!(stderr(&o).contains(needle), "{all:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn two_evaluations_racing_for_one_folder_never_both_report_success() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let o = common::train(&runs, "r", &["--steps", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run_arg = runs.join("r");
+    let args = [
+        "eval",
+        "--run",
+        run_arg.to_str().unwrap(),
+        "-n",
+        "4",
+        "--problems",
+        "40",
+    ];
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            rlvr()
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let ok = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "exactly one evaluation gets the folder");
+    let lost = outputs.iter().find(|o| !o.status.success()).unwrap();
+    assert_eq!(lost.status.code(), Some(2));
+    assert!(stderr(lost).contains("already exists"), "{}", text(lost));
+    let dir = run_arg.join("eval/step-1-countdown-n4-seed0");
+    assert!(dir.join("eval.json").exists());
+    // Another seed is another folder.
+    let mut other = args.to_vec();
+    other.extend(["--seed", "3"]);
+    let o = rlvr().args(&other).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(run_arg
+        .join("eval/step-1-countdown-n4-seed3/eval.json")
+        .exists());
 }

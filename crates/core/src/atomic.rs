@@ -64,17 +64,61 @@ impl StagedDir {
         &self.staging
     }
 
-    /// Moves the complete folder to its destination, replacing what was there; returns the
-    /// destination.
+    /// Moves the complete folder to its destination, replacing what was there (an empty folder,
+    /// such as a [`ClaimedDir`], is replaced in the one rename); returns the destination.
     pub fn publish(self) -> Result<PathBuf, PathError> {
-        if self.out.exists() {
-            at(std::fs::remove_dir_all(&self.out), &self.out)?;
-        }
         if let Some(parent) = self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
             at(std::fs::create_dir_all(parent), parent)?;
         }
-        at(std::fs::rename(&self.staging, &self.out), &self.out)?;
+        if std::fs::rename(&self.staging, &self.out).is_err() {
+            if self.out.exists() {
+                at(std::fs::remove_dir_all(&self.out), &self.out)?;
+            }
+            at(std::fs::rename(&self.staging, &self.out), &self.out)?;
+        }
         Ok(self.out)
+    }
+}
+
+/// A new, empty folder claimed for a result before the work that fills it: creating it is atomic,
+/// so of two writers racing for one name exactly one gets it. Dropped without [`ClaimedDir::keep`]
+/// (the work failed), it is removed again if still empty.
+#[derive(Debug)]
+pub struct ClaimedDir {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl ClaimedDir {
+    /// Claims `path` (creating its parents); `None` when it exists already.
+    pub fn claim(path: &Path) -> Result<Option<ClaimedDir>, PathError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            at(std::fs::create_dir_all(parent), parent)?;
+        }
+        match std::fs::create_dir(path) {
+            Ok(()) => Ok(Some(ClaimedDir {
+                path: path.to_path_buf(),
+                kept: false,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(PathError {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+
+    /// The work succeeded: the folder stays.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for ClaimedDir {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir(&self.path);
+        }
     }
 }
 
@@ -104,6 +148,21 @@ mod tests {
         std::fs::write(staged.path().join("y"), "2").unwrap();
         assert_eq!(staged.publish().unwrap(), out);
         assert!(out.join("y").exists() && !tmp.path().join("sub/report.partial").exists());
+        // A claim is exclusive, published into in one rename, and released when the work fails.
+        let claimed = tmp.path().join("claimed");
+        let claim = ClaimedDir::claim(&claimed).unwrap().expect("new");
+        assert!(
+            ClaimedDir::claim(&claimed).unwrap().is_none(),
+            "claimed once"
+        );
+        let staged = StagedDir::create(&claimed, "partial").unwrap();
+        std::fs::write(staged.path().join("r"), "3").unwrap();
+        staged.publish().unwrap();
+        claim.keep();
+        assert!(claimed.join("r").exists());
+        let failed = tmp.path().join("failed");
+        drop(ClaimedDir::claim(&failed).unwrap());
+        assert!(!failed.exists(), "released");
         let err = write_file(&tmp.path().join("missing/dir/f"), "x").unwrap_err();
         assert!(err.to_string().contains("missing/dir/f.tmp"), "{err}");
     }

@@ -6,6 +6,7 @@ use crate::document::eval_document;
 use crate::output::progress_bar;
 use crate::usage_bail;
 use anyhow::Result;
+use rlvr_core::atomic::ClaimedDir;
 use rlvr_train::checkpoint::load_checkpoint;
 use rlvr_train::compare::dir_name;
 use rlvr_train::config::RunConfig;
@@ -53,7 +54,8 @@ pub struct EvalArgs {
     /// Skip the concentration diagnostics (saves one forward pass over the responses).
     #[arg(long)]
     pub no_diagnostics: bool,
-    /// Output folder (default: <run>/eval/step-N-<dataset>-nK, or evals/<model>-<dataset>-nK).
+    /// Output folder (default: <run>/eval/step-N-<dataset>-nK-seedS, or
+    /// evals/<model>-<dataset>-nK-seedS).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace an existing output folder.
@@ -98,18 +100,26 @@ pub fn exec(args: EvalArgs) -> Result<()> {
     let out = match (&args.out, &args.run) {
         (Some(o), _) => o.clone(),
         (None, Some(run)) => run.join("eval").join(format!(
-            "step-{}-{dataset}-n{}",
+            "step-{}-{dataset}-n{}-seed{}",
             run_step.as_ref().map_or(0, |s| s.0),
-            args.n
+            args.n,
+            args.seed
         )),
-        (None, None) => PathBuf::from("evals").join(format!("{label}-{dataset}-n{}", args.n)),
+        (None, None) => {
+            PathBuf::from("evals").join(format!("{label}-{dataset}-n{}-seed{}", args.n, args.seed))
+        }
     };
-    if out.exists() && !args.overwrite {
-        usage_bail!(
-            "{} already exists; pass --overwrite to replace it or --out to write elsewhere",
-            out.display()
-        );
-    }
+    // Claimed before any work: of two evaluations racing for one folder, one gets it.
+    let claim = match args.overwrite {
+        true => None,
+        false => match ClaimedDir::claim(&out)? {
+            Some(claim) => Some(claim),
+            None => usage_bail!(
+                "{} already exists; pass --overwrite to replace it or --out to write elsewhere",
+                out.display()
+            ),
+        },
+    };
     // Everything is validated: build and load.
     let mut session = Session::open(&cfg, Placement::single())?;
     let take = if args.problems == 0 {
@@ -165,6 +175,9 @@ pub fn exec(args: EvalArgs) -> Result<()> {
         &opts.sampling,
         metrics,
     )?;
+    if let Some(claim) = claim {
+        claim.keep();
+    }
     print!("{}", report.markdown());
     println!("evaluation saved in {}", out.display());
     Ok(())
