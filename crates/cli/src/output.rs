@@ -99,9 +99,19 @@ pub struct Console {
     /// When and at which step this process's part of the run started (for the ETA).
     started: std::cell::Cell<Option<(std::time::Instant, u64)>>,
     signal: Option<Arc<AtomicUsize>>,
+    /// Printed once the run's folder exists (never before a validation error).
+    banner: Option<String>,
 }
 
 impl Console {
+    /// This console, printing `line` when the run's folder has been created.
+    pub fn with_banner(self, line: String) -> Console {
+        Console {
+            banner: Some(line),
+            ..self
+        }
+    }
+
     /// A console that also catches SIGINT and SIGTERM for a graceful stop.
     pub fn stoppable() -> anyhow::Result<Console> {
         use signal_hook::consts::{SIGINT, SIGTERM};
@@ -141,6 +151,11 @@ impl Console {
 impl Reporter for Console {
     fn message(&self, text: &str) {
         println!("{text}");
+    }
+    fn created(&self, _dir: &std::path::Path) {
+        if let Some(line) = &self.banner {
+            println!("{line}");
+        }
     }
     fn evaluation(&self, label: &str, report: &EvalReport) {
         println!("{}", eval_line(label, report));

@@ -274,6 +274,7 @@ fn reward_tables_are_checked_before_any_work() {
         let cfg = config(tmp.path(), table);
         let o = run(tmp.path(), &cfg, "1", &[], &[]);
         assert_fails_with(&o, needle);
+        assert_eq!(o.status.code(), Some(2), "a usage error: {}", text(&o));
         assert!(!tmp.path().join("hf").exists(), "no run folder for {table}");
     }
     // A built-in task has its own verifier.
@@ -520,4 +521,49 @@ fn a_program_that_exits_is_noticed_at_once_and_its_children_are_ended() {
         .parse()
         .unwrap();
     assert!(gone(pid), "the program's child {pid} outlived the run");
+}
+
+#[test]
+fn dataset_settings_that_would_mislead_are_refused_or_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "");
+    let data = repo("crates/rewards/tests/data/amc23_test.parquet");
+    let o = run(
+        tmp.path(),
+        &cfg,
+        "1",
+        &[],
+        &["--set", "data.template=Q: {question} {prompt}"],
+    );
+    assert_fails_with(&o, "data.template has the placeholder {question}");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!tmp.path().join("hf").exists());
+    // 40 rows: a hold-out of 100 is capped at half, and said so.
+    let o = run(tmp.path(), &cfg, "1", &[], &["--set", "data.holdout=100"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("data.holdout = 100 but") && text(&o).contains("holding out 20"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(tmp.path().join("hf")).unwrap();
+    let test = format!("data.test={}", data.display());
+    let o = run(
+        tmp.path(),
+        &cfg,
+        "1",
+        &[],
+        &["--set", &test, "--set", "train.threads=100000"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("data.test is the training file"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("train.threads = 100000 but this machine has"),
+        "{}",
+        text(&o)
+    );
 }

@@ -349,3 +349,125 @@ fn sweeps_lock_their_folder_and_validate_their_name() {
     let _ = first.wait();
     assert_fails_with(&second, &format!("in use by pid {pid}"));
 }
+
+#[test]
+fn a_failed_resume_changes_nothing_and_names_the_intact_previous_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train(tmp.path(), "r", &["--steps", "10"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tmp.path().join("r");
+    let config = std::fs::read(dir.join("config.toml")).unwrap();
+    // The newest checkpoint (step 10) is corrupt; step 5 is intact.
+    let model = dir.join("checkpoints/step-10/model/model.safetensors");
+    std::fs::write(&model, b"not a safetensors file").unwrap();
+    let o = resume(&dir, &["--steps", "15"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_fails_with(&o, "checkpoint step 10");
+    assert_fails_with(&o, "the previous complete checkpoint is step 5");
+    assert_eq!(
+        std::fs::read(dir.join("config.toml")).unwrap(),
+        config,
+        "config.toml is rewritten only after the checkpoint loaded"
+    );
+    assert!(
+        !dir.join("history.jsonl").exists(),
+        "no history of a resume that failed"
+    );
+    // Removing the corrupt one, as told, resumes from step 5.
+    std::fs::remove_dir_all(dir.join("checkpoints/step-10")).unwrap();
+    let o = resume(&dir, &["--steps", "12"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("from step 5"), "{}", text(&o));
+    assert!(std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .contains("[10,12]"));
+}
+
+#[test]
+fn a_run_resumes_from_its_checkpoint_when_the_model_folder_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    let fixture = rlvr_tests::cli::repo("crates/models/tests/fixtures/qwen2-tiny");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "countdown",
+        "--steps",
+        "2",
+        "--set",
+        "train.max_new_tokens=4",
+    ];
+    let o = train(tmp.path(), "r", &args);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&model).unwrap();
+    let dir = tmp.path().join("r");
+    let o = resume(&dir, &["--steps", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("is gone; the model is built from checkpoint step 2's copy"),
+        "{}",
+        text(&o)
+    );
+    assert!(dir.join("checkpoints/step-3/model/tokenizer.json").exists());
+    // The run's record still names the original folder.
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains(model.to_str().unwrap()), "{cfg}");
+}
+
+#[test]
+fn resume_refuses_changed_data_unless_told_and_records_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("train.parquet");
+    let repo = rlvr_tests::cli::repo;
+    std::fs::copy(repo("crates/rewards/tests/data/amc23_test.parquet"), &data).unwrap();
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--set",
+        "train.max_new_tokens=4",
+        "--set",
+        "data.holdout=4",
+    ];
+    let o = train(tmp.path(), "r", &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tmp.path().join("r");
+    assert!(dir.join("data-files.json").exists());
+    // Unchanged data resumes.
+    let o = resume(&dir, &["--steps", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Another file under the same name is refused, naming it, before any work.
+    std::fs::copy(
+        repo("crates/rewards/tests/data/aime2025_test.parquet"),
+        &data,
+    )
+    .unwrap();
+    let o = resume(&dir, &["--steps", "4"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_fails_with(&o, "the run's data changed since it started");
+    assert_fails_with(&o, data.to_str().unwrap());
+    assert_fails_with(&o, "--allow-changed-data");
+    assert!(!dir.join("checkpoints/step-4").exists());
+    // Told so, it resumes and says so in history.jsonl.
+    let o = resume(&dir, &["--steps", "4", "--allow-changed-data"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(history.contains("data_changed"), "{history}");
+    // The new contents are the record now.
+    let o = resume(&dir, &["--steps", "5"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -192,3 +192,40 @@ fn two_evaluations_racing_for_one_folder_never_both_report_success() {
         .join("eval/step-1-countdown-n4-seed3/eval.json")
         .exists());
 }
+
+#[test]
+fn the_saved_in_banner_comes_only_once_the_run_folder_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Responses as long as the model's context: refused when the session opens.
+    let o = run(
+        &[
+            "train",
+            "--runs-dir",
+            "runs",
+            "--name",
+            "x",
+            "--set",
+            "train.max_new_tokens=512",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("leaves no room for a prompt"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !rlvr_tests::cli::stdout(&o).contains("saved in"),
+        "{}",
+        text(&o)
+    );
+    assert!(!tmp.path().join("runs/x").exists());
+    let o = common::train(&tmp.path().join("runs"), "y", &["--steps", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        rlvr_tests::cli::stdout(&o).contains("saved in"),
+        "{}",
+        text(&o)
+    );
+}

@@ -148,6 +148,16 @@ pub trait ModelConfig: Describe + Send + Sync {
     fn build(&self, device: tch::Device) -> Result<Box<dyn Policy>>;
     /// The text codec (tokenizer) that goes with this model.
     fn codec(&self) -> Result<Box<dyn TextCodec>>;
+    /// The files the model is built from, if any (a Hugging Face folder, an initial checkpoint).
+    fn files(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// The same model built from the Hugging Face folder `dir` (a run checkpoint's `model/`)
+    /// instead of [`ModelConfig::files`], when it can be: how a run resumes after its model's
+    /// files are gone.
+    fn with_weights_from(&self, _dir: &Path) -> Option<Box<dyn ModelConfig>> {
+        None
+    }
     /// What the model is, for people: a Hugging Face folder's path, else the registered name.
     fn source(&self) -> String {
         self.typetag_name().to_string()

@@ -228,6 +228,17 @@ impl ModelConfig for HfModelConfig {
     fn source(&self) -> String {
         self.path.display().to_string()
     }
+
+    fn files(&self) -> Option<PathBuf> {
+        Some(self.path.clone())
+    }
+
+    fn with_weights_from(&self, dir: &std::path::Path) -> Option<Box<dyn ModelConfig>> {
+        Some(Box::new(HfModelConfig {
+            path: dir.to_path_buf(),
+            ..self.clone()
+        }))
+    }
 }
 
 /// Configuration of the `tiny` model: a small Qwen2-style decoder initialised from a seed, for
@@ -336,5 +347,16 @@ impl ModelConfig for TinyModelConfig {
         Ok(Box::new(crate::tokenizer::CharTokenizer::new(
             &self.alphabet,
         )))
+    }
+
+    fn files(&self) -> Option<PathBuf> {
+        (!self.init.is_empty()).then(|| PathBuf::from(&self.init))
+    }
+
+    fn with_weights_from(&self, dir: &std::path::Path) -> Option<Box<dyn ModelConfig>> {
+        Some(Box::new(TinyModelConfig {
+            init: dir.display().to_string(),
+            ..self.clone()
+        }))
     }
 }

@@ -326,9 +326,16 @@ impl CommandVerifier {
         if !self.cfg.cwd.is_empty() {
             command.current_dir(&self.cfg.cwd);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| self.error(format!("cannot start: {e}")))?;
+        let mut child = command.spawn().map_err(|e| {
+            let message = format!("cannot start: {e}");
+            match e.kind() {
+                // A program that is not there (or not executable) is a configuration error.
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    CoreError::Input(format!("reward {}: {message}", self.name()))
+                }
+                _ => self.error(message),
+            }
+        })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

@@ -37,13 +37,52 @@ pub fn load_checkpoint(dir: &Path, policy: &mut dyn Policy, opt: Option<&mut Ada
     Ok(())
 }
 
-/// The highest complete checkpoint (one with `state.json`) of a run folder.
-pub fn latest_checkpoint(run: &Path) -> Result<Option<(u64, PathBuf)>> {
+/// Loads the weights of another process's checkpoint (a live run's, which its retention may
+/// delete at any moment): the model's files are first pinned by hard links in a private folder
+/// next to the checkpoints, so a deletion while loading cannot pull them away; a checkpoint
+/// deleted before it was pinned is said to be so.
+pub fn load_pinned(dir: &Path, policy: &mut dyn Policy) -> Result<()> {
+    let model = dir.join("model");
+    let Some(parent) = dir.parent() else {
+        return load_checkpoint(dir, policy, None);
+    };
+    let pin = parent.join(format!(
+        ".pin-{}-{}",
+        std::process::id(),
+        dir.file_name().map_or("x".into(), |n| n.to_string_lossy())
+    ));
+    let _ = std::fs::remove_dir_all(&pin);
+    let pinned = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(pin.join("model"))?;
+        for entry in std::fs::read_dir(&model)? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::hard_link(&path, pin.join("model").join(name))?;
+            }
+        }
+        Ok(())
+    })();
+    let result = match pinned {
+        Ok(()) => load_checkpoint(&pin, policy, None),
+        Err(e) if !dir.join("state.json").exists() => Err(crate::TrainError::Run(format!(
+            "{} was deleted (by the run's checkpoint retention?) while it was being read ({e}); \
+             evaluate a newer step",
+            dir.display()
+        ))),
+        // Another file system or no hard links: read in place.
+        Err(_) => load_checkpoint(dir, policy, None),
+    };
+    let _ = std::fs::remove_dir_all(&pin);
+    result
+}
+
+/// The complete checkpoints (those with `state.json`) of a run folder, by step.
+pub fn complete_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let dir = run.join("checkpoints");
     if !dir.exists() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let mut best: Option<(u64, PathBuf)> = None;
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(&dir).at(&dir)? {
         let path = entry.at(&dir)?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -55,9 +94,15 @@ pub fn latest_checkpoint(run: &Path) -> Result<Option<(u64, PathBuf)>> {
         else {
             continue;
         };
-        if path.join("state.json").exists() && best.as_ref().is_none_or(|(b, _)| step > *b) {
-            best = Some((step, path));
+        if path.join("state.json").exists() {
+            found.push((step, path));
         }
     }
-    Ok(best)
+    found.sort_by_key(|(s, _)| *s);
+    Ok(found)
+}
+
+/// The highest complete checkpoint (one with `state.json`) of a run folder.
+pub fn latest_checkpoint(run: &Path) -> Result<Option<(u64, PathBuf)>> {
+    Ok(complete_checkpoints(run)?.pop())
 }

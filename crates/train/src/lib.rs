@@ -22,6 +22,7 @@ pub mod distributed;
 pub mod error;
 pub mod evaluation;
 pub mod experience;
+pub mod fingerprint;
 pub mod metrics;
 pub mod optim;
 pub mod padding;

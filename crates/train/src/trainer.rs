@@ -28,6 +28,8 @@ use std::time::Instant;
 pub trait Reporter {
     /// A line of information ("resuming ... from step N").
     fn message(&self, _text: &str) {}
+    /// A new run's folder `dir` was created (everything was built and validated first).
+    fn created(&self, _dir: &Path) {}
     /// An evaluation finished (`label` is "before" or "after").
     fn evaluation(&self, _label: &str, _report: &EvalReport) {}
     /// Training starts at `step` of `total`.
@@ -229,11 +231,29 @@ impl Trainer {
         let Some((step, dir)) = latest_checkpoint(&self.dir)? else {
             return Ok(None);
         };
-        load_checkpoint(
+        if let Err(e) = load_checkpoint(
             &dir,
             self.session.policy.as_mut(),
             Some(&mut self.actor.opt),
-        )?;
+        ) {
+            let previous = crate::checkpoint::complete_checkpoints(&self.dir)?
+                .into_iter()
+                .rev()
+                .find(|(s, _)| *s < step);
+            let hint = match previous {
+                Some((s, p)) => format!(
+                    "the previous complete checkpoint is step {s} ({}): remove {} to resume \
+                     from it",
+                    p.display(),
+                    dir.display()
+                ),
+                None => "there is no earlier checkpoint".into(),
+            };
+            return Err(e.context(format!(
+                "checkpoint step {step} ({}) cannot be loaded; {hint}",
+                dir.display()
+            )));
+        }
         self.step = step;
         Ok(Some(step))
     }
@@ -347,7 +367,7 @@ pub fn fit(
     if resuming {
         let lock = main.then(|| FolderLock::acquire(dir, "run")).transpose()?;
         let trainer = Trainer::with_world(cfg, dir, world, env.local_rank)?;
-        return run(trainer, lock, true, reporter);
+        return run(trainer, lock, Start::Resume, reporter);
     }
     let trainer = Trainer::with_world(cfg, dir, world, env.local_rank)?;
     let lock = if main {
@@ -356,20 +376,25 @@ pub fn fit(
             &dir.join("config.toml"),
             &toml::to_string(&trainer.cfg.document)?,
         )?;
+        crate::fingerprint::record(dir, &trainer.cfg)?;
+        reporter.created(dir);
         Some(lock)
     } else {
         None
     };
     trainer.world.barrier()?;
-    run(trainer, lock, false, reporter)
+    run(trainer, lock, Start::New, reporter)
 }
 
 /// Continues the run in `dir` from its latest complete checkpoint. `steps`, when given, extends
 /// (or shortens, down to the last checkpoint) the run: the new total is written into
-/// `config.toml` and the change appended to `history.jsonl`. Nothing else of a run can change.
+/// `config.toml` and the change appended to `history.jsonl`. Nothing else of a run can change:
+/// data files that differ from those the run started with are refused unless
+/// `allow_changed_data`, and then recorded in `history.jsonl`.
 pub fn resume(
     dir: &Path,
     steps: Option<u64>,
+    allow_changed_data: bool,
     reporter: &dyn Reporter,
 ) -> Result<Option<EvalReport>> {
     let config = dir.join("config.toml");
@@ -382,17 +407,19 @@ pub fn resume(
     let (world, env) = join_from_env()?;
     let main = world.is_main();
     let lock = main.then(|| FolderLock::acquire(dir, "run")).transpose()?;
-    if !main {
-        // Rank 0 may rewrite config.toml (--steps) first.
-        world.barrier()?;
-        let doc = crate::config::read_document(&config)?;
-        let trainer =
-            Trainer::with_world(RunConfig::from_document(doc)?, dir, world, env.local_rank)?;
-        return run(trainer, None, true, reporter);
-    }
     let mut doc = crate::config::read_document(&config)?;
+    if !main {
+        let cfg = resumed_config(dir, doc, &Silent)?;
+        let mut trainer = Trainer::with_world(cfg, dir, world, env.local_rank)?;
+        // Rank 0 may rewrite config.toml (--steps) once its checkpoint loaded.
+        trainer.world.barrier()?;
+        let doc = crate::config::read_document(&config)?;
+        trainer.cfg.train.steps = RunConfig::from_document(doc)?.train.steps;
+        return run(trainer, None, Start::Resume, reporter);
+    }
     let old = RunConfig::from_document(doc.clone())?.train.steps;
-    if let Some(new) = steps.filter(|s| *s != old) {
+    let change = steps.filter(|s| *s != old);
+    if let Some(new) = change {
         let done = latest_checkpoint(dir)?.map_or(0, |(s, _)| s);
         if new < done.max(1) {
             config_bail!(
@@ -400,22 +427,54 @@ pub fn resume(
             );
         }
         crate::config::set(&mut doc, "train.steps", new as i64)?;
-        let cfg = RunConfig::from_document(doc.clone())?;
-        write_atomic(&config, &toml::to_string(&cfg.document)?)?;
+    }
+    let cfg = resumed_config(dir, doc, reporter)?;
+    let data_changed = crate::fingerprint::check(dir, allow_changed_data)?;
+    let mut trainer = Trainer::with_world(cfg, dir, world, env.local_rank)?;
+    let restored = trainer.restore_latest()?;
+    // Only a run that loaded its checkpoint changes its record.
+    if !data_changed.is_empty() {
+        append_history(
+            dir,
+            &serde_json::json!({ "event": "resume", "data_changed": data_changed }),
+        )?;
+        crate::fingerprint::record(dir, &trainer.cfg)?;
+        reporter.message(&format!(
+            "resuming on changed data (--allow-changed-data): {}",
+            data_changed.join("; ")
+        ));
+    }
+    if let Some(new) = change {
+        write_atomic(&config, &toml::to_string(&trainer.cfg.document)?)?;
         append_history(
             dir,
             &serde_json::json!({ "event": "resume", "train.steps": [old, new] }),
         )?;
         reporter.message(&format!("{}: train.steps {old} -> {new}", dir.display()));
     }
-    world.barrier()?;
-    let cfg = RunConfig::from_document(doc)?;
-    run(
-        Trainer::with_world(cfg, dir, world, env.local_rank)?,
-        lock,
-        true,
-        reporter,
-    )
+    trainer.world.barrier()?;
+    run(trainer, lock, Start::Restored(restored), reporter)
+}
+
+/// The configuration of a resumed run; when the files its model was built from are gone (a
+/// deleted HF folder or initial checkpoint), the model is built from the latest checkpoint's
+/// complete copy instead (the run's `config.toml` keeps naming the original).
+fn resumed_config(dir: &Path, doc: toml::Table, reporter: &dyn Reporter) -> Result<RunConfig> {
+    let mut cfg = RunConfig::from_document(doc)?;
+    let Some(files) = cfg.model.files().filter(|f| !f.exists()) else {
+        return Ok(cfg);
+    };
+    let Some((step, ck)) = latest_checkpoint(dir)? else {
+        return Ok(cfg);
+    };
+    if let Some(model) = cfg.model.with_weights_from(&ck.join("model")) {
+        cfg.model = model;
+        reporter.message(&format!(
+            "{} is gone; the model is built from checkpoint step {step}'s copy",
+            files.display()
+        ));
+    }
+    Ok(cfg)
 }
 
 /// Appends an event (with the time) to the run's `history.jsonl`.
@@ -532,13 +591,23 @@ impl Reporter for RankReporter<'_> {
 /// checkpoint).
 const CHECKSUM_EVERY: u64 = 10;
 
+/// How [`run`] begins.
+enum Start {
+    /// A new run from step 0.
+    New,
+    /// Restore the latest complete checkpoint first.
+    Resume,
+    /// The latest complete checkpoint (this step, if any) was restored already.
+    Restored(Option<u64>),
+}
+
 /// The run loop of [`fit`] and [`resume`]. Rank 0 holds the folder's `lock` and alone writes
 /// metrics, samples, evaluations, checkpoints and the summary; every rank trains and evaluates
 /// its share.
 fn run(
     mut t: Trainer,
     _lock: Option<FolderLock>,
-    resuming: bool,
+    start: Start,
     reporter: &dyn Reporter,
 ) -> Result<Option<EvalReport>> {
     let dir = t.dir.clone();
@@ -548,14 +617,20 @@ fn run(
         inner: reporter,
         main,
     };
-    if resuming {
-        match t.restore_latest()? {
-            Some(step) => reporter.message(&format!("resuming {} from step {step}", dir.display())),
-            None => reporter.message(&format!(
-                "no complete checkpoint in {}; starting from step 0",
-                dir.display()
-            )),
+    let restored = match start {
+        Start::New => None,
+        Start::Resume => Some(t.restore_latest()?),
+        Start::Restored(step) => Some(step),
+    };
+    match restored {
+        Some(Some(step)) => {
+            reporter.message(&format!("resuming {} from step {step}", dir.display()))
         }
+        Some(None) => reporter.message(&format!(
+            "no complete checkpoint in {}; starting from step 0",
+            dir.display()
+        )),
+        None => {}
     }
     broadcast_parameters(t.world.as_ref(), t.session.policy.var_store())?;
     let tc = t.cfg.train.clone();
@@ -637,6 +712,16 @@ fn start_threads(threads: usize, ranks: usize) -> rlvr_models::threads::CpuThrea
             .max(1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / local).max(1)
+    } else {
+        threads
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if threads > cores {
+        tracing::warn!(
+            "train.threads = {threads} but this machine has {cores} cores; using {cores} (more \
+             threads than cores only slow libtorch down)"
+        );
+        cores
     } else {
         threads
     };

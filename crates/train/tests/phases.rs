@@ -262,3 +262,32 @@ fn a_nan_step_is_skipped_and_repeated_ones_abort_keeping_the_last_checkpoint() {
     );
     assert!(!ck.join("step-10").exists());
 }
+
+#[test]
+fn a_live_runs_checkpoint_is_pinned_while_another_process_loads_it() {
+    use rlvr_train::checkpoint::load_pinned;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(small_config(&[]), tmp.path()).unwrap();
+    t.train_step().unwrap();
+    let ck = t.checkpoint().unwrap();
+    let trained = params(&t);
+    let mut other = Trainer::new(small_config(&[]), &tmp.path().join("other")).unwrap();
+    load_pinned(&ck, other.session.policy.as_mut()).unwrap();
+    let loaded = params(&other);
+    assert!(trained
+        .iter()
+        .zip(&loaded)
+        .all(|((n, a), (m, b))| n == m && a.equal(b)));
+    let leftovers: Vec<_> = std::fs::read_dir(ck.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".pin"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Deleted by retention before it could be pinned: said so.
+    std::fs::remove_dir_all(&ck).unwrap();
+    let e = load_pinned(&ck, other.session.policy.as_mut())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("was deleted"), "{e}");
+}

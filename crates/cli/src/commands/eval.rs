@@ -7,7 +7,7 @@ use crate::output::progress_bar;
 use crate::usage_bail;
 use anyhow::Result;
 use rlvr_core::atomic::ClaimedDir;
-use rlvr_train::checkpoint::load_checkpoint;
+use rlvr_train::checkpoint::load_pinned;
 use rlvr_train::compare::dir_name;
 use rlvr_train::config::RunConfig;
 use rlvr_train::distributed::Single;
@@ -140,7 +140,7 @@ pub fn exec(args: EvalArgs) -> Result<()> {
         usage_bail!("no held-out problems to evaluate");
     }
     if let Some((_, dir)) = &run_step {
-        load_checkpoint(dir, session.policy.as_mut(), None)?;
+        load_pinned(dir, session.policy.as_mut())?;
     }
     let dropped = session.fit_prompts(&mut problems)?;
     if let Some(budget) = session.prompt_budget() {

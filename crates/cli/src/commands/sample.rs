@@ -7,7 +7,7 @@ use crate::args::DeviceArgs;
 use crate::usage_bail;
 use anyhow::{Context, Result};
 use rlvr_core::Outcome;
-use rlvr_train::checkpoint::{latest_checkpoint, load_checkpoint};
+use rlvr_train::checkpoint::{latest_checkpoint, load_pinned};
 use rlvr_train::config::{read_document, set, RunConfig};
 use rlvr_train::session::{Placement, Session};
 use std::collections::BTreeMap;
@@ -66,7 +66,7 @@ pub fn exec(args: SampleArgs) -> Result<()> {
     // The prompt exactly as training and evaluation give it (through a chat model's template).
     let prompt = session.codec.render_prompt(&problem)?;
     let (step, ck) = latest_checkpoint(&args.run)?.context("the run has no complete checkpoint")?;
-    load_checkpoint(&ck, session.policy.as_mut(), None)?;
+    load_pinned(&ck, session.policy.as_mut())?;
     let mut counts: BTreeMap<(bool, String), usize> = BTreeMap::new();
     let mut scores: BTreeMap<String, f32> = BTreeMap::new();
     let mut correct = 0usize;

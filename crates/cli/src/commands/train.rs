@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its latest complete checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// With --resume: continue although the run's data files changed since it started (the
+    /// change is recorded in history.jsonl).
+    #[arg(long, requires = "resume")]
+    pub allow_changed_data: bool,
     /// Data-parallel ranks to start on this machine (each with the torchrun variables; see
     /// docs/distributed.md). Under torchrun or another launcher, leave it out.
     #[arg(long)]
@@ -104,7 +108,12 @@ pub fn exec(args: TrainArgs) -> Result<()> {
         if let Some(n) = launch {
             return launch_ranks(n, None);
         }
-        rlvr_train::resume(dir, args.steps, &Console::stoppable()?)?;
+        rlvr_train::resume(
+            dir,
+            args.steps,
+            args.allow_changed_data,
+            &Console::stoppable()?,
+        )?;
         return Ok(());
     }
     let cfg = RunConfig::from_document(document::build(&args.run_flags())?)?;
@@ -128,14 +137,13 @@ pub fn exec(args: TrainArgs) -> Result<()> {
         };
         return launch_ranks(n, name);
     }
-    if rank == 0 {
-        let ranks = match env.world_size {
-            1 => String::new(),
-            n => format!(", data-parallel over {n} ranks"),
-        };
-        println!("{}{ranks}", opening_line(&args, &cfg, &dir));
-    }
-    rlvr_train::fit(cfg, &dir, false, &Console::stoppable()?)?;
+    let ranks = match env.world_size {
+        1 => String::new(),
+        n => format!(", data-parallel over {n} ranks"),
+    };
+    let banner = format!("{}{ranks}", opening_line(&args, &cfg, &dir));
+    let console = Console::stoppable()?.with_banner(banner);
+    rlvr_train::fit(cfg, &dir, false, &console)?;
     Ok(())
 }
 

@@ -71,6 +71,39 @@ impl Task for FileTask {
     }
 }
 
+/// A template has `{prompt}` and no other `{name}` placeholder.
+fn check_template(template: &str) -> rlvr_core::Result<()> {
+    if !template.contains("{prompt}") {
+        return Err(CoreError::Input(format!(
+            "data.template must contain {{prompt}}, got {template:?}"
+        )));
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('}') else { break };
+        let name = &rest[..close];
+        let placeholder = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.chars().all(|c| c.is_ascii_digit());
+        if placeholder && name != "prompt" {
+            return Err(CoreError::Input(format!(
+                "data.template has the placeholder {{{name}}}, which nothing fills; the only \
+                 placeholder is {{prompt}} (the row's user message)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same file.
+fn same_file(a: &str, b: &str) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 impl DatasetConfig {
     /// The validation sets of `eval_data`: each file's stem and all its rows as problems.
     fn validation_sets(&self) -> rlvr_core::Result<Vec<(String, Vec<Problem>)>> {
@@ -100,18 +133,34 @@ impl TaskConfig for DatasetConfig {
     /// Reads the files: the training file's last `holdout` rows (at most half) are the test split
     /// unless `test` names a file.
     fn build(&self) -> rlvr_core::Result<Box<dyn Task>> {
-        if !self.template.contains("{prompt}") {
-            return Err(CoreError::Input(format!(
-                "data.template must contain {{prompt}}, got {:?}",
-                self.template
-            )));
-        }
+        check_template(&self.template)?;
         let train = read(Path::new(&self.train), OnBadRow::Fail)?;
         let (train_rows, test_rows) = if self.test.is_empty() {
-            let hold = self.holdout.min(train.records.len() / 2);
-            let cut = train.records.len() - hold;
+            let rows = train.records.len();
+            let hold = self.holdout.min(rows / 2);
+            if hold < self.holdout {
+                tracing::warn!(
+                    "data.holdout = {} but {} has {rows} row(s): holding out {hold} (at most \
+                     half){}",
+                    self.holdout,
+                    self.train,
+                    if hold == 0 {
+                        "; there are no held-out problems, so nothing is evaluated"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let cut = rows - hold;
             (train.records[..cut].to_vec(), train.records[cut..].to_vec())
         } else {
+            if same_file(&self.test, &self.train) {
+                tracing::warn!(
+                    "data.test is the training file {}: evaluations measure problems the policy \
+                     trains on",
+                    self.train
+                );
+            }
             (
                 train.records,
                 read(Path::new(&self.test), OnBadRow::Fail)?.records,
