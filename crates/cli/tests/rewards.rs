@@ -467,28 +467,45 @@ fn blank_lines_around_answers_are_skipped() {
     check_scores_reach_advantages(tmp.path(), &log, 3);
 }
 
+/// A run scored by the test program in `mode` fails at run time (exit 1) naming the program and
+/// saying each of `needles`; returns the run's metric lines.
+fn program_fails(mode: &str, limits: &str, needles: &[&str]) -> Vec<serde_json::Value> {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = program_config(tmp.path(), mode, limits);
+    let o = run(tmp.path(), &cfg, "3", &[], &[]);
+    for needle in ["reward command `python3"].iter().chain(needles) {
+        assert_fails_with(&o, needle);
+    }
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let path = tmp.path().join("hf/metrics.jsonl");
+    match path.exists() {
+        true => metrics_lines(&path),
+        false => Vec::new(),
+    }
+}
+
 #[test]
 fn a_line_that_answers_no_batch_stops_the_run_instead_of_scoring_the_next() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = program_config(tmp.path(), "twice", "");
-    let o = run(tmp.path(), &cfg, "3", &[], &[]);
-    assert_fails_with(&o, "reward command `python3");
-    assert_fails_with(&o, "printed a line that answers no batch");
-    assert_fails_with(&o, "stdout is for answers only");
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let metrics = program_fails(
+        "twice",
+        "",
+        &[
+            "printed a line that answers no batch",
+            "stdout is for answers only",
+        ],
+    );
     // The first step was scored by its own answer; the leftover never scored step 2.
-    let metrics = metrics_lines(&tmp.path().join("hf/metrics.jsonl"));
     assert_eq!(metrics.len(), 1, "{metrics:?}");
 }
 
 #[test]
 fn a_score_beyond_a_32_bit_float_is_refused_naming_the_program_and_item() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = program_config(tmp.path(), "huge", ", retries = 0");
-    let o = run(tmp.path(), &cfg, "2", &[], &[]);
-    assert_fails_with(&o, "reward command `python3");
-    assert_fails_with(&o, "item 0: score 1e200 is out of range");
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let metrics = program_fails(
+        "huge",
+        ", retries = 0",
+        &["item 0: score 1e200 is out of range"],
+    );
+    assert!(metrics.is_empty(), "{metrics:?}");
 }
 
 /// Whether process `pid` is gone (or a zombie nobody reaped).

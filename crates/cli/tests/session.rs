@@ -26,13 +26,19 @@ fn run(args: &[&str], cwd: &Path) -> Output {
     rlvr().current_dir(cwd).args(args).output().unwrap()
 }
 
+/// A one-step run `runs/r` under `tmp`; returns its folder.
+fn trained_run(tmp: &Path) -> std::path::PathBuf {
+    let runs = tmp.join("runs");
+    let o = common::train(&runs, "r", &["--steps", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    runs.join("r")
+}
+
 #[test]
 fn every_command_honours_train_device_with_the_same_error() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
-    let o = common::train(&runs, "r", &["--steps", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let run_dir = runs.join("r");
+    let run_dir = trained_run(tmp.path());
     let run_arg = run_dir.to_str().unwrap();
     let cwd = tmp.path();
 
@@ -107,10 +113,7 @@ fn every_command_honours_train_device_with_the_same_error() {
 #[test]
 fn sample_works_in_bounded_batches_with_the_same_samples() {
     let tmp = tempfile::tempdir().unwrap();
-    let runs = tmp.path().join("runs");
-    let o = common::train(&runs, "r", &["--steps", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let run_arg = runs.join("r");
+    let run_arg = trained_run(tmp.path());
     let run_arg = run_arg.to_str().unwrap();
     let cwd = tmp.path();
     let whole = run(&["sample", "--run", run_arg, "--n", "40"], cwd);
@@ -149,10 +152,7 @@ fn sample_works_in_bounded_batches_with_the_same_samples() {
 #[test]
 fn two_evaluations_racing_for_one_folder_never_both_report_success() {
     let tmp = tempfile::tempdir().unwrap();
-    let runs = tmp.path().join("runs");
-    let o = common::train(&runs, "r", &["--steps", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let run_arg = runs.join("r");
+    let run_arg = trained_run(tmp.path());
     let args = [
         "eval",
         "--run",
