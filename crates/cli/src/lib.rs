@@ -118,15 +118,32 @@ pub fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            let text = without_backtraces(&format!("{err:#}"));
             match rlvr_dist::WorldEnv::from_env() {
                 Ok(env) if env.world_size > 1 => {
-                    eprintln!("error (rank {} of {}): {err:#}", env.rank, env.world_size)
+                    eprintln!("error (rank {} of {}): {text}", env.rank, env.world_size)
                 }
-                _ => eprintln!("error: {err:#}"),
+                _ => eprintln!("error: {text}"),
             }
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// An error message without libtorch's C++ backtraces (`Exception raised from ...` and its
+/// `frame #N` lines) and without a line repeated right after itself.
+pub fn without_backtraces(message: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in message.lines() {
+        let t = line.trim_start();
+        if t.starts_with("frame #") || t.starts_with("Exception raised from") {
+            continue;
+        }
+        if out.last() != Some(&line) {
+            out.push(line);
+        }
+    }
+    out.join("\n")
 }
 
 /// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
@@ -144,4 +161,21 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn libtorch_backtraces_are_left_out_of_messages() {
+        let raw =
+            "rollout: libtorch: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: \
+                   not enough memory: you tried to allocate 80000000000 bytes.\n\
+                   Exception raised from alloc_cpu at aten/src/ATen/native/alloc_cpu.cpp:117:\n\
+                   frame #0: c10::Error::Error() + 0x1\nframe #1: at::empty() + 0x2\n\
+                   the same line\nthe same line";
+        let clean = super::without_backtraces(raw);
+        assert!(clean.contains("not enough memory: you tried to allocate 80000000000 bytes"));
+        assert!(!clean.contains("frame #") && !clean.contains("Exception raised from"));
+        assert_eq!(clean.matches("the same line").count(), 1, "{clean}");
+    }
 }

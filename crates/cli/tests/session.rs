@@ -229,3 +229,28 @@ fn the_saved_in_banner_comes_only_once_the_run_folder_exists() {
         text(&o)
     );
 }
+
+#[test]
+fn a_model_larger_than_memory_fails_with_the_setting_to_lower_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "train",
+            "--runs-dir",
+            "runs",
+            "--name",
+            "big",
+            "--set",
+            "model.init=\"\"",
+            "--set",
+            "model.hidden_size=4000000",
+            "--set",
+            "model.intermediate_size=4000000",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("lower hidden_size"), "{}", text(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", text(&o));
+    assert!(!tmp.path().join("runs/big").exists());
+}

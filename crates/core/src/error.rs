@@ -40,6 +40,10 @@ pub enum CoreError {
     /// An input file (a dataset) that cannot be read or used as it is.
     #[error("{0}")]
     Input(String),
+    /// Not enough memory (or another resource) for what was asked: a run-time failure whose
+    /// message names the size and the setting to lower.
+    #[error("{0}")]
+    Resources(String),
     /// Tensors whose shapes or kinds break a contract.
     #[error("shape error: {0}")]
     Shape(String),

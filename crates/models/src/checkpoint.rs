@@ -61,6 +61,43 @@ fn read_index(path: &Path) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// Bytes of memory available to this process for new allocations on the CPU (Linux:
+/// `MemAvailable` plus free swap); `None` where unknown.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))
+}
+
+/// Refuses, before anything is allocated, a model whose parameters alone would not fit the
+/// memory of a CPU device (libtorch would abort the process instead of failing).
+pub fn check_fits(cfg: &HfConfig, device: Device, kind: Kind) -> Result<()> {
+    if device != Device::Cpu {
+        return Ok(());
+    }
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let bytes = cfg.parameter_count() * kind.elt_size_in_bytes() as i128;
+    if bytes > available as i128 {
+        let gib = |b: i128| b as f64 / (1u64 << 30) as f64;
+        return Err(ModelError::TooLarge(format!(
+            "the model has {:.3e} parameters: {:.1} GiB as {kind:?} before any training state, \
+             but {:.1} GiB of memory is available; lower hidden_size, intermediate_size, \
+             num_hidden_layers or vocab_size (model.* settings or config.json), or use a larger \
+             machine",
+            cfg.parameter_count() as f64,
+            gib(bytes),
+            gib(available as i128)
+        )));
+    }
+    Ok(())
+}
+
 impl HfModel {
     /// Loads a folder on `device`, parameters in `kind` (f32 for training, bf16 for rollouts).
     pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<HfModel> {
@@ -68,6 +105,7 @@ impl HfModel {
         let config_text =
             std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
         let cfg = HfConfig::from_json(&config_text).map_err(|e| e.in_file(&config_path))?;
+        check_fits(&cfg, device, Kind::Float)?;
         let mut vs = VarStore::new(device);
         let model = Transformer::new(&vs.root(), &cfg)?;
         let index = dir.join("model.safetensors.index.json");
@@ -101,6 +139,7 @@ impl HfModel {
     /// A freshly initialised model (for training from scratch), with a `config.json` text.
     pub fn fresh(config_text: &str, device: Device, seed: i64) -> Result<HfModel> {
         let cfg = HfConfig::from_json(config_text)?;
+        check_fits(&cfg, device, Kind::Float)?;
         tch::manual_seed(seed);
         let vs = VarStore::new(device);
         let model = Transformer::new(&vs.root(), &cfg)?;

@@ -34,6 +34,9 @@ pub enum ModelError {
     /// configuration lacks).
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A model that does not fit the memory it would be built in.
+    #[error("{0}")]
+    TooLarge(String),
     /// A tokenizer problem.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -79,6 +82,7 @@ impl From<ModelError> for rlvr_core::CoreError {
         match e {
             ModelError::Core(c) => c,
             ModelError::Torch(t) => rlvr_core::CoreError::Torch(t),
+            ModelError::TooLarge(m) => rlvr_core::CoreError::Resources(m),
             other => rlvr_core::CoreError::config("model", other),
         }
     }

@@ -191,6 +191,31 @@ impl HfConfig {
         Ok(cfg)
     }
 
+    /// The number of parameters this configuration describes (the variables the decoder
+    /// creates), computed without allocating any.
+    pub fn parameter_count(&self) -> i128 {
+        let (v, h, i) = (
+            self.vocab_size as i128,
+            self.hidden_size as i128,
+            self.intermediate_size as i128,
+        );
+        let (q, kv) = (
+            (self.num_heads * self.head_dim) as i128,
+            (self.num_kv_heads * self.head_dim) as i128,
+        );
+        let bias = |on: bool, n: i128| if on { n } else { 0 };
+        let attention = h * q
+            + 2 * h * kv
+            + q * h
+            + bias(self.qkv_bias, q + 2 * kv)
+            + bias(self.o_bias, h)
+            + bias(matches!(self.arch, Arch::Qwen3), 2 * self.head_dim as i128);
+        let mlp = 3 * h * i + bias(self.mlp_bias, 2 * i + h);
+        let layer = attention + mlp + 2 * h;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + head + h + self.num_layers as i128 * layer
+    }
+
     fn validate(&self) -> Result<()> {
         let positive = [
             ("vocab_size", self.vocab_size),

@@ -83,3 +83,41 @@ fn configuration_values_out_of_range_fail() {
         assert!(e.contains(key) && e.contains("> 0"), "{key} = {value}: {e}");
     }
 }
+
+#[test]
+fn the_parameter_count_from_the_config_is_what_the_decoder_allocates() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("config.json").exists() {
+            continue;
+        }
+        let model = HfModel::load(&dir, Device::Cpu, Kind::Float).unwrap();
+        let allocated: i128 = model
+            .vs
+            .variables()
+            .values()
+            .map(|t| t.numel() as i128)
+            .sum();
+        assert_eq!(
+            model.model.config().parameter_count(),
+            allocated,
+            "{}",
+            dir.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "fixtures of several architectures");
+}
+
+#[test]
+fn a_model_larger_than_memory_is_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_with(tmp.path(), |c| {
+        c["hidden_size"] = 4_000_000.into();
+        c["intermediate_size"] = 4_000_000.into();
+    });
+    let e = load_error(&dir);
+    assert!(e.contains("GiB") && e.contains("lower hidden_size"), "{e}");
+}
