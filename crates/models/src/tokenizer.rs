@@ -104,6 +104,19 @@ impl HfTokenizer {
                 .join("\n"));
         };
         let mut env = minijinja::Environment::new();
+        // Published templates (Qwen3, Llama 3.x) call Python string methods (`startswith`,
+        // `strip`, `split`, ...) and transformers' `raise_exception` and `strftime_now`.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("the template raised: {message}"),
+                ))
+            },
+        );
+        env.add_function("strftime_now", |format: String| strftime_now(&format));
         env.add_template("chat", template)
             .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
         let tmpl = env
@@ -117,6 +130,89 @@ impl HfTokenizer {
         })
         .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))
     }
+}
+
+/// Today's date and time (UTC) in a `strftime` format, for templates that date their system
+/// prompt (transformers' `strftime_now`): `%Y %y %m %d %e %B %b %A %a %H %M %S %j %%`.
+fn strftime_now(format: &str) -> Result<String, minijinja::Error> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(format_time(secs, format))
+}
+
+/// [`strftime_now`] at `secs` seconds after the Unix epoch.
+fn format_time(secs: i64, format: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy_march = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy_march + 2) / 153;
+    let day = doy_march - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let before = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334][(month - 1) as usize];
+    let yday = before + day + i64::from(leap && month > 2);
+    let weekday = DAYS[days.rem_euclid(7) as usize];
+    let month_name = MONTHS[(month - 1) as usize];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", year % 100)),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('e') => out.push_str(&format!("{day:>2}")),
+            Some('B') => out.push_str(month_name),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('A') => out.push_str(weekday),
+            Some('a') => out.push_str(&weekday[..3]),
+            Some('H') => out.push_str(&format!("{:02}", rem / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", rem % 3600 / 60)),
+            Some('S') => out.push_str(&format!("{:02}", rem % 60)),
+            Some('j') => out.push_str(&format!("{yday:03}")),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }
 
 impl TextCodec for HfTokenizer {
@@ -233,5 +329,23 @@ impl TextCodec for CharTokenizer {
 
     fn pad_token(&self) -> i64 {
         Self::PAD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn dates_format_as_strftime_does() {
+        // 2026-12-05 01:53:46 UTC, a Saturday (`date -u -d @1796435626`).
+        let t = 1_796_435_626;
+        assert_eq!(format_time(t, "%d %b %Y"), "05 Dec 2026");
+        assert_eq!(
+            format_time(t, "%A %e %B %y, %H:%M:%S, day %j, 100%%"),
+            "Saturday  5 December 26, 01:53:46, day 339, 100%"
+        );
+        assert_eq!(format_time(0, "%Y-%m-%d %a"), "1970-01-01 Thu");
+        assert_eq!(format_time(951_782_400, "%Y-%m-%d %j"), "2000-02-29 060");
     }
 }
