@@ -154,18 +154,36 @@ fn an_http_reward_service_scores_the_responses() {
     std::io::BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut port)
         .unwrap();
-    let cfg = config(
-        tmp.path(),
-        &format!(
-            "[reward]\ndefault = {{ type = \"http\", url = \"http://127.0.0.1:{}/score\", timeout_s = 20 }}\n",
-            port.trim()
-        ),
-    );
-    let o = run(tmp.path(), &cfg, "3", &[], &[]);
+    let http = |path: &str| {
+        config(
+            tmp.path(),
+            &format!(
+                "[reward]\ndefault = {{ type = \"http\", url = \"http://127.0.0.1:{}{path}\", timeout_s = 20, retries = 0 }}\n",
+                port.trim()
+            ),
+        )
+    };
+    // A redirect is named with its target, not reported as another status.
+    let o = run(tmp.path(), &http("/moved"), "1", &[], &[]);
+    assert_fails_with(&o, "answered HTTP 302, a redirect to /score");
+    std::fs::remove_dir_all(tmp.path().join("hf")).unwrap();
+    let o = run(tmp.path(), &http("/score"), "3", &[], &[]);
     let _ = server.kill();
     let _ = server.wait();
     assert!(o.status.success(), "{}", text(&o));
     check_scores_reach_advantages(tmp.path(), &log, 3);
+    // Nobody listening any more: one plain reason, no doubled prefixes.
+    std::fs::remove_dir_all(tmp.path().join("hf")).unwrap();
+    let o = run(tmp.path(), &http("/score"), "1", &[], &[]);
+    assert_fails_with(&o, "request failed (Connection Failed): Connection refused");
+    let error = text(&o)
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default()
+        .to_string();
+    for word in ["Network Error", "Connection Failed"] {
+        assert!(error.matches(word).count() <= 1, "{error}");
+    }
 }
 
 #[test]

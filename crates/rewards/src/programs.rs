@@ -595,10 +595,15 @@ impl HttpVerifier {
                 return Err(format!("answered HTTP {code}: {}", clip(&text, 200)));
             }
             Err(ureq::Error::Transport(t)) => {
-                let why = t
-                    .message()
-                    .map(str::to_string)
-                    .or_else(|| std::error::Error::source(&t).map(|s| s.to_string()))
+                // The innermost cause says what happened ("Connection refused (os error 111)").
+                let mut cause: Option<&(dyn std::error::Error + 'static)> =
+                    std::error::Error::source(&t);
+                while let Some(inner) = cause.and_then(|c| c.source()) {
+                    cause = Some(inner);
+                }
+                let why = cause
+                    .map(|c| c.to_string())
+                    .or_else(|| t.message().map(str::to_string))
                     .unwrap_or_default();
                 return Err(format!("request failed ({}): {why}", t.kind()));
             }

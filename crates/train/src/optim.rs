@@ -168,10 +168,46 @@ impl AdamW {
                 TrainError::Run(format!("optimizer state {} lacks `{key}`", path.display()))
             })
         };
-        self.t = get("t")?.int64_value(&[]);
+        let other = |what: String| {
+            TrainError::Run(format!(
+                "optimizer state {} belongs to another model: {what}",
+                path.display()
+            ))
+        };
+        if let Some(extra) = map.keys().find(|k| {
+            k.as_str() != "t"
+                && !self
+                    .names
+                    .iter()
+                    .any(|n| **k == format!("m.{n}") || **k == format!("v.{n}"))
+        }) {
+            return Err(other(format!(
+                "it holds `{extra}`, a tensor this model lacks"
+            )));
+        }
+        let t = get("t")?.int64_value(&[]);
+        if t < 0 {
+            return Err(other(format!("step count {t}")));
+        }
+        let mut moments = Vec::with_capacity(2 * self.names.len());
         for (i, n) in self.names.iter().enumerate() {
-            self.m[i] = get(&format!("m.{n}"))?.shallow_clone();
-            self.v[i] = get(&format!("v.{n}"))?.shallow_clone();
+            for (which, current) in [("m", &self.m[i]), ("v", &self.v[i])] {
+                let key = format!("{which}.{n}");
+                let loaded = get(&key)?;
+                if loaded.size() != current.size() {
+                    return Err(other(format!(
+                        "`{key}` has shape {:?}, the parameter has {:?}",
+                        loaded.size(),
+                        current.size()
+                    )));
+                }
+                moments.push(loaded.to_kind(current.kind()).to_device(current.device()));
+            }
+        }
+        self.t = t;
+        for (i, pair) in moments.chunks(2).enumerate() {
+            self.m[i] = pair[0].shallow_clone();
+            self.v[i] = pair[1].shallow_clone();
         }
         Ok(())
     }
@@ -236,6 +272,39 @@ pub fn first_nonfinite_parameter(vs: &VarStore) -> Option<String> {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    #[test]
+    fn another_models_optimizer_state_is_refused_at_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("optimizer.safetensors");
+        let store = |shapes: &[(&str, i64)]| {
+            let vs = VarStore::new(Device::Cpu);
+            for (name, n) in shapes {
+                let _ = vs.root().zeros(name, &[*n]);
+            }
+            vs
+        };
+        let a = store(&[("w", 3), ("b", 2)]);
+        AdamW::new(&a, 0.0).save(&path).unwrap();
+        // The same model loads its own state.
+        AdamW::new(&store(&[("w", 3), ("b", 2)]), 0.0)
+            .load(&path)
+            .unwrap();
+        for (shapes, needle) in [
+            (
+                vec![("w", 4), ("b", 2)],
+                "`m.w` has shape [3], the parameter has [4]",
+            ),
+            (vec![("w", 3)], "a tensor this model lacks"),
+            (vec![("w", 3), ("b", 2), ("c", 1)], "lacks `m.c`"),
+        ] {
+            let e = AdamW::new(&store(&shapes), 0.0)
+                .load(&path)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{shapes:?}: {e}");
+        }
+    }
 
     /// The AdamW update written out per element in f64 (Loshchilov & Hutter 2019, Algorithm 2
     /// with PyTorch's bias corrections), three steps with clipping on the second.
