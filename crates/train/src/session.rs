@@ -30,8 +30,13 @@ impl Placement {
     /// The device `name` (`train.device`: cpu | cuda | cuda:N) names for this placement; `cuda`
     /// alone is the local rank's GPU. Fails with the valid names, or when CUDA is not available.
     pub fn device(&self, name: &str) -> Result<Device> {
-        let device = rlvr_models::device::parse_device(name)
-            .map_err(|e| crate::TrainError::Config(format!("train.device: {e}")))?;
+        let device = rlvr_models::device::parse_device(name).map_err(|e| {
+            let why = match e {
+                rlvr_models::ModelError::Config(why) => why,
+                other => other.to_string(),
+            };
+            crate::TrainError::Config(format!("train.device: {why}"))
+        })?;
         Ok(if name == "cuda" {
             Device::Cuda(self.local_rank)
         } else {
