@@ -254,3 +254,41 @@ fn a_model_larger_than_memory_fails_with_the_setting_to_lower_not_a_panic() {
     assert!(!stderr(&o).contains("panicked"), "{}", text(&o));
     assert!(!tmp.path().join("runs/big").exists());
 }
+
+#[test]
+fn an_evaluation_whose_logits_overflow_fails_instead_of_reporting_zeros() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = rlvr_tests::cli::repo("crates/models/tests/fixtures/qwen2-tiny");
+    let model = tmp.path().join("overflowing");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    // Finite weights (1e37 × ~0.02) whose products overflow f32 in the MLP.
+    let mut tensors = tch::Tensor::read_safetensors(fixture.join("model.safetensors")).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name.ends_with("up_proj.weight") {
+            *t = &*t * 1e37;
+        }
+    }
+    let list: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    tch::Tensor::write_safetensors(&list, model.join("model.safetensors")).unwrap();
+    let o = run(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--task",
+            "countdown",
+            "-n",
+            "2",
+            "--problems",
+            "4",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("logits are not finite"), "{}", text(&o));
+    // Its claimed folder is released: nothing written.
+    assert!(!tmp.path().join("evals").read_dir().unwrap().any(|_| true));
+}

@@ -113,6 +113,17 @@ pub fn evaluate(
         })
         .collect();
     let concentration = opts.diagnostics.then(|| acc.finish());
+    if let Some(c) = &concentration {
+        // Finite weights can still overflow the forward pass; then every sample is noise.
+        if c.tokens > 0 && !(c.entropy_mean.is_finite() && c.sampled_logp.is_finite()) {
+            return Err(crate::TrainError::Run(format!(
+                "the policy's logits are not finite (NaN or infinite) on the {} sampled response \
+                 tokens, so its pass@K would be meaningless: the weights overflow the forward \
+                 pass; check the model or checkpoint",
+                c.tokens
+            )));
+        }
+    }
     Ok(EvalReport::from_results(n, results, concentration))
 }
 
