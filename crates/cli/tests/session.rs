@@ -26,6 +26,15 @@ fn run(args: &[&str], cwd: &Path) -> Output {
     rlvr().current_dir(cwd).args(args).output().unwrap()
 }
 
+/// `rlvr train --runs-dir runs --name NAME` with `--set` of each of `sets`, in `cwd`.
+fn train_with(cwd: &Path, name: &str, sets: &[&str]) -> Output {
+    let mut args = vec!["train", "--runs-dir", "runs", "--name", name];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    run(&args, cwd)
+}
+
 /// A one-step run `runs/r` under `tmp`; returns its folder.
 fn trained_run(tmp: &Path) -> std::path::PathBuf {
     let runs = tmp.join("runs");
@@ -197,18 +206,7 @@ fn two_evaluations_racing_for_one_folder_never_both_report_success() {
 fn the_saved_in_banner_comes_only_once_the_run_folder_exists() {
     let tmp = tempfile::tempdir().unwrap();
     // Responses as long as the model's context: refused when the session opens.
-    let o = run(
-        &[
-            "train",
-            "--runs-dir",
-            "runs",
-            "--name",
-            "x",
-            "--set",
-            "train.max_new_tokens=512",
-        ],
-        tmp.path(),
-    );
+    let o = train_with(tmp.path(), "x", &["train.max_new_tokens=512"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         stderr(&o).contains("leaves no room for a prompt"),
@@ -233,21 +231,14 @@ fn the_saved_in_banner_comes_only_once_the_run_folder_exists() {
 #[test]
 fn a_model_larger_than_memory_fails_with_the_setting_to_lower_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(
+    let o = train_with(
+        tmp.path(),
+        "big",
         &[
-            "train",
-            "--runs-dir",
-            "runs",
-            "--name",
-            "big",
-            "--set",
             "model.init=\"\"",
-            "--set",
             "model.hidden_size=4000000",
-            "--set",
             "model.intermediate_size=4000000",
         ],
-        tmp.path(),
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(stderr(&o).contains("lower hidden_size"), "{}", text(&o));

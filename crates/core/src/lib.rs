@@ -11,6 +11,7 @@ pub mod advantage;
 pub mod algo;
 pub mod atomic;
 pub mod batch;
+pub mod calendar;
 pub mod describe;
 pub mod error;
 pub mod gate;

@@ -45,7 +45,7 @@ pub fn unique_name(prefix: &str) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = rlvr_core::calendar::civil_from_days(days as i64);
     format!(
         "{prefix}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}",
         rem / 3600,
@@ -53,20 +53,6 @@ pub fn unique_name(prefix: &str) -> String {
         rem % 60,
         rand::random::<u16>()
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms", `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// An exclusive lock on a run or sweep folder, released when dropped (or when the process dies).
@@ -201,8 +187,8 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("simko-20"), "{a}");
         validate_name("--name", &a).unwrap();
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(rlvr_core::calendar::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(rlvr_core::calendar::civil_from_days(20_785), (2026, 11, 28));
     }
 
     #[test]
