@@ -120,8 +120,22 @@ pub trait Policy: Send {
     fn var_store(&self) -> &VarStore;
     /// The trainable parameters, mutably (optimiser, loading).
     fn var_store_mut(&mut self) -> &mut VarStore;
-    /// Writes the policy to a folder in its native layout (HF for transformers).
+    /// Writes the policy to a folder in its native layout (HF for transformers; a PEFT adapter
+    /// folder when only adapters are trained).
     fn save(&self, dir: &Path) -> Result<()>;
+    /// Reads back what [`Policy::save`] wrote into the parameters (shapes and names checked).
+    fn load(&mut self, dir: &Path) -> Result<()>;
+    /// Whether the policy trains adapters over frozen base weights (LoRA): the base is then the
+    /// reference policy ([`Policy::base_token_stats`]), without a second copy of the weights.
+    fn has_frozen_base(&self) -> bool {
+        false
+    }
+    /// Statistics of `batch` under the frozen base model (see [`Policy::has_frozen_base`]).
+    fn base_token_stats(&self, _batch: &SequenceBatch, _needs: &StatsNeeds) -> Result<TokenStats> {
+        Err(crate::CoreError::Input(
+            "this policy has no frozen base model to serve as the reference".into(),
+        ))
+    }
 }
 
 /// Text ↔ token ids.

@@ -5,6 +5,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::hf_config::HfConfig;
+use crate::lora::AdapterSpec;
 use crate::transformer::Transformer;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct HfModel {
     pub shards: Option<BTreeMap<String, String>>,
     /// Folder the model was loaded from, for side files.
     pub source: Option<PathBuf>,
+    /// The LoRA adapters over frozen base weights, when attached ([`HfModel::attach_adapters`]).
+    pub adapters: Option<AdapterSpec>,
 }
 
 fn read_tensors(file: &Path) -> Result<HashMap<String, Tensor>> {
@@ -133,6 +136,7 @@ impl HfModel {
             config_text,
             shards,
             source: Some(dir.to_path_buf()),
+            adapters: None,
         })
     }
 
@@ -149,15 +153,52 @@ impl HfModel {
             config_text: config_text.to_string(),
             shards: None,
             source: None,
+            adapters: None,
         })
     }
 
-    /// Writes the model in the layout it was loaded in (single file or the same shards).
+    /// Freezes every parameter and adds LoRA adapters (the only trainable parameters from then
+    /// on). `base_kind` is the frozen weights' precision (bf16 saves memory on CUDA; adapters
+    /// stay f32).
+    pub fn attach_adapters(&mut self, spec: &AdapterSpec, base_kind: Kind) -> Result<()> {
+        if self.adapters.is_some() {
+            return Err(ModelError::Unsupported(
+                "the model already has adapters".into(),
+            ));
+        }
+        self.vs.freeze();
+        if base_kind != self.vs.kind() {
+            let _guard = tch::no_grad_guard();
+            for (_, mut var) in self.vs.variables() {
+                var.set_data(&var.f_to_kind(base_kind)?);
+            }
+        }
+        self.model.attach_adapters(&self.vs.root(), spec)?;
+        self.adapters = Some(spec.clone());
+        Ok(())
+    }
+
+    /// Folds the adapters into the base weights (PEFT's `merge_and_unload`): afterwards the
+    /// model is a plain HF model and saves as one.
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        self.model.merge_adapters()?;
+        self.adapters = None;
+        Ok(())
+    }
+
+    /// Writes the model in the layout it was loaded in (single file or the same shards); a
+    /// model with adapters writes a PEFT adapter folder instead ([`crate::lora::save_adapter`]:
+    /// the base is where it was loaded from).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        if let Some(spec) = &self.adapters {
+            crate::lora::save_adapter(&self.vs, dir, spec, self.source.as_deref())?;
+            return self.copy_side_files(dir);
+        }
         let vars = self.vs.variables();
         let named: BTreeMap<String, Tensor> = vars
             .into_iter()
+            .filter(|(k, _)| !crate::lora::is_adapter_name(k))
             .map(|(k, v)| (k, v.detach().to_kind(Kind::Float).to_device(Device::Cpu)))
             .collect();
         match &self.shards {
@@ -198,6 +239,11 @@ impl HfModel {
         }
         let cfg_path = dir.join("config.json");
         std::fs::write(&cfg_path, &self.config_text).map_err(|e| ModelError::io(&cfg_path, e))?;
+        self.copy_side_files(dir)
+    }
+
+    /// Copies the tokenizer and generation files of the source folder into `dir`.
+    fn copy_side_files(&self, dir: &Path) -> Result<()> {
         if let Some(src) = &self.source {
             for f in SIDE_FILES {
                 let from = src.join(f);

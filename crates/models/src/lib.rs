@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hf_config;
+pub mod lora;
 pub mod policy;
 pub mod sampling;
 pub mod shapes;

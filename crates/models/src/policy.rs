@@ -4,6 +4,7 @@
 use crate::backward::{response_loss_backward, UpdatePlan};
 use crate::checkpoint::HfModel;
 use crate::generate::generate;
+use crate::lora::{self, AdapterSpec, LoraConfig};
 use crate::token_stats::{response_stats, DEFAULT_CHUNK};
 use documented::DocumentedFields;
 use rlvr_core::{
@@ -67,13 +68,26 @@ impl Policy for HfPolicy {
         loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<f64> {
         let plan = UpdatePlan::new(self.chunk, self.checkpoint);
-        Ok(response_loss_backward(
-            &self.model.model,
-            batch,
-            needs,
-            plan,
-            loss_of,
-        )?)
+        let model = &self.model.model;
+        Ok(model.training(|| response_loss_backward(model, batch, needs, plan, loss_of))?)
+    }
+
+    fn has_frozen_base(&self) -> bool {
+        self.model.adapters.is_some()
+    }
+
+    fn base_token_stats(
+        &self,
+        batch: &SequenceBatch,
+        needs: &StatsNeeds,
+    ) -> rlvr_core::Result<TokenStats> {
+        if !self.has_frozen_base() {
+            return Err(CoreError::Input(
+                "the policy has no adapters, so no frozen base to serve as the reference".into(),
+            ));
+        }
+        let model = &self.model.model;
+        Ok(model.without_adapters(|| response_stats(model, batch, needs, self.chunk))?)
     }
 
     fn generate(
@@ -103,6 +117,13 @@ impl Policy for HfPolicy {
 
     fn save(&self, dir: &Path) -> rlvr_core::Result<()> {
         Ok(self.model.save(dir)?)
+    }
+
+    fn load(&mut self, dir: &Path) -> rlvr_core::Result<()> {
+        if self.model.adapters.is_some() {
+            return Ok(lora::load_adapter(&mut self.model.vs, dir)?);
+        }
+        Ok(crate::checkpoint::load_weights(&mut self.model.vs, dir)?)
     }
 }
 
@@ -138,25 +159,111 @@ pub enum MixedPrecision {
     Bf16,
 }
 
-/// Applies the memory/precision switches to a freshly built policy.
+/// Applies the memory/precision switches and the LoRA adapters to a freshly built policy.
 pub(crate) fn configure_policy(
     mut policy: HfPolicy,
     device: Device,
     plan: UpdatePlan,
     mixed: MixedPrecision,
-) -> HfPolicy {
+    adapters: &Adapters,
+) -> rlvr_core::Result<HfPolicy> {
     policy.chunk = plan.chunk;
     policy.checkpoint = plan.checkpoint;
+    let mut bf16 = false;
     if mixed == MixedPrecision::Bf16 {
         if device.is_cuda() {
-            policy.model.model.set_compute_kind(Some(Kind::BFloat16));
+            bf16 = true;
         } else {
             tracing::warn!(
                 "model.mixed_precision = \"bf16\" needs a CUDA device; computing in f32"
             );
         }
     }
-    policy
+    if let Some((spec, from)) = adapters.resolve()? {
+        if spec.dropout > 0.0 && plan.checkpoint {
+            return Err(CoreError::invalid(
+                "model.lora.dropout",
+                spec.dropout,
+                "must be 0 with model.checkpointing = true (recomputing a layer in backward \
+                 would draw another dropout mask); set one of them off",
+            ));
+        }
+        // The frozen base in bf16 on CUDA (half the memory); the adapters stay f32.
+        let base_kind = if device.is_cuda() {
+            bf16 = true;
+            Kind::BFloat16
+        } else {
+            policy.model.vs.kind()
+        };
+        policy.model.attach_adapters(&spec, base_kind)?;
+        if let Some(dir) = from {
+            lora::load_adapter(&mut policy.model.vs, &dir)?;
+        }
+    }
+    if bf16 {
+        policy.model.model.set_compute_kind(Some(Kind::BFloat16));
+    }
+    Ok(policy)
+}
+
+/// The LoRA settings of a model config: `[model.lora]` and `model.adapter`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, DocumentedFields)]
+#[serde(default)]
+pub struct Adapters {
+    /// Train LoRA adapters over the frozen model ([model.lora]: rank, alpha, dropout, targets,
+    /// init, rslora); absent = train every weight.
+    pub lora: Option<LoraConfig>,
+    /// A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) to start from;
+    /// its adapter_config.json sets the LoRA shape. "" = none.
+    pub adapter: String,
+}
+
+impl Adapters {
+    /// The adapter shape and the folder to load adapters from, if any; `[model.lora]` and the
+    /// adapter's `adapter_config.json` must agree when both are given.
+    pub fn resolve(&self) -> rlvr_core::Result<Option<(AdapterSpec, Option<PathBuf>)>> {
+        if self.adapter.is_empty() {
+            return Ok(match &self.lora {
+                Some(l) => Some((l.spec()?, None)),
+                None => None,
+            });
+        }
+        let dir = PathBuf::from(&self.adapter);
+        let from_file = lora::read_adapter_config(&dir)?;
+        let cfg = match &self.lora {
+            None => from_file,
+            Some(l) => {
+                let same = (l.rank, l.alpha, l.spec()?.targets, l.rslora)
+                    == (
+                        from_file.rank,
+                        from_file.alpha,
+                        from_file.spec()?.targets,
+                        from_file.rslora,
+                    );
+                if !same {
+                    return Err(CoreError::invalid(
+                        "model.lora",
+                        format!("rank {} alpha {} targets {:?}", l.rank, l.alpha, l.targets),
+                        format!(
+                            "differs from the adapter {}'s adapter_config.json (rank {} alpha {} \
+                             targets {:?}); remove [model.lora] to use the adapter's",
+                            dir.display(),
+                            from_file.rank,
+                            from_file.alpha,
+                            from_file.targets
+                        ),
+                    ));
+                }
+                l.clone()
+            }
+        };
+        Ok(Some((cfg.spec()?, Some(dir))))
+    }
+
+    /// Whether adapters are trained.
+    pub fn enabled(&self) -> bool {
+        self.lora.is_some() || !self.adapter.is_empty()
+    }
 }
 
 /// Configuration of the `hf` model: a Hugging Face folder.
@@ -176,6 +283,9 @@ pub struct HfModelConfig {
     pub checkpointing: bool,
     /// Matmul precision of the update and rollouts: none | bf16 (CUDA; f32 fallback on CPU).
     pub mixed_precision: MixedPrecision,
+    /// LoRA adapters.
+    #[serde(flatten)]
+    pub adapters: Adapters,
 }
 
 impl Default for HfModelConfig {
@@ -187,11 +297,12 @@ impl Default for HfModelConfig {
             pad: 0,
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
+            adapters: Adapters::default(),
         }
     }
 }
 
-rlvr_core::describe_fields!(HfModelConfig);
+rlvr_core::describe_fields!(HfModelConfig, Adapters);
 rlvr_core::register!(
     model,
     "hf",
@@ -216,7 +327,8 @@ impl ModelConfig for HfModelConfig {
             device,
             plan,
             self.mixed_precision,
-        )))
+            &self.adapters,
+        )?))
     }
 
     fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {
@@ -234,10 +346,13 @@ impl ModelConfig for HfModelConfig {
     }
 
     fn with_weights_from(&self, dir: &std::path::Path) -> Option<Box<dyn ModelConfig>> {
-        Some(Box::new(HfModelConfig {
-            path: dir.to_path_buf(),
-            ..self.clone()
-        }))
+        // A LoRA checkpoint holds adapters only: it needs the base.
+        (!self.adapters.enabled()).then(|| {
+            Box::new(HfModelConfig {
+                path: dir.to_path_buf(),
+                ..self.clone()
+            }) as Box<dyn ModelConfig>
+        })
     }
 }
 
@@ -268,6 +383,9 @@ pub struct TinyModelConfig {
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
     pub mixed_precision: MixedPrecision,
+    /// LoRA adapters.
+    #[serde(flatten)]
+    pub adapters: Adapters,
 }
 
 impl Default for TinyModelConfig {
@@ -284,6 +402,7 @@ impl Default for TinyModelConfig {
             init: String::new(),
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
+            adapters: Adapters::default(),
         }
     }
 }
@@ -311,7 +430,7 @@ impl TinyModelConfig {
     }
 }
 
-rlvr_core::describe_fields!(TinyModelConfig);
+rlvr_core::describe_fields!(TinyModelConfig, Adapters);
 rlvr_core::register!(
     model,
     "tiny",
@@ -340,7 +459,8 @@ impl ModelConfig for TinyModelConfig {
             device,
             plan,
             self.mixed_precision,
-        )))
+            &self.adapters,
+        )?))
     }
 
     fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {
@@ -354,9 +474,12 @@ impl ModelConfig for TinyModelConfig {
     }
 
     fn with_weights_from(&self, dir: &std::path::Path) -> Option<Box<dyn ModelConfig>> {
-        Some(Box::new(TinyModelConfig {
-            init: dir.display().to_string(),
-            ..self.clone()
-        }))
+        // A LoRA checkpoint holds adapters only: it needs the base.
+        (!self.adapters.enabled()).then(|| {
+            Box::new(TinyModelConfig {
+                init: dir.display().to_string(),
+                ..self.clone()
+            }) as Box<dyn ModelConfig>
+        })
     }
 }

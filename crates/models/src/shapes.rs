@@ -5,7 +5,7 @@
 
 use crate::backward::UpdatePlan;
 use crate::checkpoint::HfModel;
-use crate::policy::{configure_policy, HfPolicy, MixedPrecision};
+use crate::policy::{configure_policy, Adapters, HfPolicy, MixedPrecision};
 use crate::token_stats::DEFAULT_CHUNK;
 use crate::tokenizer::CharTokenizer;
 use documented::DocumentedFields;
@@ -61,6 +61,9 @@ pub struct ShapeModelConfig {
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
     pub mixed_precision: MixedPrecision,
+    /// LoRA adapters.
+    #[serde(flatten)]
+    pub adapters: Adapters,
 }
 
 impl Default for ShapeModelConfig {
@@ -73,6 +76,7 @@ impl Default for ShapeModelConfig {
             chunk: DEFAULT_CHUNK,
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
+            adapters: Adapters::default(),
         }
     }
 }
@@ -95,7 +99,7 @@ impl ShapeModelConfig {
     }
 }
 
-rlvr_core::describe_fields!(ShapeModelConfig);
+rlvr_core::describe_fields!(ShapeModelConfig, Adapters);
 rlvr_core::register!(
     model,
     "shape",
@@ -130,7 +134,8 @@ impl ModelConfig for ShapeModelConfig {
             device,
             plan,
             self.mixed_precision,
-        )))
+            &self.adapters,
+        )?))
     }
 
     fn codec(&self) -> rlvr_core::Result<Box<dyn rlvr_core::TextCodec>> {

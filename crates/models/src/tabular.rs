@@ -197,6 +197,10 @@ impl Policy for TabularPolicy {
         self.vs.save(dir.join("table.safetensors"))?;
         Ok(())
     }
+
+    fn load(&mut self, dir: &Path) -> rlvr_core::Result<()> {
+        Ok(crate::checkpoint::load_weights(&mut self.vs, dir)?)
+    }
 }
 
 /// Actions as letters: 0 → A, 1 → B, ...

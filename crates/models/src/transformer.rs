@@ -11,14 +11,18 @@
 
 use crate::error::Result;
 use crate::hf_config::{Arch, HfConfig, RopeScaling};
+use crate::lora::{Adapter, AdapterSpec, Module};
+use std::cell::Cell;
 use tch::nn::{Init, Path as VsPath};
 use tch::{Kind, Tensor};
 
-/// A linear layer `y = x Wᵀ + b` with HF parameter names (`weight`, `bias`).
+/// A linear layer `y = x Wᵀ + b` with HF parameter names (`weight`, `bias`), optionally with a
+/// LoRA adapter ([`crate::lora`]).
 #[derive(Debug)]
 struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    adapter: Option<Adapter>,
 }
 
 impl Linear {
@@ -33,19 +37,41 @@ impl Linear {
             },
         );
         let bias = bias.then(|| p.var("bias", &[output], Init::Const(0.0)));
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            adapter: None,
+        }
     }
 
     /// `x Wᵀ + b` computed in `kind` (weights cast when they are stored in another precision:
-    /// mixed precision keeps f32 master weights and runs the matmul in bf16).
-    fn forward(&self, x: &Tensor, kind: Kind) -> Result<Tensor> {
-        if self.weight.kind() == kind && x.kind() == kind {
-            return Ok(x.f_linear(&self.weight, self.bias.as_ref())?);
+    /// mixed precision keeps f32 master weights and runs the matmul in bf16), plus the adapter's
+    /// term when `adapters` says so.
+    fn forward(&self, x: &Tensor, kind: Kind, adapters: AdapterUse) -> Result<Tensor> {
+        let base = if self.weight.kind() == kind && x.kind() == kind {
+            x.f_linear(&self.weight, self.bias.as_ref())?
+        } else {
+            let bias = self.bias.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
+            x.f_to_kind(kind)?
+                .f_linear(&self.weight.f_to_kind(kind)?, bias.as_ref())?
+        };
+        match (&self.adapter, adapters) {
+            (Some(a), AdapterUse::On { training }) => Ok(base.f_add(&a.delta(x, kind, training)?)?),
+            _ => Ok(base),
         }
-        let bias = self.bias.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
-        Ok(x.f_to_kind(kind)?
-            .f_linear(&self.weight.f_to_kind(kind)?, bias.as_ref())?)
     }
+}
+
+/// Whether the adapters take part in a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdapterUse {
+    /// The base model alone (the frozen reference).
+    Off,
+    /// With adapters; `training` applies their dropout.
+    On {
+        /// An update's forward pass (dropout active).
+        training: bool,
+    },
 }
 
 /// RMSNorm computed in f32 (transformers `LlamaRMSNorm`).
@@ -74,6 +100,32 @@ struct Layer {
     gate: Linear,
     up: Linear,
     down: Linear,
+}
+
+impl Layer {
+    fn linear(&self, module: Module) -> &Linear {
+        match module {
+            Module::Q => &self.q,
+            Module::K => &self.k,
+            Module::V => &self.v,
+            Module::O => &self.o,
+            Module::Gate => &self.gate,
+            Module::Up => &self.up,
+            Module::Down => &self.down,
+        }
+    }
+
+    fn linear_mut(&mut self, module: Module) -> &mut Linear {
+        match module {
+            Module::Q => &mut self.q,
+            Module::K => &mut self.k,
+            Module::V => &mut self.v,
+            Module::O => &mut self.o,
+            Module::Gate => &mut self.gate,
+            Module::Up => &mut self.up,
+            Module::Down => &mut self.down,
+        }
+    }
 }
 
 /// Per-layer keys and values of the tokens seen so far, preallocated to a capacity and written in
@@ -179,6 +231,10 @@ pub struct Transformer {
     lm_head: Option<Tensor>,
     inv_freq: Tensor,
     compute: Option<Kind>,
+    /// Forward passes run without the adapters (the frozen base as reference policy).
+    adapters_off: Cell<bool>,
+    /// Forward passes are an update's (adapter dropout active).
+    training: Cell<bool>,
 }
 
 /// What every layer of one forward pass shares: rotary tables and the attention mask.
@@ -297,7 +353,77 @@ impl Transformer {
             lm_head,
             inv_freq,
             compute: None,
+            adapters_off: Cell::new(false),
+            training: Cell::new(false),
         })
+    }
+
+    /// Adds a LoRA adapter to each linear layer `spec` targets, its parameters created under
+    /// `root` with PEFT's names (`….q_proj.lora_A.weight`, `….q_proj.lora_B.weight`).
+    pub fn attach_adapters(&mut self, root: &VsPath, spec: &AdapterSpec) -> Result<()> {
+        let m = root / "model";
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let l = &m / "layers" / i;
+            for module in &spec.targets {
+                let linear = layer.linear_mut(*module);
+                let p = &l / module.parent() / module.name();
+                let size = linear.weight.size();
+                let stream = (i * Module::ALL.len() + *module as usize) as u64;
+                linear.adapter = Some(Adapter::new(&p, size[1], size[0], spec, stream)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any layer carries an adapter.
+    pub fn has_adapters(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| Module::ALL.iter().any(|m| l.linear(*m).adapter.is_some()))
+    }
+
+    /// Runs `f` with the adapters switched off: the frozen base model's forward passes.
+    pub fn without_adapters<T>(&self, f: impl FnOnce() -> T) -> T {
+        let before = self.adapters_off.replace(true);
+        let out = f();
+        self.adapters_off.set(before);
+        out
+    }
+
+    /// Runs `f` as an update's forward passes (adapter dropout active).
+    pub fn training<T>(&self, f: impl FnOnce() -> T) -> T {
+        let before = self.training.replace(true);
+        let out = f();
+        self.training.set(before);
+        out
+    }
+
+    /// Folds every adapter into its base weight (`W ← W + s·B·A`, PEFT's `merge_and_unload`) and
+    /// removes the adapters; their variables stay in the store (they are no longer used).
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for layer in self.layers.iter_mut() {
+            for module in Module::ALL {
+                let linear = layer.linear_mut(module);
+                if let Some(adapter) = linear.adapter.take() {
+                    let delta = adapter.weight_delta()?;
+                    let _ = linear
+                        .weight
+                        .f_add_(&delta.f_to_kind(linear.weight.kind())?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn adapter_use(&self) -> AdapterUse {
+        if self.adapters_off.get() {
+            AdapterUse::Off
+        } else {
+            AdapterUse::On {
+                training: self.training.get(),
+            }
+        }
     }
 
     /// The runtime configuration.
@@ -390,13 +516,14 @@ impl Transformer {
         let (b, l) = (x.size()[0], x.size()[1]);
         let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let kind = self.compute_kind();
+        let ad = self.adapter_use();
         let eps = self.cfg.rms_norm_eps;
         let hn = rms_norm(x, &layer.input_norm, eps)?;
-        let mut q = layer.q.forward(&hn, kind)?.f_view([b, l, nh, hd])?;
-        let mut k = layer.k.forward(&hn, kind)?.f_view([b, l, nkv, hd])?;
+        let mut q = layer.q.forward(&hn, kind, ad)?.f_view([b, l, nh, hd])?;
+        let mut k = layer.k.forward(&hn, kind, ad)?.f_view([b, l, nkv, hd])?;
         let v = layer
             .v
-            .forward(&hn, kind)?
+            .forward(&hn, kind, ad)?
             .f_view([b, l, nkv, hd])?
             .f_transpose(1, 2)?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
@@ -443,15 +570,16 @@ impl Transformer {
         )?
         .f_transpose(1, 2)?
         .f_reshape([b, l, nh * hd])?;
-        let x = x.f_add(&layer.o.forward(&out, kind)?)?;
+        let x = x.f_add(&layer.o.forward(&out, kind, ad)?)?;
         let hn = rms_norm(&x, &layer.post_norm, eps)?;
         let mlp = layer.down.forward(
             &layer
                 .gate
-                .forward(&hn, kind)?
+                .forward(&hn, kind, ad)?
                 .f_silu()?
-                .f_mul(&layer.up.forward(&hn, kind)?)?,
+                .f_mul(&layer.up.forward(&hn, kind, ad)?)?,
             kind,
+            ad,
         )?;
         Ok(x.f_add(&mlp)?)
     }

@@ -29,7 +29,8 @@ pub fn write_checkpoint(
 
 /// Loads a checkpoint's weights (and optimizer moments, when `opt` is given).
 pub fn load_checkpoint(dir: &Path, policy: &mut dyn Policy, opt: Option<&mut AdamW>) -> Result<()> {
-    rlvr_models::checkpoint::load_weights(policy.var_store_mut(), &dir.join("model"))
+    policy
+        .load(&dir.join("model"))
         .with_context(|| format!("loading model of {}", dir.display()))?;
     if let Some(opt) = opt {
         opt.load(&dir.join("optimizer.safetensors"))?;

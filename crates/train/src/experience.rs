@@ -10,7 +10,9 @@ use crate::error::Result;
 use crate::metrics::{Metrics, Reduce};
 use crate::rollout::{Responses, Rollout};
 use crate::session::Session;
-use rlvr_core::{Algorithm, Policy, Problem, SamplingConfig, StatsNeeds, TokenStats};
+use rlvr_core::{
+    Algorithm, Policy, Problem, SamplingConfig, SequenceBatch, StatsNeeds, TokenStats,
+};
 use rlvr_dist::Collective;
 use rlvr_eval::{Concentration, ConcentrationAccumulator};
 use std::time::Instant;
@@ -84,7 +86,7 @@ pub struct ExperienceInputs<'a> {
     /// its tokenizer and the verifier.
     pub session: &'a Session,
     /// The frozen reference policy, when the loss needs one.
-    pub reference: Option<&'a dyn Policy>,
+    pub reference: Option<&'a Reference>,
     /// The algorithm: advantage estimator, loss (what statistics it needs), batch pieces.
     pub algo: &'a Algorithm,
     /// The loop's settings: prompt groups that train, responses per prompt, responses logged.
@@ -229,7 +231,7 @@ fn old_statistics(
     let _g = tch::no_grad_guard();
     let old = policy.token_stats(&r.seq, &needs)?;
     let ref_logp = match inputs.reference {
-        Some(reference) => Some(reference.token_stats(&r.seq, &StatsNeeds::default())?.logp),
+        Some(reference) => Some(reference.token_stats(policy, &r.seq)?.logp),
         None => None,
     };
     Ok((old, ref_logp))
@@ -316,4 +318,35 @@ fn logged_samples(
             })
         })
         .collect()
+}
+
+/// The frozen reference policy of a KL term.
+pub enum Reference {
+    /// A second copy of the initial weights.
+    Copy(Box<dyn Policy>),
+    /// The trained policy's own frozen base, its adapters switched off (LoRA).
+    FrozenBase,
+}
+
+impl Reference {
+    /// The reference for `policy`, built from `model`: its frozen base when it has one, else a
+    /// fresh copy of the model on the policy's device.
+    pub fn for_policy(
+        policy: &dyn Policy,
+        model: &dyn rlvr_core::ModelConfig,
+    ) -> Result<Reference> {
+        if policy.has_frozen_base() {
+            return Ok(Reference::FrozenBase);
+        }
+        Ok(Reference::Copy(model.build(policy.device())?))
+    }
+
+    /// The reference's statistics of `seq` (`policy` is the trained policy).
+    pub fn token_stats(&self, policy: &dyn Policy, seq: &SequenceBatch) -> Result<TokenStats> {
+        let needs = StatsNeeds::default();
+        Ok(match self {
+            Reference::Copy(p) => p.token_stats(seq, &needs)?,
+            Reference::FrozenBase => policy.base_token_stats(seq, &needs)?,
+        })
+    }
 }

@@ -76,6 +76,16 @@ impl AdamW {
         }
     }
 
+    /// Number of parameters it holds moments for.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether it holds no moments (nothing is trainable).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// Global L2 norm of the gradients (0 where a variable has none).
     pub fn grad_norm(vs: &VarStore) -> f64 {
         let mut total = 0.0;

@@ -12,13 +12,13 @@ use crate::distributed::{
 };
 use crate::error::{fs::write_atomic, IoResultExt, Result, TrainError};
 use crate::evaluation::EvalOptions;
-use crate::experience::{make_experience, Experience, ExperienceInputs, Sample};
+use crate::experience::{make_experience, Experience, ExperienceInputs, Reference, Sample};
 use crate::metrics::{Metrics, MetricsLog, Reduce};
 use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
 use crate::run_dir::{create_run_dir, FolderLock};
 use crate::session::{Placement, Session};
 use crate::summary::write_run_summary;
-use rlvr_core::{Policy, Problem, SamplingConfig};
+use rlvr_core::{Problem, SamplingConfig};
 use rlvr_dist::Collective;
 use rlvr_eval::EvalReport;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ pub struct Trainer {
     /// The optimizer and the algorithm.
     pub actor: Actor,
     /// A frozen reference policy, when the loss needs one.
-    pub reference: Option<Box<dyn Policy>>,
+    pub reference: Option<Reference>,
     /// Steps completed.
     pub step: u64,
     /// Run folder.
@@ -105,7 +105,10 @@ impl Trainer {
             );
         }
         let reference = if algo.loss.needs().reference {
-            Some(cfg.model.build(session.policy.device())?)
+            Some(Reference::for_policy(
+                session.policy.as_ref(),
+                cfg.model.as_ref(),
+            )?)
         } else {
             None
         };
@@ -165,7 +168,7 @@ impl Trainer {
         sampling.first_stream = (share.start * self.cfg.train.samples_per_prompt.max(1)) as u64;
         let inputs = ExperienceInputs {
             session: &self.session,
-            reference: self.reference.as_deref(),
+            reference: self.reference.as_ref(),
             algo: &self.actor.algo,
             train: &self.cfg.train,
             problems: &problems,
