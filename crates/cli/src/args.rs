@@ -31,6 +31,9 @@ pub struct ModelArgs {
     /// Model: a Hugging Face folder, or a registered model name (see `rlvr list model`).
     #[arg(long)]
     pub model: Option<String>,
+    /// A PEFT LoRA adapter folder over the model (model.adapter): train or evaluate from it.
+    #[arg(long)]
+    pub adapter: Option<String>,
 }
 
 /// The problems of a run: a built-in task or a dataset file.

@@ -2,14 +2,14 @@
 //! `--algo`/`--task`/`--data`/`--model`/`--steps`/`--seed`/`--device` ← `--set` ← algorithm
 //! parameter flags.
 
-use crate::args::{AlgoArgs, DataArgs, TargetArgs};
+use crate::args::{AlgoArgs, DataArgs, ModelArgs, TargetArgs};
 use crate::commands::eval::EvalArgs;
 use crate::{algo_args, usage_bail};
 use anyhow::{Context, Result};
 use rlvr_core::algo::merge;
 use rlvr_core::registry::{self, ComponentKind};
 use rlvr_core::AlgoConfig;
-use rlvr_train::checkpoint::latest_checkpoint;
+use rlvr_train::checkpoint::{checkpoint_at, latest_checkpoint};
 use rlvr_train::config::{apply_sets, default_document, read_document, set};
 use std::path::Path;
 use std::path::PathBuf;
@@ -60,6 +60,23 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
         .collect())
 }
 
+/// Sets `model.adapter` from `--adapter` (a PEFT adapter folder over the model).
+fn apply_adapter(doc: &mut toml::Table, model: &ModelArgs) -> Result<()> {
+    if let Some(a) = &model.adapter {
+        if !Path::new(a)
+            .join(rlvr_models::lora::ADAPTER_CONFIG)
+            .is_file()
+        {
+            usage_bail!(
+                "--adapter {a}: not a PEFT adapter folder (no {})",
+                rlvr_models::lora::ADAPTER_CONFIG
+            );
+        }
+        set(doc, "model.adapter", a.as_str())?;
+    }
+    Ok(())
+}
+
 /// Replaces the document's task or data with `--task` / `--data`, if given.
 pub fn apply_data(doc: &mut toml::Table, data: &DataArgs) -> Result<()> {
     if let Some(t) = &data.task {
@@ -94,6 +111,7 @@ pub fn build(flags: &RunFlags) -> Result<toml::Table> {
     if let Some(m) = &flags.target.model.model {
         doc.insert("model".into(), toml::Value::Table(model_table(m)?));
     }
+    apply_adapter(&mut doc, &flags.target.model)?;
     if let Some(s) = &flags.steps {
         set(&mut doc, "train.steps", rlvr_core::algo::parse_value(s))?;
     }
@@ -123,13 +141,7 @@ pub fn eval_document(args: &EvalArgs) -> Result<(toml::Table, Option<(u64, PathB
                 .with_context(|| format!("--run {}: not a run folder", run.display()))?;
             let step = match args.step {
                 Some(0) => None,
-                Some(s) => {
-                    let dir = run.join("checkpoints").join(format!("step-{s}"));
-                    if !dir.join("state.json").exists() {
-                        usage_bail!("--step {s}: {} is not a complete checkpoint", dir.display());
-                    }
-                    Some((s, dir))
-                }
+                Some(s) => Some((s, checkpoint_at(run, s)?)),
                 None => Some(latest_checkpoint(run)?.with_context(|| {
                     format!(
                         "{} has no complete checkpoint; --step 0 evaluates the initial weights",
@@ -145,6 +157,7 @@ pub fn eval_document(args: &EvalArgs) -> Result<(toml::Table, Option<(u64, PathB
             }
             let mut doc = default_document();
             doc.insert("model".into(), toml::Value::Table(model_table(model)?));
+            apply_adapter(&mut doc, &args.target.model)?;
             (doc, None)
         }
         (None, None) => usage_bail!("give --run RUN_FOLDER or --model MODEL"),

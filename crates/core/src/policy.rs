@@ -125,6 +125,11 @@ pub trait Policy: Send {
     fn save(&self, dir: &Path) -> Result<()>;
     /// Reads back what [`Policy::save`] wrote into the parameters (shapes and names checked).
     fn load(&mut self, dir: &Path) -> Result<()>;
+    /// Folds trained adapters into the weights (LoRA's merge): afterwards [`Policy::save`] writes
+    /// a plain model. Nothing to do for a policy without adapters.
+    fn merge_adapters(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Whether the policy trains adapters over frozen base weights (LoRA): the base is then the
     /// reference policy ([`Policy::base_token_stats`]), without a second copy of the weights.
     fn has_frozen_base(&self) -> bool {

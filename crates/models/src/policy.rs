@@ -76,6 +76,10 @@ impl Policy for HfPolicy {
         self.model.adapters.is_some()
     }
 
+    fn merge_adapters(&mut self) -> rlvr_core::Result<()> {
+        Ok(self.model.merge_adapters()?)
+    }
+
     fn base_token_stats(
         &self,
         batch: &SequenceBatch,
@@ -452,6 +456,7 @@ impl ModelConfig for TinyModelConfig {
         let mut model = HfModel::fresh(&self.config_json(), device, self.seed)?;
         if !self.init.is_empty() {
             crate::checkpoint::load_weights(&mut model.vs, std::path::Path::new(&self.init))?;
+            model.source = Some(PathBuf::from(&self.init));
         }
         let plan = UpdatePlan::new(DEFAULT_CHUNK, self.checkpointing);
         Ok(Box::new(configure_policy(

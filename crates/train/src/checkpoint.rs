@@ -2,7 +2,7 @@
 //! and `state.json`, written into `step-N.tmp` and renamed when complete, so a folder with
 //! `state.json` is always whole.
 
-use crate::error::{IoResultExt, Result, ResultExt};
+use crate::error::{IoResultExt, Result, ResultExt, TrainError};
 use crate::optim::AdamW;
 use rlvr_core::atomic::StagedDir;
 use rlvr_core::Policy;
@@ -25,6 +25,28 @@ pub fn write_checkpoint(
     let state_path = tmp.join("state.json");
     std::fs::write(&state_path, serde_json::to_string_pretty(&state)?).at(&state_path)?;
     Ok(staged.publish()?)
+}
+
+/// The complete checkpoint of step `step` of the run `run`, or an error saying it is not one.
+pub fn checkpoint_at(run: &Path, step: u64) -> Result<PathBuf> {
+    let dir = run.join("checkpoints").join(format!("step-{step}"));
+    if !dir.join("state.json").exists() {
+        let have: Vec<String> = complete_checkpoints(run)
+            .unwrap_or_default()
+            .iter()
+            .map(|(s, _)| s.to_string())
+            .collect();
+        return Err(TrainError::Config(format!(
+            "--step {step}: {} is not a complete checkpoint (complete steps: {})",
+            dir.display(),
+            if have.is_empty() {
+                "none".into()
+            } else {
+                have.join(", ")
+            }
+        )));
+    }
+    Ok(dir)
 }
 
 /// Loads a checkpoint's weights (and optimizer moments, when `opt` is given).

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod config;
 pub mod eval;
+pub mod export;
 pub mod list;
 pub mod sample;
 pub mod sft;
@@ -43,6 +44,8 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Sample a trained run's policy on one problem: accuracy and distinct correct responses.
     Sample(sample::SampleArgs),
+    /// Write a run's checkpoint as a Hugging Face folder, a PEFT adapter folder, or (--merge) a LoRA run's base with its adapters merged.
+    Export(export::ExportArgs),
 }
 
 /// Runs a parsed command line.
@@ -56,5 +59,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare::exec(args),
         Command::Sweep(args) => sweep::exec(args),
         Command::Sample(args) => sample::exec(args),
+        Command::Export(args) => export::exec(args),
     }
 }
