@@ -104,7 +104,13 @@ pub mod cli {
 
     /// The weights of a checkpoint folder, sorted by name.
     pub fn checkpoint_weights(ck: &Path) -> Vec<(String, tch::Tensor)> {
-        let path = ck.join("model/model.safetensors");
+        // A LoRA run's checkpoint holds its adapters only.
+        let adapters = ck.join("model/adapter_model.safetensors");
+        let path = if adapters.exists() {
+            adapters
+        } else {
+            ck.join("model/model.safetensors")
+        };
         let mut v = tch::Tensor::read_safetensors(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         v.sort_by(|a, b| a.0.cmp(&b.0));
