@@ -10,7 +10,8 @@
 # Checks: transformers' reference logits / greedy ids / cached decoding on the GPU, the default
 # SimKO run on cuda vs cpu (same seed), rlvr eval on cuda, a qwen2-tiny run on MATH parquet, the
 # 1.5B-shape bf16 update (tokens/s, memory, MFU against the H100/H200 989 TFLOP/s bf16 peak) and
-# rollout tokens/s; the NCCL engine (librlvr_nccl.so built here by scripts/build-nccl-shim.sh)
+# rollout tokens/s, the 1.5B-shape LoRA update (rank 16, bf16 frozen base) vs full (step time and
+# peak GPU memory); the NCCL engine (librlvr_nccl.so built here by scripts/build-nccl-shim.sh)
 # with world size 1 running training steps on CUDA (docs/distributed.md). About 8 minutes on an
 # H100/H200. Sections can be chosen: GPU_CHECKS="nccl update" (default: all).
 set -uo pipefail
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
-checks="${GPU_CHECKS:-reference train nccl update updatepath rollout}"
+checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout}"
 want() { [[ " $checks " == *" $1 "* ]]; }
 R=/tmp/gpu-runs
 rm -rf "$R"
@@ -78,6 +79,20 @@ for line in open(sys.argv[1]):
         print(f"2 x {r['response_tokens']}: {r['tokens_per_s']:.0f} tokens/s, "
               f"{r['model_tflops_per_s']:.1f} TFLOP/s, MFU {r['model_tflops_per_s'] / 989:.1%}")
 PY
+fi
+if want lora; then
+echo "== qwen2.5-1.5b shape: LoRA (rank 16, all-linear, bf16 frozen base) vs full bf16 update on cuda"
+for r in 0 16; do
+  RLVR_BENCH_DEVICE=cuda RLVR_BENCH_SHAPE=qwen2.5-1.5b RLVR_BENCH_LENGTHS=1024 RLVR_BENCH_STEPS=3 \
+    RLVR_BENCH_LORA=$r "$BIN/update_scale" | tee -a "$OUT/lora-1.5b.jsonl" &
+  peak=0
+  while kill -0 $! 2>/dev/null; do
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+    (( used > peak )) && peak=$used
+    sleep 0.5
+  done
+  echo "{\"lora_rank\": $r, \"gpu_memory_used_peak_mib\": $peak}" | tee -a "$OUT/lora-1.5b-memory.jsonl"
+done
 fi
 if want updatepath && [[ -x "$BIN/update_path" ]]; then
   echo "== update step from logits on cuda, GRPO vs SimKO (as the trainer runs it, and autograd)"

@@ -7,7 +7,8 @@
 //! `cargo bench -p rlvr-train --bench update_scale`; environment: RLVR_BENCH_SHAPE (default
 //! qwen2.5-0.5b), RLVR_BENCH_LENGTHS (default 512,1024,2048,4096), RLVR_BENCH_BATCH (2),
 //! RLVR_BENCH_PROMPT (32), RLVR_BENCH_DEVICE (cpu | cuda), RLVR_BENCH_MIXED (bf16 | none, CUDA),
-//! RLVR_BENCH_CHECKPOINT (1 | 0), RLVR_BENCH_STEPS (1: the last step is reported).
+//! RLVR_BENCH_CHECKPOINT (1 | 0), RLVR_BENCH_STEPS (1: the last step is reported),
+//! RLVR_BENCH_LORA (0: every weight trains; r > 0: LoRA rank r, α = 2r, on all linear layers).
 //! scripts/bench-update.sh runs it next to PyTorch + transformers.
 
 use rlvr_core::{AlgoConfig, GlobalCounts, LossInput, Policy, SequenceBatch};
@@ -54,17 +55,38 @@ fn child(len: i64) {
     let model = HfModel::fresh(text, dev, 0).expect("model");
     let mut policy = HfPolicy::new(model, 0);
     policy.checkpoint = checkpoint;
-    let mixed = dev.is_cuda() && env("RLVR_BENCH_MIXED", "bf16") == "bf16";
+    let lora: i64 = env("RLVR_BENCH_LORA", "0")
+        .parse()
+        .expect("RLVR_BENCH_LORA");
+    if lora > 0 {
+        let cfg = rlvr_models::lora::LoraConfig {
+            rank: lora,
+            alpha: 2.0 * lora as f64,
+            ..Default::default()
+        };
+        let spec = cfg.spec().expect("LoRA settings");
+        let base_kind = if dev.is_cuda() {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        };
+        policy
+            .model
+            .attach_adapters(&spec, base_kind)
+            .expect("adapters");
+    }
+    let mixed = dev.is_cuda() && (lora > 0 || env("RLVR_BENCH_MIXED", "bf16") == "bf16");
     if mixed {
         policy.model.model.set_compute_kind(Some(Kind::BFloat16));
     }
     let vocab = policy.vocab_size();
     let params: i64 = policy
         .var_store()
-        .trainable_variables()
-        .iter()
-        .map(|t| t.numel())
-        .sum::<usize>() as i64;
+        .variables()
+        .values()
+        .filter(|t| t.requires_grad())
+        .map(|t| t.numel() as i64)
+        .sum();
     let mut opt = AdamW::new(policy.var_store(), 0.0);
     rlvr_algos::presets::link_anchor();
     let mut table = toml::Table::new();
@@ -123,7 +145,13 @@ fn child(len: i64) {
     }
     let tokens_total = (b * (p + len)) as f64;
     // 6·N·T for forward + backward, plus 2·N·T of recomputation with checkpointing.
-    let flops = (if checkpoint { 8.0 } else { 6.0 }) * params as f64 * tokens_total;
+    let total: i64 = policy
+        .var_store()
+        .variables()
+        .values()
+        .map(|t| t.numel() as i64)
+        .sum();
+    let flops = (if checkpoint { 8.0 } else { 6.0 }) * total as f64 * tokens_total;
     println!(
         "{}",
         serde_json::json!({
@@ -135,7 +163,9 @@ fn child(len: i64) {
             "batch": b,
             "prompt": p,
             "response_tokens": len,
-            "params": params,
+            "params": total,
+            "trained_params": params,
+            "lora_rank": lora,
             "seconds": secs,
             "tokens_per_s": tokens_total / secs,
             "model_tflops_per_s": flops / secs / 1e12,
