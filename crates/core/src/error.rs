@@ -44,6 +44,10 @@ pub enum CoreError {
     /// message names the size and the setting to lower.
     #[error("{0}")]
     Resources(String),
+    /// Saved weights (a checkpoint, an adapter folder) that cannot be read back: a run-time
+    /// failure, not a usage error.
+    #[error("{0}")]
+    Checkpoint(String),
     /// Tensors whose shapes or kinds break a contract.
     #[error("shape error: {0}")]
     Shape(String),

@@ -77,6 +77,18 @@ impl ModelError {
     }
 }
 
+impl ModelError {
+    /// The error of reading saved weights back ([`rlvr_core::Policy::load`]): a run-time failure
+    /// (exit 1), where the same error while building a model from its configuration is a usage one.
+    pub fn into_load_error(self) -> rlvr_core::CoreError {
+        match self {
+            ModelError::Core(c) => c,
+            ModelError::Torch(t) => rlvr_core::CoreError::Torch(t),
+            other => rlvr_core::CoreError::Checkpoint(other.to_string()),
+        }
+    }
+}
+
 impl From<ModelError> for rlvr_core::CoreError {
     fn from(e: ModelError) -> Self {
         match e {

@@ -3,6 +3,7 @@
 
 use crate::backward::{response_loss_backward, UpdatePlan};
 use crate::checkpoint::HfModel;
+use crate::error::ModelError;
 use crate::generate::generate;
 use crate::lora::{self, AdapterSpec, LoraConfig};
 use crate::token_stats::{response_stats, DEFAULT_CHUNK};
@@ -124,10 +125,12 @@ impl Policy for HfPolicy {
     }
 
     fn load(&mut self, dir: &Path) -> rlvr_core::Result<()> {
-        if self.model.adapters.is_some() {
-            return Ok(lora::load_adapter(&mut self.model.vs, dir)?);
-        }
-        Ok(crate::checkpoint::load_weights(&mut self.model.vs, dir)?)
+        let loaded = if self.model.adapters.is_some() {
+            lora::load_adapter(&mut self.model.vs, dir)
+        } else {
+            crate::checkpoint::load_weights(&mut self.model.vs, dir)
+        };
+        loaded.map_err(ModelError::into_load_error)
     }
 }
 

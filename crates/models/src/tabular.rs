@@ -199,7 +199,8 @@ impl Policy for TabularPolicy {
     }
 
     fn load(&mut self, dir: &Path) -> rlvr_core::Result<()> {
-        Ok(crate::checkpoint::load_weights(&mut self.vs, dir)?)
+        crate::checkpoint::load_weights(&mut self.vs, dir)
+            .map_err(crate::error::ModelError::into_load_error)
     }
 }
 
