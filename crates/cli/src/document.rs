@@ -31,9 +31,10 @@ pub struct RunFlags {
 /// randomly initialised real model shape, anything else a registered model name.
 pub fn model_table(model: &str) -> Result<toml::Table> {
     if Path::new(model).is_dir() {
+        let path = hf_folder(Path::new(model))?;
         return Ok([
             ("type".to_string(), "hf".into()),
-            ("path".to_string(), toml::Value::String(model.into())),
+            ("path".to_string(), toml::Value::String(path)),
         ]
         .into_iter()
         .collect());
@@ -58,6 +59,42 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
     Ok([("type".to_string(), toml::Value::String(model.into()))]
         .into_iter()
         .collect())
+}
+
+/// The Hugging Face folder `--model DIR` names: DIR itself, or a run checkpoint's `model/` when
+/// DIR is a checkpoint step folder; a run folder or a LoRA checkpoint is explained.
+fn hf_folder(dir: &Path) -> Result<String> {
+    let shown = dir.display();
+    if dir.join("config.json").is_file() {
+        return Ok(dir.display().to_string());
+    }
+    let inner = dir.join("model");
+    if dir.join("state.json").is_file() && inner.is_dir() {
+        if inner.join(rlvr_models::lora::ADAPTER_CONFIG).is_file() {
+            usage_bail!(
+                "--model {shown}: this checkpoint holds LoRA adapters only; give the base model \
+                 and the adapters: --model BASE --adapter {}",
+                inner.display()
+            );
+        }
+        if !inner.join("tokenizer.json").is_file() {
+            usage_bail!(
+                "--model {shown}: a checkpoint of the built-in character-level model (no \
+                 tokenizer.json; its alphabet is in the run's config.toml): evaluate it with \
+                 `rlvr eval --run RUN --step N`, or start a run from it with --set \
+                 model.init={}",
+                inner.display()
+            );
+        }
+        return Ok(inner.display().to_string());
+    }
+    if dir.join("config.toml").is_file() && dir.join("checkpoints").is_dir() {
+        usage_bail!(
+            "--model {shown} is a run folder; give one of its checkpoints, e.g. --model \
+             {shown}/checkpoints/step-N (or evaluate the run with `rlvr eval --run {shown}`)"
+        );
+    }
+    usage_bail!("--model {shown}: no config.json (not a Hugging Face model folder)")
 }
 
 /// Sets `model.adapter` from `--adapter` (a PEFT adapter folder over the model).

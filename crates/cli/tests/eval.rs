@@ -549,3 +549,54 @@ fn the_committed_sweep_files_validate() {
         assert!(o.status.success(), "{}: {}", f.display(), text(&o));
     }
 }
+
+#[test]
+fn model_accepts_a_checkpoint_step_folder_and_explains_other_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let data = repo("crates/rewards/tests/data/amc23_test.parquet");
+    let o = common::train_hf(
+        &runs,
+        &data,
+        &["--steps", "1", "--set", "train.eval_problems=0"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let step = runs.join("hf/checkpoints/step-1");
+    let eval = |model: &Path| {
+        rlvr()
+            .args(["eval", "--model"])
+            .arg(model)
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "-n",
+                "2",
+                "--problems",
+                "2",
+                "--max-new-tokens",
+                "4",
+                "--out",
+            ])
+            .arg(tmp.path().join(format!("e{}", model.components().count())))
+            .output()
+            .unwrap()
+    };
+    // The step folder means its model/ (the Hugging Face folder inside).
+    let o = eval(&step);
+    assert!(o.status.success(), "{}", text(&o));
+    // A run folder, the tiny model's checkpoint and a folder without config.json: said what to do.
+    let o = eval(&runs.join("hf"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is a run folder") && text(&o).contains("checkpoints/step-N"));
+    let tiny = small_run(&runs, "tiny");
+    let o = eval(&tiny.join("checkpoints/step-3"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("character-level") && text(&o).contains("--run"),
+        "{}",
+        text(&o)
+    );
+    let o = eval(tmp.path());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no config.json"), "{}", text(&o));
+}
