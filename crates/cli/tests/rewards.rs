@@ -261,6 +261,17 @@ fn a_reward_program_that_crashes_fails_the_run_with_its_status_and_stderr() {
 }
 
 #[test]
+fn a_reward_program_that_raises_reports_the_exception_line() {
+    fails_cleanly(
+        "traceback",
+        &[
+            "exit status: 1",
+            "ValueError: test case 7 has no expected output",
+        ],
+    );
+}
+
+#[test]
 fn a_reward_program_that_prints_junk_fails_the_run() {
     fails_cleanly("junk", &["malformed JSON", "this is not json"]);
 }

@@ -471,3 +471,28 @@ fn resume_refuses_changed_data_unless_told_and_records_it() {
     let o = resume(&dir, &["--steps", "5"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn a_taken_run_name_says_whether_the_run_can_be_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = common::train(tmp.path(), "done", &["--steps", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = common::train(tmp.path(), "done", &["--steps", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("latest complete checkpoint: step 2") && msg.contains("--resume"),
+        "{msg}"
+    );
+    // A run that failed before its first checkpoint cannot be resumed: say how to free the name.
+    let failed = tmp.path().join("failed");
+    std::fs::create_dir_all(&failed).unwrap();
+    std::fs::write(failed.join("config.toml"), "").unwrap();
+    let o = common::train(tmp.path(), "failed", &["--steps", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("no complete checkpoint") && msg.contains("rm -r"),
+        "{msg}"
+    );
+}

@@ -54,6 +54,16 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// The last `n` characters of `s` (a log's end holds what matters: the exception line).
+fn clip_start(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        s.to_string()
+    } else {
+        format!("…{}", s.chars().skip(count - n).collect::<String>())
+    }
+}
+
 fn outcome(name: &str) -> Option<Outcome> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
@@ -249,9 +259,21 @@ struct Session {
     to_stdin: mpsc::Sender<String>,
     lines: Receiver<std::io::Result<String>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The thread reading stderr (finished once the program's stderr is closed).
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 impl Session {
+    /// Waits (at most a second) until the program's stderr has been read to its end, so a
+    /// program that just exited is reported with its last words (a traceback's exception line
+    /// comes last).
+    fn drain_stderr(&self) {
+        let start = std::time::Instant::now();
+        while !self.stderr_reader.is_finished() && start.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn stderr_tail(&self) -> String {
         let tail = self
             .stderr_tail
@@ -261,7 +283,7 @@ impl Session {
         if tail.is_empty() {
             String::new()
         } else {
-            format!("; its stderr ends: {}", clip(&tail, 400))
+            format!("; its stderr ends: {}", clip_start(&tail, 600))
         }
     }
 }
@@ -353,7 +375,7 @@ impl CommandVerifier {
         });
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let tail = Arc::clone(&stderr_tail);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 tracing::debug!(target: "rlvr::reward", "{line}");
                 if let Ok(mut t) = tail.lock() {
@@ -369,6 +391,7 @@ impl CommandVerifier {
             to_stdin,
             lines,
             stderr_tail,
+            stderr_reader,
         })
     }
 
@@ -449,6 +472,9 @@ impl CommandVerifier {
                 break;
             }
             std::thread::sleep(Duration::from_millis(25));
+        }
+        if status.is_some() {
+            session.drain_stderr();
         }
         let status = status.map_or("it is still running".to_string(), |s| format!("it {s}"));
         format!("{what}: {status}{}", session.stderr_tail())

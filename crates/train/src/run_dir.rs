@@ -132,11 +132,20 @@ pub fn existing_run_error(dir: &Path) -> TrainError {
         }
         let settled = dir.join(LOCK_FILE).exists() || dir.join("config.toml").exists();
         if settled || start.elapsed() > std::time::Duration::from_secs(1) {
-            return TrainError::Config(format!(
-                "run folder {} already exists; continue it with --resume {} or choose another --name",
-                dir.display(),
-                dir.display()
-            ));
+            let shown = dir.display();
+            let latest = crate::checkpoint::latest_checkpoint(dir).ok().flatten();
+            return TrainError::Config(match latest {
+                Some((step, _)) => format!(
+                    "run folder {shown} already exists (latest complete checkpoint: step \
+                     {step}); continue it with --resume {shown}, remove it (rm -r {shown}) or \
+                     choose another --name"
+                ),
+                None => format!(
+                    "run folder {shown} already exists and holds no complete checkpoint (its \
+                     run failed or stopped before the first one), so it cannot be resumed; \
+                     remove it (rm -r {shown}) or choose another --name"
+                ),
+            });
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
