@@ -56,6 +56,15 @@ pub fn apply(algo: &mut toml::Table, args: &[String]) -> Result<()> {
         };
         let key = name.replace('-', "_");
         let Some(path) = map.get(&key) else {
+            if let Some(hint) = rlvr_train::config::foreign_name_hint(&key) {
+                usage_bail!("--{name} is not an algorithm parameter; {hint}");
+            }
+            if let Some(section) = setting_section(&key) {
+                usage_bail!(
+                    "--{name} is not an algorithm parameter; it is a [{section}] setting: \
+                     --set {section}.{key}={value}"
+                );
+            }
             let valid: Vec<String> = map
                 .keys()
                 .filter(|k| !k.contains('.'))
@@ -67,4 +76,15 @@ pub fn apply(algo: &mut toml::Table, args: &[String]) -> Result<()> {
         i += 1;
     }
     Ok(())
+}
+
+/// The section (`train`, `model`) whose settings include `key`, for a flag given as if it were
+/// an algorithm parameter (`--lr 1e-5`).
+fn setting_section(key: &str) -> Option<&'static str> {
+    let train = toml::Value::try_from(rlvr_train::config::TrainConfig::default()).ok()?;
+    if train.as_table()?.contains_key(key) {
+        return Some("train");
+    }
+    let model = toml::Value::try_from(rlvr_models::policy::HfModelConfig::default()).ok()?;
+    model.as_table()?.contains_key(key).then_some("model")
 }

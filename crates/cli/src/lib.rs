@@ -146,19 +146,29 @@ pub fn without_backtraces(message: &str) -> String {
     out.join("\n")
 }
 
-/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// The log filter of `-v` counts: rlvr's own crates get more detail, libraries stay at warnings
+/// (at most info with `-vvv`: their debug output, such as the tokenizer's internals line by
+/// line, would drown rlvr's). `RUST_LOG` chooses anything else.
+fn log_filter(verbose: u8) -> &'static str {
+    // A directive matches every target that starts with it: `rlvr` covers `rlvr_train::…`.
+    match verbose {
         0 => "warn,rlvr=info",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
+        1 => "warn,rlvr=debug",
+        2 => "warn,rlvr=trace",
+        _ => "info,rlvr=trace",
+    }
+}
+
+/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it. Colour only on a terminal:
+/// stderr redirected to a log file gets plain text.
+fn init_tracing(verbose: u8) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(verbose)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

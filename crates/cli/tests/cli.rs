@@ -287,3 +287,100 @@ fn unknown_keys_in_data_and_train_fail_listing_the_valid_names() {
         }
     }
 }
+
+#[test]
+fn other_libraries_names_and_misplaced_flags_point_to_the_rlvr_setting() {
+    for (args, needles) in [
+        (vec!["train", "--lr", "1e-5"], vec!["--set train.lr=1e-5"]),
+        (
+            vec!["train", "--checkpointing", "true"],
+            vec!["--set model.checkpointing=true"],
+        ),
+        (
+            vec!["train", "--learning-rate", "1e-5"],
+            vec!["`learning_rate` is `train.lr`"],
+        ),
+        (
+            vec!["config", "--set", "train.learning_rate=1e-5"],
+            vec![
+                "unknown field `learning_rate`",
+                "`learning_rate` is `train.lr`",
+            ],
+        ),
+        (
+            vec!["config", "--algo", "grpo", "--set", "algo.loss.beta=0.04"],
+            vec!["`beta` is `algo.loss.kl_coef`"],
+        ),
+        (
+            vec!["config", "--set", "train.num_generations=8"],
+            vec!["`train.samples_per_prompt`"],
+        ),
+    ] {
+        let out = rlvr(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        for n in needles {
+            assert!(
+                stderr(&out).contains(n),
+                "{n} for {args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}
+
+#[test]
+fn config_of_a_missing_data_file_fails() {
+    let out = rlvr(&["config", "--data", "no/such/file.parquet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no/such/file.parquet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn logs_written_to_a_file_are_plain_text_and_verbose_logs_leave_libraries_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().to_str().unwrap();
+    let model = rlvr_tests::cli::repo("crates/models/tests/fixtures/qwen2-tiny");
+    let data = rlvr_tests::cli::repo("crates/rewards/tests/data/amc23_test.parquet");
+    let out = rlvr(&[
+        "train",
+        "-vvv",
+        "--runs-dir",
+        runs,
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--set",
+        "train.threads=1000",
+        "--set",
+        "train.prompts_per_step=2",
+        "--set",
+        "train.samples_per_prompt=2",
+        "--set",
+        "train.max_new_tokens=4",
+        "--set",
+        "train.eval_problems=0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("WARN") && log.contains("train.threads = 1000"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a redirected log: {log:?}"
+    );
+    // rlvr's own trace lines, not every library's (the tokenizer alone wrote thousands).
+    assert!(
+        log.lines().count() < 300,
+        "{} lines of -vvv",
+        log.lines().count()
+    );
+}

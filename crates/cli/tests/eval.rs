@@ -192,6 +192,26 @@ fn eval_of_a_trainer_checkpoint_writes_the_table_and_plots() {
         md
     );
     run_ok(&[again.as_slice(), &["--overwrite"]].concat());
+    // Single runs are said to be single seeds; without --out the comparison lands beside the
+    // runs, not in the current folder.
+    assert!(
+        out.contains("one seed") && out.contains("rlvr sweep"),
+        "{out}"
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let o = rlvr()
+        .current_dir(cwd.path())
+        .args(["compare", run.to_str().unwrap(), step0.to_str().unwrap()])
+        .args(["--labels", "a,b"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let beside = run
+        .parent()
+        .unwrap()
+        .join("comparisons/a-vs-b/comparison.md");
+    assert!(beside.is_file(), "{}", text(&o));
+    assert!(!cwd.path().join("comparisons").exists());
 
     // A doctored report (pass@1 = 7.5) is refused, naming the file.
     let doctored = tmp.path().join("doctored.json");

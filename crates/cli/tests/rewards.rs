@@ -613,3 +613,33 @@ fn dataset_settings_that_would_mislead_are_refused_or_said() {
         text(&o)
     );
 }
+
+#[test]
+fn a_run_without_learning_signal_says_so_once() {
+    // The random tiny model solves no AMC problem: every reward is 0, every advantage 0.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = repo("crates/rewards/tests/data/amc23_test.parquet");
+    let o = common::train_hf(
+        tmp.path(),
+        &data,
+        &[
+            "--steps",
+            "7",
+            "--set",
+            "train.eval_problems=0",
+            "--set",
+            "train.max_new_tokens=4",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        text(&o).matches("no learning signal for 5 steps").count(),
+        1,
+        "{}",
+        text(&o)
+    );
+    // The default run learns: no such warning.
+    let o = common::train(tmp.path(), "learns", &["--steps", "6"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("no learning signal"), "{}", text(&o));
+}

@@ -69,8 +69,14 @@ pub fn find_report(input: &Path) -> Result<(EvalReport, String, Option<PathBuf>)
     )
 }
 
+/// What a comparison of single runs can and cannot say, printed under its table.
+pub const SINGLE_RUN_NOTE: &str = "Each row is one run, one seed: differences of a few hundredths \
+are within seed-to-seed noise (the default run under `--nproc 2` lands 0.014–0.02 from itself in \
+pass@K, by summation order alone). To tell two configurations apart, train several seeds of each \
+with `rlvr sweep` and a `baseline`: it reports paired differences with 95% intervals.";
+
 /// Compares `inputs` (labelled by `labels`, or by folder names) into `out` (default
-/// `comparisons/<a>-vs-<b>...`): `comparison.md` and overlaid figures, written into a temporary
+/// `comparisons/<a>-vs-<b>...` in the folder holding the first input): `comparison.md` and overlaid figures, written into a temporary
 /// folder that replaces `out` — only with `overwrite` when `out` exists. Returns the markdown
 /// table and the output folder.
 pub fn compare(
@@ -102,7 +108,14 @@ pub fn compare(
             .collect();
         let mut name = names.join("-vs-");
         name.truncate(120);
-        PathBuf::from("comparisons").join(name)
+        // Next to what is compared (runs/a, runs/b → runs/comparisons/a-vs-b), not wherever
+        // the command happens to run.
+        let beside = inputs
+            .first()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        beside.join("comparisons").join(name)
     });
     if out.exists() && !overwrite {
         config_bail!(
@@ -115,11 +128,14 @@ pub fn compare(
     let plots = tmp.join("plots");
     std::fs::create_dir_all(&plots).at(&plots)?;
     let figures = write_figures(&plots, &groups)?;
-    let table = compare_markdown(
-        &groups
-            .iter()
-            .map(|g| (g.label.clone(), g.reports.iter().collect()))
-            .collect::<Vec<_>>(),
+    let table = format!(
+        "{}\n{SINGLE_RUN_NOTE}\n",
+        compare_markdown(
+            &groups
+                .iter()
+                .map(|g| (g.label.clone(), g.reports.iter().collect()))
+                .collect::<Vec<_>>(),
+        )
     );
     let sources: Vec<String> = inputs
         .iter()

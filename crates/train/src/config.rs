@@ -31,7 +31,10 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warmup steps.
     pub warmup_steps: u64,
-    /// Learning-rate schedule after warmup: constant | cosine.
+    /// Warmup as a fraction of `steps` (TRL's `warmup_ratio`), when `warmup_steps` is 0.
+    pub warmup_ratio: f64,
+    /// Learning-rate schedule after warmup: constant | cosine (to 10% of the peak) | linear (to
+    /// 0 at the last step, TRL's default).
     pub schedule: Schedule,
     /// Decoupled weight decay of AdamW.
     pub weight_decay: f64,
@@ -89,6 +92,7 @@ impl Default for TrainConfig {
             micro_batch_size: 64,
             lr: 2e-4,
             warmup_steps: 0,
+            warmup_ratio: 0.0,
             schedule: Schedule::Constant,
             weight_decay: 0.0,
             grad_clip: 1.0,
@@ -140,6 +144,15 @@ impl TrainConfig {
             t.insert(k.into(), toml::Value::Integer(v));
         }
         t
+    }
+
+    /// Warmup steps: `warmup_steps`, or `warmup_ratio` of `steps` rounded up.
+    pub fn warmup(&self) -> u64 {
+        if self.warmup_steps > 0 {
+            self.warmup_steps
+        } else {
+            (self.warmup_ratio * self.steps as f64).ceil() as u64
+        }
     }
 
     /// Checks the settings.
@@ -195,6 +208,14 @@ impl TrainConfig {
             (
                 self.temperature.is_finite(),
                 "train.temperature must be a finite number >= 0",
+            ),
+            (
+                (0.0..1.0).contains(&self.warmup_ratio),
+                "train.warmup_ratio must be in [0, 1)",
+            ),
+            (
+                self.warmup_ratio == 0.0 || self.warmup_steps == 0,
+                "give train.warmup_steps or train.warmup_ratio, not both",
             ),
         ];
         for (ok, msg) in checks {
@@ -360,9 +381,73 @@ where
     Ok(parsed)
 }
 
+/// Names of settings in TRL / transformers / verl / PEFT that rlvr calls otherwise: the foreign
+/// name, rlvr's key, and whose name it is.
+const FOREIGN_NAMES: [(&str, &str, &str); 24] = [
+    ("learning_rate", "train.lr", "TRL's / transformers'"),
+    ("lr_scheduler_type", "train.schedule", "TRL's"),
+    ("max_grad_norm", "train.grad_clip", "TRL's"),
+    ("num_generations", "train.samples_per_prompt", "TRL's"),
+    ("max_completion_length", "train.max_new_tokens", "TRL's"),
+    ("max_response_length", "train.max_new_tokens", "verl's"),
+    ("response_length", "train.max_new_tokens", "verl's"),
+    ("max_steps", "train.steps", "TRL's"),
+    ("total_training_steps", "train.steps", "verl's"),
+    ("warmup_steps_ratio", "train.warmup_ratio", "verl's"),
+    ("lr_warmup_steps_ratio", "train.warmup_ratio", "verl's"),
+    ("beta", "algo.loss.kl_coef", "TRL's"),
+    ("kl_loss_coef", "algo.loss.kl_coef", "verl's"),
+    ("entropy_coeff", "algo.loss.entropy_coef", "verl's"),
+    ("clip_ratio_low", "algo.loss.clip_low", "verl's"),
+    ("clip_ratio_high", "algo.loss.clip_high", "verl's"),
+    ("epsilon", "algo.loss.clip_low", "TRL's"),
+    ("epsilon_high", "algo.loss.clip_high", "TRL's"),
+    ("loss_agg_mode", "algo.aggregation", "verl's"),
+    ("gradient_checkpointing", "model.checkpointing", "TRL's"),
+    (
+        "enable_gradient_checkpointing",
+        "model.checkpointing",
+        "verl's",
+    ),
+    ("lora_rank", "model.lora.rank", "verl's"),
+    ("lora_alpha", "model.lora.alpha", "verl's / PEFT's"),
+    ("target_modules", "model.lora.targets", "PEFT's"),
+];
+
+/// "… is `train.lr` here" when `name` (a key's last part, or a flag with `-` for `_`) is another
+/// library's name of an rlvr setting.
+pub fn foreign_name_hint(name: &str) -> Option<String> {
+    let name = name.trim_start_matches('-').replace('-', "_");
+    let leaf = name.rsplit('.').next().unwrap_or(&name);
+    FOREIGN_NAMES
+        .iter()
+        .find(|(foreign, _, _)| *foreign == leaf)
+        .map(|(foreign, ours, whose)| {
+            format!("{whose} `{foreign}` is `{ours}` here: --set {ours}=VALUE")
+        })
+}
+
+/// Adds [`foreign_name_hint`] to an "unknown field `X`" error.
+fn with_foreign_name_hint(e: TrainError) -> TrainError {
+    let text = e.to_string();
+    let hint = text
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .and_then(foreign_name_hint);
+    match hint {
+        Some(h) => TrainError::Config(format!("{text}; {h}")),
+        None => e,
+    }
+}
+
 impl RunConfig {
     /// Resolves and validates a run document (after `--set` and flags were applied).
-    pub fn from_document(mut doc: toml::Table) -> Result<RunConfig> {
+    pub fn from_document(doc: toml::Table) -> Result<RunConfig> {
+        RunConfig::resolve(doc).map_err(with_foreign_name_hint)
+    }
+
+    fn resolve(mut doc: toml::Table) -> Result<RunConfig> {
         let valid = ["algo", "model", "task", "data", "reward", "train"];
         if let Some(k) = doc.keys().find(|k| !valid.contains(&k.as_str())) {
             config_bail!(

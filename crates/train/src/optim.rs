@@ -16,6 +16,9 @@ pub enum Schedule {
     Constant,
     /// Cosine decay to 10% of the peak at the last step.
     Cosine,
+    /// Linear decay to 0 at the end of the last step (TRL's and transformers' default,
+    /// `get_linear_schedule_with_warmup`: the step after warmup has the peak).
+    Linear,
 }
 
 /// The learning rate at `step` (0-based) of `total`.
@@ -25,6 +28,10 @@ pub fn lr_at(step: u64, total: u64, peak: f64, warmup: u64, schedule: Schedule) 
     }
     match schedule {
         Schedule::Constant => peak,
+        Schedule::Linear => {
+            let span = total.saturating_sub(warmup).max(1) as f64;
+            peak * (1.0 - (step - warmup) as f64 / span).max(0.0)
+        }
         Schedule::Cosine => {
             let span = total.saturating_sub(warmup).max(1) as f64;
             let t = ((step - warmup) as f64 / span).min(1.0);
@@ -282,6 +289,36 @@ pub fn first_nonfinite_parameter(vs: &VarStore) -> Option<String> {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    #[test]
+    fn linear_decay_is_transformers_get_linear_schedule_with_warmup() {
+        // transformers: lr(s) = peak · max(0, (T − s) / max(1, T − w)) for s ≥ w.
+        let (total, peak) = (10u64, 2.0);
+        for warmup in [0u64, 2] {
+            for step in warmup..total {
+                let want = peak * (total - step) as f64 / (total - warmup).max(1) as f64;
+                let got = lr_at(step, total, peak, warmup, Schedule::Linear);
+                assert!(
+                    (got - want).abs() < 1e-12,
+                    "w={warmup} s={step}: {got} vs {want}"
+                );
+            }
+        }
+        assert_eq!(lr_at(0, 10, 2.0, 0, Schedule::Linear), 2.0);
+        assert!((lr_at(9, 10, 2.0, 0, Schedule::Linear) - 0.2).abs() < 1e-12);
+        // Warmup as a ratio: ceil(0.25 · 10) = 3 steps.
+        let cfg = crate::config::TrainConfig {
+            steps: 10,
+            warmup_ratio: 0.25,
+            ..Default::default()
+        };
+        assert_eq!(cfg.warmup(), 3);
+        let both = crate::config::TrainConfig {
+            warmup_steps: 2,
+            ..cfg.clone()
+        };
+        assert!(both.validate().is_err());
+    }
 
     #[test]
     fn another_models_optimizer_state_is_refused_at_load() {

@@ -182,7 +182,7 @@ impl Trainer {
     /// The learning rate of the current step.
     pub fn lr(&self) -> f64 {
         let tc = &self.cfg.train;
-        lr_at(self.step, tc.steps, tc.lr, tc.warmup_steps, tc.schedule)
+        lr_at(self.step, tc.steps, tc.lr, tc.warmup(), tc.schedule)
     }
 
     /// One RL step: `make_experience`, then the actor's `update`. Returns the step's metrics.
@@ -666,11 +666,13 @@ fn run(
     };
     reporter.start(t.step, tc.steps);
     let mut bad_in_row = 0;
+    let mut no_signal = NoSignalWatch::default();
     while t.step < tc.steps {
         if let Some(n) = threads.adjust() {
             tracing::debug!("libtorch CPU threads: {n} (load changed)");
         }
         let mut m = checked_step(&mut t, &mut bad_in_row)?;
+        no_signal.observe(&m, &t.cfg.train);
         if tc.eval_every > 0 && t.step.is_multiple_of(tc.eval_every) {
             t.validate(&eval_problems, &eval_opts, &mut m)?;
         }
@@ -701,6 +703,39 @@ fn run(
         ));
     }
     Ok(result)
+}
+
+/// Steps in a row without a learning signal before [`NoSignalWatch`] says so.
+pub const NO_SIGNAL_STEPS: u32 = 5;
+
+/// Notices steps whose advantages are all zero — every prompt's responses scored alike (all
+/// wrong, all right, or a reward that is constant), so the update has nothing to learn from —
+/// and warns once after [`NO_SIGNAL_STEPS`] of them in a row.
+#[derive(Debug, Default)]
+pub struct NoSignalWatch {
+    in_row: u32,
+    warned: bool,
+}
+
+impl NoSignalWatch {
+    /// Looks at one step's metrics; returns whether it warned now.
+    pub fn observe(&mut self, m: &Metrics, train: &crate::config::TrainConfig) -> bool {
+        let flat = m.get("adv/abs_mean") == Some(0.0);
+        self.in_row = if flat { self.in_row + 1 } else { 0 };
+        if self.in_row < NO_SIGNAL_STEPS || self.warned {
+            return false;
+        }
+        self.warned = true;
+        tracing::warn!(
+            "no learning signal for {NO_SIGNAL_STEPS} steps: every prompt's {} responses got the \
+             same reward (mean reward {:.3}), so every advantage is 0 and the weights do not \
+             move; check the reward (a program that always answers 0?), the data's ground \
+             truths, or sample more responses per prompt (train.samples_per_prompt)",
+            train.samples_per_prompt,
+            m.get("reward/mean").unwrap_or(f64::NAN)
+        );
+        true
+    }
 }
 
 /// Starts libtorch's CPU threads: `threads` (`train.threads`), or when 0 the cores left free,

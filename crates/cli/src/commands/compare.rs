@@ -13,7 +13,8 @@ pub struct CompareArgs {
     /// Labels, one per input (default: folder names).
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// Output folder (default: comparisons/<a>-vs-<b>...).
+    /// Output folder (default: comparisons/<a>-vs-<b>... beside the first input, e.g.
+    /// runs/comparisons/a-vs-b for runs/a runs/b).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace an existing output folder.

@@ -30,6 +30,12 @@ pub fn exec(args: ConfigArgs) -> Result<()> {
     };
     let named = flags.algo.algo.is_some() || flags.algo.config.is_some();
     let cfg = RunConfig::from_document(build(&flags)?)?;
+    // The run this prints could not start without its data files.
+    for file in rlvr_train::fingerprint::data_files(&cfg) {
+        if !std::path::Path::new(&file).is_file() {
+            crate::usage_bail!("data file {file}: no such file");
+        }
+    }
     if !named {
         println!(
             "# No --algo or --config: the built-in default run ({}).",
