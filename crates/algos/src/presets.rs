@@ -191,6 +191,13 @@ rlvr_core::register!(
     || preset("simko", grpo(), Box::new(SimkoConfig::default()))
 );
 
+rlvr_core::register!(
+    preset,
+    "casp",
+    "CaSP, SimKO's name in the paper's revision (arXiv 2510.14807 v3): the same algorithm and defaults as `simko`",
+    || preset("casp", grpo(), Box::new(SimkoConfig::default()))
+);
+
 /// A symbol for binaries to reference so this crate (and its registrations) is linked.
 #[doc(hidden)]
 pub fn link_anchor() {}

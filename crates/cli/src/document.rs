@@ -50,6 +50,14 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
         .into_iter()
         .collect());
     }
+    if let Some(dir) = hub_cache_entry(model)? {
+        return Ok([
+            ("type".to_string(), "hf".into()),
+            ("path".to_string(), toml::Value::String(dir)),
+        ]
+        .into_iter()
+        .collect());
+    }
     registry::find(ComponentKind::Model, model).with_context(|| {
         format!(
             "--model is neither a folder, a registered model nor a model shape ({}-shape)",
@@ -59,6 +67,71 @@ pub fn model_table(model: &str) -> Result<toml::Table> {
     Ok([("type".to_string(), toml::Value::String(model.into()))]
         .into_iter()
         .collect())
+}
+
+/// The Hugging Face hub cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else
+/// `~/.cache/huggingface/hub`), as huggingface_hub lays it out.
+fn hub_cache() -> Option<PathBuf> {
+    if let Some(c) = std::env::var_os("HF_HUB_CACHE") {
+        return Some(PathBuf::from(c));
+    }
+    if let Some(h) = std::env::var_os("HF_HOME") {
+        return Some(PathBuf::from(h).join("hub"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+}
+
+/// The local snapshot of hub id `org/name` (`models--org--name/snapshots/<refs/main>`), when
+/// `model` looks like a hub id; an id that is not in the cache is a usage error (nothing is
+/// downloaded).
+fn hub_cache_entry(model: &str) -> Result<Option<String>> {
+    let parts: Vec<&str> = model.split('/').collect();
+    let [org, name] = parts.as_slice() else {
+        return Ok(None);
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !s.starts_with('.')
+    };
+    if !plain(org) || !plain(name) {
+        return Ok(None);
+    }
+    let Some(cache) = hub_cache() else {
+        return Ok(None);
+    };
+    let repo = cache.join(format!("models--{org}--{name}"));
+    let snapshots = repo.join("snapshots");
+    let main = std::fs::read_to_string(repo.join("refs/main")).ok();
+    let snapshot = match main.map(|r| snapshots.join(r.trim())) {
+        Some(s) if s.is_dir() => Some(s),
+        _ => {
+            // No refs/main: a single snapshot is unambiguous.
+            let all: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            match all.as_slice() {
+                [one] => Some(one.clone()),
+                [] => None,
+                _ => usage_bail!(
+                    "--model {model}: {} holds {} snapshots and no refs/main; give the snapshot \
+                     folder itself",
+                    snapshots.display(),
+                    all.len()
+                ),
+            }
+        }
+    };
+    match snapshot {
+        Some(s) if s.join("config.json").is_file() => Ok(Some(s.display().to_string())),
+        _ => usage_bail!(
+            "--model {model}: not a folder, and not in the Hugging Face cache ({}); rlvr does \
+             not download models: fetch it first (`huggingface-cli download {model}`) or give \
+             its folder",
+            repo.display()
+        ),
+    }
 }
 
 /// The Hugging Face folder `--model DIR` names: DIR itself, or a run checkpoint's `model/` when

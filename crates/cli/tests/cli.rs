@@ -243,20 +243,19 @@ fn config_prints_every_section_explained_and_parses_back() {
         "[reward]\ndefault = \"math\"\n[reward.sources]\n\"openai/gsm8k\" = \"gsm8k\"\n\
          mine = { type = \"command\", cmd = [\"python3\", \"r.py\"] }\n",
     );
+    // `rlvr config` checks that the data files exist (it does not read them).
+    let data = dir.path().join("x.parquet");
+    std::fs::write(&data, "").unwrap();
+    let data = data.display().to_string();
     let out = rlvr(&[
-        "config",
-        "--algo",
-        "grpo",
-        "--data",
-        "x.parquet",
-        "--config",
-        &reward,
+        "config", "--algo", "grpo", "--data", &data, "--config", &reward,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
+    let train_line = format!("train = \"{data}\"");
     for needle in [
         "[data]",
-        "train = \"x.parquet\"",
+        train_line.as_str(),
         "# Rows held out when `test` is \"\".",
         "[reward.default]",
         "[reward.sources.\"openai/gsm8k\"]",
@@ -383,4 +382,60 @@ fn logs_written_to_a_file_are_plain_text_and_verbose_logs_leave_libraries_out() 
         "{} lines of -vvv",
         log.lines().count()
     );
+}
+
+#[test]
+fn a_hub_id_resolves_to_its_local_cache_snapshot_and_never_downloads() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--test-org--tiny.v1");
+    let snapshot = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
+    let fixture = rlvr_tests::cli::repo("crates/models/tests/fixtures/qwen2-tiny");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(fixture.join(f), snapshot.join(f)).unwrap();
+    }
+    let data = rlvr_tests::cli::repo("crates/rewards/tests/data/amc23_test.parquet");
+    let run = |model: &str| {
+        rlvr_tests::cli::command(env!("CARGO_BIN_EXE_rlvr"))
+            .env("HF_HUB_CACHE", cache.path())
+            .args(["config", "--model", model, "--data", data.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = run("test-org/tiny.v1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&snapshot.display().to_string()),
+        "{}",
+        stdout(&out)
+    );
+    let out = run("test-org/absent");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("huggingface-cli download test-org/absent"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn casp_is_simko_under_the_revised_papers_name() {
+    let casp = rlvr(&["config", "--algo", "casp"]);
+    let simko = rlvr(&["config", "--algo", "simko"]);
+    assert!(casp.status.success(), "{}", stderr(&casp));
+    let algo = |o: &Output| -> toml::Table {
+        let mut t: toml::Table = stdout(o).parse().unwrap();
+        let mut a = t.remove("algo").unwrap().as_table().unwrap().clone();
+        a.remove("preset");
+        a
+    };
+    assert_eq!(algo(&casp), algo(&simko));
+    assert!(stdout(&rlvr(&["list"])).contains("casp"));
 }

@@ -433,7 +433,10 @@ fn dataset_runs_start_from_real_model_defaults_that_flags_override() {
         assert!(o.status.success(), "{}", text(&o));
         rlvr_tests::cli::stdout(&o)
     };
-    let data = config(&["--data", "x.parquet"]);
+    // A real file (config checks that it exists; it does not read it).
+    let amc = repo("crates/rewards/tests/data/amc23_test.parquet");
+    let amc = amc.to_str().unwrap();
+    let data = config(&["--data", amc]);
     for line in [
         "max_new_tokens = 1024",
         "eval_every = 50",
@@ -441,7 +444,7 @@ fn dataset_runs_start_from_real_model_defaults_that_flags_override() {
     ] {
         assert!(data.contains(&format!("\n{line}\n")), "{line} in:\n{data}");
     }
-    let mine = config(&["--data", "x.parquet", "--set", "train.max_new_tokens=64"]);
+    let mine = config(&["--data", amc, "--set", "train.max_new_tokens=64"]);
     assert!(mine.contains("\nmax_new_tokens = 64\n"), "{mine}");
     let task = config(&["--task", "countdown"]);
     assert!(task.contains("\nmax_new_tokens = 12\n") && task.contains("\neval_every = 0\n"));

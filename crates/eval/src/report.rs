@@ -65,6 +65,42 @@ pub struct EvalReport {
     pub per_problem: Vec<ProblemResult>,
 }
 
+/// The pass@K values of `after` lower than `before`'s by more than `tolerance`: (K, before,
+/// after). Training that sharpens a policy raises pass@1 and can lower pass@K at large K (the
+/// concentration SimKO is about); a run summary says so instead of leaving it to be noticed.
+pub fn passk_drops(
+    before: &EvalReport,
+    after: &EvalReport,
+    tolerance: f64,
+) -> Vec<(usize, f64, f64)> {
+    before
+        .pass_at_k
+        .iter()
+        .filter_map(|&(k, b)| {
+            let a = after.pass_at_k.iter().find(|(ka, _)| *ka == k)?.1;
+            (a < b - tolerance).then_some((k, b, a))
+        })
+        .collect()
+}
+
+/// A sentence naming the pass@K values that fell below the model before training; `None` when
+/// none did.
+pub fn passk_drop_note(before: &EvalReport, after: &EvalReport) -> Option<String> {
+    let drops = passk_drops(before, after, 0.005);
+    if drops.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = drops
+        .iter()
+        .map(|(k, b, a)| format!("pass@{k} {b:.3} → {a:.3}"))
+        .collect();
+    Some(format!(
+        "pass@K fell below the model before training: {} (one run, one seed: confirm over \
+         seeds with `rlvr sweep` before concluding)",
+        list.join(", ")
+    ))
+}
+
 impl EvalReport {
     /// Reads a report written as JSON (`eval.json`, `eval/after.json`) and checks it
     /// ([`EvalReport::validate`]), naming the file in errors.
@@ -305,4 +341,35 @@ pub fn compare_markdown(groups: &[(String, Vec<&EvalReport>)]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    fn report(pass: &[(usize, f64)]) -> EvalReport {
+        EvalReport {
+            problems: 100,
+            samples: 16,
+            pass_at_k: pass.to_vec(),
+            mean_at_n: pass[0].1,
+            by_source: BTreeMap::new(),
+            concentration: None,
+            per_problem: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_pass_at_k_below_the_model_before_training_is_named() {
+        let before = report(&[(1, 0.413), (8, 0.819), (16, 0.880)]);
+        let after = report(&[(1, 0.497), (8, 0.772), (16, 0.877)]);
+        // pass@16 moved by 0.003: display rounding, not named.
+        assert_eq!(passk_drops(&before, &after, 0.005), vec![(8, 0.819, 0.772)]);
+        let note = passk_drop_note(&before, &after).unwrap();
+        assert!(
+            note.contains("pass@8 0.819 → 0.772") && note.contains("rlvr sweep"),
+            "{note}"
+        );
+        assert!(passk_drop_note(&before, &before).is_none());
+    }
 }

@@ -30,6 +30,12 @@ pub fn write_run_summary(dir: &Path, cfg: &RunConfig, metrics: &Path) -> Result<
             .map(|g| (g.label.clone(), g.reports.iter().collect()))
             .collect::<Vec<_>>(),
     );
+    let drop = match (&groups[0].reports[..], &groups[1].reports[..]) {
+        ([before], [after]) => rlvr_eval::report::passk_drop_note(before, after)
+            .map(|n| format!("**Note:** {n}.\n\n"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -37,7 +43,7 @@ pub fn write_run_summary(dir: &Path, cfg: &RunConfig, metrics: &Path) -> Result<
     let md = format!(
         "# Run `{name}`\n\nAlgorithm `{}`, {} steps × {} prompts × {} samples; resolved settings in \
          `config.toml`, per-step metrics in `metrics.jsonl` (and TensorBoard events in \
-         `tensorboard/`).\n\n{table}\n{}{}",
+         `tensorboard/`).\n\n{table}\n{drop}{}{}",
         cfg.algo.preset.as_deref().unwrap_or("custom"),
         cfg.train.steps,
         cfg.train.prompts_per_step,

@@ -691,6 +691,12 @@ fn run(
             reporter.evaluation("before", b);
         }
         reporter.evaluation("after ", &after);
+        if let Some(note) = before
+            .as_ref()
+            .and_then(|b| rlvr_eval::report::passk_drop_note(b, &after))
+        {
+            reporter.message(&note);
+        }
         write_report(main, &eval_dir.join("after.json"), &after)?;
         result = Some(after);
     }

@@ -162,3 +162,35 @@ fn tensorboard_events_mirror_metrics_jsonl_also_after_resume() {
     );
     assert_eq!(metrics(&dir).len(), 2);
 }
+
+#[test]
+fn the_run_summary_notes_a_pass_at_k_below_the_model_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("eval")).unwrap();
+    let report = |pass: [(usize, f64); 3]| {
+        serde_json::json!({
+            "problems": 100, "samples": 16, "mean_at_n": pass[0].1,
+            "pass_at_k": pass.iter().map(|(k, v)| serde_json::json!([k, v])).collect::<Vec<_>>(),
+        })
+        .to_string()
+    };
+    std::fs::write(
+        dir.join("eval/before.json"),
+        report([(1, 0.413), (8, 0.819), (16, 0.880)]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("eval/after.json"),
+        report([(1, 0.497), (8, 0.772), (16, 0.810)]),
+    )
+    .unwrap();
+    let metrics = dir.join("metrics.jsonl");
+    std::fs::write(&metrics, "").unwrap();
+    rlvr_train::summary::write_run_summary(dir, &small_config(&[]), &metrics).unwrap();
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("pass@8 0.819 → 0.772, pass@16 0.880 → 0.810"),
+        "{md}"
+    );
+}
