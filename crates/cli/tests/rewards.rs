@@ -341,7 +341,7 @@ fn the_readme_own_model_data_and_reward_section_works() {
         .map(str::trim)
         .filter(|l| l.starts_with("scripts/rlvr.sh "))
         .collect();
-    assert_eq!(commands.len(), 3, "{block}");
+    assert_eq!(commands.len(), 4, "{block}");
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().display().to_string();
     for line in commands {
@@ -359,6 +359,12 @@ fn the_readme_own_model_data_and_reward_section_works() {
     }
     let metrics = metrics_lines(&tmp.path().join("mine/metrics.jsonl"));
     assert_eq!(metrics.len(), 2);
+    // The verl reward file read every row's extra_info (it raises KeyError without it, which
+    // would have failed the run).
+    assert_eq!(
+        metrics_lines(&tmp.path().join("verl/metrics.jsonl")).len(),
+        2
+    );
     // `rlvr sample` shows the prompt exactly as training builds it (the chat template applied).
     let run = tmp.path().join("mine");
     let o = common::rlvr()

@@ -61,6 +61,8 @@ pub struct RewardInput<'a> {
     pub data_source: &'a str,
     /// The problem's identifier (`row-12` for dataset rows).
     pub id: &'a str,
+    /// The row's `extra_info`, when the data has one.
+    pub extra_info: Option<&'a serde_json::Value>,
 }
 
 /// Scores a response against a ground truth. Never panics, bounded in time on any input.

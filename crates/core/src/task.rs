@@ -31,6 +31,10 @@ pub struct Problem {
     /// all of it through their chat template.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<(String, String)>,
+    /// The row's `extra_info` (verl's per-row data for the reward: test cases, an index, …), given
+    /// to reward programs in their items' `extra`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_info: Option<serde_json::Value>,
 }
 
 /// A set of problems with their verifier.

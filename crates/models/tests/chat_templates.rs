@@ -25,6 +25,7 @@ fn problem(messages: &[(&str, &str)]) -> Problem {
             .iter()
             .map(|(r, c)| (r.to_string(), c.to_string()))
             .collect(),
+        extra_info: None,
     }
 }
 

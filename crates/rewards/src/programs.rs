@@ -3,7 +3,8 @@
 //! `http` verifier (a POST per batch, OpenRLHF's remote reward model convention).
 //!
 //! Wire format, the same for both: a request is a JSON array with one object per response,
-//! `{"prompt", "response", "ground_truth", "data_source", "extra": {"id"}}`; the answer is a JSON
+//! `{"prompt", "response", "ground_truth", "data_source", "extra": {"id", …the row's
+//! `extra_info` fields}}`; the answer is a JSON
 //! array of the same length whose items are a number (the score) or an object
 //! `{"score": number, "outcome"?: "correct" | "incorrect" | "no-answer" | "gold-unparseable" |
 //! "timed-out", "info"?: any, "id"?: the item's `extra.id`}`. Without `outcome`, a score ≥ 1 counts
@@ -27,6 +28,20 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// An item's `extra`: the row's `extra_info` (its fields, when it is an object; else under
+/// `extra_info`) and the item's `id`.
+fn extra(item: &RewardInput<'_>) -> serde_json::Value {
+    let mut extra = match item.extra_info {
+        Some(serde_json::Value::Object(o)) => o.clone(),
+        Some(other) => [("extra_info".to_string(), other.clone())]
+            .into_iter()
+            .collect(),
+        None => serde_json::Map::new(),
+    };
+    extra.insert("id".into(), item.id.into());
+    serde_json::Value::Object(extra)
+}
+
 /// The request body of a batch.
 fn request(items: &[RewardInput<'_>]) -> serde_json::Value {
     serde_json::Value::Array(
@@ -38,7 +53,8 @@ fn request(items: &[RewardInput<'_>]) -> serde_json::Value {
                     "response": i.response,
                     "ground_truth": i.ground_truth,
                     "data_source": i.data_source,
-                    "extra": {"id": i.id},
+                    "extra": extra(i),
+                    "extra_info": i.extra_info,
                 })
             })
             .collect(),
@@ -222,16 +238,94 @@ impl VerifierConfig for CommandConfig {
             ));
         }
         check_limits("command", self.timeout_s, self.retries)?;
-        let verifier = CommandVerifier {
-            cfg: self.clone(),
-            session: Mutex::new(None),
-        };
-        // Start it now: a program that cannot start fails the run before any expensive work.
-        let session = verifier.start()?;
-        if let Ok(mut guard) = verifier.session.lock() {
-            *guard = Some(session);
+        start_command(self.clone(), format!("command `{}`", self.cmd.join(" ")))
+    }
+}
+
+/// A started [`CommandVerifier`]: a program that cannot start fails the run before any
+/// expensive work.
+fn start_command(cfg: CommandConfig, label: String) -> rlvr_core::Result<Box<dyn Verifier>> {
+    let verifier = CommandVerifier {
+        cfg,
+        session: Mutex::new(None),
+        label,
+    };
+    let session = verifier.start()?;
+    if let Ok(mut guard) = verifier.session.lock() {
+        *guard = Some(session);
+    }
+    Ok(Box::new(verifier))
+}
+
+// python-function
+
+/// The adapter that runs a verl reward file under the command protocol.
+const VERL_ADAPTER: &str = include_str!("verl_adapter.py");
+
+/// Configuration of the `python-function` verifier: a verl reward file used unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, DocumentedFields)]
+#[serde(default, deny_unknown_fields)]
+pub struct PythonFunctionConfig {
+    /// The Python file defining the function (verl's `custom_reward_function.path`).
+    pub path: String,
+    /// The function, called as verl calls it: `f(data_source=, solution_str=, ground_truth=,
+    /// extra_info=)` → a number, or a dict with "score" (verl's `custom_reward_function.name`).
+    pub function: String,
+    /// The Python interpreter.
+    pub python: String,
+    /// Seconds to wait for the answer to one batch.
+    pub timeout_s: f64,
+    /// Further attempts after a failed batch (the interpreter is restarted for each).
+    pub retries: u32,
+}
+
+impl Default for PythonFunctionConfig {
+    fn default() -> Self {
+        PythonFunctionConfig {
+            path: String::new(),
+            function: "compute_score".into(),
+            python: "python3".into(),
+            timeout_s: 60.0,
+            retries: 2,
         }
-        Ok(Box::new(verifier))
+    }
+}
+
+rlvr_core::describe_fields!(PythonFunctionConfig);
+rlvr_core::register!(
+    verifier,
+    "python-function",
+    "a verl reward file unchanged: compute_score(data_source, solution_str, ground_truth, extra_info)",
+    PythonFunctionConfig
+);
+
+#[typetag::serde(name = "python-function")]
+impl VerifierConfig for PythonFunctionConfig {
+    fn build(&self) -> rlvr_core::Result<Box<dyn Verifier>> {
+        if !std::path::Path::new(&self.path).is_file() {
+            return Err(CoreError::invalid(
+                "python-function.path",
+                format!("{:?}", self.path),
+                "must name a Python file defining the reward function",
+            ));
+        }
+        check_limits("python-function", self.timeout_s, self.retries)?;
+        let cfg = CommandConfig {
+            cmd: vec![
+                self.python.clone(),
+                "-c".into(),
+                VERL_ADAPTER.into(),
+                self.path.clone(),
+                self.function.clone(),
+            ],
+            timeout_s: self.timeout_s,
+            retries: self.retries,
+            cwd: String::new(),
+        };
+        start_command(
+            cfg,
+            format!("python-function `{}:{}`", self.path, self.function),
+        )
     }
 }
 
@@ -321,11 +415,13 @@ const STDOUT_RULE: &str = "stdout is for answers only, one JSON line per batch; 
 pub struct CommandVerifier {
     cfg: CommandConfig,
     session: Mutex<Option<Session>>,
+    /// How errors name it (`command `python3 r.py``, `python-function `f.py:compute_score``).
+    label: String,
 }
 
 impl CommandVerifier {
     fn name(&self) -> String {
-        format!("command `{}`", self.cfg.cmd.join(" "))
+        self.label.clone()
     }
 
     fn error(&self, message: String) -> CoreError {
@@ -489,6 +585,7 @@ impl Verifier for CommandVerifier {
             ground_truth,
             data_source: "",
             id: "",
+            extra_info: None,
         };
         match self.verify_batch(&[item]) {
             Ok(mut v) if v.len() == 1 => v.remove(0),
@@ -672,6 +769,7 @@ impl Verifier for HttpVerifier {
             ground_truth,
             data_source: "",
             id: "",
+            extra_info: None,
         };
         match self.verify_batch(&[item]) {
             Ok(mut v) if v.len() == 1 => v.remove(0),

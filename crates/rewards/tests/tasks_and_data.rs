@@ -206,6 +206,7 @@ fn dataset_tasks_apply_a_plain_text_template_and_route_verifiers() {
             ground_truth: truth,
             data_source: source,
             id: "row-1",
+            extra_info: None,
         }
     };
     let verdicts = v
@@ -263,4 +264,113 @@ fn jsonl_numbers_keep_their_literal_text_and_bad_files_say_where() {
         e.contains("JSON array") && e.contains("one JSON object per line"),
         "{e}"
     );
+}
+
+#[test]
+fn verl_jsonl_reads_nested_answers_extra_info_and_named_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verl.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"data_source": "s", "prompt": [{"role": "user", "content": "Q1"}], "reward_model": {"style": "rule", "ground_truth": "4"}, "extra_info": {"index": 0, "tests": [1, 2]}}"#,
+            "\n",
+            r#"{"data_source": "s", "prompt": [{"role": "user", "content": "Q2"}], "reward_model": {"ground_truth": {"target": "7"}}, "extra_info": null}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let ds = data::read(&path, OnBadRow::Fail).unwrap();
+    assert_eq!(ds.records[0].ground_truth, "4");
+    assert_eq!(ds.records[1].ground_truth, "7");
+    assert_eq!(
+        ds.records[0].extra_info,
+        Some(serde_json::json!({"index": 0, "tests": [1, 2]}))
+    );
+    assert_eq!(ds.records[1].extra_info, None);
+    // Other columns by name: data.prompt_key / data.answer_key.
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(
+        &other,
+        concat!(r#"{"question": "Q", "meta": {"final": 12}}"#, "\n"),
+    )
+    .unwrap();
+    let columns = data::Columns {
+        prompt: "question".into(),
+        answer: "meta.final".into(),
+    };
+    let ds = data::read_columns(&other, OnBadRow::Fail, &columns).unwrap();
+    assert_eq!(ds.records[0].user_prompt(), "Q");
+    assert_eq!(ds.records[0].ground_truth, "12");
+    let e = data::read(&other, OnBadRow::Fail).unwrap_err().to_string();
+    assert!(e.contains("prompt_key"), "{e}");
+    // The verl parquet files' extra_info reaches the problems.
+    let amc =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/amc23_test.parquet");
+    let ds = data::read(&amc, OnBadRow::Fail).unwrap();
+    let info = ds.records[3]
+        .extra_info
+        .clone()
+        .expect("extra_info of a verl parquet row");
+    assert!(info.get("index").is_some(), "{info}");
+}
+
+#[test]
+fn a_verl_compute_score_file_runs_unchanged_with_each_rows_extra_info() {
+    use rlvr_core::VerifierConfig;
+    use rlvr_rewards::programs::PythonFunctionConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("reward.py");
+    std::fs::write(
+        &file,
+        "def compute_score(data_source, solution_str, ground_truth, extra_info=None):\n    \
+         print('a log line goes to stderr')\n    \
+         bonus = extra_info['bonus']\n    \
+         return {'score': bonus + (solution_str == ground_truth), 'seen': data_source}\n\
+         def helper():\n    pass\n",
+    )
+    .unwrap();
+    let cfg = PythonFunctionConfig {
+        path: file.display().to_string(),
+        ..PythonFunctionConfig::default()
+    };
+    let v = cfg.build().unwrap();
+    let info = [
+        serde_json::json!({"bonus": 0.25}),
+        serde_json::json!({"bonus": 0.5}),
+    ];
+    let item = |response: &'static str, extra: &'static serde_json::Value| rlvr_core::RewardInput {
+        prompt: "p",
+        response,
+        ground_truth: "42",
+        data_source: "src",
+        id: "row-1",
+        extra_info: Some(extra),
+    };
+    let info: &'static [serde_json::Value; 2] = Box::leak(Box::new(info));
+    let verdicts = v
+        .verify_batch(&[item("42", &info[0]), item("41", &info[1])])
+        .unwrap();
+    assert_eq!(verdicts[0].score, 1.25);
+    assert_eq!(verdicts[1].score, 0.5);
+    // A file without the function: the error names the functions it has.
+    let cfg = PythonFunctionConfig {
+        path: file.display().to_string(),
+        function: "score_fn".into(),
+        ..PythonFunctionConfig::default()
+    };
+    let v = cfg.build().unwrap();
+    let e = v
+        .verify_batch(&[item("42", &info[0])])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("defines no function `score_fn`") && e.contains("helper"),
+        "{e}"
+    );
+    let missing = PythonFunctionConfig {
+        path: dir.path().join("nope.py").display().to_string(),
+        ..PythonFunctionConfig::default()
+    };
+    assert!(missing.build().is_err());
 }

@@ -151,6 +151,7 @@ pub fn rollout(
                 ground_truth: &p.ground_truth,
                 data_source: &p.data_source,
                 id: &p.id,
+                extra_info: p.extra_info.as_ref(),
             }
         })
         .collect();

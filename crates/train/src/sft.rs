@@ -94,6 +94,7 @@ fn dataset_examples(path: &Path, codec: &dyn TextCodec) -> Result<Examples> {
             ground_truth: String::new(),
             data_source: String::new(),
             messages: r.conversation(),
+            extra_info: None,
         };
         pairs.push((codec.render_prompt(&problem)?, sol.clone()));
     }

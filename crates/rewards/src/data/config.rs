@@ -2,7 +2,7 @@
 //! registered [`Task`], so every run has a task and one code path loads its problems.
 
 use super::task::DatasetTask;
-use super::{read, DataError, OnBadRow};
+use super::{read_columns, Columns, DataError, OnBadRow};
 use documented::DocumentedFields;
 use rlvr_core::{CoreError, Problem, Split, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,11 @@ pub struct DatasetConfig {
     /// More files validated every `train.eval_every` steps (all their rows are held out), each
     /// reported as `val/<file stem>/pass@K` metrics.
     pub eval_data: Vec<String>,
+    /// The prompt column (verl's `data.prompt_key`): a string or a list of {role, content}.
+    pub prompt_key: String,
+    /// The answer column as a dotted path (e.g. "solution", "reward_model.ground_truth"); "" =
+    /// `ground_truth`, `answer`, then `reward_model.ground_truth`.
+    pub answer_key: String,
 }
 
 impl Default for DatasetConfig {
@@ -33,6 +38,8 @@ impl Default for DatasetConfig {
             holdout: 100,
             template: "{prompt}".into(),
             eval_data: Vec::new(),
+            prompt_key: "prompt".into(),
+            answer_key: String::new(),
         }
     }
 }
@@ -105,6 +112,14 @@ fn same_file(a: &str, b: &str) -> bool {
 }
 
 impl DatasetConfig {
+    /// The columns `prompt_key` and `answer_key` name.
+    fn columns(&self) -> Columns {
+        Columns {
+            prompt: self.prompt_key.clone(),
+            answer: self.answer_key.clone(),
+        }
+    }
+
     /// The validation sets of `eval_data`: each file's stem and all its rows as problems.
     fn validation_sets(&self) -> rlvr_core::Result<Vec<(String, Vec<Problem>)>> {
         let mut sets: Vec<(String, Vec<Problem>)> = Vec::new();
@@ -119,7 +134,7 @@ impl DatasetConfig {
                     "data.eval_data names two files called `{name}`; rename one"
                 )));
             }
-            let records = read(path, OnBadRow::Fail)?.records;
+            let records = read_columns(path, OnBadRow::Fail, &self.columns())?.records;
             let set =
                 DatasetTask::with_template(&[], &records, &self.template).problems(Split::Test)?;
             sets.push((name, set));
@@ -134,7 +149,7 @@ impl TaskConfig for DatasetConfig {
     /// unless `test` names a file.
     fn build(&self) -> rlvr_core::Result<Box<dyn Task>> {
         check_template(&self.template)?;
-        let train = read(Path::new(&self.train), OnBadRow::Fail)?;
+        let train = read_columns(Path::new(&self.train), OnBadRow::Fail, &self.columns())?;
         let (train_rows, test_rows) = if self.test.is_empty() {
             let rows = train.records.len();
             let hold = self.holdout.min(rows / 2);
@@ -163,7 +178,7 @@ impl TaskConfig for DatasetConfig {
             }
             (
                 train.records,
-                read(Path::new(&self.test), OnBadRow::Fail)?.records,
+                read_columns(Path::new(&self.test), OnBadRow::Fail, &self.columns())?.records,
             )
         };
         Ok(Box::new(FileTask {

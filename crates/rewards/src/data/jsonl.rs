@@ -1,10 +1,28 @@
 //! JSONL datasets: one JSON object per line with `prompt` (a string or a list of {role, content}),
-//! `ground_truth` (or `answer`) and optional `data_source` and `solution`.
+//! the answer as `ground_truth`, `answer` or verl's nested `reward_model.ground_truth` (a string, a
+//! number, or an object with `target`), and optional `data_source`, `solution` and `extra_info`
+//! (verl's JSONL export reads as it is). `data.prompt_key` / `data.answer_key` name other columns.
 
-use super::{collect, DataError, Dataset, Message, OnBadRow, Record};
+use super::{collect, Columns, DataError, Dataset, Message, OnBadRow, Record};
 use std::path::Path;
 
-fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
+/// The value at a dotted path (`reward_model.ground_truth`).
+fn at<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// The answer text of a value: a string, a number's literal text (`numeric` when it is the
+/// top-level field, read without a trip through f64), or an object's `target`.
+fn answer_text(v: &serde_json::Value, numeric: Option<String>) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(numeric.unwrap_or_else(|| n.to_string())),
+        serde_json::Value::Object(o) => o.get("target").and_then(|t| answer_text(t, None)),
+        _ => None,
+    }
+}
+
+fn record(path: &Path, index: usize, line: &str, columns: &Columns) -> Result<Record, DataError> {
     let bad = |field: &str, message: String| DataError::Row {
         path: path.display().to_string(),
         unit: "line",
@@ -14,7 +32,7 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
     };
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| bad("<line>", format!("not JSON: {e}")))?;
-    let prompt = match v.get("prompt") {
+    let prompt = match at(&v, &columns.prompt) {
         Some(serde_json::Value::String(s)) => vec![Message {
             role: "user".into(),
             content: s.clone(),
@@ -24,29 +42,42 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
         }
         _ => {
             return Err(bad(
-                "prompt",
-                "missing, or neither a string nor a list of messages".into(),
+                &columns.prompt,
+                "missing, or neither a string nor a list of messages (data.prompt_key names \
+                 another column)"
+                    .into(),
             ))
         }
     };
     if prompt.is_empty() || prompt.iter().all(|m| m.content.trim().is_empty()) {
-        return Err(bad("prompt", "empty".into()));
+        return Err(bad(&columns.prompt, "empty".into()));
     }
-    let gt = v.get("ground_truth").or_else(|| v.get("answer"));
-    let ground_truth = match gt {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        // A number keeps its literal text (`123456789012345678901`, `0.10`): no trip through f64.
-        Some(serde_json::Value::Number(_)) => literal_ground_truth(line)
-            .ok_or_else(|| bad("ground_truth", "cannot read the number's text".into()))?,
-        _ => {
-            return Err(bad(
-                "ground_truth",
-                "missing or not a string/number (also accepted as `answer`)".into(),
-            ))
-        }
+    let (field, gt) = if columns.answer.is_empty() {
+        ["ground_truth", "answer", "reward_model.ground_truth"]
+            .into_iter()
+            .find_map(|k| at(&v, k).map(|x| (k.to_string(), x)))
+            .unwrap_or(("ground_truth".into(), &serde_json::Value::Null))
+    } else {
+        let x = at(&v, &columns.answer).unwrap_or(&serde_json::Value::Null);
+        (columns.answer.clone(), x)
     };
+    // A top-level number keeps its literal text (`123456789012345678901`, `0.10`).
+    let numeric = if gt.is_number() && !field.contains('.') {
+        literal_field(line, &field)
+    } else {
+        None
+    };
+    let ground_truth = answer_text(gt, numeric).ok_or_else(|| {
+        bad(
+            &field,
+            "missing or not a string, number or {target} object (the answer is read from \
+             `ground_truth`, `answer` or `reward_model.ground_truth`; data.answer_key names \
+             another)"
+                .into(),
+        )
+    })?;
     if ground_truth.trim().is_empty() {
-        return Err(bad("ground_truth", "empty".into()));
+        return Err(bad(&field, "empty".into()));
     }
     Ok(Record {
         row: index,
@@ -61,27 +92,20 @@ fn record(path: &Path, index: usize, line: &str) -> Result<Record, DataError> {
             .get("solution")
             .and_then(|s| s.as_str())
             .map(str::to_string),
+        extra_info: v.get("extra_info").filter(|x| !x.is_null()).cloned(),
     })
 }
 
-/// The literal JSON text of a line's numeric `ground_truth` (or `answer`).
-fn literal_ground_truth(line: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Raw<'a> {
-        #[serde(borrow)]
-        ground_truth: Option<&'a serde_json::value::RawValue>,
-        #[serde(borrow)]
-        answer: Option<&'a serde_json::value::RawValue>,
-    }
-    let raw: Raw<'_> = serde_json::from_str(line).ok()?;
-    raw.ground_truth
-        .or(raw.answer)
-        .map(|r| r.get().trim().to_string())
+/// The literal JSON text of a line's top-level numeric field `field`.
+fn literal_field(line: &str, field: &str) -> Option<String> {
+    let raw: std::collections::HashMap<String, &serde_json::value::RawValue> =
+        serde_json::from_str(line).ok()?;
+    raw.get(field).map(|r| r.get().trim().to_string())
 }
 
 /// Reads every non-empty line (a leading byte-order mark is accepted); rows are numbered by
 /// their 1-based line.
-pub fn read(path: &Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
+pub fn read(path: &Path, on_bad: OnBadRow, columns: &Columns) -> Result<Dataset, DataError> {
     let file_error = |message: String| DataError::File {
         path: path.display().to_string(),
         message,
@@ -112,6 +136,6 @@ pub fn read(path: &Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| record(path, i + 1, l));
+        .map(|(i, l)| record(path, i + 1, l, columns));
     collect(path, rows, on_bad)
 }

@@ -20,6 +20,28 @@ pub struct Record {
     pub ground_truth: String,
     /// A worked solution, when the file has one (MATH's `ground_truth.solution`).
     pub solution: Option<String>,
+    /// verl's `extra_info` column (any JSON), passed to reward programs.
+    #[serde(default)]
+    pub extra_info: Option<serde_json::Value>,
+}
+
+/// Which columns hold the prompt and the answer (verl's `data.prompt_key`; rlvr's `answer_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    /// The prompt column (default `prompt`).
+    pub prompt: String,
+    /// The answer as a dotted path (`reward_model.ground_truth`, `answer`); "" = the default
+    /// lookup: `ground_truth`, `answer`, then `reward_model.ground_truth`.
+    pub answer: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            prompt: "prompt".into(),
+            answer: String::new(),
+        }
+    }
 }
 
 impl Record {
@@ -104,11 +126,20 @@ pub enum DataError {
     },
 }
 
-/// Reads a dataset file by extension: `.parquet` (verl) or `.jsonl`.
+/// Reads a dataset file by extension: `.parquet` (verl) or `.jsonl`, with the default columns.
 pub fn read(path: &std::path::Path, on_bad: OnBadRow) -> Result<Dataset, DataError> {
+    read_columns(path, on_bad, &Columns::default())
+}
+
+/// [`read`] with the prompt and answer in the given columns.
+pub fn read_columns(
+    path: &std::path::Path,
+    on_bad: OnBadRow,
+    columns: &Columns,
+) -> Result<Dataset, DataError> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => parquet::read(path, on_bad),
-        Some("jsonl") | Some("json") => jsonl::read(path, on_bad),
+        Some("parquet") => parquet::read(path, on_bad, columns),
+        Some("jsonl") | Some("json") => jsonl::read(path, on_bad, columns),
         _ => Err(DataError::File {
             path: path.display().to_string(),
             message: "unknown dataset format; valid: .parquet (verl), .jsonl".into(),

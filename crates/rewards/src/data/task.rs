@@ -20,6 +20,7 @@ fn problem(r: &Record) -> Problem {
         ground_truth: r.ground_truth.clone(),
         data_source: r.data_source.clone(),
         messages: r.conversation(),
+        extra_info: r.extra_info.clone(),
     }
 }
 

@@ -220,6 +220,7 @@ impl Countdown {
                 ground_truth: encode(&nums, target),
                 data_source: "countdown".into(),
                 messages: Vec::new(),
+                extra_info: None,
             });
         }
         if problems.len() < want {

@@ -55,6 +55,7 @@ impl Task for ToyTree {
             ground_truth: REWARDING.join(","),
             data_source: "toy-tree".into(),
             messages: Vec::new(),
+            extra_info: None,
         }])
     }
 
