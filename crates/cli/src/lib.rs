@@ -10,6 +10,7 @@ pub mod args;
 pub mod argv;
 pub mod commands;
 pub mod document;
+pub mod model_arg;
 pub mod output;
 
 use rlvr_algos as _;

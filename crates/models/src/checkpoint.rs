@@ -13,9 +13,10 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 /// Files copied unchanged when a checkpoint is saved.
-const SIDE_FILES: [&str; 4] = [
+const SIDE_FILES: [&str; 5] = [
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",
     "generation_config.json",
     "special_tokens_map.json",
 ];

@@ -38,8 +38,31 @@ fn token_text(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// A model folder's chat template, where transformers keeps it: `chat_template.jinja` (what
+/// transformers ≥ 4.43 writes), else `tokenizer_config.json`'s `chat_template` (a string, or a
+/// list of named templates of which `default` is used).
+fn chat_template(dir: &Path, cfg: &serde_json::Value) -> Result<Option<String>> {
+    let file = dir.join("chat_template.jinja");
+    if file.is_file() {
+        return Ok(Some(
+            std::fs::read_to_string(&file).map_err(|e| ModelError::io(&file, e))?,
+        ));
+    }
+    Ok(match cfg.get("chat_template") {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Array(named)) => named
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .and_then(|t| t.get("template"))
+            .and_then(|t| t.as_str())
+            .map(str::to_string),
+        _ => None,
+    })
+}
+
 impl HfTokenizer {
-    /// Loads `tokenizer.json` and (if present) `tokenizer_config.json` from a model folder.
+    /// Loads `tokenizer.json` and (if present) `tokenizer_config.json` and `chat_template.jinja`
+    /// from a model folder.
     pub fn from_dir(dir: &Path) -> Result<HfTokenizer> {
         let path = dir.join("tokenizer.json");
         let inner =
@@ -62,10 +85,7 @@ impl HfTokenizer {
         let id = |t: &Option<String>| t.as_ref().and_then(|t| inner.token_to_id(t)).map(i64::from);
         let eos: Vec<i64> = id(&eos_token).into_iter().collect();
         let pad = id(&pad_token).or_else(|| eos.first().copied()).unwrap_or(0);
-        let chat_template = cfg
-            .get("chat_template")
-            .and_then(|c| c.as_str())
-            .map(str::to_string);
+        let chat_template = chat_template(dir, &cfg)?;
         Ok(HfTokenizer {
             inner,
             eos,
