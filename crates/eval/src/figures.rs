@@ -170,7 +170,12 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
         })
         .collect();
     if !curves.is_empty() {
-        pass_at_k_curves(&dir.join("passk"), "pass@K (mean ± std over runs)", &curves)?;
+        let title = if groups.iter().any(|g| g.reports.len() > 1) {
+            "pass@K (mean ± std over runs)"
+        } else {
+            "pass@K"
+        };
+        pass_at_k_curves(&dir.join("passk"), title, &curves)?;
         out.push(("pass@K".into(), "passk.png".into()));
     }
     // Rank-n probability bars and the entropy histogram.
@@ -237,7 +242,8 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
             &dir.join("entropy_hist"),
             "Token entropy of sampled responses",
             &[Panel {
-                title: "fraction of response tokens".into(),
+                title: String::new(),
+                y_desc: "fraction of response tokens".into(),
                 x_desc: "entropy (nats)".into(),
                 series,
             }],
@@ -259,10 +265,13 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
         }
     }
     if !loaded.is_empty() {
+        // One run: no legend (its label would be the group's, e.g. "after training").
+        let single = loaded.len() == 1 && loaded[0].2.len() == 1;
         let panels: Vec<Panel> = TRAINING_PANELS
             .iter()
             .map(|(key, title)| Panel {
                 title: title.to_string(),
+                y_desc: String::new(),
                 x_desc: "step".into(),
                 series: loaded
                     .iter()
@@ -272,7 +281,11 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
                         let ys: Vec<f64> = curve.iter().map(|p| p.1).collect();
                         let smooth = moving_average(&ys, window);
                         Series {
-                            label: g.label.clone(),
+                            label: if single {
+                                String::new()
+                            } else {
+                                g.label.clone()
+                            },
                             color: *color,
                             points: curve
                                 .iter()
@@ -284,12 +297,12 @@ pub fn write_figures(dir: &Path, groups: &[Group]) -> Result<Vec<(String, String
                     .collect(),
             })
             .collect();
-        line_panels(
-            &dir.join("training"),
-            "Training curves (mean over runs, moving average over ~1/30 of the steps)",
-            &panels,
-            3,
-        )?;
+        let title = if loaded.iter().any(|(_, _, runs)| runs.len() > 1) {
+            "Training curves (mean over runs, moving average over ~1/30 of the steps)"
+        } else {
+            "Training curves (moving average over ~1/30 of the steps)"
+        };
+        line_panels(&dir.join("training"), title, &panels, 3)?;
         out.push(("training curves".into(), "training.png".into()));
     }
     Ok(out)

@@ -95,8 +95,10 @@ pub struct Series {
 /// One panel of [`line_panels`].
 #[derive(Debug, Clone)]
 pub struct Panel {
-    /// Panel title (also the y axis).
+    /// Panel title (what the y axis measures, unless `y_desc` says it).
     pub title: String,
+    /// y axis description ("" = none: the title says it).
+    pub y_desc: String,
     /// x axis description.
     pub x_desc: String,
     /// The lines.
@@ -290,6 +292,33 @@ fn draw_rank_bars<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Tick labels for an axis over `lo..hi` with about six ticks: as many decimals as the tick
+/// spacing needs (so 0.0012 and 0.0013 do not both read 0.0), scientific notation for ranges
+/// far below 1e-3, and never "-0".
+pub fn tick_format(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
+    let span = (hi - lo).abs();
+    let step = span / 6.0;
+    let magnitude = lo.abs().max(hi.abs());
+    let scientific = magnitude > 0.0 && magnitude < 1e-3;
+    let decimals = if step > 0.0 && step < 1.0 {
+        ((-step.log10()).ceil() as usize).min(8)
+    } else {
+        0
+    };
+    move |v: &f64| {
+        let text = if scientific {
+            format!("{v:.1e}")
+        } else {
+            format!("{v:.decimals$}")
+        };
+        if text.parse::<f64>() == Ok(0.0) {
+            "0".to_string()
+        } else {
+            text
+        }
+    }
+}
+
 /// A grid of line charts (`cols` per row), one legend in the first panel.
 pub fn line_panels(
     stem: &Path,
@@ -330,13 +359,19 @@ fn draw_panels<DB: DrawingBackend>(
                 .flat_map(|s| s.points.iter().map(|p| p.1)),
             0.05,
         );
-        let mut chart = ChartBuilder::on(area)
-            .caption(&panel.title, (FONT, 16))
+        let mut builder = ChartBuilder::on(area);
+        if !panel.title.is_empty() {
+            builder.caption(&panel.title, (FONT, 16));
+        }
+        // The right margin leaves room for the last x label, centred on the axis' end.
+        let mut chart = builder
             .margin(8)
+            .margin_right(24)
             .x_label_area_size(35)
-            .y_label_area_size(55)
+            .y_label_area_size(if panel.y_desc.is_empty() { 55 } else { 70 })
             .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
             .map_err(err)?;
+        let y_fmt = tick_format(y_lo, y_hi);
         let wide = x_hi - x_lo >= 10.0;
         let x_fmt = move |x: &f64| {
             if wide {
@@ -350,7 +385,9 @@ fn draw_panels<DB: DrawingBackend>(
             .x_labels(6)
             .y_labels(6)
             .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
             .x_desc(panel.x_desc.as_str())
+            .y_desc(panel.y_desc.as_str())
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))
             .draw()

@@ -130,6 +130,7 @@ fn line_panels_render() {
         .iter()
         .map(|t| Panel {
             title: t.to_string(),
+            y_desc: String::new(),
             x_desc: "step".into(),
             series: vec![series("a", |x| (x / 10.0).sin()), series("b", |x| x.sqrt())],
         })
@@ -155,9 +156,90 @@ fn degenerate_inputs_still_render() {
     };
     let panel = Panel {
         title: "t".into(),
+        y_desc: String::new(),
         x_desc: "x".into(),
         series: vec![nan],
     };
     line_panels(&dir.path().join("b"), "nan", &[panel], 1).unwrap();
     rank_bars(&dir.path().join("c"), "empty", "p", &[]).unwrap();
+}
+
+/// Whether a pixel is the white background.
+fn background(p: &[u8]) -> bool {
+    p[..3].iter().all(|c| *c >= 250)
+}
+
+#[test]
+fn training_panels_keep_their_labels_inside_and_small_values_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = |f: fn(f64) -> f64| Series {
+        label: String::new(),
+        color: 1,
+        points: (1..=150).map(|i| (i as f64, f(i as f64), 0.0)).collect(),
+    };
+    let panel = |title: &str, f: fn(f64) -> f64| Panel {
+        title: title.into(),
+        y_desc: String::new(),
+        x_desc: "step".into(),
+        series: vec![series(f)],
+    };
+    let panels = vec![
+        panel("reward", |x| 0.6 + x / 1000.0),
+        panel("KL", |_| 0.0),
+        panel("approximate KL", |x| 2e-5 * (x / 7.0).sin()),
+    ];
+    let paths = line_panels(&dir.path().join("t"), "training", &panels, 3).unwrap();
+    // Nothing drawn in the last columns or rows: the last x label ("150") is not cut.
+    let png = paths
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .unwrap();
+    let file = std::fs::File::open(png).unwrap();
+    let mut reader = png::Decoder::new(file).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h, px) = (
+        info.width as usize,
+        info.height as usize,
+        info.color_type.samples(),
+    );
+    let at = |x: usize, y: usize| &buf[(y * w + x) * px..(y * w + x) * px + px];
+    for y in 0..h {
+        for x in w - 3..w {
+            assert!(background(at(x, y)), "drawn at the right edge ({x}, {y})");
+        }
+    }
+    for x in 0..w {
+        for y in h - 3..h {
+            assert!(background(at(x, y)), "drawn at the bottom edge ({x}, {y})");
+        }
+    }
+    // Tick labels: no "-0", and values of 1e-5 are not all printed as 0.0.
+    let svg = std::fs::read_to_string(dir.path().join("t.svg")).unwrap();
+    let labels: Vec<&str> = svg
+        .split("</text>")
+        .filter_map(|t| t.rsplit('>').next())
+        .map(str::trim)
+        .collect();
+    assert!(
+        !labels
+            .iter()
+            .any(|l| l.parse::<f64>() == Ok(0.0) && l.starts_with('-')),
+        "a -0 tick label: {labels:?}"
+    );
+    assert!(
+        labels.iter().any(|l| l.ends_with("e-5")),
+        "ticks of a 1e-5 range in scientific notation: {labels:?}"
+    );
+}
+
+#[test]
+fn tick_labels_have_the_decimals_their_spacing_needs() {
+    let f = rlvr_eval::plot::tick_format(0.0012, 0.0018);
+    assert_ne!(f(&0.0013), f(&0.0014));
+    let f = rlvr_eval::plot::tick_format(-0.4, 0.4);
+    assert_eq!(f(&-0.0), "0");
+    assert_eq!(f(&0.2), "0.2");
+    let f = rlvr_eval::plot::tick_format(0.0, 150.0);
+    assert_eq!(f(&150.0), "150");
 }
