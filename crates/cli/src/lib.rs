@@ -120,11 +120,26 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let text = without_backtraces(&format!("{err:#}"));
-            match rlvr_dist::WorldEnv::from_env() {
-                Ok(env) if env.world_size > 1 => {
+            let world = rlvr_dist::WorldEnv::from_env()
+                .ok()
+                .filter(|e| e.world_size > 1);
+            // A run stopped on request (Ctrl-C, SIGTERM) is not an error: said once, by rank 0.
+            let stopped = err.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<rlvr_train::TrainError>(),
+                    Some(rlvr_train::TrainError::Interrupted { .. })
+                )
+            });
+            let quiet =
+                matches!(err.downcast_ref::<ExitWith>(), Some(ExitWith(_, m)) if m.is_empty());
+            match (&world, stopped) {
+                _ if quiet => {}
+                (Some(env), true) if env.rank > 0 => {}
+                (_, true) => eprintln!("{text}"),
+                (Some(env), false) => {
                     eprintln!("error (rank {} of {}): {text}", env.rank, env.world_size)
                 }
-                _ => eprintln!("error: {text}"),
+                (None, false) => eprintln!("error: {text}"),
             }
             ExitCode::from(exit_code(&err))
         }

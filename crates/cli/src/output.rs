@@ -125,9 +125,14 @@ impl Console {
             flag::register(sig, Arc::clone(&got))?;
         }
         let seen = Arc::clone(&which);
+        // Of a data-parallel job's ranks, rank 0 speaks for all.
+        let speaks = rlvr_dist::WorldEnv::from_env().map_or(true, |e| e.rank == 0);
         std::thread::spawn(move || loop {
             std::thread::sleep(std::time::Duration::from_millis(100));
             let sig = seen.load(Ordering::SeqCst);
+            if sig != 0 && !speaks {
+                return;
+            }
             if sig != 0 {
                 let name = if sig as i32 == SIGINT {
                     "SIGINT"

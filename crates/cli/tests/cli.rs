@@ -439,3 +439,29 @@ fn casp_is_simko_under_the_revised_papers_name() {
     assert_eq!(algo(&casp), algo(&simko));
     assert!(stdout(&rlvr(&["list"])).contains("casp"));
 }
+
+#[test]
+fn errors_inside_tagged_tables_name_the_key() {
+    let data = rlvr_tests::cli::repo("crates/rewards/tests/data/amc23_test.parquet");
+    let data = data.to_str().unwrap();
+    for (sets, path) in [
+        (
+            vec!["reward.default.type=command", "reward.default.cmd=5"],
+            "`reward.default.cmd`",
+        ),
+        (
+            vec!["reward.default.type=math", "reward.default.rel_tol=x"],
+            "`reward.default.rel_tol`",
+        ),
+        (vec!["model.hidden_size=abc"], "`model.hidden_size`"),
+    ] {
+        let mut args = vec!["config", "--data", data];
+        for s in &sets {
+            args.extend(["--set", s]);
+        }
+        let out = rlvr(&args);
+        assert_eq!(out.status.code(), Some(2), "{sets:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(path), "{path}: {}", stderr(&out));
+        assert!(!stderr(&out).contains(".."), "{}", stderr(&out));
+    }
+}

@@ -356,3 +356,61 @@ fn an_engine_asked_for_runs_with_one_rank() {
     );
     assert!(!tmp.path().join("nccl").exists(), "nothing written");
 }
+
+/// Ctrl-C in a terminal signals the whole foreground process group: the launcher and (before
+/// this was fixed) every rank, which then got the forwarded signal a second time and quit without
+/// a checkpoint. Now the ranks checkpoint their last step, the job says where it stopped (once,
+/// not as an error) and exits 130, and `--resume` continues.
+#[test]
+fn ctrl_c_of_a_launched_job_checkpoints_and_is_not_an_error() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("job");
+    let mut cmd = rlvr();
+    cmd.args(["train", "--nproc", "2", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--name", "job", "--steps", "400"])
+        .args([
+            "--set",
+            "train.eval_problems=0",
+            "--set",
+            "train.checkpoint_every=0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn().unwrap();
+    let metrics = dir.join("metrics.jsonl");
+    wait_until("three training steps", || {
+        std::fs::read_to_string(&metrics).is_ok_and(|m| m.lines().count() >= 3)
+    });
+    // What a terminal does: SIGINT to the whole process group.
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{msg}");
+    assert!(!msg.contains("error"), "{msg}");
+    assert_eq!(
+        msg.matches("stopped by signal 2 after step").count(),
+        1,
+        "{msg}"
+    );
+    let done = metrics_lines(&metrics).len();
+    assert!(
+        dir.join(format!("checkpoints/step-{done}/state.json"))
+            .exists(),
+        "a checkpoint at step {done}: {msg}"
+    );
+    let o = rlvr()
+        .args(["train", "--nproc", "2", "--resume"])
+        .arg(&dir)
+        .args(["--steps", &(done + 2).to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(metrics_lines(&metrics).len(), done + 2);
+}

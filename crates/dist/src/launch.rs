@@ -1,7 +1,10 @@
 //! `rlvr train --nproc N`: N local ranks of the same program, each given the torchrun variables
-//! (rank 0's rendezvous store on 127.0.0.1 at a free port). The launcher forwards SIGINT and
-//! SIGTERM to the ranks, and when one rank fails it names it and stops the others: they get
-//! `grace` to fail on their own (their next collective errors out), then SIGTERM, then SIGKILL.
+//! (rank 0's rendezvous store on 127.0.0.1 at a free port). The ranks run in a process group of
+//! their own, so a terminal's Ctrl-C reaches the launcher alone, which forwards SIGINT and
+//! SIGTERM to every rank exactly once (a rank that got it twice would quit without its
+//! checkpoint); a rank whose launcher dies gets SIGTERM. When one rank fails the launcher names it
+//! and stops the others: they get `grace` to fail on their own (their next collective errors
+//! out), then SIGTERM, then SIGKILL.
 
 use crate::{DistError, Result};
 use std::ffi::OsString;
@@ -17,6 +20,9 @@ pub struct LaunchOutcome {
     pub code: i32,
     /// What happened to the first rank that failed, e.g. "rank 1 of 2 was killed by signal 9".
     pub failure: Option<String>,
+    /// The signal (SIGINT, SIGTERM) the launcher received and forwarded, if any: the job was
+    /// asked to stop.
+    pub interrupted: Option<i32>,
 }
 
 /// A rank's end in words, and the exit code that stands for it.
@@ -79,7 +85,17 @@ pub fn run_local(
     }
     let mut children: Vec<Option<Child>> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
-        let child = Command::new(program)
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(program);
+        command.process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command
             .args(args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
@@ -105,6 +121,7 @@ pub fn run_local(
     let mut outcome = LaunchOutcome {
         code: 0,
         failure: None,
+        interrupted: None,
     };
     let mut failed_at: Option<Instant> = None;
     let mut terminated = false;
@@ -134,11 +151,13 @@ pub fn run_local(
                 outcome = LaunchOutcome {
                     code,
                     failure: Some(text),
+                    interrupted: None,
                 };
                 failed_at = Some(Instant::now());
             }
         }
         if children.iter().all(Option::is_none) {
+            outcome.interrupted = (last_forwarded != 0).then_some(last_forwarded as i32);
             return Ok(outcome);
         }
         if let Some(t) = failed_at {

@@ -370,15 +370,40 @@ where
     let value = toml::Value::Table(t.clone());
     let parsed: Box<T> = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        TrainError::Config(format!(
-            "config error at `{section}.{path}`: {}",
-            e.into_inner()
-        ))
+        let message = e.into_inner().to_string();
+        // Inside a tagged trait object the path is lost (`.`): find the key by leaving each out.
+        let path = if path.trim_matches(['.', '?']).is_empty() {
+            bad_key::<T>(t, &message).unwrap_or_default()
+        } else {
+            path
+        };
+        let at = if path.is_empty() {
+            section.to_string()
+        } else {
+            format!("{section}.{path}")
+        };
+        TrainError::Config(format!("config error at `{at}`: {message}"))
     })?;
     if let Ok(toml::Value::Table(back)) = toml::Value::try_from(&parsed) {
         rlvr_core::algo::check_known_fields(section, t, &back)?;
     }
     Ok(parsed)
+}
+
+/// The key of `t` whose value makes the tagged table fail with `message`: the one whose removal
+/// makes that error go away.
+fn bad_key<T: ?Sized>(t: &toml::Table, message: &str) -> Option<String>
+where
+    Box<T>: serde::de::DeserializeOwned,
+{
+    t.keys().filter(|k| *k != "type").find_map(|k| {
+        let mut without = t.clone();
+        without.remove(k);
+        match toml::Value::Table(without).try_into::<Box<T>>() {
+            Err(e) if e.to_string().contains(message) => None,
+            _ => Some(k.clone()),
+        }
+    })
 }
 
 /// Names of settings in TRL / transformers / verl / PEFT that rlvr calls otherwise: the foreign

@@ -192,10 +192,15 @@ fn launch_ranks(n: usize, name: Option<std::ffi::OsString>) -> Result<()> {
     let program = std::env::current_exe()?;
     let outcome =
         rlvr_dist::launch::run_local(&program, &args, n, std::time::Duration::from_secs(30))?;
-    match outcome.failure {
-        None => Ok(()),
-        Some(what) => Err(anyhow::Error::new(crate::ExitWith(
-            u8::try_from(outcome.code).unwrap_or(crate::EXIT_FAILURE),
+    let code = u8::try_from(outcome.code).unwrap_or(crate::EXIT_FAILURE);
+    match (outcome.failure, outcome.interrupted) {
+        (None, _) => Ok(()),
+        // Asked to stop: rank 0 said where it stopped and how to continue; nothing failed.
+        (Some(_), Some(sig)) if outcome.code == 128 + sig => {
+            Err(anyhow::Error::new(crate::ExitWith(code, String::new())))
+        }
+        (Some(what), _) => Err(anyhow::Error::new(crate::ExitWith(
+            code,
             format!("{what}; the job stopped"),
         ))),
     }
