@@ -147,6 +147,28 @@ void *RLVR_API(new)(const char *host, int port, int rank, int world, long long t
     auto tcp_store = c10::make_intrusive<c10d::TCPStore>(std::string(host), store_opts);
     // The port actually served (rank 0 may have asked for 0: any free port).
     int served_port = tcp_store->getPort();
+    // Every rank must have the same WORLD_SIZE; a mismatch would otherwise show only as a
+    // timeout (a rank waiting for peers that will never come). Rank 0 reads every other rank's,
+    // the others read rank 0's.
+    auto size_key = [](int r) { return "rlvr/world_size/" + std::to_string(r); };
+    const std::string mine = std::to_string(world);
+    tcp_store->set(size_key(rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+    auto same_size = [&](int r) {
+      auto v = tcp_store->get(size_key(r));
+      const std::string theirs(v.begin(), v.end());
+      if (theirs != mine) {
+        throw std::runtime_error("WORLD_SIZE differs between ranks: rank " + std::to_string(rank) +
+                                 " has " + mine + ", rank " + std::to_string(r) + " has " +
+                                 theirs + "; start every rank with the same WORLD_SIZE");
+      }
+    };
+    if (rank == 0) {
+      for (int r = 1; r < world; ++r) {
+        same_size(r);
+      }
+    } else {
+      same_size(0);
+    }
     c10::intrusive_ptr<c10d::Store> store = tcp_store;
 #ifdef RLVR_NCCL
     (void)bind_kind;

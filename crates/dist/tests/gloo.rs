@@ -164,3 +164,60 @@ fn the_rendezvous_times_out_when_a_rank_never_comes() {
     );
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
 }
+
+#[test]
+fn child_world_size_mismatch() {
+    if std::env::var("RLVR_DIST_CHILD").is_err() {
+        return;
+    }
+    let env = WorldEnv::from_env().unwrap();
+    let timeout = Duration::from_secs(10);
+    match join(&env, timeout, None) {
+        Ok(_) => println!("joined"),
+        Err(e) => println!("failed: {e}"),
+    }
+}
+
+#[test]
+fn ranks_with_different_world_sizes_are_told_at_once() {
+    // Rank 0 says 2, rank 1 says 3: both learn it at the rendezvous, not after the timeout.
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exe = std::env::current_exe().unwrap();
+    let start = Instant::now();
+    let children: Vec<_> = [(0, 2), (1, 3)]
+        .into_iter()
+        .map(|(rank, world)| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_world_size_mismatch",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("RLVR_DIST_CHILD", "1")
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        let out = text(&o);
+        assert!(out.contains("WORLD_SIZE differs between ranks"), "{out}");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -26,6 +26,10 @@ impl From<rlvr_dist::DistError> for TrainError {
     fn from(e: rlvr_dist::DistError) -> TrainError {
         match e {
             rlvr_dist::DistError::Environment(msg) => TrainError::Config(msg),
+            // The launch itself is wrong, the same on every rank: a usage error.
+            other if other.to_string().contains("WORLD_SIZE differs") => {
+                TrainError::Config(other.to_string())
+            }
             other => TrainError::Run(format!(
                 "{other} (another rank probably stopped or died; its own error says why)"
             )),
