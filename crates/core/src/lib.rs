@@ -18,6 +18,7 @@ pub mod gate;
 pub mod loss;
 pub mod memory;
 pub mod policy;
+pub mod progress;
 pub mod registry;
 pub mod reward;
 pub mod stats;

@@ -20,7 +20,8 @@ pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
     eos: Vec<i64>,
     pad: i64,
-    chat_template: Option<String>,
+    /// The chat template, compiled once (rendering a prompt does not parse it again).
+    chat_env: Option<minijinja::Environment<'static>>,
     bos_token: Option<String>,
     eos_token: Option<String>,
     /// Whether prompts go through the chat template (the folder has `tokenizer_config.json`).
@@ -85,12 +86,14 @@ impl HfTokenizer {
         let id = |t: &Option<String>| t.as_ref().and_then(|t| inner.token_to_id(t)).map(i64::from);
         let eos: Vec<i64> = id(&eos_token).into_iter().collect();
         let pad = id(&pad_token).or_else(|| eos.first().copied()).unwrap_or(0);
-        let chat_template = chat_template(dir, &cfg)?;
+        let chat_env = chat_template(dir, &cfg)?
+            .map(chat_environment)
+            .transpose()?;
         Ok(HfTokenizer {
             inner,
             eos,
             pad,
-            chat_template,
+            chat_env,
             bos_token,
             eos_token,
             chat,
@@ -116,29 +119,13 @@ impl HfTokenizer {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let Some(template) = &self.chat_template else {
+        let Some(env) = &self.chat_env else {
             return Ok(messages
                 .iter()
                 .map(|m| m.content.as_str())
                 .collect::<Vec<_>>()
                 .join("\n"));
         };
-        let mut env = minijinja::Environment::new();
-        // Published templates (Qwen3, Llama 3.x) call Python string methods (`startswith`,
-        // `strip`, `split`, ...) and transformers' `raise_exception` and `strftime_now`.
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |message: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!("the template raised: {message}"),
-                ))
-            },
-        );
-        env.add_function("strftime_now", |format: String| strftime_now(&format));
-        env.add_template("chat", template)
-            .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
         let tmpl = env
             .get_template("chat")
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
@@ -150,6 +137,27 @@ impl HfTokenizer {
         })
         .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))
     }
+}
+
+/// The template environment of a chat template: published templates (Qwen3, Llama 3.x) call
+/// Python string methods (`startswith`, `strip`, `split`, ...) and transformers'
+/// `raise_exception` and `strftime_now`. A template that does not parse fails here, at load.
+fn chat_environment(template: String) -> Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(
+        "raise_exception",
+        |message: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("the template raised: {message}"),
+            ))
+        },
+    );
+    env.add_function("strftime_now", |format: String| strftime_now(&format));
+    env.add_template_owned("chat", template)
+        .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
+    Ok(env)
 }
 
 /// Today's date and time (UTC) in a `strftime` format, for templates that date their system

@@ -134,7 +134,12 @@ impl Session {
         };
         let before = problems.len();
         let mut kept = Vec::with_capacity(before);
-        for p in problems.drain(..) {
+        let mut ticker = rlvr_core::progress::Ticker::new(
+            format!("checking that prompts fit {budget} tokens"),
+            Some(before),
+        );
+        for (i, p) in problems.drain(..).enumerate() {
+            ticker.tick(i);
             // A prompt with more bytes than budget × 64 cannot fit; skip tokenizing megabytes.
             let fits = p.prompt.len() <= (budget as usize).saturating_mul(64)
                 && self.codec.encode(&self.codec.render_prompt(&p)?)?.len() as i64 <= budget;
@@ -142,6 +147,7 @@ impl Session {
                 kept.push(p);
             }
         }
+        ticker.finish(before);
         *problems = kept;
         Ok(before - problems.len())
     }

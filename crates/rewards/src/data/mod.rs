@@ -154,7 +154,9 @@ pub(crate) fn collect(
     on_bad: OnBadRow,
 ) -> Result<Dataset, DataError> {
     let mut ds = Dataset::default();
-    for r in rows {
+    let mut ticker = rlvr_core::progress::Ticker::new(format!("reading {}", path.display()), None);
+    for (i, r) in rows.enumerate() {
+        ticker.tick(i);
         match (r, on_bad) {
             (Ok(rec), _) => ds.records.push(rec),
             (Err(e @ DataError::Row { .. }), OnBadRow::Skip) => {
@@ -164,5 +166,6 @@ pub(crate) fn collect(
             (Err(e), _) => return Err(e),
         }
     }
+    ticker.finish(ds.records.len() + ds.skipped);
     Ok(ds)
 }
