@@ -496,3 +496,27 @@ fn a_taken_run_name_says_whether_the_run_can_be_resumed() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_rollout_that_cannot_fit_in_memory_is_refused_before_the_run_starts() {
+    // 16 prompts × 10^7 samples: hundreds of GiB of KV cache. Before, the kernel killed the
+    // process part-way through the allocation (exit 137).
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train(
+        tmp.path(),
+        "huge",
+        &["--steps", "1", "--set", "train.samples_per_prompt=10000000"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("GiB")
+            && msg.contains("train.samples_per_prompt")
+            && msg.contains("available"),
+        "{msg}"
+    );
+    assert!(
+        !tmp.path().join("huge").exists(),
+        "no run folder for a run that cannot start"
+    );
+}

@@ -125,6 +125,12 @@ pub trait Policy: Send {
     fn save(&self, dir: &Path) -> Result<()>;
     /// Reads back what [`Policy::save`] wrote into the parameters (shapes and names checked).
     fn load(&mut self, dir: &Path) -> Result<()>;
+    /// Refuses, before anything is allocated, generating `rows` responses of up to `positions`
+    /// positions together when that cannot fit the device's memory (a CPU's: the kernel would
+    /// kill the process instead of failing an allocation). Nothing to check by default.
+    fn check_generation_fits(&self, _rows: i64, _positions: i64) -> Result<()> {
+        Ok(())
+    }
     /// Folds trained adapters into the weights (LoRA's merge): afterwards [`Policy::save`] writes
     /// a plain model. Nothing to do for a policy without adapters.
     fn merge_adapters(&mut self) -> Result<()> {

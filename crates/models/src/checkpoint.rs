@@ -67,7 +67,7 @@ fn read_index(path: &Path) -> Result<BTreeMap<String, String>> {
 
 /// Bytes of memory available to this process for new allocations on the CPU (Linux:
 /// `MemAvailable` plus free swap); `None` where unknown.
-fn available_memory() -> Option<u64> {
+pub(crate) fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = info.lines().find(|l| l.starts_with(name))?;

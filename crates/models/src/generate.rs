@@ -45,6 +45,54 @@ fn distinct_prompts(ids: &Tensor, mask: &Tensor) -> Result<(Vec<i64>, Vec<i64>)>
     Ok((unique, expand))
 }
 
+/// Bytes a rollout of `rows` responses of up to `positions` positions holds at least: its KV
+/// cache, and the f32 logits and log-probabilities of one decode step.
+pub fn rollout_bytes(model: &Transformer, rows: i64, positions: i64) -> u128 {
+    let cfg = model.config();
+    let elt = model.compute_kind().elt_size_in_bytes() as u128;
+    let rows = rows.max(0) as u128;
+    let cache = rows
+        * cfg.num_layers as u128
+        * 2
+        * cfg.num_kv_heads as u128
+        * positions.max(0) as u128
+        * cfg.head_dim as u128
+        * elt;
+    cache + rows * cfg.vocab_size as u128 * 4 * 2
+}
+
+/// Refuses, before anything is allocated, a CPU rollout whose KV cache alone would not fit the
+/// memory available: the kernel would otherwise kill the process part-way through the
+/// allocation (what a too-large `--set train.max_new_tokens=8192` did).
+pub fn check_rollout_fits(
+    model: &Transformer,
+    rows: i64,
+    positions: i64,
+    device: Device,
+) -> Result<()> {
+    if device != Device::Cpu {
+        return Ok(());
+    }
+    let Some(available) = crate::checkpoint::available_memory() else {
+        return Ok(());
+    };
+    let cache = rollout_bytes(model, rows, positions);
+    if cache > available as u128 {
+        let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+        return Err(crate::error::ModelError::TooLarge(format!(
+            "generating {rows} responses together, each up to {positions} positions (prompt + \
+             new tokens), needs {:.1} GiB (KV cache and logits) but {:.1} GiB of memory is \
+             available; \
+             lower the responses generated together (train.prompts_per_step × \
+             train.samples_per_prompt in training, --batch-rows in `rlvr sample`) or \
+             train.max_new_tokens",
+            gib(cache),
+            gib(available as u128)
+        )));
+    }
+    Ok(())
+}
+
 /// Samples one response per row of the left-padded `prompt_ids` `[B, P]` (mask `[B, P]`).
 /// Responses are right-padded with `pad`; a stop token is kept as the response's last token.
 pub fn generate(
@@ -59,6 +107,7 @@ pub fn generate(
     let (b, p) = (prompt_ids.size()[0], prompt_ids.size()[1]);
     let device = prompt_ids.device();
     let max_new = cfg.max_new_tokens.max(0);
+    check_rollout_fits(model, b, p + max_new, device)?;
     let mut sampler = Sampler::from_stream(cfg.seed, cfg.first_stream);
     let mut cache = KvCache::with_capacity(p + max_new);
 

@@ -77,6 +77,15 @@ impl Policy for HfPolicy {
         self.model.adapters.is_some()
     }
 
+    fn check_generation_fits(&self, rows: i64, positions: i64) -> rlvr_core::Result<()> {
+        Ok(crate::generate::check_rollout_fits(
+            &self.model.model,
+            rows,
+            positions,
+            self.device(),
+        )?)
+    }
+
     fn merge_adapters(&mut self) -> rlvr_core::Result<()> {
         Ok(self.model.merge_adapters()?)
     }

@@ -113,6 +113,7 @@ impl Trainer {
             None
         };
         drop_long_prompts(&mut session)?;
+        check_rollout_memory(&session, &cfg, world.world_size())?;
         let opt = AdamW::new(session.policy.var_store(), cfg.train.weight_decay);
         if !world.is_single() {
             define_gradients(session.policy.var_store());
@@ -709,6 +710,24 @@ fn run(
         ));
     }
     Ok(result)
+}
+
+/// Refuses, before the run folder exists, a step whose rollout cannot fit this rank's memory even
+/// with empty prompts: its responses (`prompts_per_step × samples_per_prompt` over the ranks)
+/// times `max_new_tokens` of KV cache.
+fn check_rollout_memory(session: &Session, cfg: &RunConfig, ranks: usize) -> Result<()> {
+    let tc = &cfg.train;
+    let rows = (tc.prompts_per_step.div_ceil(ranks.max(1)) * tc.samples_per_prompt) as i64;
+    session
+        .policy
+        .check_generation_fits(rows, tc.max_new_tokens)
+        .map_err(|e| {
+            TrainError::Core(rlvr_core::CoreError::Resources(format!(
+                "train.prompts_per_step × train.samples_per_prompt = {rows} responses per rank, \
+                 each up to train.max_new_tokens = {}: {e}",
+                tc.max_new_tokens
+            )))
+        })
 }
 
 /// Steps in a row without a learning signal before [`NoSignalWatch`] says so.
