@@ -572,7 +572,9 @@ impl CommandVerifier {
         if status.is_some() {
             session.drain_stderr();
         }
-        let status = status.map_or("it is still running".to_string(), |s| format!("it {s}"));
+        let status = status.map_or("it is still running".to_string(), |s| {
+            format!("it ended ({s})")
+        });
         format!("{what}: {status}{}", session.stderr_tail())
     }
 }
