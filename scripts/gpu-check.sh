@@ -26,6 +26,16 @@ export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
 checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout}"
 want() { [[ " $checks " == *" $1 "* ]]; }
+# The peak GPU memory used (MiB, nvidia-smi) while process $1 runs.
+gpu_peak() {
+  local peak=0 used
+  while kill -0 "$1" 2>/dev/null; do
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+    (( used > peak )) && peak=$used
+    sleep 0.5
+  done
+  echo "$peak"
+}
 R=/tmp/gpu-runs
 rm -rf "$R"
 if want nccl; then
@@ -63,12 +73,7 @@ echo "== qwen2.5-1.5b shape: bf16 mixed-precision update on cuda (2 responses, c
 for len in 1024 4096; do
   RLVR_BENCH_DEVICE=cuda RLVR_BENCH_SHAPE=qwen2.5-1.5b RLVR_BENCH_LENGTHS=$len RLVR_BENCH_STEPS=3 \
     "$BIN/update_scale" | tee -a "$OUT/update-1.5b.jsonl" &
-  peak=0
-  while kill -0 $! 2>/dev/null; do
-    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-    (( used > peak )) && peak=$used
-    sleep 0.5
-  done
+  peak=$(gpu_peak $!)
   echo "{\"response_tokens\": $len, \"gpu_memory_used_peak_mib\": $peak}" | tee -a "$OUT/update-1.5b-memory.jsonl"
 done
 python3 - "$OUT/update-1.5b.jsonl" <<'PY'
@@ -85,12 +90,7 @@ echo "== qwen2.5-1.5b shape: LoRA (rank 16, all-linear, bf16 frozen base) vs ful
 for r in 0 16; do
   RLVR_BENCH_DEVICE=cuda RLVR_BENCH_SHAPE=qwen2.5-1.5b RLVR_BENCH_LENGTHS=1024 RLVR_BENCH_STEPS=3 \
     RLVR_BENCH_LORA=$r "$BIN/update_scale" | tee -a "$OUT/lora-1.5b.jsonl" &
-  peak=0
-  while kill -0 $! 2>/dev/null; do
-    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-    (( used > peak )) && peak=$used
-    sleep 0.5
-  done
+  peak=$(gpu_peak $!)
   echo "{\"lora_rank\": $r, \"gpu_memory_used_peak_mib\": $peak}" | tee -a "$OUT/lora-1.5b-memory.jsonl"
 done
 fi

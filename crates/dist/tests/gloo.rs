@@ -2,34 +2,42 @@
 //! (`child_*` tests do their part only when `RLVR_DIST_CHILD` is set) with the torchrun variables.
 
 use rlvr_dist::{join, Collective, WorldEnv};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
-/// Runs the test `name` of this binary as `world` ranks with `timeout_s`; returns each output.
-fn run_ranks(name: &str, world: usize, timeout_s: u64) -> Vec<Output> {
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+/// A free local port for a rendezvous.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..world)
-        .map(|rank| {
-            Command::new(&exe)
-                .args(["--exact", name, "--nocapture", "--test-threads=1"])
-                .env("RLVR_DIST_CHILD", "1")
-                .env("RLVR_DIST_TIMEOUT", timeout_s.to_string())
-                .env("RANK", rank.to_string())
-                .env("LOCAL_RANK", rank.to_string())
-                .env("WORLD_SIZE", world.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .port()
+}
+
+/// Starts the test `name` of this binary as rank `rank` of `world` (rendezvous at `port`, the
+/// collective timeout `timeout_s`).
+fn spawn_rank(name: &str, rank: usize, world: usize, port: u16, timeout_s: u64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("RLVR_DIST_CHILD", "1")
+        .env("RLVR_DIST_TIMEOUT", timeout_s.to_string())
+        .env("RANK", rank.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs the test `name` of this binary as `world` ranks with `timeout_s`; returns each output.
+fn run_ranks(name: &str, world: usize, timeout_s: u64) -> Vec<Output> {
+    let port = free_port();
+    let children: Vec<Child> = (0..world)
+        .map(|rank| spawn_rank(name, rank, world, port, timeout_s))
         .collect();
     children
         .into_iter()
@@ -141,11 +149,7 @@ fn a_hung_peer_fails_the_collective_at_the_timeout() {
 
 #[test]
 fn the_rendezvous_times_out_when_a_rank_never_comes() {
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let env = WorldEnv {
         rank: 0,
         world_size: 2,
@@ -181,34 +185,11 @@ fn child_world_size_mismatch() {
 #[test]
 fn ranks_with_different_world_sizes_are_told_at_once() {
     // Rank 0 says 2, rank 1 says 3: both learn it at the rendezvous, not after the timeout.
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let exe = std::env::current_exe().unwrap();
+    let port = free_port();
     let start = Instant::now();
-    let children: Vec<_> = [(0, 2), (1, 3)]
+    let children: Vec<Child> = [(0, 2), (1, 3)]
         .into_iter()
-        .map(|(rank, world)| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "child_world_size_mismatch",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("RLVR_DIST_CHILD", "1")
-                .env("RANK", rank.to_string())
-                .env("LOCAL_RANK", rank.to_string())
-                .env("WORLD_SIZE", world.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|(rank, world)| spawn_rank("child_world_size_mismatch", rank, world, port, 10))
         .collect();
     for c in children {
         let o = c.wait_with_output().unwrap();
