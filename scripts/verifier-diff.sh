@@ -4,7 +4,9 @@
 # Math-Verify, then:
 #
 #   scripts/verifier-diff.sh corpus [SEED] [OUT]   generate + label the corpus (default: seed 0,
-#                                                  crates/rewards/tests/data/verifier_diff.json)
+#                                                  crates/rewards/tests/data/verifier_diff.json;
+#                                                  RLVR_CORPUS_DELIBERATE=1 adds the classes where
+#                                                  rlvr deliberately differs, to measure them)
 #   scripts/verifier-diff.sh bench [CORPUS]        answers/s on one core: Math-Verify and rlvr on
 #                                                  the same corpus, and their ratio
 #   scripts/verifier-diff.sh test [CORPUS]         the agreement test on a corpus (e.g. a fresh
@@ -40,7 +42,7 @@ case "$cmd" in
     data="${RLVR_MATH_TRAIN:-$root/crates/rewards/tests/data/math_train.parquet}"
     [[ -f "$data" ]] || { echo "verifier-diff: no MATH train parquet at $data (set RLVR_MATH_TRAIN)" >&2; exit 1; }
     "$venv/bin/python" "$root/scripts/verifier-diff/corpus.py" --data "$data" \
-      --seed "${2:-0}" --out "${3:-$default_corpus}"
+      --seed "${2:-0}" --out "${3:-$default_corpus}" ${RLVR_CORPUS_DELIBERATE:+--deliberate}
     ;;
   bench)
     ensure_venv

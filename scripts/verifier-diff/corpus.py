@@ -42,6 +42,16 @@ CATEGORIES = {
     "tokens, unboxed final answers, digits inside words",
     "numeric": "countdown/gsm8k-style integer answers: ####, thousands separators, dollars, "
     "trailing zeros, off by one",
+    "tuple_sets": "several tuples in any order, with or without set braces, one tuple changed",
+    "joined_answers": "answers joined by `or` / `and` in a box or in text ($x=a$ and $x=b$)",
+    "interval_endpoints": "interval endpoints as decimals against fractions, a changed bracket",
+    "inequality_intervals": "inequality chains and one-sided inequalities against intervals "
+    "(--deliberate only)",
+    "labelled_equations": "a value given as a labelled equation (\\frac{NO}{BO} = v, AB = v, f(3) = v)",
+    "strict_variables": "an expression in another variable (f(y) against f(x))",
+    "trailing_check": "the answer stated, then a sanity check with other numbers (--deliberate "
+    "only)",
+    "unit_words": "values with units as words or \\text{}, dollars, square units",
 }
 
 INT = re.compile(r"^-?\d+$")
@@ -400,12 +410,153 @@ GENERATORS = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Synthetic categories (golds made here, the MATH gold unused): answer classes outside MATH train.
+
+
+def tuple_sets(rng, _g):
+    pts = [(rng.randint(-9, 9), rng.randint(-9, 9)) for _ in range(rng.randint(2, 3))]
+    if len(set(pts)) < len(pts):
+        return []
+    tup = lambda t: f"({t[0]},{t[1]})"
+    gold = ", ".join(tup(t) for t in pts)
+    shuffled = pts[:]
+    rng.shuffle(shuffled)
+    changed = shuffled[:]
+    changed[0] = (changed[0][0] + 1, changed[0][1])
+    forms = [
+        f"\\boxed{{{', '.join(tup(t) for t in shuffled)}}}",
+        f"\\boxed{{\\{{{', '.join(tup(t) for t in shuffled)}\\}}}}",
+        f"The solutions are $\\boxed{{{'; '.join(tup(t) for t in shuffled)}}}$.",
+        f"\\boxed{{{', '.join(tup(t) for t in changed)}}}",
+    ]
+    return [(gold, p) for p in rng.sample(forms, 3)]
+
+
+def joined_answers(rng, _g):
+    a, b = rng.sample(range(-20, 21), 2)
+    gold = f"{a}, {b}"
+    forms = [
+        f"\\boxed{{{b} \\text{{ or }} {a}}}",
+        f"\\boxed{{{a} \\text{{ and }} {b}}}",
+        f"The solutions are $x={a}$ and $x={b}$.",
+        f"So $x = {b}$ or $x = {a}$.",
+        f"\\boxed{{x={a} \\text{{ or }} x={b}}}",
+        f"The solutions are $x={a}$ and $x={b + 1}$.",
+        f"\\boxed{{{a}}}",
+    ]
+    return [(gold, p) for p in rng.sample(forms, 3)]
+
+
+def interval_endpoints(rng, _g):
+    lo = Fraction(rng.randint(-12, 4), rng.choice([2, 4, 5, 8]))
+    hi = lo + Fraction(rng.randint(1, 12), rng.choice([2, 4, 5]))
+    left, right = rng.choice("(["), rng.choice(")]")
+    ftex = lambda v: frac_tex(v) if v.denominator != 1 else str(v.numerator)
+    gold = f"{left}{ftex(lo)}, {ftex(hi)}{right}"
+    dec = lambda v: decimal(v, 6)
+    other = "[" if left == "(" else "("
+    forms = [
+        f"\\boxed{{{left}{dec(lo)}, {dec(hi)}{right}}}",
+        f"\\boxed{{\\left{left}{dec(lo)}, {ftex(hi)}\\right{right}}}",
+        f"The interval is ${left}{dec(lo)},{dec(hi)}{right}$.",
+        f"\\boxed{{{other}{dec(lo)}, {dec(hi)}{right}}}",
+    ]
+    return [(gold, p) for p in rng.sample(forms, 3)]
+
+
+def inequality_intervals(rng, _g):
+    a = rng.randint(-9, 5)
+    b = a + rng.randint(1, 9)
+    forms = [
+        (f"({a},{b})", f"\\boxed{{{a} < x < {b}}}"),
+        (f"[{a},{b}]", f"\\boxed{{{a} \\le x \\le {b}}}"),
+        (f"(-\\infty,{b}]", f"\\boxed{{x \\le {b}}}"),
+        (f"({a},\\infty)", f"\\boxed{{x > {a}}}"),
+        (f"(-\\infty,{a}) \\cup ({b},\\infty)", f"\\boxed{{x < {a} \\text{{ or }} x > {b}}}"),
+        (f"({a},{b})", f"\\boxed{{{a} \\le x < {b}}}"),
+    ]
+    return rng.sample(forms, 3)
+
+
+def labelled_equations(rng, g):
+    v = value(g)
+    if v is None:
+        return []
+    labels = ["\\frac{NO}{BO}", "AB", "m+n", "f(3)", "\\frac{[ABC]}{[DEF]}", "BC^2"]
+    other = g + "+1" if v.denominator == 1 else frac_tex(v + 1)
+    return [
+        f"So $\\boxed{{{rng.choice(labels)} = {g}}}$.",
+        f"Therefore ${rng.choice(labels)} = {g}$.",
+        f"\\boxed{{{rng.choice(labels)} = {other}}}",
+    ]
+
+
+def strict_variables(rng, _g):
+    c, d = rng.randint(1, 9), rng.randint(1, 9)
+    var, other = rng.sample(["x", "y", "t", "n"], 2)
+    gold = f"{c}{var}^2 + {d}"
+    forms = [
+        f"\\boxed{{{c}{other}^2 + {d}}}",
+        f"\\boxed{{{d} + {c}{var}^2}}",
+        f"\\boxed{{f({other}) = {c}{other}^2 + {d}}}",
+        f"\\boxed{{{c}{var}^2 + {d + 1}}}",
+    ]
+    return [(gold, p) for p in rng.sample(forms, 3)]
+
+
+def trailing_check(rng, _g):
+    v = rng.randint(2, 300)
+    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    gold = str(v)
+    forms = [
+        f"The answer is ${v}$. As a sanity check, ${a} \\cdot {b} = {a * b}$.",
+        f"The answer is $\\boxed{{{v}}}$. As a sanity check, ${a} \\cdot {b} = {a * b}$.",
+        f"Therefore the answer is {v}. Let's verify: {a} * {b} = {a * b}.",
+        f"The answer is ${v + 1}$. Check: ${a} + {b} = {a + b}$.",
+    ]
+    return [(gold, p) for p in rng.sample(forms, 3)]
+
+
+def unit_words(rng, _g):
+    v = rng.randint(1, 500)
+    gold = str(v)
+    forms = [
+        f"The answer is {v} meters.",
+        f"\\boxed{{{v} \\text{{ cm}}^2}}",
+        f"\\boxed{{{v}\\text{{ square units}}}}",
+        f"The total is \\boxed{{\\${v}}}.",
+        f"\\boxed{{{v} \\mbox{{ inches}}}}",
+        f"The answer is {v + 1} meters.",
+    ]
+    return [(gold, p) for p in rng.sample(forms, 3)]
+
+
+SYNTHETIC = [
+    tuple_sets,
+    joined_answers,
+    interval_endpoints,
+    labelled_equations,
+    strict_variables,
+    unit_words,
+]
+# Classes where Math-Verify 0.9.0 is wrong and rlvr deliberately differs (CONFORMANCE.md): an
+# inequality chain is its interval, and a stated answer is not replaced by a later sanity check.
+# Written only with --deliberate (to measure the difference), never into the agreement corpus.
+DELIBERATE = [inequality_intervals, trailing_check]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="verl parquet file with MATH train rows")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-category", type=int, default=480, help="pairs per category (at most)")
+    ap.add_argument(
+        "--deliberate",
+        action="store_true",
+        help="also the classes where rlvr deliberately differs from Math-Verify",
+    )
     args = ap.parse_args()
 
     import math_verify
@@ -426,13 +577,14 @@ def main() -> int:
         return gold_cache[g]
 
     cases, skipped = [], 0
-    for gen in GENERATORS + [numeric]:
+    for gen in GENERATORS + [numeric] + SYNTHETIC + (DELIBERATE if args.deliberate else []):
         name = gen.__name__
         made = 0
         order = golds[:]
         rng.shuffle(order)
+        limit = args.per_category // 2 if gen in SYNTHETIC + DELIBERATE else args.per_category
         for g in order:
-            if made >= args.per_category:
+            if made >= limit:
                 break
             preds = gen(rng, g)
             for item in preds:

@@ -141,6 +141,56 @@ fn phrase_answer(a: &str) -> String {
     tail_answer(a).unwrap_or_else(|| a.to_string())
 }
 
+/// The last `$…$` spans of `text` joined into one list answer when only a list connective
+/// separates them ("$x=2$ and $x=3$", "$1$, $2$ or $3$") and they are alike: values, or
+/// equations of the same left side (Math-Verify reads such a sentence as one answer). `None`
+/// when the last span stands alone.
+fn joined_math_spans(text: &str) -> Option<String> {
+    let dollars: Vec<usize> = text
+        .match_indices('$')
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || text.as_bytes()[i - 1] != b'\\')
+        .collect();
+    if dollars.len() < 4 || !dollars.len().is_multiple_of(2) {
+        return None;
+    }
+    let spans: Vec<(usize, usize)> = dollars.chunks(2).map(|c| (c[0], c[1])).collect();
+    // Spans of `$$…$$` (empty between adjacent dollars) are not list items.
+    if spans.iter().any(|(a, b)| b - a <= 1) {
+        return None;
+    }
+    let lhs = |s: &str| -> Option<String> {
+        let mut parts = s.split('=');
+        let (l, _r, rest) = (parts.next()?, parts.next(), parts.next());
+        match (_r, rest) {
+            (Some(_), None) => Some(l.trim().to_string()),
+            _ => None,
+        }
+    };
+    let connective = |gap: &str| {
+        let g = gap.trim().trim_start_matches(',').trim().to_lowercase();
+        g.is_empty() || g == "and" || g == "or"
+    };
+    let content = |(a, b): (usize, usize)| text[a + 1..b].trim().to_string();
+    let last = *spans.last()?;
+    let mut items = vec![content(last)];
+    let kind = lhs(&items[0]);
+    for w in spans.windows(2).rev() {
+        let (prev, next) = (w[0], w[1]);
+        let gap = &text[prev.1 + 1..next.0];
+        let item = content(prev);
+        if !connective(gap) || lhs(&item) != kind {
+            break;
+        }
+        items.push(item);
+    }
+    if items.len() < 2 {
+        return None;
+    }
+    items.reverse();
+    Some(items.join(", "))
+}
+
 /// The later of the last math span and the last plain-text number of `text`.
 fn tail_answer(text: &str) -> Option<String> {
     let math = last_math_span(text).map(|m| {
@@ -155,7 +205,7 @@ fn tail_answer(text: &str) -> Option<String> {
         .filter(|(end, _)| math.as_ref().is_none_or(|(m_end, _)| *end > *m_end));
     match (math, number) {
         (_, Some((_, n))) => Some(n),
-        (Some((_, m)), None) => Some(m),
+        (Some((_, m)), None) => Some(joined_math_spans(text).unwrap_or(m)),
         _ => None,
     }
 }
@@ -386,6 +436,13 @@ mod tests {
             Some("y = 3")
         );
         assert_eq!(extract("\\[ \\boxed{32349} \\]").as_deref(), Some("32349"));
+        // Alike spans joined by a list connective are one answer; others are not.
+        assert_eq!(
+            extract("The solutions are $x=2$ and $x=-3$.").as_deref(),
+            Some("x=2, x=-3")
+        );
+        assert_eq!(extract("So $1$, $2$ or $3$.").as_deref(), Some("1, 2, 3"));
+        assert_eq!(extract("We have $y=1$ and $x=3$.").as_deref(), Some("x=3"));
         assert_eq!(
             extract("\\boxed{unclosed").as_deref(),
             Some("\\boxed{unclosed")

@@ -141,5 +141,21 @@ mod tests {
         assert!(same("The answer is -.5.", "-\\frac{1}{2}"));
         // Digits inside words are not numbers.
         assert!(!same("The answer is abc123def.", "123"));
+        // Answers joined by "and"/"or" in text are one list answer (as Math-Verify reads them).
+        assert!(same("The solutions are $x=2$ and $x=-3$.", "2, -3"));
+        assert!(!same("The solutions are $x=2$ and $x=-4$.", "2, -3"));
+        // Deliberate differences from Math-Verify 0.9.0 (CONFORMANCE.md): an inequality chain is
+        // its interval, and a stated answer is not replaced by a later sanity check.
+        assert!(same("\\boxed{-1 < x < 3}", "(-1,3)"));
+        assert!(same("\\boxed{0 \\le x \\le 2}", "[0,2]"));
+        assert!(!same("\\boxed{0 \\le x < 2}", "[0,2]"));
+        assert!(same(
+            "The answer is $7$. As a sanity check, $3 \\cdot 4 = 12$.",
+            "7"
+        ));
+        assert!(!same(
+            "The answer is $8$. As a sanity check, $3 \\cdot 4 = 12$.",
+            "7"
+        ));
     }
 }
