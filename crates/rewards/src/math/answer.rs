@@ -195,6 +195,16 @@ pub fn parse_answer(s: &str) -> Answer {
         if parse(a.trim()).is_some() && parse(b.trim()).is_some() {
             let open = if o1 == '<' { '(' } else { '[' };
             let close = if o2 == '<' { ')' } else { ']' };
+            let middle = s[i + o1.len_utf8()..j].trim();
+            // a ≤ |x| ≤ b with 0 ≤ a is the two intervals [−b, −a] ∪ [a, b].
+            let absolute = middle.len() > 2 && middle.starts_with('|') && middle.ends_with('|');
+            if absolute && !a.trim().starts_with('-') {
+                let neg = |v: &str| parse_answer(&format!("-({})", v.trim()));
+                return Answer::Union(vec![
+                    Answer::Seq(mirror(close), vec![neg(b), neg(a)], mirror(open)),
+                    Answer::Seq(open, vec![parse_answer(a), parse_answer(b)], close),
+                ]);
+            }
             return Answer::Seq(open, vec![parse_answer(a), parse_answer(b)], close);
         }
     }
@@ -218,6 +228,17 @@ pub fn parse_answer(s: &str) -> Answer {
                 .filter(|c| !c.is_whitespace())
                 .collect(),
         ),
+    }
+}
+
+/// The bracket on the other side of an interval that is the same kind (open or closed).
+fn mirror(bracket: char) -> char {
+    match bracket {
+        '(' => ')',
+        ')' => '(',
+        '[' => ']',
+        ']' => '[',
+        other => other,
     }
 }
 

@@ -149,6 +149,15 @@ mod tests {
         assert!(same("\\boxed{-1 < x < 3}", "(-1,3)"));
         assert!(same("\\boxed{0 \\le x \\le 2}", "[0,2]"));
         assert!(!same("\\boxed{0 \\le x < 2}", "[0,2]"));
+        // An absolute value between bounds is two intervals.
+        assert!(same(
+            "\\boxed{1 \\le |z| \\le \\frac{3}{2}}",
+            "\\left[-\\frac32,-1\\right]\\cup\\left[1,\\frac32\\right]"
+        ));
+        assert!(!same(
+            "\\boxed{1 < |z| \\le \\frac{3}{2}}",
+            "\\left[-\\frac32,-1\\right]\\cup\\left[1,\\frac32\\right]"
+        ));
         assert!(same(
             "The answer is $7$. As a sanity check, $3 \\cdot 4 = 12$.",
             "7"
