@@ -5,6 +5,7 @@
 //! checkpoint folders ([`checkpoint`]).
 
 pub mod backward;
+pub mod batcher;
 pub mod checkpoint;
 pub mod device;
 pub mod error;

@@ -63,9 +63,8 @@ impl Sampler {
     /// The next uniform draw of row `r`'s stream.
     fn uniform(&mut self, r: usize) -> f64 {
         while self.streams.len() <= r {
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-            rng.set_stream(self.first_stream + self.streams.len() as u64);
-            self.streams.push(rng);
+            let stream = self.first_stream + self.streams.len() as u64;
+            self.streams.push(RowStream::new(self.seed, stream).0);
         }
         self.streams[r].random::<f64>()
     }
@@ -77,34 +76,58 @@ impl Sampler {
         self.sample_rows(logp, &rows)
     }
 
-    /// Draws one token for each row of `logp` `[R, V]`, row `i` from stream `rows[i]`: the first
-    /// token whose cumulative probability exceeds a uniform draw (inverse-CDF, on the device; only
-    /// the chosen ids and log-probs are copied back).
+    /// Draws one token for each row of `logp` `[R, V]`, row `i` from stream `rows[i]`.
     pub fn sample_rows(&mut self, logp: &Tensor, rows: &[usize]) -> Result<(Vec<i64>, Vec<f64>)> {
-        let size = logp.size();
-        let (b, v) = (size[0], size[1]);
-        let device = logp.device();
         let u: Vec<f64> = rows.iter().map(|&r| self.uniform(r)).collect();
-        let u = Tensor::from_slice(&u).f_view([b, 1])?.f_to_device(device)?;
-        let logp = logp.f_to_kind(Kind::Double)?;
-        let probs = logp.f_exp()?;
-        let cdf = probs.f_cumsum(-1, Kind::Double)?;
-        let idx = u
-            .f_searchsorted(&cdf, false, true, "right", None::<Tensor>)?
-            .f_clamp_max(v - 1)?;
-        // A draw past the total mass (rounding) takes the last token with positive probability.
-        let positive = probs.f_gt(0.0)?;
-        let last = positive
-            .f_flip([-1])?
-            .f_to_kind(Kind::Int8)?
-            .f_argmax(-1, true)?
-            .f_neg()?
-            .f_add_scalar(v - 1)?;
-        let ok = positive.f_gather(-1, &idx, false)?;
-        let idx = idx.f_where_self(&ok, &last)?;
-        let chosen = logp.f_gather(-1, &idx, false)?;
-        let ids = Vec::<i64>::try_from(&idx.f_view([-1])?.f_to_device(tch::Device::Cpu)?)?;
-        let lps = Vec::<f64>::try_from(&chosen.f_view([-1])?.f_to_device(tch::Device::Cpu)?)?;
-        Ok((ids, lps))
+        sample_with_uniforms(logp, &u)
     }
+}
+
+/// Row `r`'s random stream: ChaCha8 seeded with the sampling seed, stream `r` (what [`Sampler`]
+/// draws for a row; a server draws each request's rows from the same streams, so a served
+/// sample equals the in-process one).
+pub struct RowStream(ChaCha8Rng);
+
+impl RowStream {
+    /// Stream `stream` of `seed`.
+    pub fn new(seed: u64, stream: u64) -> RowStream {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream);
+        RowStream(rng)
+    }
+
+    /// The next uniform draw in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        self.0.random::<f64>()
+    }
+}
+
+/// Draws one token for each row of `logp` `[R, V]` given one uniform draw per row: the first
+/// token whose cumulative probability exceeds it (inverse-CDF, on the device; only the chosen ids
+/// and log-probs are copied back).
+pub fn sample_with_uniforms(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f64>)> {
+    let size = logp.size();
+    let (b, v) = (size[0], size[1]);
+    let device = logp.device();
+    let u = Tensor::from_slice(&u).f_view([b, 1])?.f_to_device(device)?;
+    let logp = logp.f_to_kind(Kind::Double)?;
+    let probs = logp.f_exp()?;
+    let cdf = probs.f_cumsum(-1, Kind::Double)?;
+    let idx = u
+        .f_searchsorted(&cdf, false, true, "right", None::<Tensor>)?
+        .f_clamp_max(v - 1)?;
+    // A draw past the total mass (rounding) takes the last token with positive probability.
+    let positive = probs.f_gt(0.0)?;
+    let last = positive
+        .f_flip([-1])?
+        .f_to_kind(Kind::Int8)?
+        .f_argmax(-1, true)?
+        .f_neg()?
+        .f_add_scalar(v - 1)?;
+    let ok = positive.f_gather(-1, &idx, false)?;
+    let idx = idx.f_where_self(&ok, &last)?;
+    let chosen = logp.f_gather(-1, &idx, false)?;
+    let ids = Vec::<i64>::try_from(&idx.f_view([-1])?.f_to_device(tch::Device::Cpu)?)?;
+    let lps = Vec::<f64>::try_from(&chosen.f_view([-1])?.f_to_device(tch::Device::Cpu)?)?;
+    Ok((ids, lps))
 }

@@ -210,6 +210,51 @@ impl KvCache {
         Ok((ck.f_narrow(2, 0, need)?, cv.f_narrow(2, 0, need)?))
     }
 
+    /// The rows of `parts` stacked in order, each part's last `keep` cached positions placed
+    /// right-aligned in the first `len` positions of a buffer of `capacity` (continuous batching:
+    /// prefilled requests join a running batch). Positions left of a part's block are zero; the
+    /// caller's key mask hides them.
+    pub fn stack_right_aligned(
+        parts: &[(&KvCache, i64)],
+        len: i64,
+        capacity: i64,
+    ) -> Result<KvCache> {
+        let parts: Vec<&(&KvCache, i64)> =
+            parts.iter().filter(|(c, _)| !c.layers.is_empty()).collect();
+        let Some((first, _)) = parts.first() else {
+            return Ok(KvCache::with_capacity(capacity));
+        };
+        let rows: i64 = parts.iter().map(|(c, _)| c.layers[0].0.size()[0]).sum();
+        let mut layers = Vec::with_capacity(first.layers.len());
+        for i in 0..first.layers.len() {
+            let size = first.layers[i].0.size();
+            let (nkv, hd) = (size[1], size[3]);
+            let opts = (first.layers[i].0.kind(), first.layers[i].0.device());
+            let k = Tensor::f_zeros([rows, nkv, capacity, hd], opts)?;
+            let v = Tensor::f_zeros([rows, nkv, capacity, hd], opts)?;
+            let mut at = 0;
+            for (part, keep) in &parts {
+                let (pk, pv) = &part.layers[i];
+                let b = pk.size()[0];
+                let keep = (*keep).min(part.len).min(len);
+                let from = part.len - keep;
+                k.f_narrow(0, at, b)?
+                    .f_narrow(2, len - keep, keep)?
+                    .f_copy_(&pk.f_narrow(2, from, keep)?)?;
+                v.f_narrow(0, at, b)?
+                    .f_narrow(2, len - keep, keep)?
+                    .f_copy_(&pv.f_narrow(2, from, keep)?)?;
+                at += b;
+            }
+            layers.push((k, v));
+        }
+        Ok(KvCache {
+            layers,
+            len,
+            capacity,
+        })
+    }
+
     /// Marks `l` more positions as cached (after every layer appended them).
     fn advance(&mut self, l: i64) {
         self.len += l;
