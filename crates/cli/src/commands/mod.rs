@@ -6,6 +6,7 @@ pub mod eval;
 pub mod export;
 pub mod list;
 pub mod sample;
+pub mod serve;
 pub mod sft;
 pub mod sweep;
 pub mod train;
@@ -46,6 +47,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Write a run's checkpoint as a Hugging Face folder, a PEFT adapter folder, or (--merge) a LoRA run's base with its adapters merged.
     Export(export::ExportArgs),
+    /// Serve a model over HTTP for generation: SGLang's /generate and weight-update endpoints, OpenAI's /v1/completions (continuous batching).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command line.
@@ -60,5 +63,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sweep(args) => sweep::exec(args),
         Command::Sample(args) => sample::exec(args),
         Command::Export(args) => export::exec(args),
+        Command::Serve(args) => serve::exec(args),
     }
 }
