@@ -10,6 +10,7 @@
 
 pub mod advantage;
 pub mod batch;
+pub mod correction;
 pub mod gate;
 pub mod loss;
 pub mod presets;

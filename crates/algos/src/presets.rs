@@ -28,6 +28,7 @@ fn preset(
         loss,
         shaping: None,
         filter: None,
+        correction: None,
     }
 }
 

@@ -41,6 +41,10 @@ pub struct AlgoConfig {
     /// `type = "dynamic-sampling"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Box<dyn crate::FilterConfig>>,
+    /// Optional rollout–trainer mismatch correction (truncated or masked importance sampling,
+    /// `type = "tis"` | `"mis"`; docs/rollouts.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<Box<dyn crate::CorrectionConfig>>,
 }
 
 crate::describe_fields!(AlgoConfig);
@@ -59,6 +63,8 @@ pub struct Algorithm {
     pub shaping: Option<Box<dyn crate::RewardShaping>>,
     /// Group filter, if any.
     pub filter: Option<Box<dyn crate::GroupFilter>>,
+    /// Rollout correction, if any.
+    pub correction: Option<Box<dyn crate::RolloutCorrection>>,
     /// The aggregation mode.
     pub aggregation: Aggregation,
     /// Normaliser for [`Aggregation::Constant`].
@@ -80,6 +86,7 @@ impl AlgoConfig {
             loss: self.loss.build()?,
             shaping: self.shaping.as_ref().map(|s| s.build()).transpose()?,
             filter: self.filter.as_ref().map(|f| f.build()).transpose()?,
+            correction: self.correction.as_ref().map(|c| c.build()).transpose()?,
             aggregation: self.aggregation,
             loss_normalizer: self.loss_normalizer,
         })

@@ -27,6 +27,8 @@ pub enum ComponentKind {
     Shaping,
     /// A filter of prompt groups (dynamic sampling).
     Filter,
+    /// A rollout–trainer mismatch correction (TIS, MIS).
+    Correction,
     /// A verifier.
     Verifier,
     /// A task.
@@ -37,13 +39,14 @@ pub enum ComponentKind {
 
 impl ComponentKind {
     /// Every kind, in display order.
-    pub const ALL: [ComponentKind; 9] = [
+    pub const ALL: [ComponentKind; 10] = [
         ComponentKind::Preset,
         ComponentKind::Advantage,
         ComponentKind::Loss,
         ComponentKind::Gate,
         ComponentKind::Shaping,
         ComponentKind::Filter,
+        ComponentKind::Correction,
         ComponentKind::Verifier,
         ComponentKind::Task,
         ComponentKind::Model,
@@ -58,6 +61,7 @@ impl ComponentKind {
             ComponentKind::Gate => "gates",
             ComponentKind::Shaping => "reward shapings",
             ComponentKind::Filter => "group filters",
+            ComponentKind::Correction => "rollout corrections",
             ComponentKind::Verifier => "verifiers",
             ComponentKind::Task => "tasks",
             ComponentKind::Model => "models",
@@ -73,6 +77,7 @@ impl ComponentKind {
             ComponentKind::Gate => "gate",
             ComponentKind::Shaping => "shaping",
             ComponentKind::Filter => "filter",
+            ComponentKind::Correction => "correction",
             ComponentKind::Verifier => "verifier",
             ComponentKind::Task => "task",
             ComponentKind::Model => "model",
@@ -95,6 +100,8 @@ pub enum Factory {
     Shaping(fn() -> Box<dyn crate::ShapingConfig>),
     /// A group filter's default configuration.
     Filter(fn() -> Box<dyn crate::FilterConfig>),
+    /// A rollout correction's default configuration.
+    Correction(fn() -> Box<dyn crate::CorrectionConfig>),
     /// A verifier's default configuration.
     Verifier(fn() -> Box<dyn VerifierConfig>),
     /// A task's default configuration.
@@ -113,6 +120,7 @@ impl Factory {
             Factory::Gate(_) => ComponentKind::Gate,
             Factory::Shaping(_) => ComponentKind::Shaping,
             Factory::Filter(_) => ComponentKind::Filter,
+            Factory::Correction(_) => ComponentKind::Correction,
             Factory::Verifier(_) => ComponentKind::Verifier,
             Factory::Task(_) => ComponentKind::Task,
             Factory::Model(_) => ComponentKind::Model,
@@ -128,6 +136,7 @@ impl Factory {
             Factory::Gate(f) => toml::Value::try_from(f()),
             Factory::Shaping(f) => toml::Value::try_from(f()),
             Factory::Filter(f) => toml::Value::try_from(f()),
+            Factory::Correction(f) => toml::Value::try_from(f()),
             Factory::Verifier(f) => toml::Value::try_from(f()),
             Factory::Task(f) => toml::Value::try_from(f()),
             Factory::Model(f) => toml::Value::try_from(f()),
@@ -145,6 +154,7 @@ impl Factory {
             Factory::Gate(f) => f().field_doc(field),
             Factory::Shaping(f) => f().field_doc(field),
             Factory::Filter(f) => f().field_doc(field),
+            Factory::Correction(f) => f().field_doc(field),
             Factory::Verifier(f) => f().field_doc(field),
             Factory::Task(f) => f().field_doc(field),
             Factory::Model(f) => f().field_doc(field),
@@ -225,6 +235,9 @@ macro_rules! register {
     };
     (filter, $name:expr, $summary:expr, $ty:ty) => {
         $crate::register!(@boxed Filter, $name, $summary, $ty);
+    };
+    (correction, $name:expr, $summary:expr, $ty:ty) => {
+        $crate::register!(@boxed Correction, $name, $summary, $ty);
     };
     (verifier, $name:expr, $summary:expr, $ty:ty) => {
         $crate::register!(@boxed Verifier, $name, $summary, $ty);

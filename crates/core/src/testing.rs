@@ -70,6 +70,7 @@ fn check_one(name: &str, factory: &Factory, value: toml::Value) -> Result<(), St
         ComponentKind::Gate => built(back::<dyn GateConfig>(value)?.build()),
         ComponentKind::Shaping => built(back::<dyn crate::ShapingConfig>(value)?.build()),
         ComponentKind::Filter => built(back::<dyn crate::FilterConfig>(value)?.build()),
+        ComponentKind::Correction => built(back::<dyn crate::CorrectionConfig>(value)?.build()),
         // A verifier that calls out (a reward program, a URL) has no buildable default: it
         // needs the program or URL; the default must still round-trip.
         ComponentKind::Verifier => back::<dyn VerifierConfig>(value).map(drop),

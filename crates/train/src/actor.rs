@@ -156,7 +156,10 @@ impl Actor {
                 tokens: &r.tokens,
                 truncated: Some(&r.truncated),
             };
-            let out = loss.per_token_loss(&input)?;
+            let mut out = loss.per_token_loss(&input)?;
+            if let Some(w) = &part.is_weights {
+                out.per_token = out.per_token.f_mul(w)?;
+            }
             sums = out
                 .metrics
                 .iter()

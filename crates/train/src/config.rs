@@ -325,6 +325,8 @@ pub struct RunConfig {
     pub reward: Option<RewardSpec>,
     /// Loop settings.
     pub train: TrainConfig,
+    /// Where rollouts are generated (`[rollout]`).
+    pub rollout: crate::engine::RolloutConfig,
     /// The resolved document (written as config.toml).
     pub document: toml::Table,
 }
@@ -473,7 +475,9 @@ impl RunConfig {
     }
 
     fn resolve(mut doc: toml::Table) -> Result<RunConfig> {
-        let valid = ["algo", "model", "task", "data", "reward", "train"];
+        let valid = [
+            "algo", "model", "task", "data", "reward", "train", "rollout",
+        ];
         if let Some(k) = doc.keys().find(|k| !valid.contains(&k.as_str())) {
             config_bail!(
                 "unknown config section `[{k}]`; valid sections: {}",
@@ -529,6 +533,11 @@ impl RunConfig {
             .try_into()
             .map_err(|e| TrainError::Config(format!("config error in [train]: {e}")))?;
         train.validate()?;
+        let rollout: crate::engine::RolloutConfig =
+            toml::Value::Table(table(&doc, "rollout")?.cloned().unwrap_or_default())
+                .try_into()
+                .map_err(|e| TrainError::Config(format!("config error in [rollout]: {e}")))?;
+        rollout.validate()?;
         doc.insert("algo".into(), toml::Value::Table(algo.to_table()?));
         doc.insert("train".into(), toml::Value::try_from(&train)?);
         Ok(RunConfig {
@@ -538,6 +547,7 @@ impl RunConfig {
             data,
             reward,
             train,
+            rollout,
             document: doc,
         })
     }

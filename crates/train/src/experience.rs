@@ -28,6 +28,9 @@ pub struct Experience {
     pub old_logp: Tensor,
     /// Log-prob under the reference policy, when the loss needs one.
     pub ref_logp: Option<Tensor>,
+    /// Per-token weights of the algorithm's rollout correction (`[algo.correction]`), which
+    /// multiply the per-token loss; `None` without one.
+    pub is_weights: Option<Tensor>,
     /// A few of the step's responses in text, for `samples.jsonl` (the first response of each
     /// of the first prompts; not carried by [`Experience::select`]).
     pub samples: Vec<Sample>,
@@ -73,6 +76,7 @@ impl Experience {
             advantages: rows(&self.advantages),
             old_logp: rows(&self.old_logp),
             ref_logp: self.ref_logp.as_ref().map(rows),
+            is_weights: self.is_weights.as_ref().map(rows),
             samples: Vec::new(),
             rows: RowShare::whole(idx.size()[0]),
         }
@@ -131,6 +135,20 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
     let time_old = t_old.elapsed().as_secs_f64();
 
     let mut m = step_metrics(step, &ro, &advantages, &conc);
+    mismatch_metrics(&mut m, &old.logp, &ro.responses)?;
+    let versions = Vec::<i64>::try_from(ro.responses.version.to_device(tch::Device::Cpu))?;
+    if let Some(oldest) = versions.iter().min() {
+        m.set("rollout/weight_version", *oldest as f64, Reduce::Max);
+    }
+    let is_weights = match &inputs.algo.correction {
+        Some(c) => {
+            let r = &ro.responses;
+            let w = c.weights(&old.logp.detach(), &r.rollout_logp, &r.mask)?;
+            correction_metrics(&mut m, &w, &old.logp, r)?;
+            Some(w)
+        }
+        None => None,
+    };
     if let Some(k) = kept_groups {
         m.set("rollout/kept_groups", k, Reduce::ResponseMean);
     }
@@ -152,10 +170,63 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
         advantages,
         old_logp: old.logp.detach(),
         ref_logp,
+        is_weights,
         samples,
         rows,
     };
     Ok((exp, m))
+}
+
+/// How far the rollout engine's log-probs of the sampled tokens are from the trainer's old
+/// policy (verl's rollout-probs diff, with ρ = π_old/π_rollout): `rollout/logp_diff_mean`
+/// (mean |Δ|), `rollout/logp_diff_max`, and `rollout/kl_k3` = mean of ρ − 1 − log ρ, the k3
+/// estimate of KL(π_rollout ‖ π_old) from the engine's samples.
+fn mismatch_metrics(m: &mut Metrics, old_logp: &Tensor, r: &Responses) -> Result<()> {
+    let mask = r.mask.to_kind(Kind::Double);
+    let tokens = mask.sum(Kind::Double).double_value(&[]).max(1.0);
+    let log_ratio =
+        (old_logp.detach().to_kind(Kind::Double) - r.rollout_logp.to_kind(Kind::Double)) * &mask;
+    let diff = log_ratio.abs();
+    m.set(
+        "rollout/logp_diff_mean",
+        diff.sum(Kind::Double).double_value(&[]) / tokens,
+        Reduce::TokenMean,
+    );
+    m.set(
+        "rollout/logp_diff_max",
+        diff.max().double_value(&[]),
+        Reduce::Max,
+    );
+    let k3 = (log_ratio.exp() - 1.0 - &log_ratio) * &mask;
+    m.set(
+        "rollout/kl_k3",
+        k3.sum(Kind::Double).double_value(&[]) / tokens,
+        Reduce::TokenMean,
+    );
+    Ok(())
+}
+
+/// The correction's effect: `rollout/is_weight_mean` over valid tokens and
+/// `rollout/is_clip_frac`, the share of valid tokens whose weight is not their ratio ρ (capped
+/// or masked).
+fn correction_metrics(m: &mut Metrics, w: &Tensor, old_logp: &Tensor, r: &Responses) -> Result<()> {
+    let mask = r.mask.to_kind(Kind::Double);
+    let tokens = mask.sum(Kind::Double).double_value(&[]).max(1.0);
+    let w = w.to_kind(Kind::Double);
+    let ratio =
+        (old_logp.detach().to_kind(Kind::Double) - r.rollout_logp.to_kind(Kind::Double)).exp();
+    let changed = (&w - ratio).abs().gt(1e-6).to_kind(Kind::Double) * &mask;
+    m.set(
+        "rollout/is_weight_mean",
+        (&w * &mask).sum(Kind::Double).double_value(&[]) / tokens,
+        Reduce::TokenMean,
+    );
+    m.set(
+        "rollout/is_clip_frac",
+        changed.sum(Kind::Double).double_value(&[]) / tokens,
+        Reduce::TokenMean,
+    );
+    Ok(())
 }
 
 /// Dynamic sampling (the algorithm's group filter, if any): keeps the first

@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod distributed;
+pub mod engine;
 pub mod error;
 pub mod evaluation;
 pub mod experience;

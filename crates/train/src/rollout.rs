@@ -1,9 +1,12 @@
 //! The rollout phase: `n` sampled responses per problem, decoded and scored by the verifier.
 
+use crate::engine::ServedSample;
 use crate::error::Result;
 use crate::padding::encode_prompts;
 use crate::session::Session;
-use rlvr_core::{FinishReason, Outcome, Problem, RewardInput, SamplingConfig, SequenceBatch};
+use rlvr_core::{
+    FinishReason, Generation, Outcome, Problem, RewardInput, SamplingConfig, SequenceBatch,
+};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -21,6 +24,11 @@ pub struct Responses {
     pub group: Tensor,
     /// 1.0 for responses that hit the length limit `[B]` f32.
     pub truncated: Tensor,
+    /// Log-prob of each sampled token as the rollout engine computed it `[B, T]` f32 (the
+    /// behaviour policy of the mismatch metrics and corrections).
+    pub rollout_logp: Tensor,
+    /// The weight version (steps trained) that generated each response `[B]` i64.
+    pub version: Tensor,
 }
 
 impl Responses {
@@ -48,6 +56,8 @@ impl Responses {
             scores: rows(&self.scores),
             group: rows(&self.group),
             truncated: rows(&self.truncated),
+            rollout_logp: rows(&self.rollout_logp),
+            version: rows(&self.version),
         }
     }
 }
@@ -108,8 +118,54 @@ impl Rollout {
     }
 }
 
-/// Samples `n` responses for each problem with the session's policy (prompts rendered by its
-/// tokenizer) and scores them with its verifier.
+/// The prompt ids of every `n`-th row of a left-padded batch, without padding.
+fn unpadded_rows(ids: &Tensor, mask: &Tensor, n: usize) -> Result<Vec<Vec<i64>>> {
+    let ids = Vec::<Vec<i64>>::try_from(ids.to_device(Device::Cpu))?;
+    let mask = Vec::<Vec<i64>>::try_from(mask.to_device(Device::Cpu))?;
+    Ok(ids
+        .iter()
+        .zip(&mask)
+        .step_by(n.max(1))
+        .map(|(row, m)| {
+            row.iter()
+                .zip(m)
+                .filter(|(_, &k)| k > 0)
+                .map(|(&t, _)| t)
+                .collect()
+        })
+        .collect())
+}
+
+/// Served samples as a [`Generation`] (right-padded with `pad`) and their weight versions.
+fn served_generation(
+    samples: &[ServedSample],
+    pad: i64,
+    device: Device,
+) -> Result<(Generation, Vec<i64>)> {
+    let b = samples.len();
+    let t = samples.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
+    let mut ids = vec![pad; b * t];
+    let mut mask = vec![0f32; b * t];
+    let mut lp = vec![0f32; b * t];
+    for (r, s) in samples.iter().enumerate() {
+        for (j, (&id, &l)) in s.tokens.iter().zip(&s.logprobs).enumerate() {
+            ids[r * t + j] = id;
+            mask[r * t + j] = 1.0;
+            lp[r * t + j] = l as f32;
+        }
+    }
+    let shape = [b as i64, t as i64];
+    let gen = Generation {
+        tokens: Tensor::from_slice(&ids).reshape(shape).to_device(device),
+        mask: Tensor::from_slice(&mask).reshape(shape).to_device(device),
+        logp: Tensor::from_slice(&lp).reshape(shape).to_device(device),
+        finish: samples.iter().map(|s| s.finish).collect(),
+    };
+    Ok((gen, samples.iter().map(|s| s.version as i64).collect()))
+}
+
+/// Samples `n` responses for each problem with the session's policy (or its
+/// rollout servers) (prompts rendered by its tokenizer) and scores them with its verifier.
 pub fn rollout(
     session: &Session,
     problems: &[Problem],
@@ -129,7 +185,19 @@ pub fn rollout(
     }
     let (ids, pmask) = encode_prompts(codec, &prompts, device)?;
     let t0 = Instant::now();
-    let gen = policy.generate(&ids, &pmask, sampling, &codec.stop_tokens())?;
+    let stop = codec.stop_tokens();
+    let (gen, versions) = match &session.engine {
+        None => {
+            let gen = policy.generate(&ids, &pmask, sampling, &stop)?;
+            let rows = gen.tokens.size()[0] as usize;
+            (gen, vec![session.weight_version as i64; rows])
+        }
+        Some(engine) => {
+            let per_problem = unpadded_rows(&ids, &pmask, n)?;
+            let samples = engine.generate(&per_problem, n, sampling, &stop)?;
+            served_generation(&samples, codec.pad_token(), device)?
+        }
+    };
     let time_generate = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let rows = gen.tokens.size()[0];
@@ -176,6 +244,8 @@ pub fn rollout(
             scores: Tensor::from_slice(&scores).to_device(device),
             group: Tensor::from_slice(&group).to_device(device),
             truncated: Tensor::from_slice(&truncated).to_device(device),
+            rollout_logp: gen.logp,
+            version: Tensor::from_slice(&versions).to_device(device),
         },
         texts,
         outcomes: verdicts.iter().map(|v| v.outcome).collect(),

@@ -72,6 +72,11 @@ pub struct Session {
     pub sampling: SamplingConfig,
     /// Longest prompt in tokens that leaves room for the response (None: no limit).
     prompt_budget: Option<i64>,
+    /// The generation servers of `[rollout] engine = "server"` (set by the trainer); `None`
+    /// generates in this process.
+    pub engine: Option<crate::engine::ServerEngine>,
+    /// Steps trained into the policy's weights (the version its rollouts are tagged with).
+    pub weight_version: u64,
 }
 
 impl Session {
@@ -109,6 +114,8 @@ impl Session {
             verifier,
             sampling: tc.sampling(tc.seed),
             prompt_budget,
+            engine: None,
+            weight_version: 0,
         })
     }
 

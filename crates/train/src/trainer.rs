@@ -112,6 +112,16 @@ impl Trainer {
         } else {
             None
         };
+        if cfg.rollout.engine == crate::engine::EngineKind::Server {
+            if session.policy.has_frozen_base() {
+                config_bail!(
+                    "rollout.engine = \"server\" with LoRA adapters needs adapter-only weight \
+                     sync, which is not built yet; use rollout.engine = \"native\" (or train \
+                     every weight)"
+                );
+            }
+            session.engine = Some(crate::engine::ServerEngine::connect(&cfg.rollout)?);
+        }
         drop_long_prompts(&mut session)?;
         check_rollout_memory(&session, &cfg, world.world_size())?;
         let opt = AdamW::new(session.policy.var_store(), cfg.train.weight_decay);
@@ -189,7 +199,11 @@ impl Trainer {
     /// One RL step: `make_experience`, then the actor's `update`. Returns the step's metrics.
     pub fn train_step(&mut self) -> Result<Metrics> {
         let t0 = Instant::now();
+        let time_sync = self.sync_rollout_engine()?;
         let (mut exp, mut m) = self.make_experience()?;
+        if let Some(t) = time_sync {
+            m.set("time/sync", t, Reduce::Max);
+        }
         self.last_samples = std::mem::take(&mut exp.samples);
         let lr = self.lr();
         let policy = self.session.policy.as_ref();
@@ -210,6 +224,22 @@ impl Trainer {
         let m = reduce_metrics(self.world.as_ref(), m, exp.len() as f64, tokens)?;
         self.step += 1;
         Ok(m)
+    }
+
+    /// Brings the rollout servers to the current weights (version = steps trained): rank 0
+    /// writes and posts them, the other ranks wait. Returns the seconds it took (None with the
+    /// native engine).
+    pub fn sync_rollout_engine(&mut self) -> Result<Option<f64>> {
+        self.session.weight_version = self.step;
+        let Some(engine) = &self.session.engine else {
+            return Ok(None);
+        };
+        let t0 = Instant::now();
+        if self.world.is_main() {
+            engine.sync(self.session.policy.as_ref(), self.step, &self.dir)?;
+        }
+        self.world.barrier()?;
+        Ok(Some(t0.elapsed().as_secs_f64()))
     }
 
     /// Writes a checkpoint of the current step atomically; refuses (with
@@ -482,7 +512,7 @@ fn resumed_config(dir: &Path, doc: toml::Table, reporter: &dyn Reporter) -> Resu
 }
 
 /// Appends an event (with the time) to the run's `history.jsonl`.
-fn append_history(dir: &Path, event: &serde_json::Value) -> Result<()> {
+pub(crate) fn append_history(dir: &Path, event: &serde_json::Value) -> Result<()> {
     use std::io::Write;
     let path = dir.join("history.jsonl");
     let secs = std::time::SystemTime::now()

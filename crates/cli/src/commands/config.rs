@@ -104,6 +104,15 @@ pub fn render_run(cfg: &RunConfig) -> Result<String> {
         TrainConfig::get_field_docs(field).ok()
     };
     section(&mut out, "train", toml::Value::try_from(&cfg.train)?, &docs);
+    let rollout_docs = |_: &[String], _: &toml::Table, field: &str| {
+        rlvr_train::engine::RolloutConfig::get_field_docs(field).ok()
+    };
+    section(
+        &mut out,
+        "rollout",
+        toml::Value::try_from(&cfg.rollout)?,
+        &rollout_docs,
+    );
     Ok(out)
 }
 

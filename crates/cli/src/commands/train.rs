@@ -36,6 +36,11 @@ pub struct TrainArgs {
     /// change is recorded in history.jsonl).
     #[arg(long, requires = "resume")]
     pub allow_changed_data: bool,
+    /// With --resume: generate with these rollout servers from now on (comma-separated URLs;
+    /// a run with rollout.engine = "server" whose servers were replaced; recorded in
+    /// history.jsonl).
+    #[arg(long, requires = "resume", value_delimiter = ',')]
+    pub rollout_urls: Vec<String>,
     /// Data-parallel ranks to start on this machine (each with the torchrun variables; see
     /// docs/distributed.md). Under torchrun or another launcher, leave it out.
     #[arg(long)]
@@ -104,6 +109,9 @@ pub fn exec(args: TrainArgs) -> Result<()> {
                 dir.display(),
                 changing.join(", ")
             );
+        }
+        if !args.rollout_urls.is_empty() && rank == 0 {
+            rlvr_train::engine::repoint_run(dir, &args.rollout_urls)?;
         }
         if let Some(n) = launch {
             return launch_ranks(n, None);

@@ -1,0 +1,522 @@
+//! Rollout engines (docs/rollouts.md): `native` generates in this process with the policy;
+//! `server` hands generation to HTTP servers — `rlvr serve`, SGLang (its native `/generate`) or
+//! vLLM (OpenAI `/v1/completions`) — and pushes the policy's weights to them before each step's
+//! rollout (`sync = "disk"`: a versioned HF folder, posted to `/update_weights_from_disk`, or to
+//! vLLM's `/collective_rpc` worker extension). Requests go to the server with the fewest
+//! outstanding, with one retry on another; a server that does not answer is named in the error.
+
+use crate::config_bail;
+use crate::error::{Result, TrainError};
+use crate::run_dir::FolderLock;
+use rlvr_core::atomic::StagedDir;
+use rlvr_core::{FinishReason, Policy, SamplingConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Where rollouts are generated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// In this process, with the policy being trained.
+    #[default]
+    Native,
+    /// By HTTP servers (`rollout.urls`).
+    Server,
+}
+
+/// The servers' API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerApi {
+    /// SGLang's native API (also `rlvr serve`'s).
+    #[default]
+    Sglang,
+    /// vLLM's OpenAI API, weights through its `/collective_rpc` worker extension.
+    Vllm,
+}
+
+/// How the trained weights reach the servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// A versioned HF safetensors folder the servers load (a shared file system).
+    #[default]
+    Disk,
+}
+
+/// `[rollout]`: where responses are generated.
+#[derive(Debug, Clone, Serialize, Deserialize, documented::DocumentedFields)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Where rollouts are generated: native (in this process) | server (rollout.urls).
+    pub engine: EngineKind,
+    /// Server base URLs (engine = "server"), e.g. ["http://127.0.0.1:30000"].
+    pub urls: Vec<String>,
+    /// The servers' API: sglang (also `rlvr serve`) | vllm.
+    pub api: ServerApi,
+    /// Weight sync: disk (a versioned HF folder each step, posted to the servers).
+    pub sync: SyncMode,
+    /// Folder for synced weights, readable by the servers ("" = `<run>/rollout-weights`).
+    pub sync_dir: String,
+    /// Seconds a server may take to answer one request before it counts as dead.
+    pub timeout_s: f64,
+    /// Requests in flight at most.
+    pub max_in_flight: usize,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            engine: EngineKind::Native,
+            urls: Vec::new(),
+            api: ServerApi::Sglang,
+            sync: SyncMode::Disk,
+            sync_dir: String::new(),
+            timeout_s: 600.0,
+            max_in_flight: 64,
+        }
+    }
+}
+
+rlvr_core::describe_fields!(RolloutConfig);
+
+impl RolloutConfig {
+    /// Checks the settings (before any work).
+    pub fn validate(&self) -> Result<()> {
+        if self.engine == EngineKind::Native {
+            return Ok(());
+        }
+        if self.urls.is_empty() {
+            config_bail!(
+                "rollout.engine = \"server\" needs rollout.urls, e.g. --set \
+                 'rollout.urls=[\"http://127.0.0.1:30000\"]' (start one with `rlvr serve`)"
+            );
+        }
+        for u in &self.urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                config_bail!("rollout.urls: {u:?} is not an http:// or https:// URL");
+            }
+        }
+        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0) {
+            config_bail!("rollout.timeout_s = {} must be > 0", self.timeout_s);
+        }
+        if self.max_in_flight == 0 {
+            config_bail!("rollout.max_in_flight must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One generated response from a server.
+#[derive(Debug, Clone)]
+pub struct ServedSample {
+    /// Generated ids (a final stop token included).
+    pub tokens: Vec<i64>,
+    /// The sampled tokens' log-probs as the server computed them.
+    pub logprobs: Vec<f64>,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// The weight version that generated it.
+    pub version: u64,
+}
+
+/// The `server` engine: a client of one or more generation servers.
+pub struct ServerEngine {
+    cfg: RolloutConfig,
+    agent: ureq::Agent,
+    outstanding: Vec<AtomicUsize>,
+    /// Which servers are `rlvr serve` (they take the per-row stream, so samples equal native).
+    rlvr: Vec<bool>,
+    /// vLLM's model name of each server.
+    model_names: Vec<String>,
+    /// The version the servers hold.
+    synced: Mutex<Option<u64>>,
+}
+
+impl ServerEngine {
+    /// Connects to every server (each must answer), learning which are `rlvr serve`.
+    pub fn connect(cfg: &RolloutConfig) -> Result<ServerEngine> {
+        cfg.validate()?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs_f64(cfg.timeout_s))
+            .timeout_connect(Duration::from_secs(10))
+            .build();
+        let mut rlvr = Vec::new();
+        let mut model_names = Vec::new();
+        for url in &cfg.urls {
+            let info = match cfg.api {
+                ServerApi::Sglang => get_json(&agent, &format!("{url}/get_model_info")),
+                ServerApi::Vllm => get_json(&agent, &format!("{url}/v1/models")),
+            }
+            .map_err(|e| TrainError::Run(format!("rollout server {url}: {e}")))?;
+            rlvr.push(info.get("engine").and_then(Value::as_str) == Some("rlvr"));
+            model_names.push(
+                info.pointer("/data/0/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        Ok(ServerEngine {
+            outstanding: cfg.urls.iter().map(|_| AtomicUsize::new(0)).collect(),
+            cfg: cfg.clone(),
+            agent,
+            rlvr,
+            model_names,
+            synced: Mutex::new(None),
+        })
+    }
+
+    /// Whether every server is `rlvr serve` (then served samples equal native ones).
+    pub fn all_rlvr(&self) -> bool {
+        self.rlvr.iter().all(|&r| r)
+    }
+
+    /// The version the servers hold, if synced.
+    pub fn synced(&self) -> Option<u64> {
+        self.synced.lock().ok().and_then(|s| *s)
+    }
+
+    /// Writes the policy as version `version` and has every server load it (rank 0's work;
+    /// `dir` is the run folder). Older synced folders are removed.
+    pub fn sync(&self, policy: &dyn Policy, version: u64, run_dir: &Path) -> Result<()> {
+        if self.synced() == Some(version) {
+            return Ok(());
+        }
+        let root = if self.cfg.sync_dir.is_empty() {
+            run_dir.join("rollout-weights")
+        } else {
+            PathBuf::from(&self.cfg.sync_dir)
+        };
+        std::fs::create_dir_all(&root)
+            .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", root.display())))?;
+        let folder = root.join(format!("v{version:06}"));
+        if !folder.exists() {
+            let staged = StagedDir::create(&folder, "partial")?;
+            policy.save(staged.path())?;
+            staged.publish()?;
+        }
+        let path = std::fs::canonicalize(&folder).unwrap_or(folder.clone());
+        for url in &self.cfg.urls {
+            let (endpoint, body) = match self.cfg.api {
+                ServerApi::Sglang => (
+                    format!("{url}/update_weights_from_disk"),
+                    json!({"model_path": path, "weight_version": version.to_string()}),
+                ),
+                ServerApi::Vllm => (
+                    format!("{url}/collective_rpc"),
+                    json!({"method": "rlvr_load_folder", "args": [path]}),
+                ),
+            };
+            let answer = post_json(&self.agent, &endpoint, &body).map_err(|e| {
+                TrainError::Run(format!(
+                    "rollout server {url} did not load the weights of step {version}: {e}"
+                ))
+            })?;
+            if answer.get("success").and_then(Value::as_bool) == Some(false) {
+                return Err(TrainError::Run(format!(
+                    "rollout server {url} refused the weights of step {version}: {}",
+                    answer.get("message").and_then(Value::as_str).unwrap_or("")
+                )));
+            }
+        }
+        if let Ok(mut s) = self.synced.lock() {
+            *s = Some(version);
+        }
+        // Older versions are no longer served.
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with('v') && name != format!("v{version:06}") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` samples of each prompt; sample `j` of prompt `i` draws from stream
+    /// `sampling.first_stream + i·n + j` on `rlvr serve`. Returns them prompt-major.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<i64>],
+        n: usize,
+        sampling: &SamplingConfig,
+        stop: &[i64],
+    ) -> Result<Vec<ServedSample>> {
+        let mut out: Vec<Option<Result<Vec<ServedSample>>>> = Vec::new();
+        out.resize_with(prompts.len(), || None);
+        let width = self.cfg.max_in_flight.max(1);
+        for (c, chunk) in prompts.chunks(width).enumerate() {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| {
+                        let i = c * width + k;
+                        s.spawn(move || self.request(p, i, n, sampling, stop))
+                    })
+                    .collect();
+                for (k, h) in handles.into_iter().enumerate() {
+                    out[c * width + k] = Some(h.join().unwrap_or_else(|_| {
+                        Err(TrainError::Run("a rollout request thread panicked".into()))
+                    }));
+                }
+            });
+        }
+        let mut samples = Vec::with_capacity(prompts.len() * n);
+        for r in out.into_iter().flatten() {
+            samples.extend(r?);
+        }
+        Ok(samples)
+    }
+
+    /// One prompt's samples: the server with the fewest requests outstanding, then one retry
+    /// on the next.
+    fn request(
+        &self,
+        prompt: &[i64],
+        i: usize,
+        n: usize,
+        sampling: &SamplingConfig,
+        stop: &[i64],
+    ) -> Result<Vec<ServedSample>> {
+        let mut tried: Vec<usize> = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        for _ in 0..2.min(self.cfg.urls.len()).max(1) {
+            let Some(s) = (0..self.cfg.urls.len())
+                .filter(|s| !tried.contains(s))
+                .min_by_key(|&s| self.outstanding[s].load(Ordering::SeqCst))
+            else {
+                break;
+            };
+            tried.push(s);
+            self.outstanding[s].fetch_add(1, Ordering::SeqCst);
+            let r = self.request_on(s, prompt, i, n, sampling, stop);
+            self.outstanding[s].fetch_sub(1, Ordering::SeqCst);
+            match r {
+                Ok(samples) => return Ok(samples),
+                Err(e) => errors.push(format!("{}: {e}", self.cfg.urls[s])),
+            }
+        }
+        Err(TrainError::Run(format!(
+            "rollout server did not answer ({}); the last checkpoint is intact: restart the \
+             server(s) and continue with `rlvr train --resume RUN`",
+            errors.join("; then ")
+        )))
+    }
+
+    fn request_on(
+        &self,
+        s: usize,
+        prompt: &[i64],
+        i: usize,
+        n: usize,
+        sampling: &SamplingConfig,
+        stop: &[i64],
+    ) -> std::result::Result<Vec<ServedSample>, String> {
+        let url = &self.cfg.urls[s];
+        let top_k = if sampling.top_k > 0 {
+            sampling.top_k
+        } else {
+            -1
+        };
+        let stream = sampling.first_stream + (i * n) as u64;
+        let fallback = self.synced().unwrap_or(0);
+        match self.cfg.api {
+            ServerApi::Sglang => {
+                let mut params = json!({
+                    "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": top_k,
+                    "max_new_tokens": sampling.max_new_tokens, "stop_token_ids": stop, "n": n,
+                    "ignore_eos": true,
+                    // One seed per prompt on other engines; rlvr serve takes the row streams.
+                    "sampling_seed": if self.rlvr[s] { sampling.seed } else {
+                        sampling.seed.wrapping_add(stream) },
+                });
+                if self.rlvr[s] {
+                    params["rlvr_stream"] = json!(stream);
+                }
+                let body = json!({"input_ids": prompt, "sampling_params": params,
+                                  "return_logprob": true});
+                let answer = post_json(&self.agent, &format!("{url}/generate"), &body)?;
+                let items = match answer {
+                    Value::Array(a) => a,
+                    one => vec![one],
+                };
+                items.iter().map(|v| sglang_sample(v, fallback)).collect()
+            }
+            ServerApi::Vllm => {
+                let body = json!({
+                    "model": self.model_names[s], "prompt": prompt,
+                    "max_tokens": sampling.max_new_tokens, "temperature": sampling.temperature,
+                    "top_p": sampling.top_p, "top_k": top_k, "n": n, "logprobs": 0,
+                    "stop_token_ids": stop, "ignore_eos": true,
+                    "return_tokens_as_token_ids": true, "skip_special_tokens": false,
+                });
+                let answer = post_json(&self.agent, &format!("{url}/v1/completions"), &body)?;
+                let choices = answer
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .ok_or("the answer has no `choices`")?;
+                choices.iter().map(|c| vllm_sample(c, fallback)).collect()
+            }
+        }
+    }
+}
+
+/// A `/generate` answer item as a sample.
+fn sglang_sample(v: &Value, fallback: u64) -> std::result::Result<ServedSample, String> {
+    let tokens: Vec<i64> = v
+        .get("output_ids")
+        .and_then(Value::as_array)
+        .ok_or("the answer has no `output_ids`")?
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    let meta = v.get("meta_info").ok_or("the answer has no `meta_info`")?;
+    let logprobs: Vec<f64> = meta
+        .get("output_token_logprobs")
+        .and_then(Value::as_array)
+        .ok_or("the answer has no `meta_info.output_token_logprobs`")?
+        .iter()
+        .filter_map(|e| e.get(0).and_then(Value::as_f64))
+        .collect();
+    if logprobs.len() != tokens.len() {
+        return Err(format!(
+            "{} log-probs for {} tokens",
+            logprobs.len(),
+            tokens.len()
+        ));
+    }
+    let finish = match meta.pointer("/finish_reason/type").and_then(Value::as_str) {
+        Some("stop") => FinishReason::Stop,
+        _ => FinishReason::Length,
+    };
+    let version = meta
+        .get("weight_version")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(fallback);
+    Ok(ServedSample {
+        tokens,
+        logprobs,
+        finish,
+        version,
+    })
+}
+
+/// A `/v1/completions` choice as a sample (token ids from `token_ids`, else from
+/// `token_id:N` names).
+fn vllm_sample(c: &Value, fallback: u64) -> std::result::Result<ServedSample, String> {
+    let lp = c.get("logprobs").ok_or("the choice has no `logprobs`")?;
+    let logprobs: Vec<f64> = lp
+        .get("token_logprobs")
+        .and_then(Value::as_array)
+        .ok_or("no `logprobs.token_logprobs`")?
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let tokens: Vec<i64> = match c.get("token_ids").and_then(Value::as_array) {
+        Some(ids) => ids.iter().filter_map(Value::as_i64).collect(),
+        None => lp
+            .get("tokens")
+            .and_then(Value::as_array)
+            .ok_or("no `logprobs.tokens`")?
+            .iter()
+            .filter_map(|t| t.as_str()?.strip_prefix("token_id:")?.parse().ok())
+            .collect(),
+    };
+    if logprobs.len() != tokens.len() {
+        return Err(format!(
+            "{} log-probs for {} tokens",
+            logprobs.len(),
+            tokens.len()
+        ));
+    }
+    let finish = match c.get("finish_reason").and_then(Value::as_str) {
+        Some("stop") => FinishReason::Stop,
+        _ => FinishReason::Length,
+    };
+    Ok(ServedSample {
+        tokens,
+        logprobs,
+        finish,
+        version: fallback,
+    })
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> std::result::Result<Value, String> {
+    answer(agent.get(url).call())
+}
+
+fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> std::result::Result<Value, String> {
+    answer(agent.post(url).send_json(body))
+}
+
+fn answer(
+    r: std::result::Result<ureq::Response, ureq::Error>,
+) -> std::result::Result<Value, String> {
+    match r {
+        Ok(resp) => resp
+            .into_json::<Value>()
+            .map_err(|e| format!("unreadable answer: {e}")),
+        Err(ureq::Error::Status(code, resp)) => {
+            let text = resp.into_string().unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .or_else(|| v.get("message"))
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .unwrap_or(text);
+            Err(format!("HTTP {code}: {message}"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Points a run at other rollout servers before `--resume` (servers are where the run
+/// generates, not what it trains: the run continues exactly): rewrites `rollout.urls` in the
+/// run's `config.toml` atomically and records the change in `history.jsonl`.
+pub fn repoint_run(dir: &Path, urls: &[String]) -> Result<()> {
+    let path = dir.join("config.toml");
+    if !path.is_file() {
+        config_bail!(
+            "--resume {}: not a run folder (no config.toml)",
+            dir.display()
+        );
+    }
+    // A live run (locked by its process) is not changed under it.
+    let _lock = FolderLock::acquire(dir, "run")?;
+    let mut doc = crate::config::read_document(&path)?;
+    let old = doc
+        .get("rollout")
+        .and_then(|r| r.get("urls"))
+        .cloned()
+        .unwrap_or(toml::Value::Array(Vec::new()));
+    let new = toml::Value::Array(
+        urls.iter()
+            .map(|u| toml::Value::String(u.clone()))
+            .collect(),
+    );
+    crate::config::set(&mut doc, "rollout.urls", new)?;
+    let cfg = crate::config::RunConfig::from_document(doc.clone())?;
+    if cfg.rollout.engine != EngineKind::Server {
+        config_bail!(
+            "--rollout-urls: the run {} generates in-process (rollout.engine = \"native\")",
+            dir.display()
+        );
+    }
+    rlvr_core::atomic::write_file(&path, toml::to_string(&doc)?)
+        .map_err(|e| TrainError::Run(e.to_string()))?;
+    crate::trainer::append_history(
+        dir,
+        &json!({"event": "rollout_urls", "from": old.to_string(), "to": urls}),
+    )
+}
