@@ -309,13 +309,15 @@ fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()>
             if unused.len() > 5 { ", …" } else { "" }
         );
     }
-    for (name, mut var) in vars {
+    // Every tensor is checked before any is copied: a refused load leaves the weights as they
+    // were (a server keeps serving its weights when an update is bad).
+    for (name, var) in &vars {
         let src = tensors
-            .get(&name)
+            .get(name)
             .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
         if src.size() != var.size() {
             return Err(ModelError::ShapeMismatch {
-                name,
+                name: name.clone(),
                 expected: var.size(),
                 found: src.size(),
             });
@@ -326,6 +328,11 @@ fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()>
                  (or was saved from a diverged run): use an earlier checkpoint"
             )));
         }
+    }
+    for (name, mut var) in vars {
+        let src = tensors
+            .get(&name)
+            .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
         var.f_copy_(&src.f_to_kind(var.kind())?.f_to_device(var.device())?)?;
     }
     Ok(())
