@@ -90,6 +90,10 @@ fn served_equals_native(model: &Path, name: &str, extra: &[&str]) {
     assert_eq!(samples(&a), samples(&b), "{name}: logged samples");
     let ck = "checkpoints/step-3";
     assert!(same_weights(&a.join(ck), &b.join(ck)), "{name}: weights");
+    if extra.contains(&"rollout.sync=distributed") {
+        assert!(!b.join("rollout-weights").exists());
+        return;
+    }
     // Only the newest synced version is kept.
     let synced: Vec<_> = std::fs::read_dir(b.join("rollout-weights"))
         .unwrap()
@@ -102,6 +106,16 @@ fn served_equals_native(model: &Path, name: &str, extra: &[&str]) {
 #[test]
 fn a_served_run_equals_the_native_run_on_the_countdown_default() {
     served_equals_native(&repo("assets/countdown-base"), "countdown", &[]);
+}
+
+#[test]
+fn a_served_run_equals_the_native_run_with_distributed_weight_sync() {
+    // The weights reach the server by broadcasts over a Gloo group the server joined.
+    served_equals_native(
+        &repo("assets/countdown-base"),
+        "countdown, distributed sync",
+        &["--set", "rollout.sync=distributed"],
+    );
 }
 
 #[test]

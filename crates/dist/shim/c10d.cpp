@@ -19,6 +19,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #define RLVR_API(name) rlvr_c10d_##name
 #endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
@@ -132,9 +133,12 @@ extern "C" {
 // until all `world` ranks joined (or `timeout_ms` passed). Gloo's transport binds to the address
 // `bind` names when `bind_kind` is 0 (a host name or address), to the network interface `bind`
 // when it is 1, and to this machine's host name (loopback if it does not resolve) when it is 2.
-// NCCL ignores `bind_kind` and `bind` and works on CUDA device `device`.
+// NCCL ignores `bind_kind` and `bind` and works on CUDA device `device`. A non-empty `prefix`
+// puts the process group's keys under it (torch's PrefixStore(group_name, store), as SGLang's
+// weight-update groups do), so several groups can share a store.
 void *RLVR_API(new)(const char *host, int port, int rank, int world, long long timeout_ms,
-                    int bind_kind, const char *bind, int device, char **error) {
+                    int bind_kind, const char *bind, int device, const char *prefix,
+                    char **error) {
   Group *out = nullptr;
   guarded(error, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
@@ -170,6 +174,9 @@ void *RLVR_API(new)(const char *host, int port, int rank, int world, long long t
       same_size(0);
     }
     c10::intrusive_ptr<c10d::Store> store = tcp_store;
+    if (prefix != nullptr && prefix[0] != '\0') {
+      store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp_store);
+    }
 #ifdef RLVR_NCCL
     (void)bind_kind;
     (void)bind;

@@ -15,6 +15,7 @@ type NewFn = unsafe extern "C" fn(
     bind_kind: c_int,
     bind: *const c_char,
     device: c_int,
+    prefix: *const c_char,
     error: *mut *mut c_char,
 ) -> *mut c_void;
 type FreeFn = unsafe extern "C" fn(group: *mut c_void);
@@ -54,6 +55,7 @@ extern "C" {
         bind_kind: c_int,
         bind: *const c_char,
         device: c_int,
+        prefix: *const c_char,
         error: *mut *mut c_char,
     ) -> *mut c_void;
     fn rlvr_c10d_free(group: *mut c_void);
@@ -190,6 +192,17 @@ impl C10dGroup {
     /// the loopback address for a single-node job, to `GLOO_SOCKET_IFNAME` when set (as
     /// torch.distributed does), else to this machine's host name.
     pub fn join(env: &WorldEnv, timeout: Duration, engine: &Engine) -> Result<C10dGroup> {
+        C10dGroup::join_prefixed(env, timeout, engine, "")
+    }
+
+    /// [`C10dGroup::join`] with the group's store keys under `prefix` (torch's
+    /// `PrefixStore(prefix, store)`; a weight-update group named `prefix`).
+    pub fn join_prefixed(
+        env: &WorldEnv,
+        timeout: Duration,
+        engine: &Engine,
+        prefix: &str,
+    ) -> Result<C10dGroup> {
         let fail = |message: String| DistError::Engine {
             rank: env.rank,
             world: env.world_size,
@@ -201,6 +214,7 @@ impl C10dGroup {
         };
         let cstr = |s: &str| CString::new(s).map_err(|_| fail(format!("{s:?} holds a NUL byte")));
         let host = cstr(&env.master_addr)?;
+        let prefix = cstr(prefix)?;
         let (kind, bind) = match std::env::var("GLOO_SOCKET_IFNAME") {
             Ok(ifname) if !ifname.is_empty() => (1, cstr(&ifname)?),
             _ if env.is_loopback() => (0, cstr("127.0.0.1")?),
@@ -235,6 +249,7 @@ impl C10dGroup {
                 kind,
                 bind.as_ptr(),
                 device_index,
+                prefix.as_ptr(),
                 &mut error,
             )
         };
@@ -292,6 +307,11 @@ impl C10dGroup {
         Ok(())
     }
 }
+
+// SAFETY: the group is a heap object of libtorch's c10d (store, backend, heartbeat thread) that
+// any thread may call; rlvr never calls one group from two threads at once (callers own it or
+// hold it behind a mutex), which is all c10d asks.
+unsafe impl Send for C10dGroup {}
 
 impl Drop for C10dGroup {
     fn drop(&mut self) {

@@ -338,6 +338,12 @@ fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()>
     Ok(())
 }
 
+/// Copies `tensors` into the variables of `vs` by name, all or nothing: every variable must be
+/// there with its shape and finite values (weights received over a weight-update group).
+pub fn load_named(vs: &mut VarStore, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    copy_into(vs, tensors)
+}
+
 /// Loads every `*.safetensors` file of `dir` into the variables of `vs` by name, checking shapes
 /// (any policy's checkpoint: HF layout or a tabular table).
 pub fn load_weights(vs: &mut VarStore, dir: &Path) -> Result<()> {

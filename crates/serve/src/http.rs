@@ -32,6 +32,14 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         )
         .route("/generate", post(generate))
         .route("/update_weights_from_disk", post(update_from_disk))
+        .route(
+            "/init_weights_update_group",
+            post(crate::weight_group::init_group),
+        )
+        .route(
+            "/update_weights_from_distributed",
+            post(crate::weight_group::update_from_group),
+        )
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
         .with_state(app)
@@ -39,7 +47,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 /// An error answer: `{"error": {"message", "type", "code"}}` (OpenAI's shape, which SGLang's
 /// clients also read).
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
         "ServiceUnavailableError"
     } else if status.is_client_error() {
@@ -51,12 +59,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn bad(message: impl Into<String>) -> Response {
+pub(crate) fn bad(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, message)
 }
 
 /// Parses a JSON body, naming the field and the problem.
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))
 }
 

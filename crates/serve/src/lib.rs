@@ -10,6 +10,7 @@
 pub mod api;
 mod http;
 pub mod scheduler;
+mod weight_group;
 
 use rlvr_models::tokenizer::HfTokenizer;
 use rlvr_models::HfModel;
@@ -63,6 +64,8 @@ pub(crate) struct App {
     pub max_positions: i64,
     pub opts: ServeOptions,
     pub next_seed: AtomicUsize,
+    /// Weight-update groups (`/init_weights_update_group`) by name.
+    pub groups: Mutex<std::collections::HashMap<String, Arc<Mutex<rlvr_dist::C10dGroup>>>>,
 }
 
 /// A running server.
@@ -161,6 +164,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
                 .map(|d| d.as_nanos() as usize)
                 .unwrap_or(0),
         ),
+        groups: Mutex::new(Default::default()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -46,7 +46,17 @@ pub enum SyncMode {
     /// A versioned HF safetensors folder the servers load (a shared file system).
     #[default]
     Disk,
+    /// A broadcast per tensor over a c10d group of the trainer (rank 0) and the servers
+    /// (SGLang's `/init_weights_update_group` + `/update_weights_from_distributed`; Gloo).
+    Distributed,
 }
+
+/// What to do when a server fails mid-run.
+const RESTART_HINT: &str = "the last checkpoint is intact: start the server(s) again and \
+     continue with `rlvr train --resume RUN --rollout-urls URL[,URL]`";
+
+/// The store prefix (SGLang's `group_name`) of the trainer's weight-update group.
+const WEIGHT_GROUP: &str = "rlvr-weights";
 
 /// `[rollout]`: where responses are generated.
 #[derive(Debug, Clone, Serialize, Deserialize, documented::DocumentedFields)]
@@ -58,8 +68,11 @@ pub struct RolloutConfig {
     pub urls: Vec<String>,
     /// The servers' API: sglang (also `rlvr serve`) | vllm.
     pub api: ServerApi,
-    /// Weight sync: disk (a versioned HF folder each step, posted to the servers).
+    /// Weight sync: disk (a versioned HF folder each step, posted to the servers) | distributed
+    /// (broadcast over a c10d group the servers join; sglang API).
     pub sync: SyncMode,
+    /// Address the servers reach this trainer at for sync = "distributed" (its TCPStore).
+    pub sync_host: String,
     /// Folder for synced weights, readable by the servers ("" = `<run>/rollout-weights`).
     pub sync_dir: String,
     /// Seconds a server may take to answer one request before it counts as dead.
@@ -76,6 +89,7 @@ impl Default for RolloutConfig {
             api: ServerApi::Sglang,
             sync: SyncMode::Disk,
             sync_dir: String::new(),
+            sync_host: "127.0.0.1".into(),
             timeout_s: 600.0,
             max_in_flight: 64,
         }
@@ -103,6 +117,12 @@ impl RolloutConfig {
         }
         if !(self.timeout_s.is_finite() && self.timeout_s > 0.0) {
             config_bail!("rollout.timeout_s = {} must be > 0", self.timeout_s);
+        }
+        if self.sync == SyncMode::Distributed && self.api != ServerApi::Sglang {
+            config_bail!(
+                "rollout.sync = \"distributed\" needs rollout.api = \"sglang\" (SGLang or rlvr \
+                 serve); vLLM takes weights by disk sync through its worker extension"
+            );
         }
         if self.max_in_flight == 0 {
             config_bail!("rollout.max_in_flight must be at least 1");
@@ -135,6 +155,8 @@ pub struct ServerEngine {
     model_names: Vec<String>,
     /// The version the servers hold.
     synced: Mutex<Option<u64>>,
+    /// The weight-update group (sync = "distributed"), once joined.
+    group: Mutex<Option<rlvr_dist::C10dGroup>>,
 }
 
 impl ServerEngine {
@@ -168,6 +190,7 @@ impl ServerEngine {
             rlvr,
             model_names,
             synced: Mutex::new(None),
+            group: Mutex::new(None),
         })
     }
 
@@ -185,6 +208,13 @@ impl ServerEngine {
     /// `dir` is the run folder). Older synced folders are removed.
     pub fn sync(&self, policy: &dyn Policy, version: u64, run_dir: &Path) -> Result<()> {
         if self.synced() == Some(version) {
+            return Ok(());
+        }
+        if self.cfg.sync == SyncMode::Distributed {
+            self.sync_distributed(policy, version)?;
+            if let Ok(mut s) = self.synced.lock() {
+                *s = Some(version);
+            }
             return Ok(());
         }
         let root = if self.cfg.sync_dir.is_empty() {
@@ -214,7 +244,8 @@ impl ServerEngine {
             };
             let answer = post_json(&self.agent, &endpoint, &body).map_err(|e| {
                 TrainError::Run(format!(
-                    "rollout server {url} did not load the weights of step {version}: {e}"
+                    "rollout server {url} did not load the weights of step {version}: {e}; \
+                     {RESTART_HINT}"
                 ))
             })?;
             if answer.get("success").and_then(Value::as_bool) == Some(false) {
@@ -237,6 +268,139 @@ impl ServerEngine {
             }
         }
         Ok(())
+    }
+
+    /// Joins the weight-update group with every server (once): the servers are posted
+    /// `/init_weights_update_group` while this process serves the store as rank 0.
+    fn join_group(&self) -> Result<()> {
+        let mut slot = self
+            .group
+            .lock()
+            .map_err(|_| TrainError::Run("the weight group is poisoned".into()))?;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let host = self.cfg.sync_host.clone();
+        let port = std::net::TcpListener::bind((host.as_str(), 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| TrainError::Run(format!("rollout.sync_host {host}: no free port: {e}")))?;
+        let world = 1 + self.cfg.urls.len();
+        let env = rlvr_dist::WorldEnv {
+            rank: 0,
+            world_size: world,
+            local_rank: 0,
+            master_addr: host.clone(),
+            master_port: port,
+        };
+        let timeout = Duration::from_secs_f64(self.cfg.timeout_s);
+        let (group, answers) = std::thread::scope(|s| {
+            let posts: Vec<_> = self
+                .cfg
+                .urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    let body = json!({"master_address": host, "master_port": port,
+                        "rank_offset": i + 1, "world_size": world, "group_name": WEIGHT_GROUP,
+                        "backend": "gloo"});
+                    let endpoint = format!("{url}/init_weights_update_group");
+                    s.spawn(move || post_json(&self.agent, &endpoint, &body))
+                })
+                .collect();
+            let group = rlvr_dist::C10dGroup::join_prefixed(
+                &env,
+                timeout,
+                &rlvr_dist::Engine::Gloo,
+                WEIGHT_GROUP,
+            );
+            let answers: Vec<_> = posts.into_iter().map(|h| h.join()).collect();
+            (group, answers)
+        });
+        for (url, a) in self.cfg.urls.iter().zip(answers) {
+            let refused = match a {
+                Ok(Ok(v)) if v.get("success").and_then(Value::as_bool) != Some(false) => None,
+                Ok(Ok(v)) => Some(v.to_string()),
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the request thread panicked".into()),
+            };
+            if let Some(why) = refused {
+                return Err(TrainError::Run(format!(
+                    "rollout server {url} did not join the weight-update group: {why}"
+                )));
+            }
+        }
+        *slot =
+            Some(group.map_err(|e| {
+                TrainError::Run(format!("the weight-update group did not form: {e}"))
+            })?);
+        Ok(())
+    }
+
+    /// Broadcasts every parameter (by name, in name order) to the servers of the group.
+    fn sync_distributed(&self, policy: &dyn Policy, version: u64) -> Result<()> {
+        self.join_group()?;
+        let mut vars: Vec<(String, tch::Tensor)> =
+            policy.var_store().variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let dtype = |t: &tch::Tensor| match t.kind() {
+            tch::Kind::BFloat16 => "bfloat16",
+            tch::Kind::Half => "float16",
+            _ => "float32",
+        };
+        let body = json!({
+            "names": vars.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            "dtypes": vars.iter().map(|(_, t)| dtype(t)).collect::<Vec<_>>(),
+            "shapes": vars.iter().map(|(_, t)| t.size()).collect::<Vec<_>>(),
+            "group_name": WEIGHT_GROUP, "weight_version": version.to_string(),
+        });
+        let guard = self
+            .group
+            .lock()
+            .map_err(|_| TrainError::Run("the weight group is poisoned".into()))?;
+        let Some(group) = guard.as_ref() else {
+            return Err(TrainError::Run("no weight-update group".into()));
+        };
+        let (sent, answers) = std::thread::scope(|s| {
+            let posts: Vec<_> = self
+                .cfg
+                .urls
+                .iter()
+                .map(|url| {
+                    let endpoint = format!("{url}/update_weights_from_distributed");
+                    let body = &body;
+                    s.spawn(move || post_json(&self.agent, &endpoint, body))
+                })
+                .collect();
+            let sent = (|| -> Result<()> {
+                use rlvr_dist::Collective;
+                let _g = tch::no_grad_guard();
+                for (name, t) in &vars {
+                    let mut buf = t.detach().to_device(tch::Device::Cpu).contiguous().copy();
+                    group.broadcast(&mut buf, 0).map_err(|e| {
+                        TrainError::Run(format!("broadcasting `{name}` to the servers: {e}"))
+                    })?;
+                }
+                Ok(())
+            })();
+            let answers: Vec<_> = posts.into_iter().map(|h| h.join()).collect();
+            (sent, answers)
+        });
+        for (url, a) in self.cfg.urls.iter().zip(answers) {
+            let refused = match a {
+                Ok(Ok(v)) if v.get("success").and_then(Value::as_bool) != Some(false) => None,
+                Ok(Ok(v)) => Some(v.to_string()),
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the request thread panicked".into()),
+            };
+            if let Some(why) = refused {
+                return Err(TrainError::Run(format!(
+                    "rollout server {url} did not load the weights of step {version}: {why}; \
+                     {RESTART_HINT}"
+                )));
+            }
+        }
+        sent
     }
 
     /// `n` samples of each prompt; sample `j` of prompt `i` draws from stream
@@ -304,8 +468,7 @@ impl ServerEngine {
             }
         }
         Err(TrainError::Run(format!(
-            "rollout server did not answer ({}); the last checkpoint is intact: restart the \
-             server(s) and continue with `rlvr train --resume RUN`",
+            "rollout server did not answer ({}); {RESTART_HINT}",
             errors.join("; then ")
         )))
     }
