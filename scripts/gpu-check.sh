@@ -12,7 +12,9 @@
 # 1.5B-shape bf16 update (tokens/s, memory, MFU against the H100/H200 989 TFLOP/s bf16 peak) and
 # rollout tokens/s, the 1.5B-shape LoRA update (rank 16, bf16 frozen base) vs full (step time and
 # peak GPU memory); the NCCL engine (librlvr_nccl.so built here by scripts/build-nccl-shim.sh)
-# with world size 1 running training steps on CUDA (docs/distributed.md). About 8 minutes on an
+# with world size 1 running training steps on CUDA (docs/distributed.md); `rlvr serve --device
+# cuda` on the 1.5B shape (tokens/s at 64 concurrent /generate requests, and the time of one
+# disk weight sync; needs the rollout section's model folder). About 8 minutes on an
 # H100/H200. Sections can be chosen: GPU_CHECKS="nccl update" (default: all).
 set -uo pipefail
 BIN=$1
@@ -24,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
-checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout}"
+checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout serve}"
 want() { [[ " $checks " == *" $1 "* ]]; }
 # The peak GPU memory used (MiB, nvidia-smi) while process $1 runs.
 gpu_peak() {
@@ -108,5 +110,42 @@ for shape in qwen2.5-0.5b qwen2.5-1.5b; do
   RLVR_BENCH_DEVICE=cuda "$BIN/rollout_bench" "crates/models/shapes/$shape.json" "$R/rollout-$shape" 32 8 256 \
     | tee -a "$OUT/rollout-cuda.jsonl"
 done
+fi
+if want serve; then
+echo "== rlvr serve --device cuda, qwen2.5-1.5b shape: 64 concurrent /generate (n = 4, <= 256 tokens), one disk sync"
+model="$R/rollout-qwen2.5-1.5b/model"
+if [[ -d "$model" ]]; then
+  "$BIN/rlvr" serve --model "$model" --device cuda --port 0 > "$OUT/serve.out" 2> "$OUT/serve.err" &
+  spid=$!
+  for _ in $(seq 300); do grep -q listening "$OUT/serve.out" 2>/dev/null && break; sleep 0.2; done
+  url=$(sed -n 's/.*listening on //p' "$OUT/serve.out")
+  python3 - "$url" "$R/rollout-qwen2.5-1.5b/prompts.json" "$model" <<'PY' | tee -a "$OUT/serve-cuda.jsonl"
+import json, sys, threading, time, urllib.request
+url, prompts_file, model = sys.argv[1:4]
+prompts = json.load(open(prompts_file))
+def post(path, body):
+    req = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=3600))
+res = [None] * 64
+def ask(i):
+    res[i] = post("/generate", {"input_ids": prompts[i % len(prompts)], "sampling_params": {
+        "max_new_tokens": 256, "n": 4, "sampling_seed": i, "ignore_eos": True}})
+ask(0)
+ts = [threading.Thread(target=ask, args=(i,)) for i in range(64)]
+t0 = time.time()
+for t in ts: t.start()
+for t in ts: t.join()
+secs = time.time() - t0
+tokens = sum(len(s["output_ids"]) for r in res for s in r)
+t1 = time.time()
+ok = post("/update_weights_from_disk", {"model_path": model, "weight_version": "1"})
+sync = time.time() - t1
+print(json.dumps({"check": "serve-1.5b-cuda", "requests": 64, "tokens": tokens, "seconds": secs,
+                  "tokens_per_s": tokens / secs, "disk_sync_s": sync, "sync_ok": ok.get("success")}))
+PY
+  kill $spid 2>/dev/null
+else
+  echo "serve: run the rollout section first (it writes $model)"
+fi
 fi
 echo "== done"

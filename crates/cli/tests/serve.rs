@@ -140,7 +140,7 @@ fn a_dead_server_stops_the_run_naming_it_and_resume_continues_with_a_new_one() {
     let (mut server, url) = serve(&model);
     let urls = format!("rollout.urls=[\"{url}\"]");
     let run = tmp.path().join("run");
-    let mut child = rlvr()
+    let child = rlvr()
         .args(["train", "--runs-dir"])
         .arg(tmp.path())
         .args(["--name", "run", "--steps", "400"])

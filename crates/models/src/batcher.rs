@@ -240,7 +240,9 @@ impl Batcher {
         };
         let mut finished = Vec::new();
         let mut groups: Vec<(SamplingConfig, Vec<usize>)> = Vec::new();
-        for (i, r) in self.rows.iter().enumerate().filter(|(_, r)| !r.done) {
+        // Finished rows not yet dropped are sampled along (one pass over the logits) and
+        // ignored; they draw nothing from their streams.
+        for (i, r) in self.rows.iter().enumerate() {
             let same = |s: &SamplingConfig| {
                 (s.temperature, s.top_p, s.top_k)
                     == (r.sampling.temperature, r.sampling.top_p, r.sampling.top_k)
@@ -250,17 +252,29 @@ impl Batcher {
                 None => groups.push((r.sampling.clone(), vec![i])),
             }
         }
+        let all = self.rows.len();
         for (sampling, rows) in &groups {
-            let idx: Vec<i64> = rows.iter().map(|&i| i as i64).collect();
-            let idx = Tensor::from_slice(&idx).f_to_device(device)?;
-            let lp = filtered_logprobs(&logits.f_index_select(0, &idx)?, sampling)?;
+            // Usually one group holds every row: no copy of the logits then.
+            let lp = if rows.len() == all {
+                filtered_logprobs(&logits, sampling)?
+            } else {
+                let idx: Vec<i64> = rows.iter().map(|&i| i as i64).collect();
+                let idx = Tensor::from_slice(&idx).f_to_device(device)?;
+                filtered_logprobs(&logits.f_index_select(0, &idx)?, sampling)?
+            };
             let u: Vec<f64> = rows
                 .iter()
-                .map(|&i| self.rows[i].stream.uniform())
+                .map(|&i| match self.rows[i].done {
+                    true => 0.5,
+                    false => self.rows[i].stream.uniform(),
+                })
                 .collect();
             let (ids, chosen) = sample_with_uniforms(&lp, &u)?;
             for ((&i, id), lp) in rows.iter().zip(ids).zip(chosen) {
                 let r = &mut self.rows[i];
+                if r.done {
+                    continue;
+                }
                 r.tokens.push(id);
                 r.logprobs.push(lp);
                 let finish = if r.stop.contains(&id) {

@@ -109,7 +109,7 @@ pub fn sample_with_uniforms(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f
     let size = logp.size();
     let (b, v) = (size[0], size[1]);
     let device = logp.device();
-    let u = Tensor::from_slice(&u).f_view([b, 1])?.f_to_device(device)?;
+    let u = Tensor::from_slice(u).f_view([b, 1])?.f_to_device(device)?;
     let logp = logp.f_to_kind(Kind::Double)?;
     let probs = logp.f_exp()?;
     let cdf = probs.f_cumsum(-1, Kind::Double)?;

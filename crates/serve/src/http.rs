@@ -45,26 +45,50 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// An error answer: `{"error": {"message", "type", "code"}}` (OpenAI's shape, which SGLang's
-/// clients also read).
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
-        "ServiceUnavailableError"
-    } else if status.is_client_error() {
-        "BadRequestError"
-    } else {
-        "InternalServerError"
-    };
-    let body = json!({"error": {"message": message.into(), "type": kind, "code": status.as_u16()}});
-    (status, Json(body)).into_response()
+/// A refused request: its status and message, answered as `{"error": {"message", "type",
+/// "code"}}` (OpenAI's shape, which SGLang's clients also read).
+pub(crate) struct Reject {
+    status: StatusCode,
+    message: String,
 }
 
-pub(crate) fn bad(message: impl Into<String>) -> Response {
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        let kind = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            "ServiceUnavailableError"
+        } else if self.status.is_client_error() {
+            "BadRequestError"
+        } else {
+            "InternalServerError"
+        };
+        let body = json!({"error": {"message": self.message, "type": kind,
+                                    "code": self.status.as_u16()}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reject {
+    Reject {
+        status,
+        message: message.into(),
+    }
+}
+
+/// The answer when the model thread is gone.
+pub(crate) fn stopped() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the model thread has stopped",
+    )
+    .into_response()
+}
+
+pub(crate) fn bad(message: impl Into<String>) -> Reject {
     error(StatusCode::BAD_REQUEST, message)
 }
 
 /// Parses a JSON body, naming the field and the problem.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Reject> {
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))
 }
 
@@ -101,8 +125,8 @@ fn version(app: &App) -> String {
 }
 
 /// Token-id prompts of a request: ids as given, or text through the tokenizer.
-fn prompt_ids(app: &App, prompts: &Prompts) -> Result<Vec<Vec<i64>>, Response> {
-    let encode = |t: &str| -> Result<Vec<i64>, Response> {
+fn prompt_ids(app: &App, prompts: &Prompts) -> Result<Vec<Vec<i64>>, Reject> {
+    let encode = |t: &str| -> Result<Vec<i64>, Reject> {
         let Some(tok) = &app.tokenizer else {
             return Err(bad(format!(
                 "text prompts need a tokenizer, and {} has no tokenizer.json; send token ids \
@@ -137,7 +161,7 @@ fn prompt_ids(app: &App, prompts: &Prompts) -> Result<Vec<Vec<i64>>, Response> {
 }
 
 /// The checked sampling of a request, and its stop ids.
-fn sampling(app: &App, p: &SamplingParams) -> Result<(SamplingConfig, Vec<i64>), Response> {
+fn sampling(app: &App, p: &SamplingParams) -> Result<(SamplingConfig, Vec<i64>), Reject> {
     if !(p.temperature.is_finite() && p.temperature >= 0.0) {
         return Err(bad(format!(
             "temperature = {} must be a number ≥ 0",
@@ -215,7 +239,7 @@ fn sampling(app: &App, p: &SamplingParams) -> Result<(SamplingConfig, Vec<i64>),
 }
 
 /// Queues a generation job, answering 503 beyond the queue bound.
-async fn submit(app: &App, prompts: Vec<Prompt>) -> Result<Generated, Response> {
+async fn submit(app: &App, prompts: Vec<Prompt>) -> Result<Generated, Reject> {
     let queued = app.shared.pending.fetch_add(1, Ordering::SeqCst);
     if queued >= app.opts.max_queue {
         app.shared.pending.fetch_sub(1, Ordering::SeqCst);
@@ -247,7 +271,7 @@ async fn submit(app: &App, prompts: Vec<Prompt>) -> Result<Generated, Response> 
 }
 
 /// Checks that prompt + response fit the model's context.
-fn fits(app: &App, ids: &[Vec<i64>], max_new: i64) -> Result<(), Response> {
+fn fits(app: &App, ids: &[Vec<i64>], max_new: i64) -> Result<(), Reject> {
     if let Some((i, p)) = ids
         .iter()
         .enumerate()
@@ -276,11 +300,12 @@ fn decode(app: &App, tokens: &[i64], finish: FinishReason) -> String {
 
 async fn generate(State(app): Shared, body: Bytes) -> Response {
     match generate_inner(&app, &body).await {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
-async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Response> {
+async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
     let req: GenerateRequest = parse(body)?;
     if req.stream {
         return Err(bad(
@@ -354,10 +379,10 @@ async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Response> {
 async fn update_from_disk(State(app): Shared, body: Bytes) -> Response {
     let req: UpdateFromDisk = match parse(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if req.load_format.as_deref().is_some_and(|f| f != "auto") {
-        return bad("load_format: only \"auto\" (safetensors) is supported");
+        return bad("load_format: only \"auto\" (safetensors) is supported").into_response();
     }
     let path = std::path::PathBuf::from(&req.model_path);
     if !path.is_dir() {
@@ -380,10 +405,7 @@ async fn update_from_disk(State(app): Shared, body: Bytes) -> Response {
     };
     if app.jobs.send(job).is_err() {
         app.shared.pending.fetch_sub(1, Ordering::SeqCst);
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the model thread has stopped",
-        );
+        return stopped();
     }
     match rx.await {
         Ok(Ok(message)) => Json(Success {
@@ -399,20 +421,18 @@ async fn update_from_disk(State(app): Shared, body: Bytes) -> Response {
             }),
         )
             .into_response(),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the model thread has stopped",
-        ),
+        Err(_) => stopped(),
     }
 }
 
 async fn completions(State(app): Shared, body: Bytes) -> Response {
     match completions_inner(&app, &body).await {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
-async fn completions_inner(app: &App, body: &Bytes) -> Result<Response, Response> {
+async fn completions_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
     let req: CompletionRequest = parse(body)?;
     if req.stream {
         return Err(bad(

