@@ -94,6 +94,17 @@ fn served_equals_native(model: &Path, name: &str, extra: &[&str]) {
         assert!(!b.join("rollout-weights").exists());
         return;
     }
+    if extra.contains(&"model.lora.rank=4") {
+        let v = b.join("rollout-weights/v000002");
+        assert!(
+            v.join("adapter_model.safetensors").exists(),
+            "an adapter folder is synced"
+        );
+        assert!(
+            !v.join("model.safetensors").exists(),
+            "the base is not synced"
+        );
+    }
     // Only the newest synced version is kept.
     let synced: Vec<_> = std::fs::read_dir(b.join("rollout-weights"))
         .unwrap()
@@ -115,6 +126,16 @@ fn a_served_run_equals_the_native_run_with_distributed_weight_sync() {
         &repo("assets/countdown-base"),
         "countdown, distributed sync",
         &["--set", "rollout.sync=distributed"],
+    );
+}
+
+#[test]
+fn a_served_lora_run_syncs_only_its_adapters_and_equals_the_native_run() {
+    // The server holds the base; each sync loads the run's PEFT adapter folder into it.
+    served_equals_native(
+        &repo("assets/countdown-base"),
+        "countdown, LoRA",
+        &["--set", "model.lora.rank=4", "--set", "train.lr=1e-3"],
     );
 }
 

@@ -427,6 +427,12 @@ impl Transformer {
             .any(|l| Module::ALL.iter().any(|m| l.linear(*m).adapter.is_some()))
     }
 
+    /// Switches the adapters on or off for every later forward pass (a server that loads and
+    /// unloads an adapter).
+    pub fn set_adapters_enabled(&self, on: bool) {
+        self.adapters_off.set(!on);
+    }
+
     /// Runs `f` with the adapters switched off: the frozen base model's forward passes.
     pub fn without_adapters<T>(&self, f: impl FnOnce() -> T) -> T {
         let before = self.adapters_off.replace(true);

@@ -704,6 +704,21 @@ impl VerifierConfig for HttpConfig {
     }
 }
 
+/// A failed HTTP request in one line: its kind and the innermost cause ("request failed
+/// (Connection Failed): Connection refused (os error 111)"), not ureq's nested "Network Error:
+/// Network Error: …".
+pub fn transport_error(t: &ureq::Transport) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(inner) = cause.and_then(|c| c.source()) {
+        cause = Some(inner);
+    }
+    let why = cause
+        .map(|c| c.to_string())
+        .or_else(|| t.message().map(str::to_string))
+        .unwrap_or_default();
+    format!("request failed ({}): {why}", t.kind())
+}
+
 /// The `http` verifier.
 pub struct HttpVerifier {
     cfg: HttpConfig,
@@ -719,19 +734,7 @@ impl HttpVerifier {
                 let text = r.into_string().unwrap_or_default();
                 return Err(format!("answered HTTP {code}: {}", clip(&text, 200)));
             }
-            Err(ureq::Error::Transport(t)) => {
-                // The innermost cause says what happened ("Connection refused (os error 111)").
-                let mut cause: Option<&(dyn std::error::Error + 'static)> =
-                    std::error::Error::source(&t);
-                while let Some(inner) = cause.and_then(|c| c.source()) {
-                    cause = Some(inner);
-                }
-                let why = cause
-                    .map(|c| c.to_string())
-                    .or_else(|| t.message().map(str::to_string))
-                    .unwrap_or_default();
-                return Err(format!("request failed ({}): {why}", t.kind()));
-            }
+            Err(ureq::Error::Transport(t)) => return Err(transport_error(&t)),
         };
         let code = answer.status();
         if (300..400).contains(&code) {

@@ -114,6 +114,8 @@ pub struct GenerateRequest {
     /// Only false: streaming is not served.
     #[serde(default)]
     pub stream: bool,
+    /// The LoRA adapter to generate with (its `lora_name`); required while one is loaded.
+    pub lora_path: Option<String>,
 }
 
 /// SGLang's finish reason.
@@ -175,6 +177,25 @@ pub struct UpdateFromDisk {
     pub flush_cache: Option<bool>,
     /// Accepted: running requests always finish on the old weights first.
     pub abort_all_requests: Option<bool>,
+}
+
+/// `POST /load_lora_adapter` (SGLang) and `POST /v1/load_lora_adapter` (vLLM).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadLora {
+    /// The name requests use (`lora_path` in `/generate`, `model` in `/v1/completions`).
+    pub lora_name: String,
+    /// A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) for the served
+    /// base model.
+    pub lora_path: String,
+    /// Accepted (vLLM): a loaded adapter of the same name is always replaced.
+    pub load_inplace: Option<bool>,
+}
+
+/// `POST /unload_lora_adapter` (SGLang) and `POST /v1/unload_lora_adapter` (vLLM).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnloadLora {
+    /// The adapter's name.
+    pub lora_name: String,
 }
 
 /// `POST /init_weights_update_group` (SGLang `InitWeightsUpdateGroupReqInput`).

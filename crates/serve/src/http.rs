@@ -32,6 +32,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         )
         .route("/generate", post(generate))
         .route("/update_weights_from_disk", post(update_from_disk))
+        .route("/load_lora_adapter", post(crate::adapters::load))
+        .route("/v1/load_lora_adapter", post(crate::adapters::load))
+        .route("/unload_lora_adapter", post(crate::adapters::unload))
+        .route("/v1/unload_lora_adapter", post(crate::adapters::unload))
         .route(
             "/init_weights_update_group",
             post(crate::weight_group::init_group),
@@ -317,6 +321,7 @@ async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
         (None, Some(text)) => text,
         _ => return Err(bad("give exactly one of `text` and `input_ids`")),
     };
+    crate::adapters::check_request(app, req.lora_path.as_deref(), "lora_path")?;
     let ids = prompt_ids(app, prompts)?;
     let (cfg, stop) = sampling(app, &req.sampling_params)?;
     fits(app, &ids, cfg.max_new_tokens)?;
@@ -456,6 +461,10 @@ async fn completions_inner(app: &App, body: &Bytes) -> Result<Response, Reject> 
         rlvr_stream: req.rlvr_stream,
         ..SamplingParams::default()
     };
+    // vLLM names the adapter of a request in `model`; the served folder's name means the base.
+    let base = app.opts.model.display().to_string();
+    let adapter = req.model.as_deref().filter(|m| *m != base);
+    crate::adapters::check_request(app, adapter, "model")?;
     let ids = prompt_ids(app, &req.prompt)?;
     let (cfg, stop) = sampling(app, &params)?;
     fits(app, &ids, cfg.max_new_tokens)?;

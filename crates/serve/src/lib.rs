@@ -7,6 +7,7 @@
 //! listener). Endpoints follow SGLang's native API and OpenAI's `/v1/completions`, so a trainer
 //! written for SGLang or vLLM can use it, and rlvr's trainer can use SGLang or vLLM instead.
 
+mod adapters;
 pub mod api;
 mod http;
 pub mod scheduler;
@@ -141,6 +142,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let shared = Arc::new(scheduler::Shared {
         pending: AtomicUsize::new(0),
         version: Mutex::new("default".into()),
+        adapter: Mutex::new(None),
     });
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let device = opts.device;

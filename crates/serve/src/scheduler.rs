@@ -72,6 +72,8 @@ pub struct Shared {
     pub pending: AtomicUsize,
     /// The current weights' version.
     pub version: Mutex<String>,
+    /// The LoRA adapter applied to every request, by name (`/load_lora_adapter`).
+    pub adapter: Mutex<Option<String>>,
 }
 
 struct Waiting {

@@ -55,6 +55,9 @@ pub enum SyncMode {
 const RESTART_HINT: &str = "the last checkpoint is intact: start the server(s) again and \
      continue with `rlvr train --resume RUN --rollout-urls URL[,URL]`";
 
+/// The name a LoRA run's adapter is loaded under on the servers.
+pub const ADAPTER_NAME: &str = "rlvr-policy";
+
 /// The store prefix (SGLang's `group_name`) of the trainer's weight-update group.
 const WEIGHT_GROUP: &str = "rlvr-weights";
 
@@ -157,12 +160,22 @@ pub struct ServerEngine {
     synced: Mutex<Option<u64>>,
     /// The weight-update group (sync = "distributed"), once joined.
     group: Mutex<Option<rlvr_dist::C10dGroup>>,
+    /// The policy trains LoRA adapters: only they are synced (as a PEFT folder loaded with
+    /// `load_lora_adapter`) and requests name them.
+    adapters: bool,
 }
 
 impl ServerEngine {
-    /// Connects to every server (each must answer), learning which are `rlvr serve`.
-    pub fn connect(cfg: &RolloutConfig) -> Result<ServerEngine> {
+    /// Connects to every server (each must answer), learning which are `rlvr serve`. With
+    /// `adapters` (a LoRA run) only the adapters are synced, by disk.
+    pub fn connect(cfg: &RolloutConfig, adapters: bool) -> Result<ServerEngine> {
         cfg.validate()?;
+        if adapters && cfg.sync != SyncMode::Disk {
+            config_bail!(
+                "a LoRA run syncs its adapters as a PEFT folder (rollout.sync = \"disk\"); the \
+                 distributed weight update carries full weights only"
+            );
+        }
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
             .timeout_connect(Duration::from_secs(10))
@@ -191,6 +204,7 @@ impl ServerEngine {
             model_names,
             synced: Mutex::new(None),
             group: Mutex::new(None),
+            adapters,
         })
     }
 
@@ -232,12 +246,26 @@ impl ServerEngine {
         }
         let path = std::fs::canonicalize(&folder).unwrap_or(folder.clone());
         for url in &self.cfg.urls {
-            let (endpoint, body) = match self.cfg.api {
-                ServerApi::Sglang => (
+            if self.adapters && self.cfg.api == ServerApi::Vllm {
+                // vLLM keeps a name's first adapter: unload the previous version first (an
+                // error here only means none was loaded yet).
+                let body = json!({"lora_name": ADAPTER_NAME});
+                let _ = post_json(&self.agent, &format!("{url}/v1/unload_lora_adapter"), &body);
+            }
+            let (endpoint, body) = match (self.cfg.api, self.adapters) {
+                (ServerApi::Sglang, true) => (
+                    format!("{url}/load_lora_adapter"),
+                    json!({"lora_name": ADAPTER_NAME, "lora_path": path}),
+                ),
+                (ServerApi::Vllm, true) => (
+                    format!("{url}/v1/load_lora_adapter"),
+                    json!({"lora_name": ADAPTER_NAME, "lora_path": path}),
+                ),
+                (ServerApi::Sglang, false) => (
                     format!("{url}/update_weights_from_disk"),
                     json!({"model_path": path, "weight_version": version.to_string()}),
                 ),
-                ServerApi::Vllm => (
+                (ServerApi::Vllm, false) => (
                     format!("{url}/collective_rpc"),
                     json!({"method": "rlvr_load_folder", "args": [path]}),
                 ),
@@ -503,8 +531,11 @@ impl ServerEngine {
                 if self.rlvr[s] {
                     params["rlvr_stream"] = json!(stream);
                 }
-                let body = json!({"input_ids": prompt, "sampling_params": params,
-                                  "return_logprob": true});
+                let mut body = json!({"input_ids": prompt, "sampling_params": params,
+                                      "return_logprob": true});
+                if self.adapters {
+                    body["lora_path"] = json!(ADAPTER_NAME);
+                }
                 let answer = post_json(&self.agent, &format!("{url}/generate"), &body)?;
                 let items = match answer {
                     Value::Array(a) => a,
@@ -513,8 +544,12 @@ impl ServerEngine {
                 items.iter().map(|v| sglang_sample(v, fallback)).collect()
             }
             ServerApi::Vllm => {
+                let model = match self.adapters {
+                    true => ADAPTER_NAME,
+                    false => self.model_names[s].as_str(),
+                };
                 let body = json!({
-                    "model": self.model_names[s], "prompt": prompt,
+                    "model": model, "prompt": prompt,
                     "max_tokens": sampling.max_new_tokens, "temperature": sampling.temperature,
                     "top_p": sampling.top_p, "top_k": top_k, "n": n, "logprobs": 0,
                     "stop_token_ids": stop, "ignore_eos": true,
@@ -640,7 +675,7 @@ fn answer(
                 .unwrap_or(text);
             Err(format!("HTTP {code}: {message}"))
         }
-        Err(e) => Err(e.to_string()),
+        Err(ureq::Error::Transport(t)) => Err(rlvr_rewards::programs::transport_error(&t)),
     }
 }
 

@@ -113,14 +113,11 @@ impl Trainer {
             None
         };
         if cfg.rollout.engine == crate::engine::EngineKind::Server {
-            if session.policy.has_frozen_base() {
-                config_bail!(
-                    "rollout.engine = \"server\" with LoRA adapters needs adapter-only weight \
-                     sync, which is not built yet; use rollout.engine = \"native\" (or train \
-                     every weight)"
-                );
-            }
-            session.engine = Some(crate::engine::ServerEngine::connect(&cfg.rollout)?);
+            let adapters = session.policy.has_frozen_base();
+            session.engine = Some(crate::engine::ServerEngine::connect(
+                &cfg.rollout,
+                adapters,
+            )?);
         }
         drop_long_prompts(&mut session)?;
         check_rollout_memory(&session, &cfg, world.world_size())?;
