@@ -5,17 +5,14 @@
 //! `/generate`, `model` in `/v1/completions`) and is refused while another or none is loaded, so
 //! no request is silently answered by the wrong weights.
 
-use crate::api::{LoadLora, Success, UnloadLora};
-use crate::http::{bad, parse, stopped, Reject};
+use crate::api::{LoadLora, UnloadLora};
+use crate::http::{bad, parse, Reject};
 use crate::scheduler::Job;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rlvr_models::lora;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Checks that a request names the loaded adapter (or none when none is loaded).
@@ -37,35 +34,14 @@ pub(crate) fn check_request(app: &App, named: Option<&str>, field: &str) -> Resu
     }
 }
 
-/// Runs a weight job on the model thread and answers SGLang's `{success, message}`.
+/// Runs a weight update on the model thread and answers SGLang's `{success, message}`.
 async fn run(app: &App, update: crate::scheduler::WeightUpdate) -> Response {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.shared.pending.fetch_add(1, Ordering::SeqCst);
-    let job = Job::Exclusive {
+    crate::http::weight_job(app, |reply| Job::Exclusive {
         update,
         version: None,
-        reply: tx,
-    };
-    if app.jobs.send(job).is_err() {
-        app.shared.pending.fetch_sub(1, Ordering::SeqCst);
-        return stopped();
-    }
-    match rx.await {
-        Ok(Ok(message)) => Json(Success {
-            success: true,
-            message,
-        })
-        .into_response(),
-        Ok(Err(message)) => (
-            StatusCode::BAD_REQUEST,
-            Json(Success {
-                success: false,
-                message,
-            }),
-        )
-            .into_response(),
-        Err(_) => stopped(),
-    }
+        reply,
+    })
+    .await
 }
 
 pub(crate) async fn load(State(app): State<Arc<App>>, body: Bytes) -> Response {

@@ -274,6 +274,23 @@ async fn submit(app: &App, prompts: Vec<Prompt>) -> Result<Generated, Reject> {
     }
 }
 
+/// One job prompt per prompt, `n` samples each; prompt `i` of a batch continues the streams
+/// after prompt `i − 1`'s samples.
+fn prompt_jobs(ids: &[Vec<i64>], n: usize, cfg: &SamplingConfig, stop: &[i64]) -> Vec<Prompt> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, p)| Prompt {
+            ids: p.clone(),
+            n,
+            sampling: SamplingConfig {
+                first_stream: cfg.first_stream + (i * n) as u64,
+                ..cfg.clone()
+            },
+            stop: stop.to_vec(),
+        })
+        .collect()
+}
+
 /// Checks that prompt + response fit the model's context.
 fn fits(app: &App, ids: &[Vec<i64>], max_new: i64) -> Result<(), Reject> {
     if let Some((i, p)) = ids
@@ -328,21 +345,7 @@ async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
     let n = req.sampling_params.n;
     let single =
         ids.len() == 1 && n == 1 && !matches!(prompts, Prompts::IdBatch(_) | Prompts::TextBatch(_));
-    let jobs: Vec<Prompt> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Prompt {
-            ids: p.clone(),
-            n,
-            sampling: SamplingConfig {
-                // Prompt i of a batch continues the streams after prompt i − 1's samples.
-                first_stream: cfg.first_stream + (i * n) as u64,
-                ..cfg.clone()
-            },
-            stop: stop.clone(),
-        })
-        .collect();
-    let (samples, version) = submit(app, jobs).await?;
+    let (samples, version) = submit(app, prompt_jobs(&ids, n, &cfg, &stop)).await?;
     let rid = req.rid.clone().unwrap_or(Value::Null);
     let outputs: Vec<GenerateOutput> = samples
         .into_iter()
@@ -392,40 +395,39 @@ async fn update_from_disk(State(app): Shared, body: Bytes) -> Response {
     let path = std::path::PathBuf::from(&req.model_path);
     if !path.is_dir() {
         let message = format!("model_path {} is not a folder", path.display());
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(Success {
-                success: false,
-                message,
-            }),
-        )
-            .into_response();
+        return answer(Err(message));
     }
+    let version = req.weight_version.clone();
+    weight_job(&app, |reply| Job::LoadFromDisk {
+        path,
+        version,
+        reply,
+    })
+    .await
+}
+
+/// `{success, message}` (SGLang's answer to weight updates): 200, or 400 when it failed.
+pub(crate) fn answer(result: Result<String, String>) -> Response {
+    let (status, success, message) = match result {
+        Ok(m) => (StatusCode::OK, true, m),
+        Err(m) => (StatusCode::BAD_REQUEST, false, m),
+    };
+    (status, Json(Success { success, message })).into_response()
+}
+
+/// Queues a weight job (it runs when nothing is generating) and answers its outcome.
+pub(crate) async fn weight_job(
+    app: &App,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<String, String>>) -> Job,
+) -> Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
     app.shared.pending.fetch_add(1, Ordering::SeqCst);
-    let job = Job::LoadFromDisk {
-        path,
-        version: req.weight_version.clone(),
-        reply: tx,
-    };
-    if app.jobs.send(job).is_err() {
+    if app.jobs.send(job(tx)).is_err() {
         app.shared.pending.fetch_sub(1, Ordering::SeqCst);
         return stopped();
     }
     match rx.await {
-        Ok(Ok(message)) => Json(Success {
-            success: true,
-            message,
-        })
-        .into_response(),
-        Ok(Err(message)) => (
-            StatusCode::BAD_REQUEST,
-            Json(Success {
-                success: false,
-                message,
-            }),
-        )
-            .into_response(),
+        Ok(r) => answer(r),
         Err(_) => stopped(),
     }
 }
@@ -469,20 +471,7 @@ async fn completions_inner(app: &App, body: &Bytes) -> Result<Response, Reject> 
     let (cfg, stop) = sampling(app, &params)?;
     fits(app, &ids, cfg.max_new_tokens)?;
     let n = req.n;
-    let jobs: Vec<Prompt> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Prompt {
-            ids: p.clone(),
-            n,
-            sampling: SamplingConfig {
-                first_stream: cfg.first_stream + (i * n) as u64,
-                ..cfg.clone()
-            },
-            stop: stop.clone(),
-        })
-        .collect();
-    let (samples, _) = submit(app, jobs).await?;
+    let (samples, _) = submit(app, prompt_jobs(&ids, n, &cfg, &stop)).await?;
     let completion_tokens: usize = samples.iter().map(|s| s.tokens.len()).sum();
     let prompt_tokens: usize = ids.iter().map(Vec::len).sum::<usize>() * n;
     let choices: Vec<Value> = samples

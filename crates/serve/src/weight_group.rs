@@ -4,42 +4,21 @@
 //! one broadcast from rank 0 per named tensor, in the order given, then loads them all at once
 //! (nothing changes if any is missing or misshapen) once no request is generating.
 
-use crate::api::{InitGroup, Success, UpdateFromDistributed};
-use crate::http::{bad, parse, stopped};
+use crate::api::{InitGroup, UpdateFromDistributed};
+use crate::http::{answer, bad, parse, weight_job};
 use crate::scheduler::Job;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rlvr_dist::{C10dGroup, Collective, Engine, WorldEnv};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 /// How long joining or a broadcast may wait for the other ranks.
 const GROUP_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn answer(result: Result<String, String>) -> Response {
-    match result {
-        Ok(message) => Json(Success {
-            success: true,
-            message,
-        })
-        .into_response(),
-        Err(message) => (
-            StatusCode::BAD_REQUEST,
-            Json(Success {
-                success: false,
-                message,
-            }),
-        )
-            .into_response(),
-    }
-}
 
 pub(crate) async fn init_group(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let req: InitGroup = match parse(&body) {
@@ -133,7 +112,6 @@ pub(crate) async fn update_from_group(State(app): State<Arc<App>>, body: Bytes) 
             }
         }
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let specs: Vec<(String, Kind, Vec<i64>)> = req
         .names
         .into_iter()
@@ -158,18 +136,11 @@ pub(crate) async fn update_from_group(State(app): State<Arc<App>>, body: Bytes) 
             .map_err(|e| format!("cannot load the received weights: {e}"))?;
         Ok(format!("loaded {} tensors from the group", specs.len()))
     });
-    app.shared.pending.fetch_add(1, Ordering::SeqCst);
-    let job = Job::Exclusive {
+    let version = req.weight_version.clone();
+    weight_job(&app, |reply| Job::Exclusive {
         update,
-        version: req.weight_version.clone(),
-        reply: tx,
-    };
-    if app.jobs.send(job).is_err() {
-        app.shared.pending.fetch_sub(1, Ordering::SeqCst);
-        return stopped();
-    }
-    match rx.await {
-        Ok(r) => answer(r),
-        Err(_) => stopped(),
-    }
+        version,
+        reply,
+    })
+    .await
 }

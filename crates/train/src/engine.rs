@@ -359,19 +359,11 @@ impl ServerEngine {
             let answers: Vec<_> = posts.into_iter().map(|h| h.join()).collect();
             (group, answers)
         });
-        for (url, a) in self.cfg.urls.iter().zip(answers) {
-            let refused = match a {
-                Ok(Ok(v)) if v.get("success").and_then(Value::as_bool) != Some(false) => None,
-                Ok(Ok(v)) => Some(v.to_string()),
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some("the request thread panicked".into()),
-            };
-            if let Some(why) = refused {
-                return Err(TrainError::Run(format!(
-                    "rollout server {url} did not join the weight-update group: {why}"
-                )));
-            }
-        }
+        refused_by(
+            &self.cfg.urls,
+            answers,
+            "did not join the weight-update group".into(),
+        )?;
         *slot =
             Some(group.map_err(|e| {
                 TrainError::Run(format!("the weight-update group did not form: {e}"))
@@ -428,20 +420,11 @@ impl ServerEngine {
             let answers: Vec<_> = posts.into_iter().map(|h| h.join()).collect();
             (sent, answers)
         });
-        for (url, a) in self.cfg.urls.iter().zip(answers) {
-            let refused = match a {
-                Ok(Ok(v)) if v.get("success").and_then(Value::as_bool) != Some(false) => None,
-                Ok(Ok(v)) => Some(v.to_string()),
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some("the request thread panicked".into()),
-            };
-            if let Some(why) = refused {
-                return Err(TrainError::Run(format!(
-                    "rollout server {url} did not load the weights of step {version}: {why}; \
-                     {RESTART_HINT}"
-                )));
-            }
-        }
+        refused_by(
+            &self.cfg.urls,
+            answers,
+            format!("did not load the weights of step {version}"),
+        )?;
         sent
     }
 
@@ -659,6 +642,29 @@ fn vllm_sample(c: &Value, fallback: u64) -> std::result::Result<ServedSample, St
         finish,
         version: fallback,
     })
+}
+
+/// The first server whose answer (of a request made in a thread) is a failure, as an error
+/// "rollout server URL WHAT: WHY".
+fn refused_by(
+    urls: &[String],
+    answers: Vec<std::thread::Result<std::result::Result<Value, String>>>,
+    what: String,
+) -> Result<()> {
+    for (url, a) in urls.iter().zip(answers) {
+        let refused = match a {
+            Ok(Ok(v)) if v.get("success").and_then(Value::as_bool) != Some(false) => None,
+            Ok(Ok(v)) => Some(v.to_string()),
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the request thread panicked".into()),
+        };
+        if let Some(why) = refused {
+            return Err(TrainError::Run(format!(
+                "rollout server {url} {what}: {why}; {RESTART_HINT}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn get_json(agent: &ureq::Agent, url: &str) -> std::result::Result<Value, String> {
