@@ -201,3 +201,36 @@ fn a_dead_server_stops_the_run_naming_it_and_resume_continues_with_a_new_one() {
     let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
     assert!(history.contains(&url2), "{history}");
 }
+
+#[test]
+fn requests_to_a_dead_server_are_retried_on_another() {
+    let model = repo("assets/countdown-base");
+    let (mut a, url_a) = serve(&model);
+    let (mut b, url_b) = serve(&model);
+    let cfg = rlvr_train::engine::RolloutConfig {
+        engine: rlvr_train::engine::EngineKind::Server,
+        urls: vec![url_a.clone(), url_b],
+        ..Default::default()
+    };
+    let engine = rlvr_train::engine::ServerEngine::connect(&cfg, false).unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // Server A (first in the list, so first choice at equal load) is gone: every request is
+    // retried on B and all samples come back.
+    let prompts: Vec<Vec<i64>> = (0..6).map(|i| vec![3 + i, 4, 5]).collect();
+    let sampling = rlvr_core::SamplingConfig {
+        max_new_tokens: 5,
+        ..Default::default()
+    };
+    let samples = engine.generate(&prompts, 2, &sampling, &[1]).unwrap();
+    assert_eq!(samples.len(), 12);
+    assert!(samples.iter().all(|s| !s.tokens.is_empty()));
+    b.kill().unwrap();
+    b.wait().unwrap();
+    // Both gone: the error names both servers.
+    let e = engine
+        .generate(&prompts, 2, &sampling, &[1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&url_a), "{e}");
+}

@@ -176,6 +176,15 @@ fn weights_load_from_disk_with_their_version_and_bad_requests_get_400() {
     assert_eq!(e.0, 400, "{}", e.1);
     let again = post(&format!("{base}/generate"), &greedy).unwrap();
     assert_eq!(again["output_ids"], after["output_ids"]);
+    // Text prompts go through the folder's tokenizer, and the text comes back decoded.
+    let t = post(
+        &format!("{base}/generate"),
+        &json!({"text": "1 + 1 =", "sampling_params": {"temperature": 0, "max_new_tokens": 4}}),
+    )
+    .unwrap();
+    let n = t["output_ids"].as_array().unwrap().len();
+    assert!((1..=4).contains(&n), "{t}");
+    assert!(t["text"].is_string());
     // Bad requests: each a 400 naming what is wrong.
     for (body, needle) in [
         (

@@ -10,11 +10,7 @@ use rlvr_train::Trainer;
 use tch::Kind;
 
 fn trainer(dir: &std::path::Path) -> Trainer {
-    Trainer::new(
-        small_config(&[("algo.correction.type", "tis".into())]),
-        dir,
-    )
-    .unwrap()
+    Trainer::new(small_config(&[("algo.correction.type", "tis".into())]), dir).unwrap()
 }
 
 #[test]
@@ -49,7 +45,13 @@ fn correction_weights_come_from_the_two_log_probs_and_scale_the_loss() {
         .unwrap();
     let (la, lb) = (ua.value("actor/loss"), ub.value("actor/loss"));
     assert!(la.abs() > 1e-6, "a non-zero loss to compare: {la}");
-    assert!((lb - 2.0 * la).abs() <= 1e-5 * la.abs().max(1.0), "{lb} vs 2 × {la}");
+    assert!(
+        (lb - 2.0 * la).abs() <= 1e-5 * la.abs().max(1.0),
+        "{lb} vs 2 × {la}"
+    );
     let (ga, gb) = (ua.value("actor/grad_norm"), ub.value("actor/grad_norm"));
-    assert!((gb - 2.0 * ga).abs() <= 1e-4 * ga.max(1e-6), "{gb} vs 2 × {ga}");
+    assert!(
+        (gb - 2.0 * ga).abs() <= 1e-4 * ga.max(1e-6),
+        "{gb} vs 2 × {ga}"
+    );
 }
