@@ -21,6 +21,8 @@ export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
 cargo build --release -p rlvr-models --example rollout_bench >&2
 cargo build --release -p rlvr-cli >&2
 rounds=${ROUNDS:-3}
+# Both sides warm up on the first prompt's 8 samples before timing.
+export RLVR_BENCH_WARMUP=1
 # The model and prompts (written by the first in-process run), then the server on them.
 target/release/examples/rollout_bench "$config" "$out" 32 8 256 > "$out/inprocess-1.json"
 target/release/rlvr serve --model "$out/model" --port 0 > "$out/serve.out" 2> "$out/serve.err" &

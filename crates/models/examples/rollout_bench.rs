@@ -6,7 +6,8 @@
 //! `rollout_bench CONFIG_JSON OUT_DIR [PROMPTS N T]`: builds the model of CONFIG_JSON (seed 0),
 //! writes it to OUT_DIR/model (HF layout) and the prompts to OUT_DIR/prompts.json unless they
 //! exist, generates, and prints one JSON line with the generated tokens and tokens/s.
-//! RLVR_BENCH_DEVICE=cuda samples on the GPU in bf16.
+//! RLVR_BENCH_DEVICE=cuda samples on the GPU in bf16; RLVR_BENCH_WARMUP=1 generates the first
+//! prompt's samples once before timing.
 
 use rlvr_core::SamplingConfig;
 use rlvr_models::generate::generate;
@@ -85,6 +86,20 @@ fn main() {
         seed: 0,
         first_stream: 0,
     };
+    if std::env::var("RLVR_BENCH_WARMUP").as_deref() == Ok("1") {
+        // The first prompt's samples once before timing (what scripts/bench-serve.sh's client
+        // sends the server before it times).
+        let n = samples.min(shape[0]);
+        let _ = generate(
+            &model.model,
+            &ids.narrow(0, 0, n),
+            &mask.narrow(0, 0, n),
+            &cfg,
+            &stop,
+            0,
+        )
+        .expect("warm-up");
+    }
     let t0 = Instant::now();
     let g = generate(&model.model, &ids, &mask, &cfg, &stop, 0).expect("generate");
     if device.is_cuda() {
