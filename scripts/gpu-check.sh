@@ -112,10 +112,10 @@ for shape in qwen2.5-0.5b qwen2.5-1.5b; do
 done
 fi
 if want serve; then
-echo "== rlvr serve --device cuda, qwen2.5-1.5b shape: 64 concurrent /generate (n = 4, <= 256 tokens), one disk sync"
+echo "== rlvr serve --device cuda --dtype bf16, qwen2.5-1.5b shape: 64 concurrent /generate (n = 4, <= 256 tokens), one disk sync"
 model="$R/rollout-qwen2.5-1.5b/model"
 if [[ -d "$model" ]]; then
-  "$BIN/rlvr" serve --model "$model" --device cuda --port 0 > "$OUT/serve.out" 2> "$OUT/serve.err" &
+  "$BIN/rlvr" serve --model "$model" --device cuda --dtype bf16 --port 0 > "$OUT/serve.out" 2> "$OUT/serve.err" &
   spid=$!
   for _ in $(seq 300); do grep -q listening "$OUT/serve.out" 2>/dev/null && break; sleep 0.2; done
   url=$(sed -n 's/.*listening on //p' "$OUT/serve.out")

@@ -53,6 +53,9 @@ pub struct ServeOptions {
     pub max_running: usize,
     /// Requests queued or running at most; beyond it requests get 503.
     pub max_queue: usize,
+    /// Precision of the served weights (f32, or bf16 to halve a GPU's memory; log-softmax and
+    /// sampling stay f32).
+    pub kind: Kind,
 }
 
 /// What the handlers share.
@@ -132,7 +135,13 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
             "--max-running and --max-queue must be at least 1".into(),
         ));
     }
-    let model = HfModel::load(&opts.model, opts.device, Kind::Float)?;
+    if !matches!(opts.kind, Kind::Float | Kind::BFloat16) {
+        return Err(ServeError::Usage(format!(
+            "--dtype: {:?} is not served; f32 or bf16",
+            opts.kind
+        )));
+    }
+    let model = HfModel::load(&opts.model, opts.device, opts.kind)?;
     let tokenizer = if opts.model.join("tokenizer.json").exists() {
         Some(Arc::new(HfTokenizer::from_dir(&opts.model)?))
     } else {

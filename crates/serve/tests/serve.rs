@@ -24,6 +24,7 @@ fn server(max_running: usize, max_queue: usize) -> Server {
         device: Device::Cpu,
         max_running,
         max_queue,
+        kind: Kind::Float,
     })
     .unwrap()
 }

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Requests queued or running at most; beyond it the server answers 503.
     #[arg(long, default_value_t = 4096)]
     pub max_queue: usize,
+    /// Precision of the served weights: f32 | bf16 (half the memory on a GPU; the served
+    /// log-probs then differ from an f32 trainer's by bf16 rounding — see rollout/logp_diff_*).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
     /// libtorch threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -75,6 +79,10 @@ pub fn exec(args: ServeArgs) -> Result<()> {
         device,
         max_running: args.max_running,
         max_queue: args.max_queue,
+        kind: match args.dtype.as_str() {
+            "bf16" => tch::Kind::BFloat16,
+            _ => tch::Kind::Float,
+        },
     })?;
     // The first line of standard output is the address (scripts and tests read it).
     println!("rlvr serve: listening on {}", server.url());
