@@ -15,6 +15,35 @@ use std::sync::{Arc, Mutex};
 use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
+/// How often a busy server logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Tokens generated since the last progress line, and when that was.
+struct Progress {
+    tokens: usize,
+    since: std::time::Instant,
+}
+
+impl Progress {
+    /// Counts one decode step of `rows` rows; logs a line every [`PROGRESS_EVERY`].
+    fn step(&mut self, rows: usize, waiting: usize, shared: &Shared) {
+        self.tokens += rows;
+        let secs = self.since.elapsed().as_secs_f64();
+        if secs >= PROGRESS_EVERY.as_secs_f64() {
+            let version = shared.version.lock().map(|v| v.clone()).unwrap_or_default();
+            tracing::info!(
+                "generating {rows} samples, {waiting} requests waiting, {:.0} tokens/s over the \
+                 last {secs:.0} s (weights {version})",
+                self.tokens as f64 / secs
+            );
+            *self = Progress {
+                tokens: 0,
+                since: std::time::Instant::now(),
+            };
+        }
+    }
+}
+
 /// How long an idle server gathers arriving requests before it starts a batch.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -97,12 +126,21 @@ pub fn run(
     let mut waiting: HashMap<u64, Waiting> = HashMap::new();
     // A ticket names one prompt: job id × 2^20 + prompt index.
     let mut next_job: u64 = 0;
+    let mut progress = Progress {
+        tokens: 0,
+        since: std::time::Instant::now(),
+    };
     loop {
         if batcher.is_idle() && queue.is_empty() {
             match jobs.blocking_recv() {
                 Some(j) => queue.push_back(j),
                 None => return,
             }
+            // Progress counts busy time only.
+            progress = Progress {
+                tokens: 0,
+                since: std::time::Instant::now(),
+            };
             // Requests sent together arrive a little apart: gather them for a moment so they
             // share one prefill instead of joining one by one.
             let until = std::time::Instant::now() + GATHER;
@@ -170,7 +208,9 @@ pub fn run(
                 finished.extend(batcher.admit(&model.model, device, admit)?);
             }
             if !batcher.is_idle() {
+                let rows = batcher.live();
                 finished.extend(batcher.step(&model.model, device)?);
+                progress.step(rows, queue.len(), &shared);
             }
             Ok(())
         })();
