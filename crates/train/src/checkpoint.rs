@@ -1,9 +1,11 @@
-//! Checkpoints of a run: `checkpoints/step-N/` with the model (HF layout), the optimizer moments
-//! and `state.json`, written into `step-N.tmp` and renamed when complete, so a folder with
+//! Checkpoints of a run: `checkpoints/step-N/` with the model (HF layout), the optimizer moments,
+//! the batches an asynchronous run generated ahead (`rollout-buffer.json`) and `state.json`, written into `step-N.tmp` and renamed when complete, so a folder with
 //! `state.json` is always whole.
 
+use crate::async_rollout::{save_buffer, RawBatch};
 use crate::error::{IoResultExt, Result, ResultExt, TrainError};
 use crate::optim::AdamW;
+use crate::pipeline::Generated;
 use rlvr_core::atomic::StagedDir;
 use rlvr_core::Policy;
 use std::path::{Path, PathBuf};
@@ -15,12 +17,16 @@ pub fn write_checkpoint(
     seed: u64,
     policy: &dyn Policy,
     opt: &AdamW,
+    buffer: Option<(u64, &[Generated<RawBatch>])>,
 ) -> Result<PathBuf> {
     let final_dir = run.join("checkpoints").join(format!("step-{step}"));
     let staged = StagedDir::create(&final_dir, "tmp")?;
     let tmp = staged.path();
     policy.save(&tmp.join("model"))?;
     opt.save(&tmp.join("optimizer.safetensors"))?;
+    if let Some((max_staleness, held)) = buffer {
+        save_buffer(tmp, max_staleness, held)?;
+    }
     let state = serde_json::json!({ "step": step, "seed": seed });
     let state_path = tmp.join("state.json");
     std::fs::write(&state_path, serde_json::to_string_pretty(&state)?).at(&state_path)?;

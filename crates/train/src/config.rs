@@ -79,6 +79,26 @@ pub struct TrainConfig {
     /// CPU threads of libtorch: 0 = automatic (the cores other processes leave free, checked
     /// at the start and between steps; `OMP_NUM_THREADS` pins it).
     pub threads: usize,
+    /// Asynchronous rollouts (docs/async.md): the batch of step `s` is generated, while earlier
+    /// steps update, by the weights of step `s − max_staleness`; 0 = synchronous.
+    pub max_staleness: u64,
+    /// The policy the update's ratio is taken against: current (the weights before this
+    /// update, recomputed: decoupled PPO with `[algo.correction]` weighting the behaviour
+    /// policy) | behaviour (the log-probs the samples were drawn with).
+    pub proximal: Proximal,
+}
+
+/// What `old_logp` (the denominator of the update's ratio) is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proximal {
+    /// The trainer's weights before the update, recomputed (decoupled PPO's proximal policy,
+    /// Hilton et al. 2022; AReaL).
+    #[default]
+    Current,
+    /// The engine's log-probs of the sampled tokens (the behaviour policy; classic PPO on
+    /// stale samples).
+    Behaviour,
 }
 
 impl Default for TrainConfig {
@@ -113,6 +133,8 @@ impl Default for TrainConfig {
             log_samples: 4,
             threads: 0,
             eval_every: 0,
+            max_staleness: 0,
+            proximal: Proximal::Current,
         }
     }
 }

@@ -135,7 +135,7 @@ impl RolloutConfig {
 }
 
 /// One generated response from a server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServedSample {
     /// Generated ids (a final stop token included).
     pub tokens: Vec<i64>,
@@ -231,20 +231,46 @@ impl ServerEngine {
             }
             return Ok(());
         }
-        let root = if self.cfg.sync_dir.is_empty() {
+        let path = self.write_folder(policy, version, run_dir)?;
+        self.load_folder(version, &path)
+    }
+
+    /// The folder synced weights are written to.
+    fn sync_root(&self, run_dir: &Path) -> PathBuf {
+        if self.cfg.sync_dir.is_empty() {
             run_dir.join("rollout-weights")
         } else {
             PathBuf::from(&self.cfg.sync_dir)
-        };
+        }
+    }
+
+    /// Writes the policy (its adapters, for a LoRA run) as version `version` under the sync
+    /// folder, atomically; returns the folder's path.
+    pub fn write_folder(
+        &self,
+        policy: &dyn Policy,
+        version: u64,
+        run_dir: &Path,
+    ) -> Result<PathBuf> {
+        let root = self.sync_root(run_dir);
         std::fs::create_dir_all(&root)
             .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", root.display())))?;
         let folder = root.join(format!("v{version:06}"));
-        if !folder.exists() {
-            let staged = StagedDir::create(&folder, "partial")?;
-            policy.save(staged.path())?;
-            staged.publish()?;
+        if folder.exists() {
+            // Left by an earlier incarnation of the run (killed and resumed): written anew.
+            std::fs::remove_dir_all(&folder).map_err(|e| {
+                TrainError::Run(format!("cannot replace {}: {e}", folder.display()))
+            })?;
         }
-        let path = std::fs::canonicalize(&folder).unwrap_or(folder.clone());
+        let staged = StagedDir::create(&folder, "partial")?;
+        policy.save(staged.path())?;
+        staged.publish()?;
+        Ok(std::fs::canonicalize(&folder).unwrap_or(folder))
+    }
+
+    /// Has every server load the folder `path` (version `version`, from
+    /// [`ServerEngine::write_folder`]); older versions' folders are then removed.
+    pub fn load_folder(&self, version: u64, path: &Path) -> Result<()> {
         for url in &self.cfg.urls {
             if self.adapters && self.cfg.api == ServerApi::Vllm {
                 // vLLM keeps a name's first adapter: unload the previous version first (an
@@ -300,12 +326,18 @@ impl ServerEngine {
         if let Ok(mut s) = self.synced.lock() {
             *s = Some(version);
         }
-        // Older versions are no longer served.
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with('v') && name != format!("v{version:06}") {
-                    let _ = std::fs::remove_dir_all(e.path());
+        // Older versions are no longer served (newer ones may already be written).
+        if let Some(root) = path.parent() {
+            if let Ok(entries) = std::fs::read_dir(root) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let older = name
+                        .strip_prefix('v')
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .is_some_and(|v| v < version);
+                    if older {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
                 }
             }
         }

@@ -111,12 +111,23 @@ pub struct ExperienceInputs<'a> {
 /// `time/*`).
 pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Experience, Metrics)> {
     let t_start = Instant::now();
-    let n = inputs.train.samples_per_prompt.max(1);
     let ro = inputs.session.rollout(
         inputs.problems,
         inputs.train.samples_per_prompt,
         &inputs.sampling,
     )?;
+    experience_from(inputs, ro, step, t_start)
+}
+
+/// [`make_experience`] of a rollout generated already (by the asynchronous generator);
+/// `t_start` is when the phase began.
+pub fn experience_from(
+    inputs: &ExperienceInputs<'_>,
+    ro: crate::rollout::Rollout,
+    step: u64,
+    t_start: Instant,
+) -> Result<(Experience, Metrics)> {
+    let n = inputs.train.samples_per_prompt.max(1);
     let (mut ro, problems, kept_groups) = filter_groups(inputs, ro, n);
     let shaping_delta = shape_scores(inputs, &mut ro)?;
     let t_adv = Instant::now();
@@ -165,10 +176,14 @@ pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Expe
         Reduce::Max,
     );
     let samples = logged_samples(&ro, &problems, inputs.train.log_samples, n, step);
+    let old_logp = match inputs.train.proximal {
+        crate::config::Proximal::Current => old.logp.detach(),
+        crate::config::Proximal::Behaviour => ro.responses.rollout_logp.detach(),
+    };
     let exp = Experience {
         responses: ro.responses,
         advantages,
-        old_logp: old.logp.detach(),
+        old_logp,
         ref_logp,
         is_weights,
         samples,

@@ -8,13 +8,16 @@
 //! mini-batches, micro-batches, one [`optim::optimizer_step`] per mini-batch) — the loop around
 //! them ([`trainer::fit`]: run folder, checkpoints, resume, before/after evaluation), supervised
 //! warm starts ([`sft`]), evaluation runs ([`evaluation`]), sweeps ([`sweep`]), and the metric log
-//! (`metrics.jsonl` + TensorBoard, [`metrics`]).
+//! (`metrics.jsonl` + TensorBoard, [`metrics`]), and asynchronous rollouts with bounded
+//! staleness ([`pipeline`], [`async_rollout`], [`asynchronous`]).
 //!
 //! It prints nothing: callers observe a run through a [`trainer::Reporter`]. Errors are
 //! [`TrainError`], which tells usage errors from run-time failures.
 
 pub mod actor;
 pub mod advantages;
+pub mod async_rollout;
+pub mod asynchronous;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
@@ -27,6 +30,7 @@ pub mod fingerprint;
 pub mod metrics;
 pub mod optim;
 pub mod padding;
+pub mod pipeline;
 pub mod rollout;
 pub mod run_dir;
 pub mod session;

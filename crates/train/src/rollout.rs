@@ -164,16 +164,30 @@ fn served_generation(
     Ok((gen, samples.iter().map(|s| s.version as i64).collect()))
 }
 
-/// Samples `n` responses for each problem with the session's policy (or its
-/// rollout servers) (prompts rendered by its tokenizer) and scores them with its verifier.
-pub fn rollout(
+/// A step's prompts, rendered and encoded: `n` left-padded rows per problem.
+pub struct EncodedPrompts {
+    /// Prompt ids `[B, P]` i64.
+    pub ids: Tensor,
+    /// Prompt mask `[B, P]` i64.
+    pub mask: Tensor,
+    /// Problem index of each row.
+    pub group: Vec<i64>,
+}
+
+impl EncodedPrompts {
+    /// Each problem's prompt ids without padding (one row per problem).
+    pub fn per_problem(&self, n: usize) -> Result<Vec<Vec<i64>>> {
+        unpadded_rows(&self.ids, &self.mask, n)
+    }
+}
+
+/// Renders and encodes `n` rows per problem with the session's tokenizer.
+pub fn encode_step_prompts(
     session: &Session,
     problems: &[Problem],
     n: usize,
-    sampling: &SamplingConfig,
-) -> Result<Rollout> {
-    let (policy, codec) = (session.policy.as_ref(), session.codec.as_ref());
-    let device = policy.device();
+) -> Result<EncodedPrompts> {
+    let codec = session.codec.as_ref();
     let mut prompts = Vec::new();
     let mut group = Vec::new();
     for (i, p) in problems.iter().enumerate() {
@@ -183,24 +197,125 @@ pub fn rollout(
             group.push(i as i64);
         }
     }
-    let (ids, pmask) = encode_prompts(codec, &prompts, device)?;
+    let (ids, mask) = encode_prompts(codec, &prompts, session.policy.device())?;
+    Ok(EncodedPrompts { ids, mask, group })
+}
+
+/// Generated responses before decoding and scoring.
+pub struct RawRollout {
+    /// The responses.
+    pub gen: Generation,
+    /// The weight version of each response.
+    pub versions: Vec<i64>,
+    /// Seconds spent generating.
+    pub time_generate: f64,
+}
+
+impl RawRollout {
+    /// Responses generated elsewhere (a server, the generator thread), right-padded with
+    /// `pad` on `device`.
+    pub fn from_samples(
+        samples: &[ServedSample],
+        pad: i64,
+        device: Device,
+        time_generate: f64,
+    ) -> Result<RawRollout> {
+        let (gen, versions) = served_generation(samples, pad, device)?;
+        Ok(RawRollout {
+            gen,
+            versions,
+            time_generate,
+        })
+    }
+}
+
+/// The rows of a [`Generation`] as samples of weight version `version` (padding dropped).
+pub fn generation_samples(gen: &Generation, version: u64) -> Result<Vec<ServedSample>> {
+    let tokens = Vec::<Vec<i64>>::try_from(gen.tokens.to_device(Device::Cpu))?;
+    let logp = Vec::<Vec<f32>>::try_from(gen.logp.to_device(Device::Cpu))?;
+    let mask = Vec::<Vec<f32>>::try_from(gen.mask.to_device(Device::Cpu))?;
+    Ok(tokens
+        .into_iter()
+        .zip(logp)
+        .zip(mask)
+        .zip(&gen.finish)
+        .map(|(((t, l), m), &finish)| {
+            let len = m.iter().filter(|&&x| x > 0.0).count();
+            ServedSample {
+                tokens: t[..len].to_vec(),
+                logprobs: l[..len].iter().map(|&x| f64::from(x)).collect(),
+                finish,
+                version,
+            }
+        })
+        .collect())
+}
+
+/// Samples `n` responses for each problem with the session's policy (or its
+/// rollout servers) (prompts rendered by its tokenizer) and scores them with its verifier.
+pub fn rollout(
+    session: &Session,
+    problems: &[Problem],
+    n: usize,
+    sampling: &SamplingConfig,
+) -> Result<Rollout> {
+    let prompts = encode_step_prompts(session, problems, n)?;
+    let policy = session.policy.as_ref();
+    let codec = session.codec.as_ref();
     let t0 = Instant::now();
     let stop = codec.stop_tokens();
     let (gen, versions) = match &session.engine {
         None => {
-            let gen = policy.generate(&ids, &pmask, sampling, &stop)?;
+            let gen = policy.generate(&prompts.ids, &prompts.mask, sampling, &stop)?;
             let rows = gen.tokens.size()[0] as usize;
             (gen, vec![session.weight_version as i64; rows])
         }
         Some(engine) => {
-            let per_problem = unpadded_rows(&ids, &pmask, n)?;
+            let per_problem = prompts.per_problem(n)?;
             let samples = engine.generate(&per_problem, n, sampling, &stop)?;
-            served_generation(&samples, codec.pad_token(), device)?
+            served_generation(&samples, codec.pad_token(), policy.device())?
         }
     };
-    let time_generate = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let raw = RawRollout {
+        gen,
+        versions,
+        time_generate: t0.elapsed().as_secs_f64(),
+    };
+    score_rollout(session, problems, n, prompts, raw)
+}
+
+/// Decodes the responses of `raw` (answering `prompts`, `n` rows per problem) and scores them
+/// with the session's verifier.
+pub fn score_rollout(
+    session: &Session,
+    problems: &[Problem],
+    n: usize,
+    prompts: EncodedPrompts,
+    raw: RawRollout,
+) -> Result<Rollout> {
+    let codec = session.codec.as_ref();
+    let device = session.policy.device();
+    let RawRollout {
+        gen,
+        versions,
+        time_generate,
+    } = raw;
+    let EncodedPrompts {
+        ids,
+        mask: pmask,
+        group,
+    } = prompts;
     let rows = gen.tokens.size()[0];
+    if rows as usize != problems.len() * n
+        || ids.size()[0] != rows
+        || versions.len() != rows as usize
+    {
+        return Err(crate::TrainError::Run(format!(
+            "{rows} generated responses for {} problems × {n} samples",
+            problems.len()
+        )));
+    }
+    let t1 = Instant::now();
     let mut texts = Vec::with_capacity(rows as usize);
     for r in 0..rows {
         let len = gen.mask.get(r).sum(Kind::Float).double_value(&[]) as i64;

@@ -3,6 +3,8 @@
 //! folder (resolved config, metrics log, atomic checkpoints, before/after evaluation, summary).
 
 use crate::actor::Actor;
+use crate::async_rollout::{load_buffer, RawBatch};
+use crate::asynchronous::check_async;
 use crate::checkpoint::{latest_checkpoint, load_checkpoint, write_checkpoint};
 use crate::config::RunConfig;
 use crate::config_bail;
@@ -15,6 +17,7 @@ use crate::evaluation::EvalOptions;
 use crate::experience::{make_experience, Experience, ExperienceInputs, Reference, Sample};
 use crate::metrics::{Metrics, MetricsLog, Reduce};
 use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
+use crate::pipeline::Generated;
 use crate::run_dir::{create_run_dir, FolderLock};
 use crate::session::{Placement, Session};
 use crate::summary::write_run_summary;
@@ -67,6 +70,12 @@ pub struct Trainer {
     pub last_samples: Vec<Sample>,
     /// The data-parallel group this trainer is a rank of ([`rlvr_dist::Single`] alone).
     pub world: Box<dyn Collective>,
+    /// The asynchronous generator (`train.max_staleness > 0`), once started.
+    pub pipeline: Option<crate::pipeline::Pipeline<crate::async_rollout::RolloutGenerator>>,
+    /// The servers, when the generator thread uses them (the trainer writes their weights).
+    pub(crate) generator_engine: Option<std::sync::Arc<crate::engine::ServerEngine>>,
+    /// Batches a restored checkpoint had generated ahead, for the pipeline when it starts.
+    pub(crate) resumed_buffer: Vec<Generated<RawBatch>>,
 }
 
 impl Trainer {
@@ -89,6 +98,7 @@ impl Trainer {
         check_ranks(world.world_size(), cfg.train.prompts_per_step)?;
         let mut session = Session::open(&cfg, Placement { local_rank })?;
         let algo = cfg.algo.build()?;
+        check_async(&cfg, world.world_size(), algo.correction.is_some())?;
         if world.world_size() > 1 && algo.filter.is_some() {
             config_bail!(
                 "algo.filter (dynamic sampling) chooses groups from every group's scores and is \
@@ -134,11 +144,19 @@ impl Trainer {
             dir: dir.to_path_buf(),
             last_samples: Vec::new(),
             world,
+            pipeline: None,
+            generator_engine: None,
+            resumed_buffer: Vec::new(),
         })
     }
 
     /// The prompts of the current step: a deterministic walk over the training problems.
     pub fn step_problems(&self) -> Vec<Problem> {
+        self.problems_at(self.step)
+    }
+
+    /// The prompts of step `step` (0-based).
+    pub fn problems_at(&self, step: u64) -> Vec<Problem> {
         let tc = &self.cfg.train;
         let n_train = self.session.problems.train.len();
         // A group filter (dynamic sampling) samples more prompts than train.
@@ -147,17 +165,19 @@ impl Trainer {
             None => tc.prompts_per_step,
         };
         (0..count)
-            .map(|i| {
-                self.session.problems.train[(self.step as usize * count + i) % n_train].clone()
-            })
+            .map(|i| self.session.problems.train[(step as usize * count + i) % n_train].clone())
             .collect()
     }
 
     /// Rollout sampling settings of the current step.
     pub fn step_sampling(&self) -> SamplingConfig {
+        self.sampling_at(self.step)
+    }
+
+    /// Rollout sampling settings of step `step` (0-based).
+    pub fn sampling_at(&self, step: u64) -> SamplingConfig {
         let seed = self.cfg.train.seed.wrapping_mul(1_000_003);
-        self.session
-            .sampling_with_seed(seed.wrapping_add(self.step))
+        self.session.sampling_with_seed(seed.wrapping_add(step))
     }
 
     /// The prompt groups of [`Trainer::step_problems`] this rank holds.
@@ -196,11 +216,19 @@ impl Trainer {
     /// One RL step: `make_experience`, then the actor's `update`. Returns the step's metrics.
     pub fn train_step(&mut self) -> Result<Metrics> {
         let t0 = Instant::now();
-        let time_sync = self.sync_rollout_engine()?;
-        let (mut exp, mut m) = self.make_experience()?;
-        if let Some(t) = time_sync {
-            m.set("time/sync", t, Reduce::Max);
+        if self.pipeline.is_none() && self.cfg.train.max_staleness > 0 {
+            self.start_pipeline()?;
         }
+        let (mut exp, mut m) = if self.pipeline.is_some() {
+            self.async_experience()?
+        } else {
+            let time_sync = self.sync_rollout_engine()?;
+            let (exp, mut m) = self.make_experience()?;
+            if let Some(t) = time_sync {
+                m.set("time/sync", t, Reduce::Max);
+            }
+            (exp, m)
+        };
         self.last_samples = std::mem::take(&mut exp.samples);
         let lr = self.lr();
         let policy = self.session.policy.as_ref();
@@ -241,19 +269,24 @@ impl Trainer {
 
     /// Writes a checkpoint of the current step atomically; refuses (with
     /// [`TrainError::NonFinite`]) when a weight or an optimizer moment is not finite.
-    pub fn checkpoint(&self) -> Result<PathBuf> {
+    /// With asynchronous rollouts the batches generated ahead (by older weights) are kept too,
+    /// so a resumed run trains on exactly what this one would have.
+    pub fn checkpoint(&mut self) -> Result<PathBuf> {
         if let Some(name) = first_nonfinite_parameter(self.session.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
         if let Some(name) = self.actor.opt.first_nonfinite() {
             return Err(TrainError::NonFinite(format!("optimizer moment `{name}`")));
         }
+        let buffer = self.held_batches()?;
+        let k = self.cfg.train.max_staleness;
         write_checkpoint(
             &self.dir,
             self.step,
             self.cfg.train.seed,
             self.session.policy.as_ref(),
             &self.actor.opt,
+            buffer.as_deref().map(|b| (k, b)),
         )
     }
 
@@ -286,6 +319,9 @@ impl Trainer {
             )));
         }
         self.step = step;
+        if self.cfg.train.max_staleness > 0 {
+            self.resumed_buffer = load_buffer(&dir, step)?;
+        }
         Ok(Some(step))
     }
 
@@ -310,7 +346,12 @@ impl Trainer {
 
     /// Validation during training: pass@K and mean@n of the held-out sample and of each further
     /// validation set, as `val/*` metrics of this step.
-    fn validate(&self, held_out: &[Problem], opts: &EvalOptions, m: &mut Metrics) -> Result<()> {
+    fn validate(
+        &mut self,
+        held_out: &[Problem],
+        opts: &EvalOptions,
+        m: &mut Metrics,
+    ) -> Result<()> {
         let mut sets: Vec<(String, Vec<Problem>)> = Vec::new();
         if !held_out.is_empty() {
             sets.push(("val".into(), held_out.to_vec()));
@@ -336,8 +377,10 @@ impl Trainer {
         Ok(())
     }
 
-    /// Evaluates the current policy on `problems` (sharded over the data-parallel ranks).
-    pub fn evaluate(&self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
+    /// Evaluates the current policy on `problems` (sharded over the data-parallel ranks); the
+    /// rollout servers, when they generate, are brought to the current weights first.
+    pub fn evaluate(&mut self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
+        self.sync_rollout_engine()?;
         self.session.evaluate(self.world.as_ref(), problems, opts)
     }
 }
@@ -709,7 +752,7 @@ fn run(
             append_samples(&samples_path, &t.last_samples)?;
         }
         reporter.step(&m, tc.steps);
-        end_step(&t, reporter)?;
+        end_step(&mut t, reporter)?;
     }
     reporter.finish();
     let mut result = None;
@@ -862,9 +905,9 @@ fn checked_step(t: &mut Trainer, bad_in_row: &mut usize) -> Result<Metrics> {
 /// After a logged step: the ranks agree on a stop signal, compare parameter checksums, and rank
 /// 0 writes a checkpoint when one is due or a stop was asked for (then every rank returns
 /// [`TrainError::Interrupted`] once it is complete).
-fn end_step(t: &Trainer, reporter: &dyn Reporter) -> Result<()> {
-    let tc = &t.cfg.train;
-    let dir = t.dir.as_path();
+fn end_step(t: &mut Trainer, reporter: &dyn Reporter) -> Result<()> {
+    let tc = &t.cfg.train.clone();
+    let dir = &t.dir.clone();
     let stop = agreed_stop(t.world.as_ref(), reporter.stop_requested())?;
     let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
         || t.step == tc.steps;
