@@ -14,7 +14,9 @@
 # peak GPU memory); the NCCL engine (librlvr_nccl.so built here by scripts/build-nccl-shim.sh)
 # with world size 1 running training steps on CUDA (docs/distributed.md); `rlvr serve --device
 # cuda` on the 1.5B shape (tokens/s at 64 concurrent /generate requests, and the time of one
-# disk weight sync; needs the rollout section's model folder). About 8 minutes on an
+# disk weight sync; needs the rollout section's model folder); asynchronous training on the 1.5B
+# shape (`rlvr serve --device cuda` + the trainer on the same GPU, steps/s with
+# train.max_staleness = 0, 1, 2; docs/async.md). About 8 minutes on an
 # H100/H200. Sections can be chosen: GPU_CHECKS="nccl update" (default: all).
 set -uo pipefail
 BIN=$1
@@ -26,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
-checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout serve}"
+checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout serve async}"
 want() { [[ " $checks " == *" $1 "* ]]; }
 # The peak GPU memory used (MiB, nvidia-smi) while process $1 runs.
 gpu_peak() {
@@ -146,6 +148,42 @@ PY
   kill $spid 2>/dev/null
 else
   echo "serve: run the rollout section first (it writes $model)"
+fi
+fi
+if want async; then
+echo "== asynchronous training, qwen2.5-1.5b shape on cuda: rlvr serve (bf16) + trainer (bf16 mixed precision), k = 0, 1, 2"
+model="$R/rollout-qwen2.5-1.5b/model"
+if [[ -d "$model" ]]; then
+  cp crates/models/tests/fixtures/qwen2-tiny/tokenizer.json crates/models/tests/fixtures/qwen2-tiny/tokenizer_config.json "$model/"
+  "$BIN/rlvr" serve --model "$model" --device cuda --dtype bf16 --port 0 > "$OUT/async-serve.out" 2> "$OUT/async-serve.err" &
+  spid=$!
+  for _ in $(seq 300); do grep -q listening "$OUT/async-serve.out" 2>/dev/null && break; sleep 0.2; done
+  url=$(sed -n 's/.*listening on //p' "$OUT/async-serve.out")
+  for k in 0 1 2; do
+    timeout 150 "$BIN/rlvr" train --device cuda --runs-dir "$R" --name "async-k$k" --model "$model" \
+      --task countdown --steps 6 --set train.prompts_per_step=8 --set train.samples_per_prompt=8 \
+      --set train.max_new_tokens=256 --set train.eval_problems=0 --set model.mixed_precision=bf16 \
+      --set algo.loss.entropy_coef=0.05 --set train.max_staleness=$k --set rollout.engine=server \
+      --set "rollout.urls=[\"$url\"]" > "$OUT/async-k$k.log" 2>&1 || tail -5 "$OUT/async-k$k.log"
+    cp "$R/async-k$k/metrics.jsonl" "$OUT/metrics-async-k$k.jsonl" 2>/dev/null
+  done
+  kill $spid 2>/dev/null
+  python3 - "$R" <<'PY' | tee "$OUT/async-1.5b.txt"
+import json, os, sys
+base = None
+for k in (0, 1, 2):
+    path = f"{sys.argv[1]}/async-k{k}/metrics.jsonl"
+    if not os.path.exists(path):
+        print(f"k={k}: no metrics"); continue
+    m = [json.loads(l) for l in open(path)][1:]
+    rate = len(m) / sum(x["time/step"] for x in m)
+    base = base or rate
+    gen = sum(x["time/rollout"] for x in m) / len(m)
+    upd = sum(x["time/update"] + x["time/old_stats"] for x in m) / len(m)
+    print(f"k={k}: {rate:.3f} steps/s ({rate / base:.2f}x k=0), generate {gen:.2f} s, update {upd:.2f} s per step")
+PY
+else
+  echo "async: run the rollout section first (it writes $model)"
 fi
 fi
 echo "== done"

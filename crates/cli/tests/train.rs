@@ -57,6 +57,65 @@ fn a_run_killed_and_resumed_ends_with_the_same_weights() {
 }
 
 #[test]
+fn an_asynchronous_run_killed_at_a_random_step_resumes_to_the_same_weights() {
+    // train.max_staleness = 2: the checkpoints carry the batches generated ahead by older
+    // weights, so a SIGKILL anywhere loses nothing a resumed run needs.
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--steps",
+        "12",
+        "--set",
+        "train.max_staleness=2",
+        "--set",
+        "train.checkpoint_every=1",
+    ];
+    let straight = train(tmp.path(), "straight", &args);
+    assert!(straight.status.success(), "{}", text(&straight));
+    let at = 2 + std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 8;
+    eprintln!("killing once checkpoint {at} exists");
+    let dir = tmp.path().join("killed");
+    let mut child = rlvr()
+        .args(["train", "--runs-dir", tmp.path().to_str().unwrap()])
+        .args(["--name", "killed"])
+        .args(SMALL)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    rlvr_tests::cli::wait_until("no checkpoint appeared", || {
+        dir.join(format!("checkpoints/step-{at}/state.json"))
+            .exists()
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let resumed = resume(&dir, &[]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let (a, b) = (
+        checkpoint_weights(&tmp.path().join("straight/checkpoints/step-12")),
+        checkpoint_weights(&dir.join("checkpoints/step-12")),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after a kill at step >= {at}");
+    }
+    let (ma, mb) = (
+        metrics_lines(&tmp.path().join("straight/metrics.jsonl")),
+        metrics_lines(&dir.join("metrics.jsonl")),
+    );
+    assert_eq!(ma.len(), 12);
+    for (x, y) in ma.iter().zip(&mb) {
+        for key in ["reward/mean", "actor/loss", "async/staleness_max"] {
+            assert_eq!(x[key], y[key], "{key} at step {}", x["step"]);
+        }
+    }
+}
+
+#[test]
 fn metrics_have_the_documented_keys_and_tensorboard_events() {
     let tmp = tempfile::tempdir().unwrap();
     let o = train(tmp.path(), "keys", &["--steps", "1"]);
