@@ -263,3 +263,71 @@ fn requests_to_a_dead_server_are_retried_on_another() {
         .to_string();
     assert!(e.contains(&url_a), "{e}");
 }
+
+#[test]
+fn partial_rollouts_load_each_version_while_the_server_generates() {
+    // Long responses (a near-random qwen2-tiny rarely stops) over few rows: generation takes
+    // longer than the update, so each new version reaches the server mid-generation.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    let (mut server, url) = serve(&model);
+    let urls = format!("rollout.urls=[\"{url}\"]");
+    let o = train(
+        tmp.path(),
+        "partial",
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--steps",
+            "5",
+            "--set",
+            "train.max_new_tokens=300",
+            "--set",
+            "train.prompts_per_step=2",
+            "--set",
+            "train.samples_per_prompt=2",
+            "--set",
+            "train.max_staleness=1",
+            "--set",
+            "rollout.engine=server",
+            "--set",
+            "rollout.partial=true",
+            "--set",
+            &urls,
+        ],
+    );
+    let _ = server.kill();
+    assert!(o.status.success(), "{}", text(&o));
+    let m = metrics_lines(&tmp.path().join("partial/metrics.jsonl"));
+    assert_eq!(m.len(), 5);
+    let mut mixed = 0;
+    for x in &m {
+        let (sample, token) = (
+            x["async/staleness_max"].as_f64().unwrap(),
+            x["async/token_staleness_mean"].as_f64().unwrap(),
+        );
+        assert!(sample <= 1.0, "the bound holds: {x}");
+        assert!(token <= x["async/staleness_mean"].as_f64().unwrap() + 1e-9);
+        if token < x["async/staleness_mean"].as_f64().unwrap() - 1e-9 {
+            mixed += 1;
+        }
+    }
+    eprintln!("{mixed} of 5 steps had tokens of a newer version");
+    assert!(
+        mixed > 0,
+        "no step had tokens of a newer version than their sample: {m:?}"
+    );
+    // A partial run needs a server that can pause in place.
+    let o = train(
+        tmp.path(),
+        "refused",
+        &[
+            "--set",
+            "rollout.partial=true",
+            "--set",
+            "train.max_staleness=0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("rollout.partial"), "{}", text(&o));
+}

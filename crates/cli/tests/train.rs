@@ -63,7 +63,7 @@ fn an_asynchronous_run_killed_at_a_random_step_resumes_to_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let args = [
         "--steps",
-        "12",
+        "40",
         "--set",
         "train.max_staleness=2",
         "--set",
@@ -92,11 +92,15 @@ fn an_asynchronous_run_killed_at_a_random_step_resumes_to_the_same_weights() {
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    assert!(
+        !dir.join("checkpoints/step-40").exists(),
+        "killed before the end"
+    );
     let resumed = resume(&dir, &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let (a, b) = (
-        checkpoint_weights(&tmp.path().join("straight/checkpoints/step-12")),
-        checkpoint_weights(&dir.join("checkpoints/step-12")),
+        checkpoint_weights(&tmp.path().join("straight/checkpoints/step-40")),
+        checkpoint_weights(&dir.join("checkpoints/step-40")),
     );
     assert_eq!(a.len(), b.len());
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
@@ -107,7 +111,7 @@ fn an_asynchronous_run_killed_at_a_random_step_resumes_to_the_same_weights() {
         metrics_lines(&tmp.path().join("straight/metrics.jsonl")),
         metrics_lines(&dir.join("metrics.jsonl")),
     );
-    assert_eq!(ma.len(), 12);
+    assert_eq!(ma.len(), 40);
     for (x, y) in ma.iter().zip(&mb) {
         for key in ["reward/mean", "actor/loss", "async/staleness_max"] {
             assert_eq!(x[key], y[key], "{key} at step {}", x["step"]);

@@ -150,6 +150,19 @@ pub struct MetaInfo {
     /// `[logprob, token_id, null]` per generated token, when asked for.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub output_token_logprobs: Option<Vec<(f64, i64, Option<String>)>>,
+    /// rlvr's extension, with `output_token_logprobs`: the weight version of each generated
+    /// token (they differ when the weights changed while the sample generated: partial
+    /// rollouts).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_token_weight_versions: Option<Vec<String>>,
+}
+
+/// `POST /pause_generation`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseGeneration {
+    /// SGLang's mode: only `in_place` is served.
+    pub mode: Option<String>,
 }
 
 /// One sample of `POST /generate`.

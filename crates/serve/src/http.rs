@@ -3,7 +3,7 @@
 
 use crate::api::{
     CompletionRequest, FinishReasonJson, GenerateOutput, GenerateRequest, MetaInfo, ModelInfo,
-    Prompts, SamplingParams, Success, UpdateFromDisk,
+    PauseGeneration, Prompts, SamplingParams, Success, UpdateFromDisk,
 };
 use crate::scheduler::{Generated, Job, Prompt};
 use crate::App;
@@ -32,6 +32,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         )
         .route("/generate", post(generate))
         .route("/update_weights_from_disk", post(update_from_disk))
+        .route("/pause_generation", post(pause))
+        .route("/continue_generation", post(resume))
         .route("/load_lora_adapter", post(crate::adapters::load))
         .route("/v1/load_lora_adapter", post(crate::adapters::load))
         .route("/unload_lora_adapter", post(crate::adapters::unload))
@@ -345,12 +347,15 @@ async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
     let n = req.sampling_params.n;
     let single =
         ids.len() == 1 && n == 1 && !matches!(prompts, Prompts::IdBatch(_) | Prompts::TextBatch(_));
-    let (samples, version) = submit(app, prompt_jobs(&ids, n, &cfg, &stop)).await?;
+    let generated = submit(app, prompt_jobs(&ids, n, &cfg, &stop)).await?;
+    let current = version(app);
     let rid = req.rid.clone().unwrap_or(Value::Null);
-    let outputs: Vec<GenerateOutput> = samples
+    let outputs: Vec<GenerateOutput> = generated
+        .samples
         .into_iter()
+        .zip(generated.versions)
         .enumerate()
-        .map(|(k, s)| {
+        .map(|(k, (s, versions))| {
             let finish_reason = match (s.finish, s.tokens.last()) {
                 (FinishReason::Stop, Some(&t)) => FinishReasonJson::Stop { matched: t },
                 _ => FinishReasonJson::Length {
@@ -364,7 +369,8 @@ async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
                     finish_reason,
                     prompt_tokens: ids[k / n].len(),
                     completion_tokens: s.tokens.len(),
-                    weight_version: version.clone(),
+                    // The version its first token came from (the oldest).
+                    weight_version: versions.first().unwrap_or(&current).clone(),
                     output_token_logprobs: req.return_logprob.then(|| {
                         s.logprobs
                             .iter()
@@ -372,6 +378,7 @@ async fn generate_inner(app: &App, body: &Bytes) -> Result<Response, Reject> {
                             .map(|(&l, &t)| (l, t, None))
                             .collect()
                     }),
+                    output_token_weight_versions: req.return_logprob.then_some(versions),
                 },
                 output_ids: s.tokens,
             }
@@ -404,6 +411,32 @@ async fn update_from_disk(State(app): Shared, body: Bytes) -> Response {
         reply,
     })
     .await
+}
+
+/// `POST /pause_generation` (SGLang's): mode `in_place` only — the running samples keep their
+/// caches and wait; weight updates then load at once; `/continue_generation` resumes.
+async fn pause(State(app): Shared, body: Bytes) -> Response {
+    let req: PauseGeneration = if body.is_empty() {
+        PauseGeneration::default()
+    } else {
+        match parse(&body) {
+            Ok(r) => r,
+            Err(r) => return r.into_response(),
+        }
+    };
+    match req.mode.as_deref() {
+        Some("in_place") => weight_job(&app, |reply| Job::Pause { reply }).await,
+        other => bad(format!(
+            "mode {other:?}: rlvr serve pauses in place only (\"mode\": \"in_place\"); \
+             abort and retract are not supported"
+        ))
+        .into_response(),
+    }
+}
+
+/// `POST /continue_generation`: decoding resumes after `/pause_generation`.
+async fn resume(State(app): Shared) -> Response {
+    weight_job(&app, |reply| Job::Continue { reply }).await
 }
 
 /// `{success, message}` (SGLang's answer to weight updates): 200, or 400 when it failed.
@@ -471,7 +504,9 @@ async fn completions_inner(app: &App, body: &Bytes) -> Result<Response, Reject> 
     let (cfg, stop) = sampling(app, &params)?;
     fits(app, &ids, cfg.max_new_tokens)?;
     let n = req.n;
-    let (samples, _) = submit(app, prompt_jobs(&ids, n, &cfg, &stop)).await?;
+    let samples = submit(app, prompt_jobs(&ids, n, &cfg, &stop))
+        .await?
+        .samples;
     let completion_tokens: usize = samples.iter().map(|s| s.tokens.len()).sum();
     let prompt_tokens: usize = ids.iter().map(Vec::len).sum::<usize>() * n;
     let choices: Vec<Value> = samples

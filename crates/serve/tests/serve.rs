@@ -310,3 +310,93 @@ fn a_peft_adapter_loads_applies_to_named_requests_and_unloads() {
     assert_eq!(greedy(None).unwrap()["output_ids"], plain["output_ids"]);
     s.stop().unwrap();
 }
+
+#[test]
+fn paused_in_place_a_weight_update_lands_between_decode_steps() {
+    // SGLang's partial-rollout flow: /pause_generation (in_place), /update_weights_from_disk,
+    // /continue_generation. The running samples keep their tokens so far (from the old weights)
+    // and continue on the new ones; each token's version says which.
+    let s = server(512, 4096);
+    let base = s.url().to_string();
+    let original = tempfile::tempdir().unwrap();
+    let scaled = tempfile::tempdir().unwrap();
+    let m = HfModel::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    m.save(original.path()).unwrap();
+    tch::no_grad(|| {
+        for (_, mut v) in m.vs.variables() {
+            let _ = v.g_mul_scalar_(1.5);
+        }
+    });
+    m.save(scaled.path()).unwrap();
+    let load = |dir: &std::path::Path, version: &str| {
+        let r = post(
+            &format!("{base}/update_weights_from_disk"),
+            &json!({"model_path": dir, "weight_version": version}),
+        )
+        .unwrap();
+        assert_eq!(r["success"], true, "{r}");
+    };
+    let body = json!({"input_ids": [11, 12, 13], "return_logprob": true, "sampling_params":
+        {"max_new_tokens": 400, "n": 4, "ignore_eos": true, "sampling_seed": 5}});
+    let e = post(
+        &format!("{base}/pause_generation"),
+        &json!({"mode": "abort"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, 400, "{}", e.1);
+    assert!(e.1.contains("in_place"), "{}", e.1);
+    let mut mixed = false;
+    for attempt in 1..=5u64 {
+        load(original.path(), "0");
+        let reference = post(&format!("{base}/generate"), &body).unwrap();
+        let url = format!("{base}/generate");
+        let pending = std::thread::spawn({
+            let body = body.clone();
+            move || post(&url, &body).unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(30 * attempt));
+        let p = post(
+            &format!("{base}/pause_generation"),
+            &json!({"mode": "in_place"}),
+        )
+        .unwrap();
+        assert_eq!(p["success"], true, "{p}");
+        // Paused: the update loads at once, with samples still running.
+        load(scaled.path(), "1");
+        let c = post(&format!("{base}/continue_generation"), &json!({})).unwrap();
+        assert_eq!(c["success"], true, "{c}");
+        let answer = pending.join().unwrap();
+        for (a, r) in answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(reference.as_array().unwrap())
+        {
+            let versions: Vec<&str> = a["meta_info"]["output_token_weight_versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(versions.len(), 400);
+            let old = versions.iter().take_while(|v| **v == "0").count();
+            assert!(
+                versions[old..].iter().all(|v| *v == "1"),
+                "versions go 0 then 1: {versions:?}"
+            );
+            assert_eq!(a["meta_info"]["weight_version"], versions[0]);
+            // The tokens of the old weights are those an uninterrupted request draws.
+            let (ids, ref_ids) = (
+                a["output_ids"].as_array().unwrap(),
+                r["output_ids"].as_array().unwrap(),
+            );
+            assert_eq!(ids[..old], ref_ids[..old]);
+            eprintln!("attempt {attempt}: {old} tokens from the old weights");
+            mixed |= old > 0 && old < 400;
+        }
+        if mixed {
+            break;
+        }
+    }
+    assert!(mixed, "no update landed mid-generation in 5 attempts");
+}

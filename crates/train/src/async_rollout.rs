@@ -46,6 +46,8 @@ pub enum Weights {
     Tensors(HashMap<String, Tensor>),
     /// A folder the servers load (`ServerEngine::write_folder`).
     Folder(PathBuf),
+    /// Loaded into the servers by the trainer already (partial rollouts).
+    Loaded,
 }
 
 /// Where the generator thread generates.
@@ -80,6 +82,7 @@ impl Generate for RolloutGenerator {
             (RolloutGenerator::Server { engine, .. }, Weights::Folder(path)) => {
                 engine.load_folder(version, &path)
             }
+            (RolloutGenerator::Server { .. }, Weights::Loaded) => Ok(()),
             _ => Err(TrainError::Run(
                 "internal: weights of the wrong kind for the generator".into(),
             )),

@@ -27,6 +27,19 @@ pub fn check_async(cfg: &RunConfig, ranks: usize, correction: bool) -> Result<()
              proximal = \"current\" with a correction: decoupled PPO)"
         );
     }
+    if cfg.rollout.partial {
+        let ok = k > 0
+            && cfg.rollout.engine == EngineKind::Server
+            && cfg.rollout.api == crate::engine::ServerApi::Sglang
+            && cfg.rollout.sync == SyncMode::Disk;
+        if !ok {
+            config_bail!(
+                "rollout.partial loads each new version into generating servers: it needs \
+                 train.max_staleness >= 1, rollout.engine = \"server\" with rollout.api = \
+                 \"sglang\" (rlvr serve or SGLang) and rollout.sync = \"disk\""
+            );
+        }
+    }
     if k == 0 {
         return Ok(());
     }
@@ -100,11 +113,16 @@ impl Trainer {
         let t0 = Instant::now();
         let weights = match (&self.generator_engine, needs) {
             (_, false) => None,
-            (Some(e), true) => Some(Weights::Folder(e.write_folder(
-                self.session.policy.as_ref(),
-                s,
-                &self.dir,
-            )?)),
+            (Some(e), true) => {
+                let folder = e.write_folder(self.session.policy.as_ref(), s, &self.dir)?;
+                if self.cfg.rollout.partial {
+                    // Into the servers now, between decode steps of what they generate.
+                    e.load_in_flight(s, &folder)?;
+                    Some(Weights::Loaded)
+                } else {
+                    Some(Weights::Folder(folder))
+                }
+            }
             (None, true) => Some(snapshot(self.session.policy.as_ref())),
         };
         let Some(p) = self.pipeline.as_mut() else {
@@ -177,6 +195,15 @@ impl Trainer {
         m.set("async/staleness_max", max, Reduce::Max);
         m.set("async/idle_trainer_s", waited, Reduce::Max);
         m.set("async/idle_generator_s", batch.idle_s, Reduce::Max);
+        let mask = exp.responses.mask.to_kind(tch::Kind::Double);
+        let token_stale =
+            (exp.responses.token_version.to_kind(tch::Kind::Double) * -1.0 + step as f64) * &mask;
+        let tokens = mask.sum(tch::Kind::Double).double_value(&[]).max(1.0);
+        m.set(
+            "async/token_staleness_mean",
+            token_stale.sum(tch::Kind::Double).double_value(&[]) / tokens,
+            Reduce::TokenMean,
+        );
         if let Some(c) = m.get("rollout/is_clip_frac") {
             m.set("async/is_clip_frac", c, Reduce::TokenMean);
         }

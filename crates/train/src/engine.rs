@@ -82,6 +82,11 @@ pub struct RolloutConfig {
     pub timeout_s: f64,
     /// Requests in flight at most.
     pub max_in_flight: usize,
+    /// Partial rollouts (with `train.max_staleness > 0`; rlvr serve, SGLang): each new version
+    /// is loaded into the servers as soon as the trainer has it, between decode steps of the
+    /// running samples (pause in place, load, continue), each token's version recorded. Fresher
+    /// samples, but which weights generate what then depends on timing (docs/async.md).
+    pub partial: bool,
 }
 
 impl Default for RolloutConfig {
@@ -95,6 +100,7 @@ impl Default for RolloutConfig {
             sync_host: "127.0.0.1".into(),
             timeout_s: 600.0,
             max_in_flight: 64,
+            partial: false,
         }
     }
 }
@@ -143,8 +149,12 @@ pub struct ServedSample {
     pub logprobs: Vec<f64>,
     /// Why it ended.
     pub finish: FinishReason,
-    /// The weight version that generated it.
+    /// The weight version that generated it (its oldest token's).
     pub version: u64,
+    /// The version of each token, when the server says (partial rollouts: the weights changed
+    /// while it generated); empty = all `version`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_versions: Vec<u64>,
 }
 
 /// The `server` engine: a client of one or more generation servers.
@@ -233,6 +243,36 @@ impl ServerEngine {
         }
         let path = self.write_folder(policy, version, run_dir)?;
         self.load_folder(version, &path)
+    }
+
+    /// Loads the folder `path` (version `version`) into every server while it generates:
+    /// `/pause_generation` in place, the load, `/continue_generation` (partial rollouts).
+    pub fn load_in_flight(&self, version: u64, path: &Path) -> Result<()> {
+        for url in &self.cfg.urls {
+            post_json(
+                &self.agent,
+                &format!("{url}/pause_generation"),
+                &json!({"mode": "in_place"}),
+            )
+            .map_err(|e| {
+                TrainError::Run(format!(
+                    "rollout server {url} cannot pause generation for a partial-rollout weight \
+                     update (rollout.partial needs rlvr serve or SGLang): {e}"
+                ))
+            })?;
+        }
+        let loaded = self.load_folder(version, path);
+        for url in &self.cfg.urls {
+            post_json(
+                &self.agent,
+                &format!("{url}/continue_generation"),
+                &json!({}),
+            )
+            .map_err(|e| {
+                TrainError::Run(format!("rollout server {url}: continue_generation: {e}"))
+            })?;
+        }
+        loaded
     }
 
     /// The folder synced weights are written to.
@@ -628,11 +668,24 @@ fn sglang_sample(v: &Value, fallback: u64) -> std::result::Result<ServedSample, 
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .unwrap_or(fallback);
+    // rlvr serve's per-token versions (partial rollouts); the sample is as old as its oldest.
+    let token_versions: Vec<u64> = meta
+        .get("output_token_weight_versions")
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .map(|v| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(version))
+                .collect()
+        })
+        .filter(|vs: &Vec<u64>| vs.len() == tokens.len())
+        .unwrap_or_default();
+    let version = token_versions.iter().copied().min().unwrap_or(version);
     Ok(ServedSample {
         tokens,
         logprobs,
         finish,
         version,
+        token_versions,
     })
 }
 
@@ -673,6 +726,7 @@ fn vllm_sample(c: &Value, fallback: u64) -> std::result::Result<ServedSample, St
         logprobs,
         finish,
         version: fallback,
+        token_versions: Vec::new(),
     })
 }
 

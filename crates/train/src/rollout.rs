@@ -27,8 +27,12 @@ pub struct Responses {
     /// Log-prob of each sampled token as the rollout engine computed it `[B, T]` f32 (the
     /// behaviour policy of the mismatch metrics and corrections).
     pub rollout_logp: Tensor,
-    /// The weight version (steps trained) that generated each response `[B]` i64.
+    /// The weight version (steps trained) that generated each response `[B]` i64: its oldest
+    /// token's.
     pub version: Tensor,
+    /// The weight version of each response token `[B, T]` i64 (a row's versions differ only in
+    /// partial rollouts, where the weights changed while it generated).
+    pub token_version: Tensor,
 }
 
 impl Responses {
@@ -58,6 +62,7 @@ impl Responses {
             truncated: rows(&self.truncated),
             rollout_logp: rows(&self.rollout_logp),
             version: rows(&self.version),
+            token_version: rows(&self.token_version),
         }
     }
 }
@@ -136,22 +141,28 @@ fn unpadded_rows(ids: &Tensor, mask: &Tensor, n: usize) -> Result<Vec<Vec<i64>>>
         .collect())
 }
 
-/// Served samples as a [`Generation`] (right-padded with `pad`) and their weight versions.
+/// Served samples as a [`Generation`] (right-padded with `pad`), their weight versions and the
+/// version of each token (`[B, T]`, the row's version on padding).
 fn served_generation(
     samples: &[ServedSample],
     pad: i64,
     device: Device,
-) -> Result<(Generation, Vec<i64>)> {
+) -> Result<(Generation, Vec<i64>, Tensor)> {
     let b = samples.len();
     let t = samples.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
     let mut ids = vec![pad; b * t];
     let mut mask = vec![0f32; b * t];
     let mut lp = vec![0f32; b * t];
+    let mut versions = vec![0i64; b * t];
     for (r, s) in samples.iter().enumerate() {
+        versions[r * t..(r + 1) * t].fill(s.version as i64);
         for (j, (&id, &l)) in s.tokens.iter().zip(&s.logprobs).enumerate() {
             ids[r * t + j] = id;
             mask[r * t + j] = 1.0;
             lp[r * t + j] = l as f32;
+            if let Some(&v) = s.token_versions.get(j) {
+                versions[r * t + j] = v as i64;
+            }
         }
     }
     let shape = [b as i64, t as i64];
@@ -161,7 +172,14 @@ fn served_generation(
         logp: Tensor::from_slice(&lp).reshape(shape).to_device(device),
         finish: samples.iter().map(|s| s.finish).collect(),
     };
-    Ok((gen, samples.iter().map(|s| s.version as i64).collect()))
+    let token_version = Tensor::from_slice(&versions)
+        .reshape(shape)
+        .to_device(device);
+    Ok((
+        gen,
+        samples.iter().map(|s| s.version as i64).collect(),
+        token_version,
+    ))
 }
 
 /// A step's prompts, rendered and encoded: `n` left-padded rows per problem.
@@ -207,6 +225,8 @@ pub struct RawRollout {
     pub gen: Generation,
     /// The weight version of each response.
     pub versions: Vec<i64>,
+    /// The weight version of each token `[B, T]`, when they may differ within a response.
+    pub token_versions: Option<Tensor>,
     /// Seconds spent generating.
     pub time_generate: f64,
 }
@@ -220,10 +240,11 @@ impl RawRollout {
         device: Device,
         time_generate: f64,
     ) -> Result<RawRollout> {
-        let (gen, versions) = served_generation(samples, pad, device)?;
+        let (gen, versions, token_versions) = served_generation(samples, pad, device)?;
         Ok(RawRollout {
             gen,
             versions,
+            token_versions: Some(token_versions),
             time_generate,
         })
     }
@@ -246,6 +267,7 @@ pub fn generation_samples(gen: &Generation, version: u64) -> Result<Vec<ServedSa
                 logprobs: l[..len].iter().map(|&x| f64::from(x)).collect(),
                 finish,
                 version,
+                token_versions: Vec::new(),
             }
         })
         .collect())
@@ -264,21 +286,24 @@ pub fn rollout(
     let codec = session.codec.as_ref();
     let t0 = Instant::now();
     let stop = codec.stop_tokens();
-    let (gen, versions) = match &session.engine {
+    let (gen, versions, token_versions) = match &session.engine {
         None => {
             let gen = policy.generate(&prompts.ids, &prompts.mask, sampling, &stop)?;
             let rows = gen.tokens.size()[0] as usize;
-            (gen, vec![session.weight_version as i64; rows])
+            (gen, vec![session.weight_version as i64; rows], None)
         }
         Some(engine) => {
             let per_problem = prompts.per_problem(n)?;
             let samples = engine.generate(&per_problem, n, sampling, &stop)?;
-            served_generation(&samples, codec.pad_token(), policy.device())?
+            let (gen, versions, tv) =
+                served_generation(&samples, codec.pad_token(), policy.device())?;
+            (gen, versions, Some(tv))
         }
     };
     let raw = RawRollout {
         gen,
         versions,
+        token_versions,
         time_generate: t0.elapsed().as_secs_f64(),
     };
     score_rollout(session, problems, n, prompts, raw)
@@ -298,6 +323,7 @@ pub fn score_rollout(
     let RawRollout {
         gen,
         versions,
+        token_versions,
         time_generate,
     } = raw;
     let EncodedPrompts {
@@ -346,6 +372,14 @@ pub fn score_rollout(
         .iter()
         .map(|f| f32::from(*f == FinishReason::Length))
         .collect();
+    let token_version = match token_versions {
+        Some(t) => t,
+        None => Tensor::from_slice(&versions)
+            .to_device(device)
+            .unsqueeze(1)
+            .expand_as(&gen.tokens)
+            .contiguous(),
+    };
     let seq = SequenceBatch {
         input_ids: Tensor::cat(&[&ids, &gen.tokens], 1),
         attention_mask: Tensor::cat(&[&pmask, &gen.mask.to_kind(Kind::Int64)], 1),
@@ -360,6 +394,7 @@ pub fn score_rollout(
             group: Tensor::from_slice(&group).to_device(device),
             truncated: Tensor::from_slice(&truncated).to_device(device),
             rollout_logp: gen.logp,
+            token_version,
             version: Tensor::from_slice(&versions).to_device(device),
         },
         texts,
