@@ -9,7 +9,7 @@ use crate::config::RunConfig;
 use crate::config_bail;
 use crate::engine::{EngineKind, SyncMode};
 use crate::error::Result;
-use crate::experience::{experience_from, Experience, ExperienceInputs};
+use crate::experience::{experience_from, Experience};
 use crate::metrics::{Metrics, Reduce};
 use crate::pipeline::{Generated, Pipeline, StalenessPlan};
 use crate::rollout::{encode_step_prompts, score_rollout, RawRollout};
@@ -176,16 +176,7 @@ impl Trainer {
             batch.output.time_generate,
         )?;
         let ro = score_rollout(&self.session, &problems, n, prompts, raw)?;
-        let inputs = ExperienceInputs {
-            session: &self.session,
-            reference: self.reference.as_ref(),
-            algo: &self.actor.algo,
-            train: &self.cfg.train,
-            problems: &problems,
-            sampling: self.sampling_at(step),
-            world: self.world.as_ref(),
-            first_group: 0,
-        };
+        let inputs = self.experience_inputs(&problems, self.sampling_at(step), 0);
         let (exp, mut m) = experience_from(&inputs, ro, step, t_start)?;
         let versions = Vec::<i64>::try_from(exp.responses.version.to_device(tch::Device::Cpu))?;
         let stale: Vec<f64> = versions.iter().map(|&v| (step as i64 - v) as f64).collect();

@@ -194,17 +194,28 @@ impl Trainer {
         let problems = all[share.clone()].to_vec();
         let mut sampling = self.step_sampling();
         sampling.first_stream = (share.start * self.cfg.train.samples_per_prompt.max(1)) as u64;
-        let inputs = ExperienceInputs {
+        let inputs = self.experience_inputs(&problems, sampling, share.start);
+        make_experience(&inputs, self.step)
+    }
+
+    /// What `make_experience` reads for `problems` (prompt groups from `first_group` of the
+    /// step's global batch) sampled with `sampling`.
+    pub(crate) fn experience_inputs<'a>(
+        &'a self,
+        problems: &'a [Problem],
+        sampling: SamplingConfig,
+        first_group: usize,
+    ) -> ExperienceInputs<'a> {
+        ExperienceInputs {
             session: &self.session,
             reference: self.reference.as_ref(),
             algo: &self.actor.algo,
             train: &self.cfg.train,
-            problems: &problems,
+            problems,
             sampling,
             world: self.world.as_ref(),
-            first_group: share.start,
-        };
-        make_experience(&inputs, self.step)
+            first_group,
+        }
     }
 
     /// The learning rate of the current step.

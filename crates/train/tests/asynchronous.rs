@@ -5,24 +5,11 @@
 
 mod common;
 
-use common::{metrics, small_config};
+use common::{metrics, params, small_config};
 use rlvr_train::{fit, resume, Reporter, Silent, TrainError, Trainer};
 use std::cell::Cell;
 use std::path::Path;
-use tch::{Kind, Tensor};
-
-fn params(t: &Trainer) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = t
-        .session
-        .policy
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, x)| (n, x.detach().copy()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
+use tch::Tensor;
 
 fn int(v: i64) -> toml::Value {
     toml::Value::Integer(v)
@@ -182,7 +169,6 @@ fn corrections_weigh_an_unchanged_policy_by_exactly_one() {
             .unwrap();
         let off = ((w - 1.0) * mask).abs().max().double_value(&[]);
         assert_eq!(off, 0.0, "{table}");
-        let _ = Kind::Float;
     }
 }
 

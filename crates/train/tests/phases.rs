@@ -3,25 +3,12 @@
 
 mod common;
 
-use common::{metrics, small_config};
+use common::{metrics, params, small_config};
 use rlvr_core::{CoreError, LossConfig, LossInput, LossOutput, PolicyLoss, StatsNeeds};
 use rlvr_train::{Silent, TrainError, Trainer};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{Kind, Tensor};
-
-fn params(t: &Trainer) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = t
-        .session
-        .policy
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, x)| (n, x.detach().copy()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
 
 #[test]
 fn one_rl_step_makes_experience_then_updates_the_weights() {

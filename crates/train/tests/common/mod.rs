@@ -33,3 +33,17 @@ pub fn metrics(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A copy of every variable of a trainer's policy, by name.
+pub fn params(t: &rlvr_train::Trainer) -> Vec<(String, tch::Tensor)> {
+    let mut v: Vec<(String, tch::Tensor)> = t
+        .session
+        .policy
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(n, x)| (n, x.detach().copy()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
