@@ -71,12 +71,18 @@ fn per_step(path: &Path, key: &str) -> Vec<f64> {
 /// after 5 steps (1e-5 relative), one metrics line per step written by rank 0, and the same
 /// held-out evaluation.
 fn same_as_one_process(algo: &str, extra: &[&str], slack: f64) {
+    same_as_one_process_on(algo, extra, slack, "2")
+}
+
+/// [`same_as_one_process`] with `nproc` ranks (the one-process run ignores a sharding setting:
+/// one rank owns every slice).
+fn same_as_one_process_on(algo: &str, extra: &[&str], slack: f64, nproc: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let mut args = vec!["--algo", algo];
     args.extend(extra);
     let one = train(tmp.path(), "one", &args);
     assert!(one.status.success(), "{}", text(&one));
-    args.extend(["--nproc", "2"]);
+    args.extend(["--nproc", nproc]);
     let two = train(tmp.path(), "two", &args);
     assert!(two.status.success(), "{}", text(&two));
     let out = text(&two);
@@ -125,6 +131,70 @@ fn two_ranks_train_what_one_process_trains_grpo() {
 #[test]
 fn two_ranks_train_what_one_process_trains_simko_with_two_mini_batches() {
     same_as_one_process("simko", &["--set", "train.mini_batches=2"], 0.0);
+}
+
+#[test]
+fn optimizer_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
+    // ZeRO-1: each rank updates the AdamW moments of its slices, then gathers the parameters.
+    for nproc in ["2", "3"] {
+        let simko = [
+            "--set",
+            "train.sharding=optimizer",
+            "--set",
+            "train.mini_batches=2",
+        ];
+        same_as_one_process_on("simko", &simko, 0.0, nproc);
+        // Clipping active: the default run's gradient norms are above 0.5.
+        let grpo = [
+            "--set",
+            "train.sharding=optimizer",
+            "--set",
+            "train.grad_clip=0.5",
+        ];
+        same_as_one_process_on("grpo", &grpo, 0.0, nproc);
+    }
+}
+
+#[test]
+fn a_sharded_run_resumes_on_another_rank_count() {
+    // 3 steps on 2 ranks, then steps 4–5 on 3 ranks: the saved moments are whole and each rank
+    // takes its new slice; the weights end as one process's.
+    let tmp = tempfile::tempdir().unwrap();
+    let sharded = [
+        "--set",
+        "train.sharding=optimizer",
+        "--set",
+        "train.checkpoint_every=3",
+    ];
+    let one = train(tmp.path(), "one", &sharded);
+    assert!(one.status.success(), "{}", text(&one));
+    let dir = tmp.path().join("moved");
+    let mut args: Vec<&str> = sharded.to_vec();
+    args.extend(["--nproc", "2", "--steps", "3"]);
+    let first = rlvr()
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args(["--name", "moved"])
+        .args(&RUN[2..])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let o = std::fs::read(dir.join("checkpoints/step-3/optimizer.safetensors")).unwrap();
+    assert!(!o.is_empty());
+    let resumed = rlvr()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .args(["--steps", "5", "--nproc", "3"])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_close_weights(
+        &tmp.path().join("one/checkpoints/step-5"),
+        &dir.join("checkpoints/step-5"),
+        1e-5,
+        0.0,
+    );
 }
 
 /// Starts rank `rank` of 2 with the torchrun variables set by hand.

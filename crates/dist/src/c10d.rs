@@ -339,6 +339,21 @@ impl Collective for C10dGroup {
         })
     }
 
+    fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor> {
+        let mut input = local.contiguous().to_device(self.device);
+        let mut shape = vec![self.world as i64];
+        shape.extend(local.size());
+        let mut out = Tensor::zeros(&shape, (local.kind(), self.device));
+        let mut error = std::ptr::null_mut();
+        // SAFETY: both tensors are live and contiguous, of one kind, on the engine's device;
+        // `out` has one row of `input`'s shape per rank.
+        let status = unsafe {
+            (self.api.all_gather)(self.group, out.as_mut_ptr(), input.as_mut_ptr(), &mut error)
+        };
+        self.check("all-gather", status, error)?;
+        Ok(out.to_device(local.device()))
+    }
+
     fn broadcast(&self, buf: &mut Tensor, root: usize) -> Result<()> {
         self.on_device(buf, |t| {
             let mut error = std::ptr::null_mut();

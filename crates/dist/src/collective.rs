@@ -1,4 +1,4 @@
-//! The four collectives rlvr's trainer uses, and the one-rank implementation.
+//! The collectives rlvr's trainer uses, and the one-rank implementation.
 
 use crate::Result;
 use tch::Tensor;
@@ -19,6 +19,10 @@ pub trait Collective {
     fn all_gather(&self, local: &[f64]) -> Result<Vec<Vec<f64>>>;
     /// Returns once every rank called it.
     fn barrier(&self) -> Result<()>;
+    /// Every rank's `local` (the same shape and kind on every rank) stacked in rank order:
+    /// `[world_size, ..local's shape]`, on `local`'s device (c10d's all-gather; the sharded
+    /// optimizer's parameter and moment slices).
+    fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor>;
 
     /// Whether this is the one-rank [`Single`] (no engine: every collective is the identity and
     /// callers may skip them). A c10d group of one rank is not single: its collectives run.
@@ -66,5 +70,8 @@ impl Collective for Single {
     }
     fn barrier(&self) -> Result<()> {
         Ok(())
+    }
+    fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor> {
+        Ok(local.unsqueeze(0))
     }
 }

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::experience::Experience;
 use crate::metrics::{loss_metric_key, Metrics, Reduce};
 use crate::optim::{optimizer_step, AdamW, StepOutcome};
+use crate::sharding::gather_parameters;
 use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy};
 use rlvr_dist::Collective;
 use std::collections::BTreeMap;
@@ -117,6 +118,11 @@ impl Actor {
                     tc.grad_clip,
                 )? {
                     StepOutcome::Applied { grad_norm } => {
+                        if let Some(spec) = self.opt.shard() {
+                            let t_ag = Instant::now();
+                            gather_parameters(world, policy.var_store(), spec)?;
+                            tally.time_all_reduce += t_ag.elapsed().as_secs_f64();
+                        }
                         tally.loss += loss_total;
                         tally.grad_norm += grad_norm;
                         tally.updates += 1;

@@ -82,6 +82,9 @@ pub struct TrainConfig {
     /// Asynchronous rollouts (docs/async.md): the batch of step `s` is generated, while earlier
     /// steps update, by the weights of step `s − max_staleness`; 0 = synchronous.
     pub max_staleness: u64,
+    /// How data-parallel ranks divide the model state: none | optimizer (each rank holds the
+    /// AdamW moments of 1/N of every parameter, ZeRO-1); gradients and full are not built yet.
+    pub sharding: crate::sharding::Sharding,
     /// The policy the update's ratio is taken against: current (the weights before this
     /// update, recomputed: decoupled PPO with `[algo.correction]` weighting the behaviour
     /// policy) | behaviour (the log-probs the samples were drawn with).
@@ -134,6 +137,7 @@ impl Default for TrainConfig {
             threads: 0,
             eval_every: 0,
             max_staleness: 0,
+            sharding: crate::sharding::Sharding::None,
             proximal: Proximal::Current,
         }
     }

@@ -35,6 +35,7 @@ pub mod rollout;
 pub mod run_dir;
 pub mod session;
 pub mod sft;
+pub mod sharding;
 pub mod summary;
 pub mod sweep;
 pub mod trainer;

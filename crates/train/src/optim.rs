@@ -4,6 +4,7 @@
 //! exactly.
 
 use crate::error::{Result, ResultExt, TrainError};
+use crate::sharding::{gather_slices, ShardSpec};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
@@ -53,8 +54,12 @@ pub struct AdamW {
     /// Updates taken.
     pub t: i64,
     names: Vec<String>,
+    /// Each parameter's shape (the moments' unless sharded).
+    shapes: Vec<Vec<i64>>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// The slices this rank owns (`train.sharding = "optimizer"`); `None` = whole parameters.
+    shard: Option<ShardSpec>,
 }
 
 pub(crate) fn named_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
@@ -70,7 +75,23 @@ pub(crate) fn named_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
 impl AdamW {
     /// Fresh state for the trainable variables of `vs`.
     pub fn new(vs: &VarStore, weight_decay: f64) -> AdamW {
+        AdamW::with_shard(vs, weight_decay, None)
+    }
+
+    /// Fresh state for this rank's slices of the trainable variables of `vs` (ZeRO-1).
+    pub fn sharded(vs: &VarStore, weight_decay: f64, spec: ShardSpec) -> AdamW {
+        AdamW::with_shard(vs, weight_decay, Some(spec))
+    }
+
+    fn with_shard(vs: &VarStore, weight_decay: f64, shard: Option<ShardSpec>) -> AdamW {
         let vars = named_vars(vs);
+        let zeros = |v: &Tensor| match shard {
+            Some(s) => {
+                let (_, len) = s.range(v.numel() as i64);
+                Tensor::zeros([len], (v.kind(), v.device()))
+            }
+            None => v.zeros_like(),
+        };
         AdamW {
             beta1: 0.9,
             beta2: 0.999,
@@ -78,9 +99,46 @@ impl AdamW {
             weight_decay,
             t: 0,
             names: vars.iter().map(|(n, _)| n.clone()).collect(),
-            m: vars.iter().map(|(_, v)| v.zeros_like()).collect(),
-            v: vars.iter().map(|(_, v)| v.zeros_like()).collect(),
+            shapes: vars.iter().map(|(_, v)| v.size()).collect(),
+            m: vars.iter().map(|(_, v)| zeros(v)).collect(),
+            v: vars.iter().map(|(_, v)| zeros(v)).collect(),
+            shard,
         }
+    }
+
+    /// The slices this rank owns, when sharded.
+    pub fn shard(&self) -> Option<ShardSpec> {
+        self.shard
+    }
+
+    /// The whole state, every rank's slices gathered (a collective: every rank calls it);
+    /// `None` on ranks other than 0 and when not sharded (then `self` is whole).
+    pub fn gathered(&self, world: &dyn rlvr_dist::Collective) -> Result<Option<AdamW>> {
+        let Some(spec) = self.shard else {
+            return Ok(None);
+        };
+        let mut whole: [Vec<Tensor>; 2] = Default::default();
+        for (i, shape) in self.shapes.iter().enumerate() {
+            let numel: i64 = shape.iter().product();
+            for (k, local) in [&self.m[i], &self.v[i]].into_iter().enumerate() {
+                let t = gather_slices(world, local, spec.per_rank(numel), numel)?;
+                if world.is_main() {
+                    whole[k].push(t.reshape(shape.as_slice()));
+                }
+            }
+        }
+        if !world.is_main() {
+            return Ok(None);
+        }
+        let [m, v] = whole;
+        Ok(Some(AdamW {
+            names: self.names.clone(),
+            shapes: self.shapes.clone(),
+            m,
+            v,
+            shard: None,
+            ..*self
+        }))
     }
 
     /// Number of parameters it holds moments for.
@@ -126,8 +184,13 @@ impl AdamW {
             if !g.defined() {
                 continue;
             }
+            let (var, g) = match self.shard {
+                Some(s) if s.range(var.numel() as i64).1 == 0 => continue,
+                Some(s) => (s.slice(&var), s.slice(&g.contiguous())),
+                None => (var, g.contiguous()),
+            };
             lists[0].push(var);
-            lists[1].push(g.contiguous());
+            lists[1].push(g);
             lists[2].push(self.m[i].shallow_clone());
             lists[3].push(self.v[i].shallow_clone());
         }
@@ -161,8 +224,14 @@ impl AdamW {
         })
     }
 
-    /// Writes the moments and step count.
+    /// Writes the moments and step count (a sharded optimizer writes its [`AdamW::gathered`]
+    /// state).
     pub fn save(&self, path: &Path) -> Result<()> {
+        if self.shard.is_some() {
+            return Err(TrainError::Run(
+                "internal: a sharded optimizer is saved through its gathered state".into(),
+            ));
+        }
         let t = Tensor::from(self.t);
         let mut list: Vec<(String, &Tensor)> = vec![("t".into(), &t)];
         for (i, n) in self.names.iter().enumerate() {
@@ -211,14 +280,19 @@ impl AdamW {
             for (which, current) in [("m", &self.m[i]), ("v", &self.v[i])] {
                 let key = format!("{which}.{n}");
                 let loaded = get(&key)?;
-                if loaded.size() != current.size() {
+                if loaded.size() != self.shapes[i] {
                     return Err(other(format!(
                         "`{key}` has shape {:?}, the parameter has {:?}",
                         loaded.size(),
-                        current.size()
+                        self.shapes[i]
                     )));
                 }
-                moments.push(loaded.to_kind(current.kind()).to_device(current.device()));
+                // Saved whole; a sharded optimizer keeps its slice (any rank count).
+                let mine = match self.shard {
+                    Some(s) => s.slice(loaded).copy(),
+                    None => loaded.shallow_clone(),
+                };
+                moments.push(mine.to_kind(current.kind()).to_device(current.device()));
             }
         }
         self.t = t;

@@ -131,7 +131,7 @@ impl Trainer {
         }
         drop_long_prompts(&mut session)?;
         check_rollout_memory(&session, &cfg, world.world_size())?;
-        let opt = AdamW::new(session.policy.var_store(), cfg.train.weight_decay);
+        let opt = optimizer_for(&cfg, session.policy.var_store(), world.as_ref())?;
         if !world.is_single() {
             define_gradients(session.policy.var_store());
         }
@@ -281,22 +281,38 @@ impl Trainer {
     /// Writes a checkpoint of the current step atomically; refuses (with
     /// [`TrainError::NonFinite`]) when a weight or an optimizer moment is not finite.
     /// With asynchronous rollouts the batches generated ahead (by older weights) are kept too,
-    /// so a resumed run trains on exactly what this one would have.
+    /// so a resumed run trains on exactly what this one would have. Every rank calls it (a
+    /// sharded optimizer's slices are gathered); rank 0 writes.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
         if let Some(name) = first_nonfinite_parameter(self.session.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
-        if let Some(name) = self.actor.opt.first_nonfinite() {
+        let bad = self.actor.opt.first_nonfinite();
+        let elsewhere = self.actor.opt.shard().is_some()
+            && crate::sharding::any_rank(self.world.as_ref(), bad.is_some())?;
+        if let Some(name) = bad {
             return Err(TrainError::NonFinite(format!("optimizer moment `{name}`")));
         }
+        if elsewhere {
+            return Err(TrainError::NonFinite(
+                "an optimizer moment of another rank's slice".into(),
+            ));
+        }
+        let gathered = self.actor.opt.gathered(self.world.as_ref())?;
         let buffer = self.held_batches()?;
+        if !self.world.is_main() {
+            return Ok(self
+                .dir
+                .join("checkpoints")
+                .join(format!("step-{}", self.step)));
+        }
         let k = self.cfg.train.max_staleness;
         write_checkpoint(
             &self.dir,
             self.step,
             self.cfg.train.seed,
             self.session.policy.as_ref(),
-            &self.actor.opt,
+            gathered.as_ref().unwrap_or(&self.actor.opt),
             buffer.as_deref().map(|b| (k, b)),
         )
     }
@@ -394,6 +410,28 @@ impl Trainer {
         self.sync_rollout_engine()?;
         self.session.evaluate(self.world.as_ref(), problems, opts)
     }
+}
+
+/// The optimizer of `train.sharding`: AdamW over whole parameters, or over this rank's slices.
+fn optimizer_for(cfg: &RunConfig, vs: &tch::nn::VarStore, world: &dyn Collective) -> Result<AdamW> {
+    use crate::sharding::{ShardSpec, Sharding};
+    let wd = cfg.train.weight_decay;
+    Ok(match cfg.train.sharding {
+        Sharding::None => AdamW::new(vs, wd),
+        Sharding::Optimizer => AdamW::sharded(
+            vs,
+            wd,
+            ShardSpec {
+                rank: world.rank(),
+                world: world.world_size(),
+            },
+        ),
+        other => config_bail!(
+            "train.sharding = {:?} is not built yet; use \"none\" or \"optimizer\" (ZeRO-1: \
+             the AdamW moments divided among the ranks)",
+            format!("{other:?}").to_lowercase()
+        ),
+    })
 }
 
 /// Every rank needs at least one prompt group of each step.
@@ -928,13 +966,10 @@ fn end_step(t: &mut Trainer, reporter: &dyn Reporter) -> Result<()> {
     if !(due || stop.is_some()) {
         return Ok(());
     }
-    let checkpoint = if t.world.is_main() {
-        let path = t.checkpoint()?;
+    let checkpoint = t.checkpoint()?;
+    if t.world.is_main() {
         prune_checkpoints(dir, tc.keep_last, tc.steps)?;
-        path
-    } else {
-        dir.join("checkpoints").join(format!("step-{}", t.step))
-    };
+    }
     let Some(signal) = stop else {
         return Ok(());
     };
