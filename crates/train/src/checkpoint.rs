@@ -6,9 +6,18 @@ use crate::async_rollout::{save_buffer, RawBatch};
 use crate::error::{IoResultExt, Result, ResultExt, TrainError};
 use crate::optim::AdamW;
 use crate::pipeline::Generated;
+use crate::spool::Spool;
 use rlvr_core::atomic::StagedDir;
 use rlvr_core::Policy;
 use std::path::{Path, PathBuf};
+
+/// The optimizer state a checkpoint writes.
+pub enum OptimizerState<'a> {
+    /// A whole optimizer.
+    Whole(&'a AdamW),
+    /// A sharded optimizer's state, gathered into rank 0's spool ([`AdamW::spool_gathered`]).
+    Spooled(Spool),
+}
 
 /// Writes a checkpoint of `policy` and `opt` at `step` under `run/checkpoints/` atomically.
 pub fn write_checkpoint(
@@ -16,14 +25,18 @@ pub fn write_checkpoint(
     step: u64,
     seed: u64,
     policy: &dyn Policy,
-    opt: &AdamW,
+    opt: OptimizerState<'_>,
     buffer: Option<(u64, &[Generated<RawBatch>])>,
 ) -> Result<PathBuf> {
     let final_dir = run.join("checkpoints").join(format!("step-{step}"));
     let staged = StagedDir::create(&final_dir, "tmp")?;
     let tmp = staged.path();
     policy.save(&tmp.join("model"))?;
-    opt.save(&tmp.join("optimizer.safetensors"))?;
+    let optimizer = tmp.join("optimizer.safetensors");
+    match opt {
+        OptimizerState::Whole(o) => o.save(&optimizer)?,
+        OptimizerState::Spooled(s) => s.write_safetensors(&optimizer)?,
+    }
     if let Some((max_staleness, held)) = buffer {
         save_buffer(tmp, max_staleness, held)?;
     }

@@ -36,6 +36,7 @@ pub mod run_dir;
 pub mod session;
 pub mod sft;
 pub mod sharding;
+pub mod spool;
 pub mod summary;
 pub mod sweep;
 pub mod trainer;

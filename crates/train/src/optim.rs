@@ -5,6 +5,7 @@
 
 use crate::error::{Result, ResultExt, TrainError};
 use crate::sharding::{gather_slices, ShardSpec};
+use crate::spool::Spool;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
@@ -111,34 +112,32 @@ impl AdamW {
         self.shard
     }
 
-    /// The whole state, every rank's slices gathered (a collective: every rank calls it);
-    /// `None` on ranks other than 0 and when not sharded (then `self` is whole).
-    pub fn gathered(&self, world: &dyn rlvr_dist::Collective) -> Result<Option<AdamW>> {
+    /// The whole state of a sharded optimizer, every rank's slices gathered one tensor at a
+    /// time and appended to rank 0's spool file `spool` (a collective: every rank calls it;
+    /// `spool` is given on rank 0 only). Returns rank 0's spool, to be written as the
+    /// checkpoint's `optimizer.safetensors`; `None` elsewhere and when not sharded.
+    pub fn spool_gathered(
+        &self,
+        world: &dyn rlvr_dist::Collective,
+        spool: Option<&Path>,
+    ) -> Result<Option<Spool>> {
         let Some(spec) = self.shard else {
             return Ok(None);
         };
-        let mut whole: [Vec<Tensor>; 2] = Default::default();
-        for (i, shape) in self.shapes.iter().enumerate() {
+        let mut out = spool.map(Spool::create).transpose()?;
+        if let Some(out) = out.as_mut() {
+            out.push("t".into(), &Tensor::from(self.t))?;
+        }
+        for (i, (name, shape)) in self.names.iter().zip(&self.shapes).enumerate() {
             let numel: i64 = shape.iter().product();
-            for (k, local) in [&self.m[i], &self.v[i]].into_iter().enumerate() {
-                let t = gather_slices(world, local, spec.per_rank(numel), numel)?;
-                if world.is_main() {
-                    whole[k].push(t.reshape(shape.as_slice()));
+            for (which, local) in [("m", &self.m[i]), ("v", &self.v[i])] {
+                let whole = gather_slices(world, local, spec.per_rank(numel), numel)?;
+                if let Some(out) = out.as_mut() {
+                    out.push(format!("{which}.{name}"), &whole.reshape(shape.as_slice()))?;
                 }
             }
         }
-        if !world.is_main() {
-            return Ok(None);
-        }
-        let [m, v] = whole;
-        Ok(Some(AdamW {
-            names: self.names.clone(),
-            shapes: self.shapes.clone(),
-            m,
-            v,
-            shard: None,
-            ..*self
-        }))
+        Ok(out)
     }
 
     /// Number of parameters it holds moments for.
@@ -224,8 +223,8 @@ impl AdamW {
         })
     }
 
-    /// Writes the moments and step count (a sharded optimizer writes its [`AdamW::gathered`]
-    /// state).
+    /// Writes the moments and step count (a sharded optimizer writes through
+    /// [`AdamW::spool_gathered`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         if self.shard.is_some() {
             return Err(TrainError::Run(

@@ -298,21 +298,32 @@ impl Trainer {
                 "an optimizer moment of another rank's slice".into(),
             ));
         }
-        let gathered = self.actor.opt.gathered(self.world.as_ref())?;
+        let checkpoints = self.dir.join("checkpoints");
+        let spool = if self.world.is_main() {
+            std::fs::create_dir_all(&checkpoints).at(&checkpoints)?;
+            Some(checkpoints.join(format!(".optimizer-{}.spool", self.step)))
+        } else {
+            None
+        };
+        let spooled = self
+            .actor
+            .opt
+            .spool_gathered(self.world.as_ref(), spool.as_deref())?;
         let buffer = self.held_batches()?;
         if !self.world.is_main() {
-            return Ok(self
-                .dir
-                .join("checkpoints")
-                .join(format!("step-{}", self.step)));
+            return Ok(checkpoints.join(format!("step-{}", self.step)));
         }
         let k = self.cfg.train.max_staleness;
+        let optimizer = match spooled {
+            Some(s) => crate::checkpoint::OptimizerState::Spooled(s),
+            None => crate::checkpoint::OptimizerState::Whole(&self.actor.opt),
+        };
         write_checkpoint(
             &self.dir,
             self.step,
             self.cfg.train.seed,
             self.session.policy.as_ref(),
-            gathered.as_ref().unwrap_or(&self.actor.opt),
+            optimizer,
             buffer.as_deref().map(|b| (k, b)),
         )
     }
