@@ -465,3 +465,32 @@ fn errors_inside_tagged_tables_name_the_key() {
         assert!(!stderr(&out).contains(".."), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn plan_says_what_fits_and_refuses_an_unknown_model() {
+    let o = rlvr(&["plan", "--model", "qwen2.5-7b"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("7.62B parameters"), "{out}");
+    assert!(
+        out.contains("does NOT fit"),
+        "one 80 GB GPU cannot hold 7.6B × 16 B: {out}"
+    );
+    let o = rlvr(&[
+        "plan",
+        "--model",
+        "qwen2.5-7b",
+        "--ranks",
+        "8",
+        "--sharding",
+        "optimizer",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("AdamW moments") && out.contains(": fits"),
+        "{out}"
+    );
+    let o = rlvr(&["plan", "--model", "no-such-model"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("qwen2.5-0.5b"));
+}

@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 /// Built-in shapes: name and the checkpoint's `config.json` text.
-pub const SHAPES: [(&str, &str); 11] = [
+pub const SHAPES: [(&str, &str); 13] = [
     ("qwen2.5-0.5b", include_str!("../shapes/qwen2.5-0.5b.json")),
     ("qwen2.5-1.5b", include_str!("../shapes/qwen2.5-1.5b.json")),
     ("qwen2.5-3b", include_str!("../shapes/qwen2.5-3b.json")),
     ("qwen2.5-7b", include_str!("../shapes/qwen2.5-7b.json")),
+    ("qwen2.5-14b", include_str!("../shapes/qwen2.5-14b.json")),
+    ("qwen2.5-32b", include_str!("../shapes/qwen2.5-32b.json")),
     ("qwen3-0.6b", include_str!("../shapes/qwen3-0.6b.json")),
     ("qwen3-1.7b", include_str!("../shapes/qwen3-1.7b.json")),
     ("qwen3-4b", include_str!("../shapes/qwen3-4b.json")),

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod optim;
 pub mod padding;
 pub mod pipeline;
+pub mod plan;
 pub mod rollout;
 pub mod run_dir;
 pub mod session;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod eval;
 pub mod export;
 pub mod list;
+pub mod plan;
 pub mod sample;
 pub mod serve;
 pub mod sft;
@@ -49,6 +50,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Serve a model over HTTP for generation: SGLang's /generate and weight-update endpoints, OpenAI's /v1/completions (continuous batching).
     Serve(serve::ServeArgs),
+    /// One rank's predicted memory by component (weights, gradients, moments, activations, logits, KV cache) for a model shape, lengths, ranks and sharding, and whether it fits.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs a parsed command line.
@@ -64,5 +67,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sample(args) => sample::exec(args),
         Command::Export(args) => export::exec(args),
         Command::Serve(args) => serve::exec(args),
+        Command::Plan(args) => plan::exec(args),
     }
 }

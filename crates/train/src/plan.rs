@@ -1,0 +1,246 @@
+//! The memory planner (`rlvr plan`, docs/distributed.md): per-rank bytes by component of
+//! training a model shape with rlvr's update path — f32 master weights, gradients and AdamW
+//! moments (divided by `train.sharding`), the decoder-layer inputs kept for activation
+//! checkpointing, one layer's recomputed activations, the LM head's kept logits and chunk, the
+//! rollout's KV cache, collective buffers and the runtime — and whether the peak fits a device.
+//!
+//! It models what the code allocates (chunk sizes from `rlvr_models::backward`, 2 GiB of kept
+//! logits, 64 MiB all-reduce buckets, the sharded optimizer's per-tensor all-gather) and is checked
+//! against measured peaks on a CPU (docs/distributed.md gives each prediction's error); `gradients`
+//! and `full` are predicted for planning but not built.
+
+use crate::sharding::Sharding;
+use rlvr_models::hf_config::HfConfig;
+
+/// Bytes of one GiB.
+pub const GIB: f64 = (1u64 << 30) as f64;
+
+/// LM-head logits kept from the statistics pass for the gradient pass
+/// (`rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES`).
+const KEEP_LOGITS: f64 = (2u64 << 30) as f64;
+/// Gradient all-reduce bucket (`crate::distributed`).
+const BUCKET: f64 = (64u64 << 20) as f64;
+/// The process's own footprint: libtorch, tokenizer, problems, buffers (CPU, measured idle).
+const RUNTIME: f64 = 0.45 * GIB;
+
+/// What to plan for.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    /// The model's shape.
+    pub config: HfConfig,
+    /// Prompt tokens per response.
+    pub prompt_tokens: i64,
+    /// Response tokens per response.
+    pub response_tokens: i64,
+    /// Responses per forward/backward (`train.micro_batch_size`, or fewer per rank).
+    pub micro_batch: i64,
+    /// Responses each rank generates together (its share of a step's rollout).
+    pub rollout_rows: i64,
+    /// Data-parallel ranks.
+    pub ranks: i64,
+    /// `train.sharding`.
+    pub sharding: Sharding,
+    /// bf16 activations and KV cache (`model.mixed_precision = "bf16"` on CUDA); f32 otherwise.
+    pub bf16: bool,
+    /// Tokens per LM-head chunk (`model.chunk`, default 1024).
+    pub chunk: i64,
+    /// Device memory per rank, bytes.
+    pub device_bytes: f64,
+}
+
+/// One component of a rank's memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// What it is.
+    pub name: &'static str,
+    /// Bytes per rank.
+    pub bytes: f64,
+    /// When it is held.
+    pub phase: &'static str,
+}
+
+/// A rank's predicted memory.
+#[derive(Debug, Clone)]
+pub struct MemoryPlan {
+    /// Parameters of the model.
+    pub parameters: f64,
+    /// The components.
+    pub components: Vec<Component>,
+    /// Peak of the update phase.
+    pub update_peak: f64,
+    /// Peak of the rollout phase.
+    pub rollout_peak: f64,
+    /// Peak of the optimizer step (parameters gathered when sharded).
+    pub optimizer_peak: f64,
+    /// The largest of the three.
+    pub peak: f64,
+    /// Whether `peak` fits the device.
+    pub fits: bool,
+}
+
+/// Parameters of one decoder layer.
+fn layer_parameters(c: &HfConfig) -> f64 {
+    let (h, i) = (c.hidden_size as f64, c.intermediate_size as f64);
+    let q = (c.num_heads * c.head_dim) as f64;
+    let kv = (c.num_kv_heads * c.head_dim) as f64;
+    h * (q + 2.0 * kv) + q * h + 3.0 * h * i + 2.0 * h
+}
+
+/// Predicts one rank's memory for `input`.
+pub fn plan(input: &PlanInput) -> MemoryPlan {
+    let c = &input.config;
+    let p = c.parameter_count() as f64;
+    let n = input.ranks.max(1) as f64;
+    let act = if input.bf16 { 2.0 } else { 4.0 };
+    let (h, i, v) = (
+        c.hidden_size as f64,
+        c.intermediate_size as f64,
+        c.vocab_size as f64,
+    );
+    let layers = c.num_layers as f64;
+    let b = input.micro_batch.max(1) as f64;
+    let response = input.response_tokens.max(0) as f64;
+    let t = (input.prompt_tokens + input.response_tokens).max(1) as f64;
+    let largest = (v * h).max(layer_parameters(c) / 3.0);
+    let sharded = |level: Sharding| input.ranks > 1 && input.sharding as u8 >= level as u8;
+
+    let weights = if sharded(Sharding::Full) {
+        // The owned slice plus two gathered layers (the current one and the prefetched next).
+        4.0 * p / n + 2.0 * 4.0 * layer_parameters(c)
+    } else {
+        4.0 * p
+    };
+    let gradients = if sharded(Sharding::Gradients) {
+        4.0 * p / n + BUCKET
+    } else {
+        4.0 * p
+    };
+    let moments = if sharded(Sharding::Optimizer) {
+        8.0 * p / n
+    } else {
+        8.0 * p
+    };
+    // Decoder-layer inputs kept for the backward (activation checkpointing).
+    let checkpoints = layers * b * t * h * act;
+    // One layer recomputed with its autograd graph: norms, q/k/v/o, residuals, the gated MLP's
+    // three projections and product, and GQA's keys and values repeated to every head.
+    let heads = (c.num_heads * c.head_dim) as f64;
+    let layer = b * t * (10.0 * h + 6.0 * i + 2.0 * heads) * act;
+    // The LM head: one chunk's f32 logits and gradient, the logits kept besides it, and the
+    // final hidden states.
+    let chunk = (input.chunk as f64)
+        .min(((1u64 << 27) as f64 / v).floor())
+        .max(1.0);
+    let head_chunk = chunk.min(b * response) * v * 4.0 * 2.0;
+    let kept = KEEP_LOGITS.min((b * response - chunk).max(0.0) * v * 4.0);
+    let head = head_chunk + kept + b * t * h * 4.0;
+    let rows = input.rollout_rows.max(1) as f64;
+    let kv = (c.num_kv_heads * c.head_dim) as f64;
+    let cache = rows * t * layers * 2.0 * kv * act + rows * v * 4.0;
+    let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
+    let gather = if sharded(Sharding::Optimizer) {
+        largest * 4.0 * (1.0 + 1.0 / n)
+    } else {
+        0.0
+    };
+    let state = weights + gradients + moments + RUNTIME;
+    let update_peak = state + checkpoints + layer.max(head) + all_reduce;
+    let rollout_peak = state + cache;
+    // The gathered tensors come on top of the update's high-water mark: the heap the update
+    // fragmented is not reused for them (measured, docs/distributed.md).
+    let optimizer_peak = update_peak + gather;
+    let peak = update_peak.max(rollout_peak).max(optimizer_peak);
+    let components = vec![
+        Component {
+            name: "weights (f32 master)",
+            bytes: weights,
+            phase: "always",
+        },
+        Component {
+            name: "gradients (f32)",
+            bytes: gradients,
+            phase: "always (kept between steps)",
+        },
+        Component {
+            name: "AdamW moments (f32)",
+            bytes: moments,
+            phase: "always",
+        },
+        Component {
+            name: "checkpointed layer inputs",
+            bytes: checkpoints,
+            phase: "update",
+        },
+        Component {
+            name: "one layer recomputed",
+            bytes: layer,
+            phase: "update (backward)",
+        },
+        Component {
+            name: "LM head: logits chunk + kept logits",
+            bytes: head,
+            phase: "update (head)",
+        },
+        Component {
+            name: "rollout KV cache + logits",
+            bytes: cache,
+            phase: "rollout",
+        },
+        Component {
+            name: "collective buffers",
+            bytes: all_reduce + gather,
+            phase: "update / optimizer step",
+        },
+        Component {
+            name: "runtime (libtorch, data)",
+            bytes: RUNTIME,
+            phase: "always",
+        },
+    ];
+    MemoryPlan {
+        parameters: p,
+        components,
+        update_peak,
+        rollout_peak,
+        optimizer_peak,
+        peak,
+        fits: peak <= input.device_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(sharding: Sharding, ranks: i64) -> PlanInput {
+        let text = rlvr_models::shapes::find("qwen2.5-7b").unwrap_or_default();
+        PlanInput {
+            config: HfConfig::from_json(text).unwrap(),
+            prompt_tokens: 256,
+            response_tokens: 1024,
+            micro_batch: 1,
+            rollout_rows: 8,
+            ranks,
+            sharding,
+            bf16: true,
+            chunk: 1024,
+            device_bytes: 80e9,
+        }
+    }
+
+    #[test]
+    fn model_state_is_sixteen_bytes_per_parameter_divided_as_zero_divides_it() {
+        let state = |plan: &MemoryPlan| -> f64 {
+            plan.components.iter().take(3).map(|c| c.bytes).sum::<f64>() / plan.parameters
+        };
+        let none = plan(&input(Sharding::None, 8));
+        assert!((state(&none) - 16.0).abs() < 1e-9);
+        let zero1 = plan(&input(Sharding::Optimizer, 8));
+        assert!((state(&zero1) - (8.0 + 1.0)).abs() < 1e-9);
+        // One rank: nothing to divide.
+        assert!((state(&plan(&input(Sharding::Full, 1))) - 16.0).abs() < 1e-9);
+        // A 7.6B model: unsharded cannot fit 80 GB; optimizer sharding over 8 ranks can.
+        assert!(!none.fits);
+        assert!(zero1.fits, "{:.1} GB", zero1.peak / 1e9);
+    }
+}
