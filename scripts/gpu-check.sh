@@ -16,7 +16,9 @@
 # cuda` on the 1.5B shape (tokens/s at 64 concurrent /generate requests, and the time of one
 # disk weight sync; needs the rollout section's model folder); asynchronous training on the 1.5B
 # shape (`rlvr serve --device cuda` + the trainer on the same GPU, steps/s with
-# train.max_staleness = 0, 1, 2; docs/async.md). About 8 minutes on an
+# train.max_staleness = 0, 1, 2; docs/async.md); the memory planner against the measured GPU peak
+# of one training step on the 1.5B shape (NCCL, world size 1, optimizer sharding, bf16; needs the
+# nccl section's shim). About 8 minutes on an
 # H100/H200. Sections can be chosen: GPU_CHECKS="nccl update" (default: all).
 set -uo pipefail
 BIN=$1
@@ -28,7 +30,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export LD_PRELOAD="$TORCH_LIB/libtorch_cuda.so"
 TIMEFORMAT="wall %R s"
-checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout serve async}"
+checks="${GPU_CHECKS:-reference train nccl update lora updatepath rollout serve async plan}"
 want() { [[ " $checks " == *" $1 "* ]]; }
 # The peak GPU memory used (MiB, nvidia-smi) while process $1 runs.
 gpu_peak() {
@@ -184,6 +186,22 @@ for k in (0, 1, 2):
 PY
 else
   echo "async: run the rollout section first (it writes $model)"
+fi
+fi
+if want plan; then
+echo "== rlvr plan vs measured: qwen2.5-1.5b shape, one step on cuda (NCCL, world size 1, optimizer sharding, bf16)"
+if [[ -f /tmp/rlvr-nccl/librlvr_nccl.so ]]; then
+  RLVR_DIST_BACKEND=nccl RLVR_NCCL_SHIM=/tmp/rlvr-nccl/librlvr_nccl.so timeout 300 "$BIN/rlvr" train \
+    --device cuda --runs-dir "$R" --name plan-1.5b --model qwen2.5-1.5b-shape --task countdown \
+    --steps 1 --set train.prompts_per_step=1 --set train.samples_per_prompt=2 \
+    --set train.max_new_tokens=1024 --set train.micro_batch_size=2 --set train.eval_problems=0 \
+    --set train.sharding=optimizer --set model.mixed_precision=bf16 > "$OUT/plan-1.5b.log" 2>&1 &
+  peak=$(gpu_peak $!)
+  "$BIN/rlvr" plan --model qwen2.5-1.5b --sharding optimizer --prompt-tokens 64 \
+    --response-tokens 1024 --micro-batch 2 --rollout-rows 2 | tee "$OUT/plan-1.5b.txt"
+  echo "measured GPU memory used peak (nvidia-smi, CUDA context included): $peak MiB" | tee -a "$OUT/plan-1.5b.txt"
+else
+  echo "plan: run the nccl section first (it builds the shim)"
 fi
 fi
 echo "== done"
