@@ -17,12 +17,8 @@ out=${OUT:-target/bench-async}
 rounds=${ROUNDS:-2}
 steps=${STEPS:-8}
 workloads=${WORKLOADS:-countdown qwen2-39m}
-rm -rf "$out"
-mkdir -p "$out"
-scripts/libtorch.sh
-scripts/protoc.sh
-scripts/gloo.sh
-export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
+source scripts/bench/setup.sh
+bench_setup "$out"
 cargo build --release -p rlvr-cli >&2
 cargo build --release -p rlvr-models --example rollout_bench >&2
 rlvr="$root/target/release/rlvr"

@@ -12,12 +12,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 config=${1:-scripts/bench/qwen2-39m.json}
 out=${OUT:-target/bench-serve}
-rm -rf "$out"
-mkdir -p "$out"
-scripts/libtorch.sh
-scripts/protoc.sh
-scripts/gloo.sh
-export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
+source scripts/bench/setup.sh
+bench_setup "$out"
 cargo build --release -p rlvr-models --example rollout_bench >&2
 cargo build --release -p rlvr-cli >&2
 rounds=${ROUNDS:-3}

@@ -12,12 +12,8 @@ cd "$root"
 out=${OUT:-target/bench-sharding}
 response=${RESPONSE:-512}
 configs=${1:-"none:1 none:2 optimizer:2 optimizer:3"}
-rm -rf "$out"
-mkdir -p "$out"
-scripts/libtorch.sh
-scripts/protoc.sh
-scripts/gloo.sh
-export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
+source scripts/bench/setup.sh
+bench_setup "$out"
 cargo build --release -p rlvr-cli >&2
 rlvr="$root/target/release/rlvr"
 port=29600
