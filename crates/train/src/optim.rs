@@ -131,7 +131,7 @@ impl AdamW {
         for (i, (name, shape)) in self.names.iter().zip(&self.shapes).enumerate() {
             let numel: i64 = shape.iter().product();
             for (which, local) in [("m", &self.m[i]), ("v", &self.v[i])] {
-                let whole = gather_slices(world, local, spec.per_rank(numel), numel)?;
+                let whole = gather_slices(world, local, spec, numel)?;
                 if let Some(out) = out.as_mut() {
                     out.push(format!("{which}.{name}"), &whole.reshape(shape.as_slice()))?;
                 }

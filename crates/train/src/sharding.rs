@@ -57,29 +57,73 @@ impl ShardSpec {
     }
 }
 
-/// Every rank's `local` slice (at most `per` elements, zero-padded) gathered and joined into
-/// `numel` elements of `kind`, flat.
+/// Elements of one all-gather piece (64 MiB of f32): the gather's buffers stay this size
+/// whatever the tensor.
+const PIECE: i64 = 16 << 20;
+
+/// Every rank's slice of a tensor of `dest.numel()` elements (`local`: this rank's) written into
+/// `dest` (flat, contiguous), in pieces of at most [`PIECE`] elements per rank.
+pub fn gather_into(
+    world: &dyn Collective,
+    local: &Tensor,
+    spec: ShardSpec,
+    dest: &Tensor,
+) -> Result<()> {
+    gather_in_pieces(world, local, spec, dest, PIECE)
+}
+
+fn gather_in_pieces(
+    world: &dyn Collective,
+    local: &Tensor,
+    spec: ShardSpec,
+    dest: &Tensor,
+    piece_len: i64,
+) -> Result<()> {
+    let numel = dest.numel() as i64;
+    let per = spec.per_rank(numel);
+    let mine = local.numel() as i64;
+    let mut at = 0;
+    while at < per {
+        let c = piece_len.min(per - at);
+        let piece = Tensor::zeros([c], (local.kind(), local.device()));
+        let have = (mine - at).clamp(0, c);
+        if have > 0 {
+            piece.narrow(0, 0, have).copy_(&local.narrow(0, at, have));
+        }
+        let all = world.all_gather_tensor(&piece)?;
+        for r in 0..spec.world as i64 {
+            let start = r * per + at;
+            let valid = (numel - start).clamp(0, c);
+            if valid > 0 {
+                dest.narrow(0, start, valid)
+                    .copy_(&all.get(r).narrow(0, 0, valid).to_kind(dest.kind()));
+            }
+        }
+        at += c;
+    }
+    Ok(())
+}
+
+/// Every rank's `local` slice gathered into a new flat tensor of `numel` elements.
 pub fn gather_slices(
     world: &dyn Collective,
     local: &Tensor,
-    per: i64,
+    spec: ShardSpec,
     numel: i64,
 ) -> Result<Tensor> {
-    let padded = Tensor::zeros([per], (local.kind(), local.device()));
-    if local.numel() > 0 {
-        padded.narrow(0, 0, local.numel() as i64).copy_(local);
-    }
-    let all = world.all_gather_tensor(&padded)?;
-    Ok(all.reshape([-1]).narrow(0, 0, numel))
+    let dest = Tensor::zeros([numel], (local.kind(), local.device()));
+    gather_into(world, local, spec, &dest)?;
+    Ok(dest)
 }
 
-/// After each rank updated its slices: every parameter made whole on every rank.
+/// After each rank updated its slices: every parameter made whole on every rank, gathered
+/// straight into its storage.
 pub fn gather_parameters(world: &dyn Collective, vs: &VarStore, spec: ShardSpec) -> Result<()> {
     let _guard = tch::no_grad_guard();
     for (_, var) in named_vars(vs) {
-        let numel = var.numel() as i64;
-        let whole = gather_slices(world, &spec.slice(&var), spec.per_rank(numel), numel)?;
-        var.view([-1]).copy_(&whole.to_kind(var.kind()));
+        // Each piece of the own slice is copied out before its all-gather, and written back
+        // unchanged: reading and writing the same storage is safe.
+        gather_into(world, &spec.slice(&var), spec, &var.view([-1]))?;
     }
     Ok(())
 }
@@ -87,4 +131,93 @@ pub fn gather_parameters(world: &dyn Collective, vs: &VarStore, spec: ShardSpec)
 /// Whether any rank holds a non-finite value in `local` (a global check).
 pub fn any_rank(world: &dyn Collective, local: bool) -> Result<bool> {
     Ok(world.sum(&[f64::from(u8::from(local))])?[0] > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use tch::{Device, Kind};
+
+    /// Rank `me` of a simulated group whose other ranks hold their slices of `full`: its
+    /// all-gather returns what every rank would send for the piece at the current offset.
+    struct Simulated {
+        spec: ShardSpec,
+        full: Tensor,
+        piece: i64,
+        calls: Cell<i64>,
+    }
+
+    impl Collective for Simulated {
+        fn rank(&self) -> usize {
+            self.spec.rank
+        }
+        fn world_size(&self) -> usize {
+            self.spec.world
+        }
+        fn all_reduce_sum(&self, _: &mut Tensor) -> rlvr_dist::Result<()> {
+            Ok(())
+        }
+        fn broadcast(&self, _: &mut Tensor, _: usize) -> rlvr_dist::Result<()> {
+            Ok(())
+        }
+        fn all_gather(&self, local: &[f64]) -> rlvr_dist::Result<Vec<Vec<f64>>> {
+            Ok(vec![local.to_vec()])
+        }
+        fn barrier(&self) -> rlvr_dist::Result<()> {
+            Ok(())
+        }
+        fn all_gather_tensor(&self, local: &Tensor) -> rlvr_dist::Result<Tensor> {
+            let numel = self.full.numel() as i64;
+            let per = self.spec.per_rank(numel);
+            let at = self.calls.get() * self.piece;
+            self.calls.set(self.calls.get() + 1);
+            let c = local.numel() as i64;
+            let rows: Vec<Tensor> = (0..self.spec.world as i64)
+                .map(|r| {
+                    let row = Tensor::zeros([c], (Kind::Float, Device::Cpu));
+                    let start = r * per + at;
+                    let end = (r * per + per).min(numel);
+                    let valid = (end - start).clamp(0, c);
+                    if valid > 0 {
+                        row.narrow(0, 0, valid)
+                            .copy_(&self.full.narrow(0, start, valid));
+                    }
+                    row
+                })
+                .collect();
+            // What this rank sent must be its own piece.
+            assert!(
+                local.equal(&rows[self.spec.rank]),
+                "rank {} sent another piece",
+                self.spec.rank
+            );
+            Ok(Tensor::stack(&rows, 0))
+        }
+    }
+
+    #[test]
+    fn pieces_of_every_rank_land_where_they_belong() {
+        let full = Tensor::randn([100], (Kind::Float, Device::Cpu));
+        for world in [1usize, 2, 3, 7] {
+            for rank in 0..world {
+                for piece in [1i64, 7, 16, 1000] {
+                    let spec = ShardSpec { rank, world };
+                    let sim = Simulated {
+                        spec,
+                        full: full.shallow_clone(),
+                        piece,
+                        calls: Cell::new(0),
+                    };
+                    let dest = Tensor::zeros([100], (Kind::Float, Device::Cpu));
+                    let mine = spec.slice(&full);
+                    gather_in_pieces(&sim, &mine, spec, &dest, piece).unwrap();
+                    assert!(
+                        dest.equal(&full),
+                        "world {world}, rank {rank}, piece {piece}"
+                    );
+                }
+            }
+        }
+    }
 }
