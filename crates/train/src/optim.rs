@@ -4,7 +4,7 @@
 //! exactly.
 
 use crate::error::{Result, ResultExt, TrainError};
-use crate::sharding::{gather_slices, ShardSpec};
+use crate::sharding::{gather_to_main, ShardSpec};
 use crate::spool::Spool;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -131,8 +131,8 @@ impl AdamW {
         for (i, (name, shape)) in self.names.iter().zip(&self.shapes).enumerate() {
             let numel: i64 = shape.iter().product();
             for (which, local) in [("m", &self.m[i]), ("v", &self.v[i])] {
-                let whole = gather_slices(world, local, spec, numel)?;
-                if let Some(out) = out.as_mut() {
+                let whole = gather_to_main(world, local, spec, numel)?;
+                if let (Some(out), Some(whole)) = (out.as_mut(), whole) {
                     out.push(format!("{which}.{name}"), &whole.reshape(shape.as_slice()))?;
                 }
             }

@@ -69,17 +69,19 @@ pub fn gather_into(
     spec: ShardSpec,
     dest: &Tensor,
 ) -> Result<()> {
-    gather_in_pieces(world, local, spec, dest, PIECE)
+    gather_in_pieces(world, local, spec, dest.numel() as i64, Some(dest), PIECE)
 }
 
+/// The gather of [`gather_into`] for a tensor of `numel` elements; `dest: None` only takes
+/// part (a rank that does not keep the result).
 fn gather_in_pieces(
     world: &dyn Collective,
     local: &Tensor,
     spec: ShardSpec,
-    dest: &Tensor,
+    numel: i64,
+    dest: Option<&Tensor>,
     piece_len: i64,
 ) -> Result<()> {
-    let numel = dest.numel() as i64;
     let per = spec.per_rank(numel);
     let mine = local.numel() as i64;
     let mut at = 0;
@@ -91,6 +93,10 @@ fn gather_in_pieces(
             piece.narrow(0, 0, have).copy_(&local.narrow(0, at, have));
         }
         let all = world.all_gather_tensor(&piece)?;
+        let Some(dest) = dest else {
+            at += c;
+            continue;
+        };
         for r in 0..spec.world as i64 {
             let start = r * per + at;
             let valid = (numel - start).clamp(0, c);
@@ -104,15 +110,18 @@ fn gather_in_pieces(
     Ok(())
 }
 
-/// Every rank's `local` slice gathered into a new flat tensor of `numel` elements.
-pub fn gather_slices(
+/// Every rank's `local` slice gathered into a new flat tensor of `numel` elements on rank 0
+/// (`None` on the others, which only take part).
+pub fn gather_to_main(
     world: &dyn Collective,
     local: &Tensor,
     spec: ShardSpec,
     numel: i64,
-) -> Result<Tensor> {
-    let dest = Tensor::zeros([numel], (local.kind(), local.device()));
-    gather_into(world, local, spec, &dest)?;
+) -> Result<Option<Tensor>> {
+    let dest = world
+        .is_main()
+        .then(|| Tensor::zeros([numel], (local.kind(), local.device())));
+    gather_in_pieces(world, local, spec, numel, dest.as_ref(), PIECE)?;
     Ok(dest)
 }
 
@@ -211,7 +220,7 @@ mod tests {
                     };
                     let dest = Tensor::zeros([100], (Kind::Float, Device::Cpu));
                     let mine = spec.slice(&full);
-                    gather_in_pieces(&sim, &mine, spec, &dest, piece).unwrap();
+                    gather_in_pieces(&sim, &mine, spec, 100, Some(&dest), piece).unwrap();
                     assert!(
                         dest.equal(&full),
                         "world {world}, rank {rank}, piece {piece}"
