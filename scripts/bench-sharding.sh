@@ -41,6 +41,8 @@ for c in $configs; do
     echo "bench-sharding: $name failed; see $out/$name-rank*.log" >&2
     tail -3 "$out/$name-rank0.log" >&2
   fi
+  # A 0.5B checkpoint is 6 GB (model + moments): measured, then dropped.
+  rm -rf "$out/runs/$name/checkpoints"
 done
 python3 - "$out" "$configs" "$response" <<'PY'
 import glob, json, sys

@@ -138,8 +138,10 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let kv = (c.num_kv_heads * c.head_dim) as f64;
     let cache = rows * t * layers * 2.0 * kv * act + rows * v * 4.0;
     let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
+    // The sharded optimizer's all-gather: a piece of at most 16M elements from each rank, and
+    // the piece sent (`crate::sharding::gather_into`).
     let gather = if sharded(Sharding::Optimizer) {
-        largest * 4.0 * (1.0 + 1.0 / n)
+        (n + 1.0) * (16.0 * 1024.0 * 1024.0f64).min((largest / n).ceil()) * 4.0
     } else {
         0.0
     };
