@@ -78,6 +78,11 @@ pub struct MemoryPlan {
     pub fits: bool,
 }
 
+/// A [`Component`].
+fn part(name: &'static str, bytes: f64, phase: &'static str) -> Component {
+    Component { name, bytes, phase }
+}
+
 /// Parameters of one decoder layer.
 fn layer_parameters(c: &HfConfig) -> f64 {
     let (h, i) = (c.hidden_size as f64, c.intermediate_size as f64);
@@ -153,51 +158,19 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let optimizer_peak = update_peak + gather;
     let peak = update_peak.max(rollout_peak).max(optimizer_peak);
     let components = vec![
-        Component {
-            name: "weights (f32 master)",
-            bytes: weights,
-            phase: "always",
-        },
-        Component {
-            name: "gradients (f32)",
-            bytes: gradients,
-            phase: "always (kept between steps)",
-        },
-        Component {
-            name: "AdamW moments (f32)",
-            bytes: moments,
-            phase: "always",
-        },
-        Component {
-            name: "checkpointed layer inputs",
-            bytes: checkpoints,
-            phase: "update",
-        },
-        Component {
-            name: "one layer recomputed",
-            bytes: layer,
-            phase: "update (backward)",
-        },
-        Component {
-            name: "LM head: logits chunk + kept logits",
-            bytes: head,
-            phase: "update (head)",
-        },
-        Component {
-            name: "rollout KV cache + logits",
-            bytes: cache,
-            phase: "rollout",
-        },
-        Component {
-            name: "collective buffers",
-            bytes: all_reduce + gather,
-            phase: "update / optimizer step",
-        },
-        Component {
-            name: "runtime (libtorch, data)",
-            bytes: RUNTIME,
-            phase: "always",
-        },
+        part("weights (f32 master)", weights, "always"),
+        part("gradients (f32)", gradients, "always (kept between steps)"),
+        part("AdamW moments (f32)", moments, "always"),
+        part("checkpointed layer inputs", checkpoints, "update"),
+        part("one layer recomputed", layer, "update (backward)"),
+        part("LM head: logits chunk + kept logits", head, "update (head)"),
+        part("rollout KV cache + logits", cache, "rollout"),
+        part(
+            "collective buffers",
+            all_reduce + gather,
+            "update / optimizer step",
+        ),
+        part("runtime (libtorch, data)", RUNTIME, "always"),
     ];
     MemoryPlan {
         parameters: p,
