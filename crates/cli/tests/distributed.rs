@@ -74,14 +74,26 @@ fn same_as_one_process(algo: &str, extra: &[&str], slack: f64) {
     same_as_one_process_on(algo, extra, slack, "2")
 }
 
-/// [`same_as_one_process`] with `nproc` ranks (the one-process run ignores a sharding setting:
-/// one rank owns every slice).
+/// [`same_as_one_process`] with `nproc` ranks.
 fn same_as_one_process_on(algo: &str, extra: &[&str], slack: f64, nproc: &str) {
+    same_as_one_process_sharded(algo, extra, slack, nproc, &[])
+}
+
+/// [`same_as_one_process_on`] with the ranks alone also given `ranks_only` (a sharding level:
+/// the one process holds everything, `train.sharding = "none"`).
+fn same_as_one_process_sharded(
+    algo: &str,
+    extra: &[&str],
+    slack: f64,
+    nproc: &str,
+    ranks_only: &[&str],
+) {
     let tmp = tempfile::tempdir().unwrap();
     let mut args = vec!["--algo", algo];
     args.extend(extra);
     let one = train(tmp.path(), "one", &args);
     assert!(one.status.success(), "{}", text(&one));
+    args.extend(ranks_only);
     args.extend(["--nproc", nproc]);
     let two = train(tmp.path(), "two", &args);
     assert!(two.status.success(), "{}", text(&two));
@@ -133,36 +145,63 @@ fn two_ranks_train_what_one_process_trains_simko_with_two_mini_batches() {
     same_as_one_process("simko", &["--set", "train.mini_batches=2"], 0.0);
 }
 
-#[test]
-fn optimizer_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
-    // ZeRO-1: each rank updates the AdamW moments of its slices, then gathers the parameters.
+/// `--nproc 2` and `--nproc 3` at one sharding level train what one unsharded process trains: SimKO with
+/// 2 mini-batches, and GRPO with gradient clipping active (the default run's gradient norms are
+/// above 0.5).
+fn sharded_runs_train_what_one_process_trains(level: &str) {
+    let sharding = format!("train.sharding={level}");
+    let sharded = ["--set", sharding.as_str()];
     for nproc in ["2", "3"] {
+        // Micro-batches of 7: the ranks' rows of a mini-batch make unequal numbers of them, so
+        // a rank out of rows runs zero-weighted ones to take part in the collectives.
         let simko = [
             "--set",
-            "train.sharding=optimizer",
-            "--set",
             "train.mini_batches=2",
-        ];
-        same_as_one_process_on("simko", &simko, 0.0, nproc);
-        // Clipping active: the default run's gradient norms are above 0.5.
-        let grpo = [
             "--set",
-            "train.sharding=optimizer",
-            "--set",
-            "train.grad_clip=0.5",
+            "train.micro_batch_size=7",
         ];
-        same_as_one_process_on("grpo", &grpo, 0.0, nproc);
+        same_as_one_process_sharded("simko", &simko, 0.0, nproc, &sharded);
+        let grpo = ["--set", "train.grad_clip=0.5"];
+        same_as_one_process_sharded("grpo", &grpo, 0.0, nproc, &sharded);
     }
 }
 
 #[test]
+fn optimizer_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
+    // ZeRO-1: each rank updates the AdamW moments of its slices, then gathers the parameters.
+    sharded_runs_train_what_one_process_trains("optimizer");
+}
+
+#[test]
+fn gradient_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
+    // ZeRO-2: gradients reduce-scattered into the owners' slices layer by layer.
+    sharded_runs_train_what_one_process_trains("gradients");
+}
+
+#[test]
+fn full_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
+    // ZeRO-3: parameters too live in slices, each layer gathered for its forward and backward.
+    sharded_runs_train_what_one_process_trains("full");
+}
+
+#[test]
 fn a_sharded_run_resumes_on_another_rank_count() {
-    // 3 steps on 2 ranks, then steps 4–5 on 3 ranks: the saved moments are whole and each rank
-    // takes its new slice; the weights end as one process's.
+    resumes_on_another_rank_count("optimizer");
+}
+
+#[test]
+fn a_fully_sharded_run_resumes_on_another_rank_count() {
+    resumes_on_another_rank_count("full");
+}
+
+/// 3 steps on 2 ranks, then steps 4–5 on 3 ranks: the saved moments and weights are whole and
+/// each rank takes its new slices; the weights end as one process's.
+fn resumes_on_another_rank_count(level: &str) {
     let tmp = tempfile::tempdir().unwrap();
+    let sharding = format!("train.sharding={level}");
     let sharded = [
         "--set",
-        "train.sharding=optimizer",
+        sharding.as_str(),
         "--set",
         "train.checkpoint_every=3",
     ];
@@ -268,8 +307,21 @@ fn the_torchrun_variables_run_the_same_job_without_the_launcher() {
 /// run then resumes (here with the launcher) and ends with the weights of an uninterrupted run.
 #[test]
 fn a_killed_rank_stops_the_other_and_the_run_resumes_to_the_same_weights() {
+    killed_and_resumed("none");
+}
+
+/// [`a_killed_rank_stops_the_other_and_the_run_resumes_to_the_same_weights`] with parameters,
+/// gradients and moments in slices: the resumed run ends bit for bit where an uninterrupted
+/// one does.
+#[test]
+fn a_killed_fully_sharded_run_resumes_to_the_same_weights() {
+    killed_and_resumed("full");
+}
+
+fn killed_and_resumed(level: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().to_str().unwrap();
+    let sharding = format!("train.sharding={level}");
     let long = [
         "--steps",
         "30",
@@ -279,6 +331,8 @@ fn a_killed_rank_stops_the_other_and_the_run_resumes_to_the_same_weights() {
         "train.checkpoint_every=5",
         "--set",
         "train.tensorboard=false",
+        "--set",
+        sharding.as_str(),
     ];
     let mut straight = vec![
         "train",

@@ -48,6 +48,9 @@ pub enum CoreError {
     /// failure, not a usage error.
     #[error("{0}")]
     Checkpoint(String),
+    /// A collective among data-parallel ranks failed (another rank stopped or died).
+    #[error("{0}")]
+    Collective(String),
     /// Tensors whose shapes or kinds break a contract.
     #[error("shape error: {0}")]
     Shape(String),

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod progress;
 pub mod registry;
 pub mod reward;
+pub mod shard;
 pub mod stats;
 pub mod task;
 pub mod testing;
@@ -42,6 +43,7 @@ pub use policy::{
 };
 pub use registry::{ComponentKind, Registration};
 pub use reward::{Outcome, RewardInput, Verdict, Verifier, VerifierConfig};
+pub use shard::{NoHooks, ParamPart, ShardHooks};
 pub use stats::{token_stats_from_logits, StatsNeeds, TokenStats};
 pub use task::{Problem, Split, Task, TaskConfig};
 

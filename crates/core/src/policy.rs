@@ -108,6 +108,24 @@ pub trait Policy: Send {
         }
         Ok(value)
     }
+    /// [`Policy::backward_loss`] with the parameters sharded over data-parallel ranks (ZeRO-2/3):
+    /// `hooks` gathers each part before it is used and reduces its gradients once its backward
+    /// is done. Only policies for which [`Policy::supports_sharding`] holds implement it.
+    fn backward_loss_sharded(
+        &self,
+        _batch: &SequenceBatch,
+        _needs: &StatsNeeds,
+        _hooks: &dyn crate::shard::ShardHooks,
+        _loss_of: &mut dyn FnMut(&TokenStats) -> Result<Tensor>,
+    ) -> Result<f64> {
+        Err(crate::CoreError::Input(
+            "this policy cannot train with sharded gradients or parameters".into(),
+        ))
+    }
+    /// Whether [`Policy::backward_loss_sharded`] is implemented (decoders).
+    fn supports_sharding(&self) -> bool {
+        false
+    }
     /// Samples one response per row of the left-padded prompts `[B, P]`.
     fn generate(
         &self,

@@ -24,6 +24,16 @@ pub trait Collective {
     /// optimizer's parameter and moment slices).
     fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor>;
 
+    /// Sums `input` `[world_size, n]` over the ranks and returns this rank's row `[n]`, on
+    /// `input`'s device (a reduce-scatter: the sharded gradients' reduction). By default, and on
+    /// Gloo, an all-reduce of the whole buffer of which each rank keeps its row: the traffic of
+    /// an all-reduce (about twice a true reduce-scatter's) and the buffer summed on every rank.
+    fn reduce_scatter_tensor(&self, input: &Tensor) -> Result<Tensor> {
+        let mut buf = input.contiguous().copy();
+        self.all_reduce_sum(&mut buf)?;
+        Ok(buf.get(self.rank() as i64))
+    }
+
     /// Whether this is the one-rank [`Single`] (no engine: every collective is the identity and
     /// callers may skip them). A c10d group of one rank is not single: its collectives run.
     fn is_single(&self) -> bool {

@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::stats_grad::{backward_through_stats, ChunkedLogits};
 use crate::transformer::{positions_from_mask, Transformer};
-use rlvr_core::{SequenceBatch, StatsNeeds, TokenStats};
+use rlvr_core::{NoHooks, ParamPart, SequenceBatch, ShardHooks, StatsNeeds, TokenStats};
 use tch::{Kind, Tensor};
 
 /// How the update trades memory for time.
@@ -147,6 +147,21 @@ pub fn response_loss_backward(
     plan: UpdatePlan,
     loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
 ) -> Result<f64> {
+    sharded_loss_backward(model, batch, needs, plan, &NoHooks, loss_of)
+}
+
+/// [`response_loss_backward`] with `hooks` called around each part's use (ZeRO-2/3: gather a
+/// layer before its forward and again before its recomputation, reduce its gradients right
+/// after its backward). Active hooks imply activation checkpointing, and every rank makes the
+/// same calls in the same order whatever its data.
+pub fn sharded_loss_backward(
+    model: &Transformer,
+    batch: &SequenceBatch,
+    needs: &StatsNeeds,
+    plan: UpdatePlan,
+    hooks: &dyn ShardHooks,
+    loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+) -> Result<f64> {
     let size = batch.input_ids.size();
     let (b, l) = (size[0], size[1]);
     let p = batch.prompt_len;
@@ -156,17 +171,27 @@ pub fn response_loss_backward(
         ))
         .into());
     }
+    let checkpoint = plan.checkpoint || hooks.active();
+    let head_part = if model.has_untied_head() {
+        ParamPart::Head
+    } else {
+        ParamPart::Embedding
+    };
     let t = l - p;
     let positions = positions_from_mask(&batch.attention_mask)?;
     let frame = model.frame(&positions, &batch.attention_mask, 0)?;
     // 1. The residual stream, with its whole graph or keeping only layer inputs.
     let mut inputs = Vec::new();
-    let last = if plan.checkpoint {
+    let last = if checkpoint {
         let _guard = tch::no_grad_guard();
+        hooks.gather(ParamPart::Embedding)?;
         let mut x = model.embed(&batch.input_ids)?;
+        hooks.release(ParamPart::Embedding)?;
         for i in 0..model.num_layers() {
             inputs.push(x.shallow_clone());
+            hooks.gather(ParamPart::Layer(i))?;
             x = model.layer(i, &x, &frame, None)?;
+            hooks.release(ParamPart::Layer(i))?;
         }
         x.f_detach()?.set_requires_grad(true)
     } else {
@@ -176,6 +201,7 @@ pub fn response_loss_backward(
         }
         x
     };
+    hooks.gather(ParamPart::Rest)?;
     let hidden = model
         .final_norm(&last)?
         .f_narrow(1, p - 1, t)?
@@ -183,6 +209,8 @@ pub fn response_loss_backward(
     // 2. Statistics and the loss gradient through the LM head, chunk by chunk.
     let flat = hidden.f_detach()?;
     let targets = batch.input_ids.f_narrow(1, p, t)?.f_reshape([b * t])?;
+    hooks.gather(head_part)?;
+    hooks.zero_grads(head_part)?;
     let weight = model.head_weight();
     let head = Head {
         model,
@@ -201,19 +229,34 @@ pub fn response_loss_backward(
         plan.keep_logits_bytes,
         loss_of,
     )?;
-    if !head.touched.get() {
+    hooks.release(head_part)?;
+    if head_part == ParamPart::Head {
+        hooks.reduce_grads(ParamPart::Head)?;
+    }
+    if !head.touched.get() && !hooks.active() {
         return Ok(value);
     }
     // 3. Back through the final norm (and, without checkpointing, the whole decoder).
+    hooks.zero_grads(ParamPart::Rest)?;
     pull(&hidden, &head.grad_hidden.f_to_kind(hidden.kind())?)?;
-    if plan.checkpoint {
+    hooks.reduce_grads(ParamPart::Rest)?;
+    hooks.release(ParamPart::Rest)?;
+    if checkpoint {
         let mut g = last.grad();
         for i in (0..model.num_layers()).rev() {
             let x = inputs[i].f_detach()?.set_requires_grad(true);
+            hooks.gather(ParamPart::Layer(i))?;
+            hooks.zero_grads(ParamPart::Layer(i))?;
             pull(&model.layer(i, &x, &frame, None)?, &g)?;
+            hooks.reduce_grads(ParamPart::Layer(i))?;
+            hooks.release(ParamPart::Layer(i))?;
             g = x.grad();
         }
+        if head_part == ParamPart::Head {
+            hooks.zero_grads(ParamPart::Embedding)?;
+        }
         embedding_backward(model, &batch.input_ids, &g)?;
+        hooks.reduce_grads(ParamPart::Embedding)?;
     }
     Ok(value)
 }

@@ -1,7 +1,7 @@
 //! The [`Policy`] implementation over a HF-layout decoder, and the registered model configs:
 //! `hf` (a Hugging Face folder) and `tiny` (a small Qwen2-style decoder trained from scratch).
 
-use crate::backward::{response_loss_backward, UpdatePlan};
+use crate::backward::{response_loss_backward, sharded_loss_backward, UpdatePlan};
 use crate::checkpoint::HfModel;
 use crate::error::ModelError;
 use crate::generate::generate;
@@ -71,6 +71,22 @@ impl Policy for HfPolicy {
         let plan = UpdatePlan::new(self.chunk, self.checkpoint);
         let model = &self.model.model;
         Ok(model.training(|| response_loss_backward(model, batch, needs, plan, loss_of))?)
+    }
+
+    fn backward_loss_sharded(
+        &self,
+        batch: &SequenceBatch,
+        needs: &StatsNeeds,
+        hooks: &dyn rlvr_core::ShardHooks,
+        loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+    ) -> rlvr_core::Result<f64> {
+        let plan = UpdatePlan::new(self.chunk, true);
+        let model = &self.model.model;
+        Ok(model.training(|| sharded_loss_backward(model, batch, needs, plan, hooks, loss_of))?)
+    }
+
+    fn supports_sharding(&self) -> bool {
+        true
     }
 
     fn has_frozen_base(&self) -> bool {

@@ -667,6 +667,11 @@ impl Transformer {
         &self.embed
     }
 
+    /// Whether the LM head has its own weight (not tied to the embedding).
+    pub fn has_untied_head(&self) -> bool {
+        self.lm_head.is_some()
+    }
+
     /// The LM head's weight `[V, H]` (the embedding's when tied).
     pub fn head_weight(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed)

@@ -9,8 +9,9 @@ use crate::error::Result;
 use crate::experience::Experience;
 use crate::metrics::{loss_metric_key, Metrics, Reduce};
 use crate::optim::{optimizer_step, AdamW, StepOutcome};
+use crate::param_shards::ParamShards;
 use crate::sharding::gather_parameters;
-use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy};
+use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy, ShardHooks};
 use rlvr_dist::Collective;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,6 +27,9 @@ pub struct Actor {
     pub opt: AdamW,
     /// The validated algorithm (estimator, loss, aggregation).
     pub algo: Algorithm,
+    /// This rank's gradient (and, under `full`, parameter) slices when `train.sharding` is
+    /// `gradients` or `full`.
+    pub shards: Option<ParamShards>,
 }
 
 impl Actor {
@@ -74,7 +78,6 @@ impl Actor {
                     .filter(|&&g| g >= offset && g < offset + b)
                     .map(|&g| g - offset)
                     .collect();
-                let len = mine.len() as i64;
                 let idx = Tensor::from_slice(&mine).to_device(device);
                 let local = if mine.is_empty() {
                     GlobalCounts {
@@ -92,37 +95,28 @@ impl Actor {
                 if counts.tokens == 0.0 {
                     continue;
                 }
-                AdamW::zero_grad(policy.var_store());
-                let mut loss_total = 0.0;
-                let mut micro = 0;
-                while micro < len {
-                    let ml = (tc.micro_batch_size as i64).min(len - micro);
-                    let part = exp.select(&idx.narrow(0, micro, ml));
-                    let out = self.micro_step(policy, &part, counts, &needs)?;
-                    loss_total += out.loss;
-                    for (k, v) in out.metric_sums {
-                        *tally.metric_sums.entry(k).or_insert(0.0) += v;
+                let (loss_total, outcome) = match &self.shards {
+                    None => self.plain_mini_batch(
+                        policy, exp, &idx, counts, &needs, tc, lr, world, &mut tally,
+                    )?,
+                    Some(shards) => {
+                        let loss_total = self.sharded_micro_batches(
+                            policy, shards, exp, &idx, counts, &needs, tc, world, &mut tally,
+                        )?;
+                        let t_step = Instant::now();
+                        let outcome = shards.optimizer_step(
+                            &mut self.opt,
+                            world,
+                            loss_total,
+                            lr,
+                            tc.grad_clip,
+                        )?;
+                        tally.time_all_reduce += t_step.elapsed().as_secs_f64();
+                        (loss_total, outcome)
                     }
-                    tally.tokens += out.tokens;
-                    micro += ml;
-                }
-                let t_ar = Instant::now();
-                let loss_total = world.sum(&[loss_total])?[0];
-                all_reduce_gradients(world, policy.var_store())?;
-                tally.time_all_reduce += t_ar.elapsed().as_secs_f64();
-                match optimizer_step(
-                    &mut self.opt,
-                    policy.var_store(),
-                    loss_total,
-                    lr,
-                    tc.grad_clip,
-                )? {
+                };
+                match outcome {
                     StepOutcome::Applied { grad_norm } => {
-                        if let Some(spec) = self.opt.shard() {
-                            let t_ag = Instant::now();
-                            gather_parameters(world, policy.var_store(), spec)?;
-                            tally.time_all_reduce += t_ag.elapsed().as_secs_f64();
-                        }
                         tally.loss += loss_total;
                         tally.grad_norm += grad_norm;
                         tally.updates += 1;
@@ -140,18 +134,125 @@ impl Actor {
         Ok(tally.metrics(step, lr, world.is_single(), t_up))
     }
 
-    /// Forward and backward of one micro-batch.
+    /// One mini-batch of whole-parameter training: micro-batches accumulate gradients into the
+    /// parameters' `.grad`, which are all-reduced before the optimizer step (and, under
+    /// `optimizer` sharding, the updated slices all-gathered). Returns the summed loss and
+    /// what the step did.
+    #[allow(clippy::too_many_arguments)]
+    fn plain_mini_batch(
+        &mut self,
+        policy: &dyn Policy,
+        exp: &Experience,
+        rows: &Tensor,
+        counts: GlobalCounts,
+        needs: &rlvr_core::StatsNeeds,
+        tc: &TrainConfig,
+        lr: f64,
+        world: &dyn Collective,
+        tally: &mut Tally,
+    ) -> Result<(f64, StepOutcome)> {
+        AdamW::zero_grad(policy.var_store());
+        let len = rows.size()[0];
+        let mut loss_total = 0.0;
+        let mut micro = 0;
+        while micro < len {
+            let ml = (tc.micro_batch_size as i64).min(len - micro);
+            let part = exp.select(&rows.narrow(0, micro, ml));
+            let out = self.micro_step(policy, &part, counts, needs, None, 1.0)?;
+            loss_total += out.loss;
+            tally.add(out);
+            micro += ml;
+        }
+        let t_ar = Instant::now();
+        let loss_total = world.sum(&[loss_total])?[0];
+        all_reduce_gradients(world, policy.var_store())?;
+        tally.time_all_reduce += t_ar.elapsed().as_secs_f64();
+        let outcome = optimizer_step(
+            &mut self.opt,
+            policy.var_store(),
+            loss_total,
+            lr,
+            tc.grad_clip,
+        )?;
+        if let (StepOutcome::Applied { .. }, Some(spec)) = (outcome, self.opt.shard()) {
+            let t_ag = Instant::now();
+            gather_parameters(world, policy.var_store(), spec)?;
+            tally.time_all_reduce += t_ag.elapsed().as_secs_f64();
+        }
+        Ok((loss_total, outcome))
+    }
+
+    /// The micro-batches of one mini-batch under `gradients` or `full` sharding: each one's
+    /// gradients are reduce-scattered into the slices part by part. Every rank runs as many
+    /// micro-batches as the rank with the most rows; a rank out of rows runs a zero-weighted
+    /// one over its first row so that the collectives line up. Returns the loss summed over
+    /// the ranks.
+    #[allow(clippy::too_many_arguments)]
+    fn sharded_micro_batches(
+        &self,
+        policy: &dyn Policy,
+        shards: &ParamShards,
+        exp: &Experience,
+        rows: &Tensor,
+        counts: GlobalCounts,
+        needs: &rlvr_core::StatsNeeds,
+        tc: &TrainConfig,
+        world: &dyn Collective,
+        tally: &mut Tally,
+    ) -> Result<f64> {
+        shards.release()?;
+        shards.zero_grads();
+        let len = rows.size()[0];
+        let mbs = tc.micro_batch_size.max(1) as i64;
+        let local = (len + mbs - 1) / mbs;
+        let rounds = world
+            .all_gather(&[local as f64])?
+            .iter()
+            .filter_map(|v| v.first().map(|&x| x as i64))
+            .max()
+            .unwrap_or(local);
+        let hooks = shards.hooks(world);
+        let mut loss_total = 0.0;
+        for round in 0..rounds {
+            let micro = round * mbs;
+            if micro < len {
+                let part = exp.select(&rows.narrow(0, micro, mbs.min(len - micro)));
+                let out = self.micro_step(policy, &part, counts, needs, Some(&hooks), 1.0)?;
+                loss_total += out.loss;
+                tally.add(out);
+            } else {
+                let first = Tensor::from_slice(&[0i64]).to_device(rows.device());
+                self.micro_step(
+                    policy,
+                    &exp.select(&first),
+                    counts,
+                    needs,
+                    Some(&hooks),
+                    0.0,
+                )?;
+            }
+        }
+        let t_ar = Instant::now();
+        let loss_total = world.sum(&[loss_total])?[0];
+        tally.time_all_reduce += t_ar.elapsed().as_secs_f64();
+        Ok(loss_total)
+    }
+
+    /// Forward and backward of one micro-batch, its loss scaled by `weight` (0: a pass that
+    /// only takes part in the sharded collectives); `hooks` run a sharded backward.
     fn micro_step(
         &self,
         policy: &dyn Policy,
         part: &Experience,
         counts: GlobalCounts,
         needs: &rlvr_core::StatsNeeds,
+        hooks: Option<&dyn ShardHooks>,
+        weight: f64,
     ) -> Result<MicroStep> {
         let r = &part.responses;
         let mut sums = Vec::new();
         let (loss, algo) = (&self.algo.loss, &self.algo);
-        let value = policy.backward_loss(&r.seq, needs, &mut |stats| {
+        let mut loss_of = |stats: &rlvr_core::TokenStats| {
             let input = LossInput {
                 stats,
                 old_logp: &part.old_logp,
@@ -176,9 +277,19 @@ impl Actor {
                     (loss_metric_key(metric.name), v)
                 })
                 .collect();
-            algo.aggregation
-                .reduce(&out.per_token, &r.mask, counts, algo.loss_normalizer)
-        })?;
+            let loss =
+                algo.aggregation
+                    .reduce(&out.per_token, &r.mask, counts, algo.loss_normalizer)?;
+            if weight == 1.0 {
+                Ok(loss)
+            } else {
+                Ok(loss.f_mul_scalar(weight)?)
+            }
+        };
+        let value = match hooks {
+            Some(hooks) => policy.backward_loss_sharded(&r.seq, needs, hooks, &mut loss_of)?,
+            None => policy.backward_loss(&r.seq, needs, &mut loss_of)?,
+        };
         let ntok = r.mask.sum(Kind::Double).double_value(&[]);
         Ok(MicroStep {
             loss: value,
@@ -208,6 +319,14 @@ struct Tally {
 }
 
 impl Tally {
+    /// Adds one micro-batch's metric sums and tokens.
+    fn add(&mut self, out: MicroStep) {
+        for (k, v) in out.metric_sums {
+            *self.metric_sums.entry(k).or_insert(0.0) += v;
+        }
+        self.tokens += out.tokens;
+    }
+
     /// `actor/*` (per applied update), the loss's metrics (per token), `time/update` and, on a
     /// data-parallel rank, `time/all_reduce`.
     fn metrics(mut self, step: u64, lr: f64, single: bool, started: Instant) -> Metrics {

@@ -30,6 +30,7 @@ pub mod fingerprint;
 pub mod metrics;
 pub mod optim;
 pub mod padding;
+pub mod param_shards;
 pub mod pipeline;
 pub mod plan;
 pub mod rollout;

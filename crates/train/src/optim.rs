@@ -177,17 +177,42 @@ impl AdamW {
     /// Variables without a gradient are left as they are.
     pub fn step(&mut self, vs: &VarStore, lr: f64, scale: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        let pairs = named_vars(vs)
+            .into_iter()
+            .map(|(_, var)| {
+                let g = var.grad();
+                if !g.defined() {
+                    return None;
+                }
+                match self.shard {
+                    Some(s) if s.range(var.numel() as i64).1 == 0 => None,
+                    Some(s) => Some((s.slice(&var), s.slice(&g.contiguous()))),
+                    None => Some((var, g.contiguous())),
+                }
+            })
+            .collect();
+        self.step_on(pairs, lr, scale)
+    }
+
+    /// [`AdamW::step`] on given (parameter, gradient) pairs in store order, each the whole
+    /// parameter or this rank's slice of it as the moments are (`None`: left as it is).
+    pub fn step_on(
+        &mut self,
+        pairs: Vec<Option<(Tensor, Tensor)>>,
+        lr: f64,
+        scale: f64,
+    ) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        if pairs.len() != self.names.len() {
+            return Err(TrainError::Run(format!(
+                "internal: {} parameters for an optimizer of {}",
+                pairs.len(),
+                self.names.len()
+            )));
+        }
         let mut lists: [Vec<Tensor>; 4] = Default::default();
-        for (i, (_, var)) in named_vars(vs).into_iter().enumerate() {
-            let g = var.grad();
-            if !g.defined() {
-                continue;
-            }
-            let (var, g) = match self.shard {
-                Some(s) if s.range(var.numel() as i64).1 == 0 => continue,
-                Some(s) => (s.slice(&var), s.slice(&g.contiguous())),
-                None => (var, g.contiguous()),
-            };
+        for (i, pair) in pairs.into_iter().enumerate() {
+            let Some((var, g)) = pair else { continue };
             lists[0].push(var);
             lists[1].push(g);
             lists[2].push(self.m[i].shallow_clone());

@@ -21,9 +21,9 @@ pub enum Sharding {
     None,
     /// Each rank holds the AdamW moments of its slice of every parameter (ZeRO-1).
     Optimizer,
-    /// Gradients reduce-scattered into the owners' slices as well (ZeRO-2): not built yet.
+    /// Gradients reduce-scattered into the owners' slices as well (ZeRO-2).
     Gradients,
-    /// Parameters sharded too, gathered layer by layer (ZeRO-3 / FSDP): not built yet.
+    /// Parameters sharded too, gathered layer by layer (ZeRO-3 / FSDP).
     Full,
 }
 
@@ -128,8 +128,14 @@ pub fn gather_to_main(
 /// After each rank updated its slices: every parameter made whole on every rank, gathered
 /// straight into its storage.
 pub fn gather_parameters(world: &dyn Collective, vs: &VarStore, spec: ShardSpec) -> Result<()> {
+    let vars: Vec<Tensor> = named_vars(vs).into_iter().map(|(_, v)| v).collect();
+    gather_whole(world, &vars, spec)
+}
+
+/// [`gather_parameters`] over a list of parameters.
+pub(crate) fn gather_whole(world: &dyn Collective, vars: &[Tensor], spec: ShardSpec) -> Result<()> {
     let _guard = tch::no_grad_guard();
-    for (_, var) in named_vars(vs) {
+    for var in vars {
         // Each piece of the own slice is copied out before its all-gather, and written back
         // unchanged: reading and writing the same storage is safe.
         gather_into(world, &spec.slice(&var), spec, &var.view([-1]))?;

@@ -17,6 +17,7 @@ use crate::evaluation::EvalOptions;
 use crate::experience::{make_experience, Experience, ExperienceInputs, Reference, Sample};
 use crate::metrics::{Metrics, MetricsLog, Reduce};
 use crate::optim::{first_nonfinite_parameter, lr_at, AdamW};
+use crate::param_shards::ParamShards;
 use crate::pipeline::Generated;
 use crate::run_dir::{create_run_dir, FolderLock};
 use crate::session::{Placement, Session};
@@ -99,6 +100,14 @@ impl Trainer {
         let mut session = Session::open(&cfg, Placement { local_rank })?;
         let algo = cfg.algo.build()?;
         check_async(&cfg, world.world_size(), algo.correction.is_some())?;
+        if cfg.train.sharding == crate::sharding::Sharding::Full && cfg.train.max_staleness > 0 {
+            config_bail!(
+                "train.sharding = \"full\" with train.max_staleness = {} is not built: the \
+                 generator needs whole weights while the update holds only slices; use \
+                 max_staleness = 0 or sharding = \"gradients\"",
+                cfg.train.max_staleness
+            );
+        }
         if world.world_size() > 1 && algo.filter.is_some() {
             config_bail!(
                 "algo.filter (dynamic sampling) chooses groups from every group's scores and is \
@@ -131,14 +140,14 @@ impl Trainer {
         }
         drop_long_prompts(&mut session)?;
         check_rollout_memory(&session, &cfg, world.world_size())?;
-        let opt = optimizer_for(&cfg, session.policy.var_store(), world.as_ref())?;
+        let (opt, shards) = optimizer_for(&cfg, session.policy.as_ref(), world.as_ref())?;
         if !world.is_single() {
             define_gradients(session.policy.var_store());
         }
         Ok(Trainer {
             cfg,
             session,
-            actor: Actor { opt, algo },
+            actor: Actor { opt, algo, shards },
             reference,
             step: 0,
             dir: dir.to_path_buf(),
@@ -189,6 +198,7 @@ impl Trainer {
     /// share of the step's prompt groups, from the random streams those rows have in one
     /// process.
     pub fn make_experience(&self) -> Result<(Experience, Metrics)> {
+        self.whole_model()?;
         let all = self.step_problems();
         let share = self.local_groups(all.len());
         let problems = all[share.clone()].to_vec();
@@ -216,6 +226,15 @@ impl Trainer {
             world: self.world.as_ref(),
             first_group,
         }
+    }
+
+    /// Makes the parameters whole where `train.sharding = "full"` holds them in slices
+    /// between updates (a collective: every rank calls it). The update releases them again.
+    pub fn whole_model(&self) -> Result<()> {
+        if let Some(shards) = &self.actor.shards {
+            shards.whole(self.world.as_ref())?;
+        }
+        Ok(())
     }
 
     /// The learning rate of the current step.
@@ -254,6 +273,13 @@ impl Trainer {
         if let Some(name) = first_nonfinite_parameter(policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
+        if let Some(shards) = &self.actor.shards {
+            if shards.any_nonfinite(self.world.as_ref())? {
+                return Err(TrainError::NonFinite(
+                    "a parameter slice of some rank".into(),
+                ));
+            }
+        }
         m.extend(update);
         m.set("time/step", t0.elapsed().as_secs_f64(), Reduce::Max);
         let tokens = exp.responses.mask.sum(tch::Kind::Double).double_value(&[]);
@@ -270,6 +296,9 @@ impl Trainer {
         let Some(engine) = &self.session.engine else {
             return Ok(None);
         };
+        if let Some(shards) = &self.actor.shards {
+            shards.whole(self.world.as_ref())?;
+        }
         let t0 = Instant::now();
         if self.world.is_main() {
             engine.sync(self.session.policy.as_ref(), self.step, &self.dir)?;
@@ -284,6 +313,7 @@ impl Trainer {
     /// so a resumed run trains on exactly what this one would have. Every rank calls it (a
     /// sharded optimizer's slices are gathered); rank 0 writes.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        self.whole_model()?;
         if let Some(name) = first_nonfinite_parameter(self.session.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
@@ -333,6 +363,7 @@ impl Trainer {
         let Some((step, dir)) = latest_checkpoint(&self.dir)? else {
             return Ok(None);
         };
+        self.whole_model()?;
         if let Err(e) = load_checkpoint(
             &dir,
             self.session.policy.as_mut(),
@@ -418,29 +449,39 @@ impl Trainer {
     /// Evaluates the current policy on `problems` (sharded over the data-parallel ranks); the
     /// rollout servers, when they generate, are brought to the current weights first.
     pub fn evaluate(&mut self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
+        self.whole_model()?;
         self.sync_rollout_engine()?;
         self.session.evaluate(self.world.as_ref(), problems, opts)
     }
 }
 
-/// The optimizer of `train.sharding`: AdamW over whole parameters, or over this rank's slices.
-fn optimizer_for(cfg: &RunConfig, vs: &tch::nn::VarStore, world: &dyn Collective) -> Result<AdamW> {
+/// The optimizer of `train.sharding`: AdamW over whole parameters, or over this rank's slices
+/// (with the gradient and parameter shards under `gradients` and `full`).
+fn optimizer_for(
+    cfg: &RunConfig,
+    policy: &dyn rlvr_core::Policy,
+    world: &dyn Collective,
+) -> Result<(AdamW, Option<ParamShards>)> {
     use crate::sharding::{ShardSpec, Sharding};
     let wd = cfg.train.weight_decay;
-    Ok(match cfg.train.sharding {
-        Sharding::None => AdamW::new(vs, wd),
-        Sharding::Optimizer => AdamW::sharded(
-            vs,
-            wd,
-            ShardSpec {
-                rank: world.rank(),
-                world: world.world_size(),
-            },
-        ),
-        other => config_bail!(
-            "train.sharding = {:?} is not built yet; use \"none\" or \"optimizer\" (ZeRO-1: \
-             the AdamW moments divided among the ranks)",
-            format!("{other:?}").to_lowercase()
+    let vs = policy.var_store();
+    let spec = ShardSpec {
+        rank: world.rank(),
+        world: world.world_size(),
+    };
+    let level = cfg.train.sharding;
+    if matches!(level, Sharding::Gradients | Sharding::Full) && !policy.supports_sharding() {
+        config_bail!(
+            "train.sharding = {:?} needs a decoder model (Hugging Face layout); this policy \
+             supports \"none\" and \"optimizer\"",
+            format!("{level:?}").to_lowercase()
+        );
+    }
+    Ok(match level {
+        Sharding::None => (AdamW::new(vs, wd), None),
+        _ => (
+            AdamW::sharded(vs, wd, spec),
+            ParamShards::new(vs, spec, level),
         ),
     })
 }
@@ -972,6 +1013,7 @@ fn end_step(t: &mut Trainer, reporter: &dyn Reporter) -> Result<()> {
     let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
         || t.step == tc.steps;
     if due || t.step.is_multiple_of(CHECKSUM_EVERY) {
+        t.whole_model()?;
         check_parameters(t.world.as_ref(), t.session.policy.var_store(), t.step)?;
     }
     if !(due || stop.is_some()) {

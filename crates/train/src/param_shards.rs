@@ -1,0 +1,325 @@
+//! Gradient and parameter sharding across data-parallel ranks (`train.sharding = "gradients"`,
+//! ZeRO-2, and `"full"`, ZeRO-3 / FSDP: Rajbhandari et al. 2020; docs/distributed.md).
+//!
+//! Every parameter is cut into the slices of [`ShardSpec`]; rank `r` owns slice `r` of each.
+//! The update runs layer by layer ([`rlvr_core::ShardHooks`]): after a part's backward its
+//! gradients are reduce-scattered into the owners' f32 slices and freed, so no rank holds the
+//! whole gradient. With `full` the parameters themselves live as the owners' f32 master slices:
+//! a part is all-gathered just before its forward and again before its recomputation in
+//! backward, and freed right after. Rollouts, log-probabilities, evaluation and checkpoints
+//! see the whole model ([`ParamShards::whole`]) and release it afterwards.
+
+use crate::error::{Result, TrainError};
+use crate::optim::{named_vars, AdamW, StepOutcome};
+use crate::sharding::{gather_into, gather_whole, ShardSpec, Sharding};
+use rlvr_core::{CoreError, ParamPart, ShardHooks};
+use rlvr_dist::Collective;
+use std::cell::Cell;
+use tch::nn::VarStore;
+use tch::{Kind, Tensor};
+
+/// Elements of one reduce-scatter buffer (all ranks' pieces together: 64 MiB of f32).
+const REDUCE_PIECE: i64 = 16 << 20;
+
+/// This rank's share of the model state under `gradients` or `full` sharding.
+pub struct ParamShards {
+    spec: ShardSpec,
+    level: Sharding,
+    /// The trainable parameters, in store order (the optimizer's order).
+    vars: Vec<Tensor>,
+    shapes: Vec<Vec<i64>>,
+    parts: Vec<ParamPart>,
+    /// `full`: this rank's f32 master slice of each parameter (flat).
+    masters: Vec<Tensor>,
+    /// This rank's slice of each parameter's gradient summed over the ranks and the
+    /// mini-batch's micro-batches (flat f32).
+    grads: Vec<Tensor>,
+    /// Whether the parameters are whole (always under `gradients`).
+    whole: Cell<bool>,
+}
+
+fn empty(like: &Tensor) -> Tensor {
+    Tensor::zeros([0], (like.kind(), like.device()))
+}
+
+fn collective(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Collective(e.to_string())
+}
+
+impl ParamShards {
+    /// The shards of the trainable parameters of `vs` (whole at this point; under `full` they
+    /// are freed by the first [`ParamShards::release`]). `None` below `gradients`.
+    pub fn new(vs: &VarStore, spec: ShardSpec, level: Sharding) -> Option<ParamShards> {
+        if !matches!(level, Sharding::Gradients | Sharding::Full) {
+            return None;
+        }
+        crate::distributed::define_gradients(vs);
+        let vars: Vec<(String, Tensor)> = named_vars(vs);
+        let _guard = tch::no_grad_guard();
+        let masters = match level {
+            Sharding::Full => vars
+                .iter()
+                .map(|(_, v)| spec.slice(v).to_kind(Kind::Float).copy())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(ParamShards {
+            spec,
+            level,
+            shapes: vars.iter().map(|(_, v)| v.size()).collect(),
+            parts: vars.iter().map(|(n, _)| ParamPart::of_name(n)).collect(),
+            grads: vars
+                .iter()
+                .map(|(_, v)| {
+                    let (_, len) = spec.range(v.numel() as i64);
+                    Tensor::zeros([len], (Kind::Float, v.device()))
+                })
+                .collect(),
+            vars: vars.into_iter().map(|(_, v)| v).collect(),
+            masters,
+            whole: Cell::new(true),
+        })
+    }
+
+    /// The sharding level.
+    pub fn level(&self) -> Sharding {
+        self.level
+    }
+
+    fn of_part(&self, part: ParamPart) -> impl Iterator<Item = usize> + '_ {
+        (0..self.vars.len()).filter(move |&i| self.parts[i] == part)
+    }
+
+    /// Parameter `i` made whole from every rank's master slice.
+    fn gather_var(&self, world: &dyn Collective, i: usize) -> Result<()> {
+        let var = &self.vars[i];
+        let whole = Tensor::zeros(self.shapes[i].as_slice(), (var.kind(), var.device()));
+        gather_into(world, &self.masters[i], self.spec, &whole.view([-1]))?;
+        let _guard = tch::no_grad_guard();
+        var.shallow_clone().set_data(&whole);
+        Ok(())
+    }
+
+    /// Makes every parameter whole (`full`: all-gathered from the master slices; a collective).
+    pub fn whole(&self, world: &dyn Collective) -> Result<()> {
+        if self.whole.get() {
+            return Ok(());
+        }
+        for i in 0..self.vars.len() {
+            self.gather_var(world, i)?;
+        }
+        self.whole.set(true);
+        Ok(())
+    }
+
+    /// `full`: takes this rank's slices of the whole parameters as its masters (they may have
+    /// been loaded or broadcast meanwhile) and frees the whole parameters.
+    pub fn release(&self) -> Result<()> {
+        if self.level != Sharding::Full || !self.whole.get() {
+            return Ok(());
+        }
+        let _guard = tch::no_grad_guard();
+        for (i, var) in self.vars.iter().enumerate() {
+            if var.size() != self.shapes[i] {
+                return Err(TrainError::Run(format!(
+                    "internal: parameter {i} has shape {:?}, expected {:?}",
+                    var.size(),
+                    self.shapes[i]
+                )));
+            }
+            self.masters[i]
+                .shallow_clone()
+                .copy_(&self.spec.slice(var).to_kind(Kind::Float));
+            var.shallow_clone().set_data(&empty(var));
+        }
+        self.whole.set(false);
+        Ok(())
+    }
+
+    /// The hooks of one micro-batch's sharded backward over `world`.
+    pub fn hooks<'a>(&'a self, world: &'a dyn Collective) -> Hooks<'a> {
+        Hooks {
+            shards: self,
+            world,
+        }
+    }
+
+    /// Zeroes the gradient slices (before a mini-batch).
+    pub fn zero_grads(&self) {
+        for g in &self.grads {
+            let _ = g.shallow_clone().zero_();
+        }
+    }
+
+    /// The global L2 norm of the gradient, from every rank's slices (a collective).
+    pub fn grad_norm(&self, world: &dyn Collective) -> Result<f64> {
+        let local: f64 = self
+            .grads
+            .iter()
+            .map(|g| g.norm().double_value(&[]).powi(2))
+            .sum();
+        Ok(world.sum(&[local])?[0].sqrt())
+    }
+
+    /// The name-free index of the first parameter slice holding a non-finite value on any rank
+    /// (a collective).
+    pub fn any_nonfinite(&self, world: &dyn Collective) -> Result<bool> {
+        let _guard = tch::no_grad_guard();
+        let local = if self.level == Sharding::Full {
+            self.masters.iter().any(|m| !all_finite(m))
+        } else {
+            self.vars.iter().any(|v| !all_finite(v))
+        };
+        crate::sharding::any_rank(world, local)
+    }
+
+    /// The optimizer step of the shared trainer loop on the slices: skipped when the summed
+    /// `loss` or the gradient norm is not finite, the gradient clipped to `grad_clip` (0 = off)
+    /// by its global norm, AdamW on this rank's slices; under `gradients` the parameters are
+    /// then all-gathered whole.
+    pub fn optimizer_step(
+        &self,
+        opt: &mut AdamW,
+        world: &dyn Collective,
+        loss: f64,
+        lr: f64,
+        grad_clip: f64,
+    ) -> Result<StepOutcome> {
+        let grad_norm = self.grad_norm(world)?;
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            self.zero_grads();
+            return Ok(StepOutcome::Skipped { loss, grad_norm });
+        }
+        let scale = if grad_clip > 0.0 && grad_norm > grad_clip {
+            grad_clip / grad_norm
+        } else {
+            1.0
+        };
+        let pairs = (0..self.vars.len())
+            .map(|i| {
+                let param = match self.level {
+                    Sharding::Full => self.masters[i].shallow_clone(),
+                    _ => self.spec.slice(&self.vars[i]),
+                };
+                (param.numel() > 0).then(|| (param, self.grads[i].shallow_clone()))
+            })
+            .collect();
+        opt.step_on(pairs, lr, scale)?;
+        if self.level == Sharding::Gradients {
+            gather_whole(world, &self.vars, self.spec)?;
+        }
+        Ok(StepOutcome::Applied { grad_norm })
+    }
+
+    fn gather_part(&self, world: &dyn Collective, part: ParamPart) -> Result<()> {
+        if self.level != Sharding::Full || self.whole.get() {
+            return Ok(());
+        }
+        for i in self.of_part(part) {
+            self.gather_var(world, i)?;
+        }
+        Ok(())
+    }
+
+    fn release_part(&self, part: ParamPart) {
+        if self.level != Sharding::Full || self.whole.get() {
+            return;
+        }
+        let _guard = tch::no_grad_guard();
+        for i in self.of_part(part) {
+            self.vars[i].shallow_clone().set_data(&empty(&self.vars[i]));
+        }
+    }
+
+    fn zero_part_grads(&self, part: ParamPart) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for i in self.of_part(part) {
+            let g = self.vars[i].grad();
+            if !g.defined() {
+                return Err(TrainError::Run(format!(
+                    "internal: parameter {i} has no gradient to shard"
+                )));
+            }
+            let zeros = Tensor::zeros(self.shapes[i].as_slice(), (g.kind(), g.device()));
+            g.shallow_clone().set_data(&zeros);
+        }
+        Ok(())
+    }
+
+    fn reduce_part_grads(&self, world: &dyn Collective, part: ParamPart) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for i in self.of_part(part) {
+            let g = self.vars[i].grad();
+            reduce_scatter_add(world, &g.view([-1]), self.spec, &self.grads[i])?;
+            g.shallow_clone().set_data(&empty(&g));
+        }
+        Ok(())
+    }
+}
+
+fn all_finite(t: &Tensor) -> bool {
+    t.isfinite().all().int64_value(&[]) != 0
+}
+
+/// Adds every rank's `flat` (one parameter's gradient, `numel` elements), summed over the
+/// ranks, to `acc`, this rank's slice of it: reduce-scatters in buffers of at most
+/// [`REDUCE_PIECE`] elements.
+fn reduce_scatter_add(
+    world: &dyn Collective,
+    flat: &Tensor,
+    spec: ShardSpec,
+    acc: &Tensor,
+) -> Result<()> {
+    let numel = flat.numel() as i64;
+    let per = spec.per_rank(numel);
+    let w = spec.world as i64;
+    let piece = (REDUCE_PIECE / w).max(1);
+    let len = acc.numel() as i64;
+    let mut at = 0;
+    while at < per {
+        let c = piece.min(per - at);
+        let buf = Tensor::zeros([w, c], (Kind::Float, flat.device()));
+        for r in 0..w {
+            let start = r * per + at;
+            let valid = (numel - start).clamp(0, c);
+            if valid > 0 {
+                buf.get(r)
+                    .narrow(0, 0, valid)
+                    .copy_(&flat.narrow(0, start, valid));
+            }
+        }
+        let mine = world.reduce_scatter_tensor(&buf)?;
+        let have = (len - at).clamp(0, c);
+        if have > 0 {
+            let _ = acc.narrow(0, at, have).f_add_(&mine.narrow(0, 0, have))?;
+        }
+        at += c;
+    }
+    Ok(())
+}
+
+/// The [`ShardHooks`] of one micro-batch: gathers, frees and reduces through the shards.
+pub struct Hooks<'a> {
+    shards: &'a ParamShards,
+    world: &'a dyn Collective,
+}
+
+impl ShardHooks for Hooks<'_> {
+    fn gather(&self, part: ParamPart) -> rlvr_core::Result<()> {
+        self.shards
+            .gather_part(self.world, part)
+            .map_err(collective)
+    }
+    fn release(&self, part: ParamPart) -> rlvr_core::Result<()> {
+        self.shards.release_part(part);
+        Ok(())
+    }
+    fn zero_grads(&self, part: ParamPart) -> rlvr_core::Result<()> {
+        self.shards.zero_part_grads(part).map_err(collective)
+    }
+    fn reduce_grads(&self, part: ParamPart) -> rlvr_core::Result<()> {
+        self.shards
+            .reduce_part_grads(self.world, part)
+            .map_err(collective)
+    }
+}
