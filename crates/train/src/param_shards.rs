@@ -53,9 +53,14 @@ impl ParamShards {
         if !matches!(level, Sharding::Gradients | Sharding::Full) {
             return None;
         }
+        // Every gradient defined (the hooks set their data), but empty until its part's backward.
         crate::distributed::define_gradients(vs);
         let vars: Vec<(String, Tensor)> = named_vars(vs);
         let _guard = tch::no_grad_guard();
+        for (_, v) in &vars {
+            let g = v.grad();
+            g.shallow_clone().set_data(&empty(&g));
+        }
         let masters = match level {
             Sharding::Full => vars
                 .iter()

@@ -138,7 +138,7 @@ pub(crate) fn gather_whole(world: &dyn Collective, vars: &[Tensor], spec: ShardS
     for var in vars {
         // Each piece of the own slice is copied out before its all-gather, and written back
         // unchanged: reading and writing the same storage is safe.
-        gather_into(world, &spec.slice(&var), spec, &var.view([-1]))?;
+        gather_into(world, &spec.slice(var), spec, &var.view([-1]))?;
     }
     Ok(())
 }
