@@ -28,3 +28,32 @@ pub fn configure_process_memory() {
         }
     }
 }
+
+/// Returns the heap's free pages to the kernel (glibc's `malloc_trim`): under the policy above
+/// freed memory stays resident, so a phase that frees gigabytes for good (a sharded model's
+/// whole copy, `train.sharding = "full"`) calls this to let the next phase's peak be its own,
+/// not the sum of both. A no-op elsewhere.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory the allocator owns.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The memory policy of a run that shards its model state (`train.sharding = "gradients"` or
+/// `"full"`), where the peak matters more than the update's page faults: blocks of 32 MiB and
+/// more (gathered parts, whole gradients, logits chunks, the whole model between updates) are
+/// mapped on their own and returned to the kernel when freed, as glibc does by default but
+/// without its moving threshold. Measured on the Qwen2.5-0.5B shape, 3 ranks, `full`: the policy
+/// of [`configure_process_memory`] kept freed gathers resident and peaked at 6.2 GiB per rank,
+/// this one at 4.9 GiB (docs/distributed.md). Call before the model is allocated.
+pub fn configure_sharded_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: as in configure_process_memory; 32 MiB is glibc's largest mmap threshold.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 1 << 16);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}

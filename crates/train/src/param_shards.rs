@@ -11,7 +11,7 @@
 
 use crate::error::{Result, TrainError};
 use crate::optim::{named_vars, AdamW, StepOutcome};
-use crate::sharding::{gather_into, gather_whole, ShardSpec, Sharding};
+use crate::sharding::{gather_into, gather_to_main, gather_whole, ShardSpec, Sharding};
 use rlvr_core::{CoreError, ParamPart, ShardHooks};
 use rlvr_dist::Collective;
 use std::cell::Cell;
@@ -32,10 +32,15 @@ pub struct ParamShards {
     /// `full`: this rank's f32 master slice of each parameter (flat).
     masters: Vec<Tensor>,
     /// This rank's slice of each parameter's gradient summed over the ranks and the
-    /// mini-batch's micro-batches (flat f32).
-    grads: Vec<Tensor>,
+    /// mini-batch's micro-batches (flat f32); allocated for a mini-batch, freed after its
+    /// optimizer step (rollouts do not hold them).
+    grads: std::cell::RefCell<Vec<Tensor>>,
+    /// Each slice's length.
+    lens: Vec<i64>,
     /// Whether the parameters are whole (always under `gradients`).
     whole: Cell<bool>,
+    /// Whether this rank (0) holds them whole for a checkpoint ([`ParamShards::whole_on_main`]).
+    main_whole: Cell<bool>,
 }
 
 fn empty(like: &Tensor) -> Tensor {
@@ -53,14 +58,18 @@ impl ParamShards {
         if !matches!(level, Sharding::Gradients | Sharding::Full) {
             return None;
         }
-        // Every gradient defined (the hooks set their data), but empty until its part's backward.
-        crate::distributed::define_gradients(vs);
+        // Every gradient defined (the hooks set their data) but empty until its part's
+        // backward: defined one parameter at a time, never the whole gradient at once.
         let vars: Vec<(String, Tensor)> = named_vars(vs);
-        let _guard = tch::no_grad_guard();
         for (_, v) in &vars {
+            if !v.grad().defined() {
+                (v.sum(Kind::Float) * 0.0).backward();
+            }
+            let _guard = tch::no_grad_guard();
             let g = v.grad();
             g.shallow_clone().set_data(&empty(&g));
         }
+        let _guard = tch::no_grad_guard();
         let masters = match level {
             Sharding::Full => vars
                 .iter()
@@ -73,16 +82,15 @@ impl ParamShards {
             level,
             shapes: vars.iter().map(|(_, v)| v.size()).collect(),
             parts: vars.iter().map(|(n, _)| ParamPart::of_name(n)).collect(),
-            grads: vars
+            grads: std::cell::RefCell::new(Vec::new()),
+            lens: vars
                 .iter()
-                .map(|(_, v)| {
-                    let (_, len) = spec.range(v.numel() as i64);
-                    Tensor::zeros([len], (Kind::Float, v.device()))
-                })
+                .map(|(_, v)| spec.range(v.numel() as i64).1)
                 .collect(),
             vars: vars.into_iter().map(|(_, v)| v).collect(),
             masters,
             whole: Cell::new(true),
+            main_whole: Cell::new(false),
         })
     }
 
@@ -117,6 +125,38 @@ impl ParamShards {
         Ok(())
     }
 
+    /// `full`, the parameters released: rank 0 alone gathers every parameter whole (one tensor
+    /// at a time; the other ranks only send their slices), to write a checkpoint. Every rank
+    /// calls it and then [`ParamShards::release_main`].
+    pub fn whole_on_main(&self, world: &dyn Collective) -> Result<()> {
+        if self.level != Sharding::Full || self.whole.get() {
+            return Ok(());
+        }
+        for (i, var) in self.vars.iter().enumerate() {
+            let numel = self.shapes[i].iter().product();
+            if let Some(whole) = gather_to_main(world, &self.masters[i], self.spec, numel)? {
+                let _guard = tch::no_grad_guard();
+                let whole = whole.to_kind(var.kind()).reshape(self.shapes[i].as_slice());
+                var.shallow_clone().set_data(&whole);
+            }
+        }
+        self.main_whole.set(world.is_main());
+        Ok(())
+    }
+
+    /// Frees what [`ParamShards::whole_on_main`] gathered.
+    pub fn release_main(&self) -> Result<()> {
+        if !self.main_whole.replace(false) {
+            return Ok(());
+        }
+        let _guard = tch::no_grad_guard();
+        for var in &self.vars {
+            var.shallow_clone().set_data(&empty(var));
+        }
+        rlvr_core::memory::trim_heap();
+        Ok(())
+    }
+
     /// `full`: takes this rank's slices of the whole parameters as its masters (they may have
     /// been loaded or broadcast meanwhile) and frees the whole parameters.
     pub fn release(&self) -> Result<()> {
@@ -138,6 +178,7 @@ impl ParamShards {
             var.shallow_clone().set_data(&empty(var));
         }
         self.whole.set(false);
+        rlvr_core::memory::trim_heap();
         Ok(())
     }
 
@@ -149,17 +190,26 @@ impl ParamShards {
         }
     }
 
-    /// Zeroes the gradient slices (before a mini-batch).
+    /// Zero gradient slices for a mini-batch.
     pub fn zero_grads(&self) {
-        for g in &self.grads {
-            let _ = g.shallow_clone().zero_();
-        }
+        let device = self.vars.first().map(|v| v.device());
+        *self.grads.borrow_mut() = self
+            .lens
+            .iter()
+            .map(|&len| Tensor::zeros([len], (Kind::Float, device.unwrap_or(tch::Device::Cpu))))
+            .collect();
+    }
+
+    /// Frees the gradient slices (after the optimizer step).
+    fn free_grads(&self) {
+        self.grads.borrow_mut().clear();
     }
 
     /// The global L2 norm of the gradient, from every rank's slices (a collective).
     pub fn grad_norm(&self, world: &dyn Collective) -> Result<f64> {
         let local: f64 = self
             .grads
+            .borrow()
             .iter()
             .map(|g| g.norm().double_value(&[]).powi(2))
             .sum();
@@ -192,7 +242,7 @@ impl ParamShards {
     ) -> Result<StepOutcome> {
         let grad_norm = self.grad_norm(world)?;
         if !loss.is_finite() || !grad_norm.is_finite() {
-            self.zero_grads();
+            self.free_grads();
             return Ok(StepOutcome::Skipped { loss, grad_norm });
         }
         let scale = if grad_clip > 0.0 && grad_norm > grad_clip {
@@ -200,16 +250,25 @@ impl ParamShards {
         } else {
             1.0
         };
-        let pairs = (0..self.vars.len())
-            .map(|i| {
+        let grads = std::mem::take(&mut *self.grads.borrow_mut());
+        if grads.len() != self.vars.len() {
+            return Err(TrainError::Run(
+                "internal: the optimizer step came before any gradient".into(),
+            ));
+        }
+        let pairs = grads
+            .into_iter()
+            .enumerate()
+            .map(|(i, grad)| {
                 let param = match self.level {
                     Sharding::Full => self.masters[i].shallow_clone(),
                     _ => self.spec.slice(&self.vars[i]),
                 };
-                (param.numel() > 0).then(|| (param, self.grads[i].shallow_clone()))
+                (param.numel() > 0).then_some((param, grad))
             })
             .collect();
         opt.step_on(pairs, lr, scale)?;
+        rlvr_core::memory::trim_heap();
         if self.level == Sharding::Gradients {
             gather_whole(world, &self.vars, self.spec)?;
         }
@@ -253,9 +312,13 @@ impl ParamShards {
 
     fn reduce_part_grads(&self, world: &dyn Collective, part: ParamPart) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        let grads = self.grads.borrow();
         for i in self.of_part(part) {
             let g = self.vars[i].grad();
-            reduce_scatter_add(world, &g.view([-1]), self.spec, &self.grads[i])?;
+            let acc = grads.get(i).ok_or_else(|| {
+                TrainError::Run("internal: gradients reduced outside a mini-batch".into())
+            })?;
+            reduce_scatter_add(world, &g.view([-1]), self.spec, acc)?;
             g.shallow_clone().set_data(&empty(&g));
         }
         Ok(())

@@ -6,8 +6,7 @@
 //!
 //! It models what the code allocates (chunk sizes from `rlvr_models::backward`, 2 GiB of kept
 //! logits, 64 MiB all-reduce buckets, the sharded optimizer's per-tensor all-gather) and is checked
-//! against measured peaks on a CPU (docs/distributed.md gives each prediction's error); `gradients`
-//! and `full` are predicted for planning but not built.
+//! against measured peaks on a CPU (docs/distributed.md gives each prediction's error).
 
 use crate::sharding::Sharding;
 use rlvr_models::hf_config::HfConfig;
@@ -109,16 +108,29 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let largest = (v * h).max(layer_parameters(c) / 3.0);
     let sharded = |level: Sharding| input.ranks > 1 && input.sharding as u8 >= level as u8;
 
-    let weights = if sharded(Sharding::Full) {
-        // The owned slice plus two gathered layers (the current one and the prefetched next).
-        4.0 * p / n + 2.0 * 4.0 * layer_parameters(c)
+    // Under `full` the update holds the master slices and one gathered part at a time; the
+    // rollout phase holds the whole model besides them (crate::param_shards).
+    let (weights, weights_rollout) = if sharded(Sharding::Full) {
+        (4.0 * p / n, 4.0 * p + 4.0 * p / n)
     } else {
-        4.0 * p
+        (4.0 * p, 4.0 * p)
     };
-    let gradients = if sharded(Sharding::Gradients) {
-        4.0 * p / n + BUCKET
+    // `gradients`/`full`: slices during the update only, freed after the optimizer step;
+    // otherwise whole gradients kept between steps.
+    let (gradients, gradients_rollout) = if sharded(Sharding::Gradients) {
+        (4.0 * p / n, 0.0)
     } else {
-        4.0 * p
+        (4.0 * p, 4.0 * p)
+    };
+    // The largest part's whole gradient during its backward (the tied embedding's from the
+    // head to the end), and under `full` its gathered weight besides it.
+    let part_bytes = 4.0 * (v * h).max(layer_parameters(c));
+    let transient = if sharded(Sharding::Full) {
+        2.0 * part_bytes
+    } else if sharded(Sharding::Gradients) {
+        part_bytes
+    } else {
+        0.0
     };
     let moments = if sharded(Sharding::Optimizer) {
         8.0 * p / n
@@ -145,21 +157,28 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
     // The sharded optimizer's all-gather: a piece of at most 16M elements from each rank, and
     // the piece sent (`crate::sharding::gather_into`).
-    let gather = if sharded(Sharding::Optimizer) {
+    let gather = if sharded(Sharding::Optimizer) && !sharded(Sharding::Full) {
         (n + 1.0) * (16.0 * 1024.0 * 1024.0f64).min((largest / n).ceil()) * 4.0
     } else {
         0.0
     };
     let state = weights + gradients + moments + RUNTIME;
-    let update_peak = state + checkpoints + layer.max(head) + all_reduce;
-    let rollout_peak = state + cache;
+    let update_peak = state + transient + checkpoints + layer.max(head) + all_reduce;
+    let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache;
     // The gathered tensors come on top of the update's high-water mark: the heap the update
     // fragmented is not reused for them (measured, docs/distributed.md).
     let optimizer_peak = update_peak + gather;
     let peak = update_peak.max(rollout_peak).max(optimizer_peak);
     let components = vec![
-        part("weights (f32 master)", weights, "always"),
-        part("gradients (f32)", gradients, "always (kept between steps)"),
+        part("weights (f32 master)", weights, "update"),
+        part("weights during rollouts", weights_rollout, "rollout"),
+        part("gradients (f32)", gradients, "update"),
+        part(
+            "gradients between steps",
+            gradients_rollout,
+            "rollout (kept unless sharded)",
+        ),
+        part("largest part gathered / its gradient", transient, "update"),
         part("AdamW moments (f32)", moments, "always"),
         part("checkpointed layer inputs", checkpoints, "update"),
         part("one layer recomputed", layer, "update (backward)"),
@@ -206,12 +225,23 @@ mod tests {
     #[test]
     fn model_state_is_sixteen_bytes_per_parameter_divided_as_zero_divides_it() {
         let state = |plan: &MemoryPlan| -> f64 {
-            plan.components.iter().take(3).map(|c| c.bytes).sum::<f64>() / plan.parameters
+            let of = |name: &str| {
+                plan.components
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map_or(f64::NAN, |c| c.bytes)
+            };
+            (of("weights (f32 master)") + of("gradients (f32)") + of("AdamW moments (f32)"))
+                / plan.parameters
         };
         let none = plan(&input(Sharding::None, 8));
         assert!((state(&none) - 16.0).abs() < 1e-9);
         let zero1 = plan(&input(Sharding::Optimizer, 8));
         assert!((state(&zero1) - (8.0 + 1.0)).abs() < 1e-9);
+        let zero2 = plan(&input(Sharding::Gradients, 8));
+        assert!((state(&zero2) - (4.0 + 12.0 / 8.0)).abs() < 1e-9);
+        let zero3 = plan(&input(Sharding::Full, 8));
+        assert!((state(&zero3) - 16.0 / 8.0).abs() < 1e-9);
         // One rank: nothing to divide.
         assert!((state(&plan(&input(Sharding::Full, 1))) - 16.0).abs() < 1e-9);
         // A 7.6B model: unsharded cannot fit 80 GB; optimizer sharding over 8 ranks can.

@@ -21,6 +21,7 @@ use crate::param_shards::ParamShards;
 use crate::pipeline::Generated;
 use crate::run_dir::{create_run_dir, FolderLock};
 use crate::session::{Placement, Session};
+use crate::sharding::Sharding;
 use crate::summary::write_run_summary;
 use rlvr_core::{Problem, SamplingConfig};
 use rlvr_dist::Collective;
@@ -97,10 +98,13 @@ impl Trainer {
         local_rank: usize,
     ) -> Result<Trainer> {
         check_ranks(world.world_size(), cfg.train.prompts_per_step)?;
+        if matches!(cfg.train.sharding, Sharding::Gradients | Sharding::Full) {
+            rlvr_core::memory::configure_sharded_memory();
+        }
         let mut session = Session::open(&cfg, Placement { local_rank })?;
         let algo = cfg.algo.build()?;
         check_async(&cfg, world.world_size(), algo.correction.is_some())?;
-        if cfg.train.sharding == crate::sharding::Sharding::Full && cfg.train.max_staleness > 0 {
+        if cfg.train.sharding == Sharding::Full && cfg.train.max_staleness > 0 {
             config_bail!(
                 "train.sharding = \"full\" with train.max_staleness = {} is not built: the \
                  generator needs whole weights while the update holds only slices; use \
@@ -313,7 +317,18 @@ impl Trainer {
     /// so a resumed run trains on exactly what this one would have. Every rank calls it (a
     /// sharded optimizer's slices are gathered); rank 0 writes.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        self.whole_model()?;
+        // Under `full`, rank 0 alone gathers the whole model to write it, and frees it after.
+        if let Some(shards) = &self.actor.shards {
+            shards.whole_on_main(self.world.as_ref())?;
+        }
+        let written = self.write_checkpoint();
+        if let Some(shards) = &self.actor.shards {
+            shards.release_main()?;
+        }
+        written
+    }
+
+    fn write_checkpoint(&mut self) -> Result<PathBuf> {
         if let Some(name) = first_nonfinite_parameter(self.session.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
@@ -1012,8 +1027,10 @@ fn end_step(t: &mut Trainer, reporter: &dyn Reporter) -> Result<()> {
     let stop = agreed_stop(t.world.as_ref(), reporter.stop_requested())?;
     let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
         || t.step == tc.steps;
-    if due || t.step.is_multiple_of(CHECKSUM_EVERY) {
-        t.whole_model()?;
+    // Under `full` sharding each parameter element lives on one rank only: no replica to
+    // compare (the gathered copies are the same all-gather's output on every rank).
+    let replicated = t.actor.shards.as_ref().map(|s| s.level()) != Some(Sharding::Full);
+    if replicated && (due || t.step.is_multiple_of(CHECKSUM_EVERY)) {
         check_parameters(t.world.as_ref(), t.session.policy.var_store(), t.step)?;
     }
     if !(due || stop.is_some()) {

@@ -19,7 +19,7 @@ pub struct PlanArgs {
     /// Data-parallel ranks.
     #[arg(long, default_value_t = 1)]
     pub ranks: i64,
-    /// train.sharding: none | optimizer | gradients | full (the last two are planned, not built).
+    /// train.sharding: none | optimizer | gradients | full.
     #[arg(long, default_value = "none", value_parser = ["none", "optimizer", "gradients", "full"])]
     pub sharding: String,
     /// Prompt tokens per response.
@@ -118,11 +118,5 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         args.device_memory,
         if p.fits { "fits" } else { "does NOT fit" }
     );
-    if matches!(sharding, Sharding::Gradients | Sharding::Full) {
-        println!(
-            "note: train.sharding = {} is planned here but not built yet",
-            args.sharding
-        );
-    }
     Ok(())
 }
