@@ -68,15 +68,17 @@ for c in configs:
         status = open(f"{out}/{sharding}-{ranks}.status").read().strip()
     except OSError:
         status = "?"
-    step_s = float("nan")
+    update_s = step_s = float("nan")
     try:
         lines = open(f"{out}/runs/{sharding}-{ranks}/metrics.jsonl").read().splitlines()
-        step_s = json.loads(lines[-1]).get("time/update", float("nan"))
+        last = json.loads(lines[-1])
+        update_s = last.get("time/update", float("nan"))
+        step_s = last.get("time/step", float("nan"))
     except (OSError, ValueError, IndexError):
         pass
     rows.append({"sharding": sharding, "ranks": int(ranks), "peak_rss_gib": peaks,
-                 "status": status, "step_s": step_s})
+                 "status": status, "update_s": update_s, "step_s": step_s})
     print(f"{sharding:10s} {ranks} ranks: " + ", ".join(f"{p:.2f}" for p in peaks)
-          + f"  [{status}, update {step_s:.1f} s]")
+          + f"  [{status}, update {update_s:.1f} s, step {step_s:.1f} s]")
 json.dump(rows, open(f"{out}/peaks.json", "w"), indent=1)
 PY

@@ -189,17 +189,20 @@ else
 fi
 fi
 if want plan; then
-echo "== rlvr plan vs measured: qwen2.5-1.5b shape, one step on cuda (NCCL, world size 1, optimizer sharding, bf16)"
+echo "== rlvr plan vs measured: qwen2.5-1.5b shape, one step on cuda (NCCL, world size 1, optimizer and full sharding, bf16)"
 if [[ -f /tmp/rlvr-nccl/librlvr_nccl.so ]]; then
+  for sharding in optimizer full; do
   RLVR_DIST_BACKEND=nccl RLVR_NCCL_SHIM=/tmp/rlvr-nccl/librlvr_nccl.so timeout 300 "$BIN/rlvr" train \
-    --device cuda --runs-dir "$R" --name plan-1.5b --model qwen2.5-1.5b-shape --task countdown \
+    --device cuda --runs-dir "$R" --name "plan-1.5b-$sharding" --model qwen2.5-1.5b-shape --task countdown \
     --steps 1 --set train.prompts_per_step=1 --set train.samples_per_prompt=2 \
     --set train.max_new_tokens=1024 --set train.micro_batch_size=2 --set train.eval_problems=0 \
-    --set train.sharding=optimizer --set model.mixed_precision=bf16 > "$OUT/plan-1.5b.log" 2>&1 &
+    --set train.sharding=$sharding --set model.mixed_precision=bf16 > "$OUT/plan-1.5b-$sharding.log" 2>&1 &
   peak=$(gpu_peak $!)
-  "$BIN/rlvr" plan --model qwen2.5-1.5b --sharding optimizer --prompt-tokens 64 \
-    --response-tokens 1024 --micro-batch 2 --rollout-rows 2 | tee "$OUT/plan-1.5b.txt"
-  echo "measured GPU memory used peak (nvidia-smi, CUDA context included): $peak MiB" | tee -a "$OUT/plan-1.5b.txt"
+  "$BIN/rlvr" plan --model qwen2.5-1.5b --sharding $sharding --prompt-tokens 64 \
+    --response-tokens 1024 --micro-batch 2 --rollout-rows 2 | tee "$OUT/plan-1.5b-$sharding.txt"
+  echo "$sharding: measured GPU memory used peak (nvidia-smi, CUDA context included): $peak MiB" | tee -a "$OUT/plan-1.5b-$sharding.txt"
+  tail -2 "$OUT/plan-1.5b-$sharding.log"
+  done
 else
   echo "plan: run the nccl section first (it builds the shim)"
 fi
