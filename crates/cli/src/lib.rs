@@ -110,6 +110,7 @@ pub fn link_builtins() {
 /// 128 + N for a run stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 pub fn main() -> ExitCode {
     rlvr_core::memory::configure_process_memory();
+    report_out_of_memory_panics();
     link_builtins();
     let cli = commands::Cli::parse_from(argv::params_last::<commands::Cli>(
         std::env::args_os().collect(),
@@ -144,6 +145,43 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// Turns a panic on a failed allocation (a libtorch call that cannot return an error, under a
+/// memory limit such as `ulimit -v` or a cgroup) into an out-of-memory error with exit code 1,
+/// instead of a panic message and libtorch's C++ frames. Other panics keep the default report.
+fn report_out_of_memory_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let Some(at) = payload.find("can't allocate memory") else {
+            default(info);
+            return;
+        };
+        let detail = payload[at..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\\');
+        let detail = detail.split("\\n").next().unwrap_or(detail);
+        let rank = rlvr_dist::WorldEnv::from_env()
+            .ok()
+            .filter(|e| e.world_size > 1)
+            .map(|e| format!(" (rank {} of {})", e.rank, e.world_size))
+            .unwrap_or_default();
+        eprintln!(
+            "error{rank}: out of memory: {detail}; this process may not use more memory \
+             (a ulimit, cgroup or the machine's size): use fewer or shorter responses per \
+             micro-batch, or divide the model state over ranks with train.sharding (see `rlvr \
+             plan`)"
+        );
+        std::process::exit(1);
+    }));
 }
 
 /// An error message without libtorch's C++ backtraces (`Exception raised from ...` and its

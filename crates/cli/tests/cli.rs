@@ -494,3 +494,40 @@ fn plan_says_what_fits_and_refuses_an_unknown_model() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("qwen2.5-0.5b"));
 }
+
+/// A run that needs more memory than the process may use (here `ulimit -v`, as a cgroup or a
+/// small machine would impose) stops with an out-of-memory error and exit code 1, naming the
+/// allocation and what to lower, instead of a panic with libtorch's C++ frames.
+#[test]
+fn an_allocation_the_memory_limit_refuses_is_an_out_of_memory_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        // 2.4 GiB of address space: libtorch loads, the 0.5B shape's 0.5 GB embedding does not.
+        .arg("ulimit -v 2500000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_rlvr"))
+        .args(["train", "--runs-dir"])
+        .arg(tmp.path())
+        .args([
+            "--name",
+            "small",
+            "--model",
+            "qwen2.5-0.5b-shape",
+            "--steps",
+            "1",
+        ])
+        .args(["--set", "train.eval_problems=0"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: out of memory: can't allocate memory: you tried to allocate"),
+        "{err}"
+    );
+    assert!(err.contains("train.sharding"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("frame #"),
+        "{err}"
+    );
+}
