@@ -141,6 +141,12 @@ pub trait Policy: Send {
     /// Writes the policy to a folder in its native layout (HF for transformers; a PEFT adapter
     /// folder when only adapters are trained).
     fn save(&self, dir: &Path) -> Result<()>;
+    /// The tensor files [`Policy::save`] writes and the parameters each holds, when a writer may
+    /// stream the tensors into them itself (a checkpoint of sharded parameters); `None` when
+    /// `save` must see the whole parameters (an adapter folder).
+    fn tensor_files(&self) -> Option<Vec<(String, Vec<String>)>> {
+        None
+    }
     /// Reads back what [`Policy::save`] wrote into the parameters (shapes and names checked).
     fn load(&mut self, dir: &Path) -> Result<()>;
     /// Refuses, before anything is allocated, generating `rows` responses of up to `positions`

@@ -187,6 +187,33 @@ impl HfModel {
         Ok(())
     }
 
+    /// The tensor files [`HfModel::save`] writes, each with the parameter names it holds (in
+    /// name order); `None` with adapters (a PEFT folder).
+    pub fn tensor_files(&self) -> Option<Vec<(String, Vec<String>)>> {
+        if self.adapters.is_some() {
+            return None;
+        }
+        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut names: Vec<String> = self
+            .vs
+            .variables()
+            .into_keys()
+            .filter(|k| !crate::lora::is_adapter_name(k))
+            .collect();
+        names.sort();
+        for name in names {
+            let file = match &self.shards {
+                None => "model.safetensors".to_string(),
+                Some(map) => map
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| "model-extra.safetensors".into()),
+            };
+            files.entry(file).or_default().push(name);
+        }
+        Some(files.into_iter().collect())
+    }
+
     /// Writes the model in the layout it was loaded in (single file or the same shards); a
     /// model with adapters writes a PEFT adapter folder instead ([`crate::lora::save_adapter`]:
     /// the base is where it was loaded from).

@@ -145,6 +145,10 @@ impl Policy for HfPolicy {
         &mut self.model.vs
     }
 
+    fn tensor_files(&self) -> Option<Vec<(String, Vec<String>)>> {
+        self.model.tensor_files()
+    }
+
     fn save(&self, dir: &Path) -> rlvr_core::Result<()> {
         Ok(self.model.save(dir)?)
     }

@@ -19,19 +19,60 @@ pub enum OptimizerState<'a> {
     Spooled(Spool),
 }
 
-/// Writes a checkpoint of `policy` and `opt` at `step` under `run/checkpoints/` atomically.
+/// The model a checkpoint writes.
+pub enum ModelState<'a> {
+    /// The policy's parameters, whole.
+    Whole(&'a dyn Policy),
+    /// The policy's folder (configuration, side files) with its tensor files written from rank
+    /// 0's spools ([`crate::param_shards::ParamShards::spool_model`]), by file name.
+    Spooled(&'a dyn Policy, Vec<(String, Spool)>),
+}
+
+impl ModelState<'_> {
+    fn write(self, dir: &Path) -> Result<()> {
+        match self {
+            ModelState::Whole(policy) => Ok(policy.save(dir)?),
+            ModelState::Spooled(policy, files) => {
+                // The policy writes everything (its tensor files from the released, empty
+                // parameters); then each tensor file is replaced from its spool.
+                policy.save(dir)?;
+                let mut total = 0u64;
+                for (file, spool) in files {
+                    total += spool.bytes();
+                    spool.write_safetensors(&dir.join(file))?;
+                }
+                fix_index_total(dir, total)
+            }
+        }
+    }
+}
+
+/// Sets `metadata.total_size` of a sharded model's `model.safetensors.index.json` (if any) to
+/// `total` bytes.
+fn fix_index_total(dir: &Path, total: u64) -> Result<()> {
+    let path = dir.join("model.safetensors.index.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).at(&path)?)?;
+    index["metadata"]["total_size"] = total.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&index)?).at(&path)
+}
+
+/// Writes a checkpoint of `model` and `opt` at `step` under `run/checkpoints/` atomically.
 pub fn write_checkpoint(
     run: &Path,
     step: u64,
     seed: u64,
-    policy: &dyn Policy,
+    model: ModelState<'_>,
     opt: OptimizerState<'_>,
     buffer: Option<(u64, &[Generated<RawBatch>])>,
 ) -> Result<PathBuf> {
     let final_dir = run.join("checkpoints").join(format!("step-{step}"));
     let staged = StagedDir::create(&final_dir, "tmp")?;
     let tmp = staged.path();
-    policy.save(&tmp.join("model"))?;
+    model.write(&tmp.join("model"))?;
     let optimizer = tmp.join("optimizer.safetensors");
     match opt {
         OptimizerState::Whole(o) => o.save(&optimizer)?,

@@ -12,6 +12,7 @@
 use crate::error::{Result, TrainError};
 use crate::optim::{named_vars, AdamW, StepOutcome};
 use crate::sharding::{gather_into, gather_to_main, gather_whole, ShardSpec, Sharding};
+use crate::spool::Spool;
 use rlvr_core::{CoreError, ParamPart, ShardHooks};
 use rlvr_dist::Collective;
 use std::cell::Cell;
@@ -25,8 +26,9 @@ const REDUCE_PIECE: i64 = 16 << 20;
 pub struct ParamShards {
     spec: ShardSpec,
     level: Sharding,
-    /// The trainable parameters, in store order (the optimizer's order).
+    /// The trainable parameters, in store order (the optimizer's order), and their names.
     vars: Vec<Tensor>,
+    names: Vec<String>,
     shapes: Vec<Vec<i64>>,
     parts: Vec<ParamPart>,
     /// `full`: this rank's f32 master slice of each parameter (flat).
@@ -87,6 +89,7 @@ impl ParamShards {
                 .iter()
                 .map(|(_, v)| spec.range(v.numel() as i64).1)
                 .collect(),
+            names: vars.iter().map(|(n, _)| n.clone()).collect(),
             vars: vars.into_iter().map(|(_, v)| v).collect(),
             masters,
             whole: Cell::new(true),
@@ -142,6 +145,52 @@ impl ParamShards {
         }
         self.main_whole.set(world.is_main());
         Ok(())
+    }
+
+    /// Whether the parameters are released (`full` between rollouts and checkpoints).
+    pub fn released(&self) -> bool {
+        self.level == Sharding::Full && !self.whole.get()
+    }
+
+    /// `full`, the parameters released: the tensor files of a checkpoint streamed to rank 0 —
+    /// for each file of `files` (file name, parameter names), every trainable parameter
+    /// gathered whole on rank 0 one at a time and appended to that file's spool in `spools`
+    /// (given on rank 0 only), a frozen one taken from `frozen`. No rank holds more than one
+    /// whole tensor. A collective: every rank calls it with the same `files`. Returns rank 0's
+    /// spools, by file.
+    pub fn spool_model(
+        &self,
+        world: &dyn Collective,
+        files: &[(String, Vec<String>)],
+        frozen: &dyn Fn(&str) -> Option<Tensor>,
+        spools: Option<&std::path::Path>,
+    ) -> Result<Vec<(String, Spool)>> {
+        let mut out = Vec::new();
+        for (k, (file, names)) in files.iter().enumerate() {
+            let mut spool = spools
+                .map(|dir| Spool::create(&dir.join(format!(".model-{k}.spool"))))
+                .transpose()?;
+            for name in names {
+                let whole = match self.names.iter().position(|n| n == name) {
+                    Some(i) => {
+                        let numel = self.shapes[i].iter().product();
+                        gather_to_main(world, &self.masters[i], self.spec, numel)?
+                            .map(|t| t.reshape(self.shapes[i].as_slice()))
+                    }
+                    None => spool.as_ref().and_then(|_| frozen(name)),
+                };
+                if let Some(spool) = spool.as_mut() {
+                    let whole = whole.ok_or_else(|| {
+                        TrainError::Run(format!("internal: no tensor `{name}` to write"))
+                    })?;
+                    spool.push(name.clone(), &whole)?;
+                }
+            }
+            if let Some(spool) = spool {
+                out.push((file.clone(), spool));
+            }
+        }
+        Ok(out)
     }
 
     /// Frees what [`ParamShards::whole_on_main`] gathered.

@@ -79,6 +79,11 @@ impl Spool {
         Ok(())
     }
 
+    /// Bytes of tensor data spooled.
+    pub fn bytes(&self) -> u64 {
+        self.end
+    }
+
     /// Writes the spooled tensors as the safetensors file `out`, then removes the spool.
     pub fn write_safetensors(self, out: &Path) -> Result<()> {
         let Spool {

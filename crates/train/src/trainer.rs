@@ -317,18 +317,28 @@ impl Trainer {
     /// so a resumed run trains on exactly what this one would have. Every rank calls it (a
     /// sharded optimizer's slices are gathered); rank 0 writes.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        // Under `full`, rank 0 alone gathers the whole model to write it, and frees it after.
-        if let Some(shards) = &self.actor.shards {
+        // Under `full` with the parameters released, the tensor files are streamed to rank 0
+        // one tensor at a time; where the policy cannot take them so (adapters), rank 0 alone
+        // gathers the whole model to write it, and frees it after.
+        let streamed = self
+            .actor
+            .shards
+            .as_ref()
+            .filter(|s| s.released())
+            .and_then(|_| self.session.policy.tensor_files());
+        if let (Some(shards), None) = (&self.actor.shards, &streamed) {
             shards.whole_on_main(self.world.as_ref())?;
         }
-        let written = self.write_checkpoint();
+        let written = self.write_checkpoint(streamed);
         if let Some(shards) = &self.actor.shards {
             shards.release_main()?;
         }
         written
     }
 
-    fn write_checkpoint(&mut self) -> Result<PathBuf> {
+    /// [`Trainer::checkpoint`] with the model whole (on rank 0), or its tensor files (`files`)
+    /// to be streamed from the released shards.
+    fn write_checkpoint(&mut self, files: Option<Vec<(String, Vec<String>)>>) -> Result<PathBuf> {
         if let Some(name) = first_nonfinite_parameter(self.session.policy.var_store()) {
             return Err(TrainError::NonFinite(format!("parameter `{name}`")));
         }
@@ -350,6 +360,20 @@ impl Trainer {
         } else {
             None
         };
+        let model_files = match (&self.actor.shards, &files) {
+            (Some(shards), Some(files)) => {
+                let main = self.world.is_main();
+                let vars = if main {
+                    self.session.policy.var_store().variables()
+                } else {
+                    Default::default()
+                };
+                let frozen = |name: &str| vars.get(name).map(|t| t.shallow_clone());
+                let dir = main.then_some(checkpoints.as_path());
+                Some(shards.spool_model(self.world.as_ref(), files, &frozen, dir)?)
+            }
+            _ => None,
+        };
         let spooled = self
             .actor
             .opt
@@ -363,11 +387,16 @@ impl Trainer {
             Some(s) => crate::checkpoint::OptimizerState::Spooled(s),
             None => crate::checkpoint::OptimizerState::Whole(&self.actor.opt),
         };
+        let policy = self.session.policy.as_ref();
+        let model = match model_files {
+            Some(files) => crate::checkpoint::ModelState::Spooled(policy, files),
+            None => crate::checkpoint::ModelState::Whole(policy),
+        };
         write_checkpoint(
             &self.dir,
             self.step,
             self.cfg.train.seed,
-            self.session.policy.as_ref(),
+            model,
             optimizer,
             buffer.as_deref().map(|b| (k, b)),
         )
