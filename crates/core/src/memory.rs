@@ -42,15 +42,16 @@ pub fn trim_heap() {
 }
 
 /// The memory policy of a run that shards its model state (`train.sharding = "gradients"` or
-/// `"full"`), where the peak matters more than the update's page faults: blocks of 32 MiB and
+/// `"full"`), where the peak matters more than the update's page faults: blocks of 1 MiB and
 /// more (gathered parts, whole gradients, logits chunks, the whole model between updates) are
 /// mapped on their own and returned to the kernel when freed, as glibc does by default but
-/// without its moving threshold. Measured on the Qwen2.5-0.5B shape, 3 ranks, `full`: the policy
-/// of [`configure_process_memory`] kept freed gathers resident and peaked at 6.2 GiB per rank,
-/// this one at 4.9 GiB (docs/distributed.md). Call before the model is allocated.
+/// without its moving threshold. Measured on the Qwen2.5-0.5B shape, 3 ranks, `full`, 2 × 128
+/// response tokens per rank: under the policy of [`configure_process_memory`] the memory freed
+/// between phases stayed resident and the step peaked at 6.2 GiB per rank, under this one at
+/// 5.4 GiB (docs/distributed.md). Call before the model is allocated.
 pub fn configure_sharded_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: as in configure_process_memory; 32 MiB is glibc's largest mmap threshold.
+    // SAFETY: as in configure_process_memory; the values are within glibc's ranges.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_MMAP_MAX, 1 << 16);
