@@ -7,6 +7,7 @@ fn main() {
     for file in [
         "shim/kernels.cpp",
         "shim/softmax_stats.cpp",
+        "shim/invariant_attention.cpp",
         "shim/message.h",
     ] {
         println!("cargo:rerun-if-changed={file}");
@@ -27,6 +28,7 @@ fn main() {
         .cpp(true)
         .file("shim/kernels.cpp")
         .file("shim/softmax_stats.cpp")
+        .file("shim/invariant_attention.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .opt_level(3)

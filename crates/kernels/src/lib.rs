@@ -7,11 +7,15 @@
 //!   and several parameter-sized temporaries (docs/performance.md).
 //! - [`softmax_stats`]: log-sum-exp, softmax mean logit (hence entropy) and top-K of each row of
 //!   a CPU logits matrix in one pass over the row, where ATen needs a pass per statistic.
+//! - [`invariant_attention`]: attention whose outputs do not depend on how queries and keys are
+//!   batched or padded (a cached decode step equals the full-sequence pass bit for bit).
 
 mod adamw;
+mod invariant_attention;
 mod softmax_stats;
 
 pub use adamw::{fused_adamw, AdamWStep};
+pub use invariant_attention::invariant_attention;
 pub use softmax_stats::{softmax_stats, SoftmaxStats};
 
 use std::ffi::{c_char, c_int, CStr};
@@ -46,4 +50,26 @@ fn shim_result(op: &'static str, rc: c_int, error: *mut c_char) -> Result<(), Ke
         text
     };
     Err(KernelError { op, message })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// `n` standard normal draws from a fixed seed (splitmix64, Box–Muller), independent of
+    /// libtorch's global generator, which tests running in parallel share.
+    pub fn normal(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut uniform = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let (u, v) = (uniform().max(1e-300), uniform());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect()
+    }
 }

@@ -108,6 +108,7 @@ fn softmax_stats_with(logits: &Tensor, k: i64, simd: bool) -> Result<SoftmaxStat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::normal;
 
     fn f64s(t: &Tensor) -> Vec<f64> {
         Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default()
@@ -127,25 +128,6 @@ mod tests {
                     .map(|x| (x - m).exp() * x)
                     .sum();
                 (m + s.ln(), t / s)
-            })
-            .collect()
-    }
-
-    /// `n` standard normal draws from a fixed seed (splitmix64, Box–Muller), independent of
-    /// libtorch's global generator, which tests running in parallel share.
-    fn normal(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        let mut uniform = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
-        (0..n)
-            .map(|_| {
-                let (u, v) = (uniform().max(1e-300), uniform());
-                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
             })
             .collect()
     }

@@ -32,6 +32,13 @@ fn main() {
         _ => Device::Cpu,
     };
     let mut model = HfModel::fresh(&text, device, 0).expect("model");
+    // RLVR_BENCH_INVARIANT=1: batch-invariant generation (`model.batch_invariant`).
+    if std::env::var("RLVR_BENCH_INVARIANT").as_deref() == Ok("1") {
+        model
+            .model
+            .set_batch_invariant(true)
+            .expect("batch-invariant");
+    }
     let vocab = model.model.config().vocab_size;
     if !out.join("model").exists() {
         model.save(&out.join("model")).expect("save");

@@ -201,6 +201,7 @@ pub(crate) fn configure_policy(
     device: Device,
     plan: UpdatePlan,
     mixed: MixedPrecision,
+    batch_invariant: bool,
     adapters: &Adapters,
 ) -> rlvr_core::Result<HfPolicy> {
     policy.chunk = plan.chunk;
@@ -238,6 +239,13 @@ pub(crate) fn configure_policy(
     }
     if bf16 {
         policy.model.model.set_compute_kind(Some(Kind::BFloat16));
+    }
+    if batch_invariant {
+        policy
+            .model
+            .model
+            .set_batch_invariant(true)
+            .map_err(|e| CoreError::invalid("model.batch_invariant", true, e.to_string()))?;
     }
     Ok(policy)
 }
@@ -319,6 +327,11 @@ pub struct HfModelConfig {
     pub checkpointing: bool,
     /// Matmul precision of the update and rollouts: none | bf16 (CUDA; f32 fallback on CPU).
     pub mixed_precision: MixedPrecision,
+    /// Batch-invariant passes outside the update (rollouts, log-prob recomputation): a token's
+    /// log-prob is bit-identical whichever batch, padding or cache computes it, so the sampler's
+    /// log-probs equal the trainer's (rollout/logp_diff_* = 0; `rlvr serve --batch-invariant`
+    /// for served rollouts). f32 on the CPU; slower attention.
+    pub batch_invariant: bool,
     /// LoRA adapters.
     #[serde(flatten)]
     pub adapters: Adapters,
@@ -333,6 +346,7 @@ impl Default for HfModelConfig {
             pad: 0,
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
+            batch_invariant: false,
             adapters: Adapters::default(),
         }
     }
@@ -363,6 +377,7 @@ impl ModelConfig for HfModelConfig {
             device,
             plan,
             self.mixed_precision,
+            self.batch_invariant,
             &self.adapters,
         )?))
     }
@@ -419,6 +434,11 @@ pub struct TinyModelConfig {
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
     pub mixed_precision: MixedPrecision,
+    /// Batch-invariant passes outside the update (rollouts, log-prob recomputation): a token's
+    /// log-prob is bit-identical whichever batch, padding or cache computes it, so the sampler's
+    /// log-probs equal the trainer's (rollout/logp_diff_* = 0; `rlvr serve --batch-invariant`
+    /// for served rollouts). f32 on the CPU; slower attention.
+    pub batch_invariant: bool,
     /// LoRA adapters.
     #[serde(flatten)]
     pub adapters: Adapters,
@@ -438,6 +458,7 @@ impl Default for TinyModelConfig {
             init: String::new(),
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
+            batch_invariant: false,
             adapters: Adapters::default(),
         }
     }
@@ -496,6 +517,7 @@ impl ModelConfig for TinyModelConfig {
             device,
             plan,
             self.mixed_precision,
+            self.batch_invariant,
             &self.adapters,
         )?))
     }

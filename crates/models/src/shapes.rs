@@ -63,6 +63,11 @@ pub struct ShapeModelConfig {
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
     pub mixed_precision: MixedPrecision,
+    /// Batch-invariant passes outside the update (rollouts, log-prob recomputation): a token's
+    /// log-prob is bit-identical whichever batch, padding or cache computes it, so the sampler's
+    /// log-probs equal the trainer's (rollout/logp_diff_* = 0; `rlvr serve --batch-invariant`
+    /// for served rollouts). f32 on the CPU; slower attention.
+    pub batch_invariant: bool,
     /// LoRA adapters.
     #[serde(flatten)]
     pub adapters: Adapters,
@@ -78,6 +83,7 @@ impl Default for ShapeModelConfig {
             chunk: DEFAULT_CHUNK,
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
+            batch_invariant: false,
             adapters: Adapters::default(),
         }
     }
@@ -136,6 +142,7 @@ impl ModelConfig for ShapeModelConfig {
             device,
             plan,
             self.mixed_precision,
+            self.batch_invariant,
             &self.adapters,
         )?))
     }

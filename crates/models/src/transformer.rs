@@ -46,8 +46,18 @@ impl Linear {
 
     /// `x Wᵀ + b` computed in `kind` (weights cast when they are stored in another precision:
     /// mixed precision keeps f32 master weights and runs the matmul in bf16), plus the adapter's
-    /// term when `adapters` says so.
-    fn forward(&self, x: &Tensor, kind: Kind, adapters: AdapterUse) -> Result<Tensor> {
+    /// term when `adapters` says so; in a batch-invariant pass with at least
+    /// [`INVARIANT_MIN_ROWS`] rows (see [`padded_rows`]).
+    fn forward(
+        &self,
+        x: &Tensor,
+        kind: Kind,
+        adapters: AdapterUse,
+        invariant: bool,
+    ) -> Result<Tensor> {
+        if invariant {
+            return padded_rows(x, |x| self.forward(x, kind, adapters, false));
+        }
         let base = if self.weight.kind() == kind && x.kind() == kind {
             x.f_linear(&self.weight, self.bias.as_ref())?
         } else {
@@ -60,6 +70,30 @@ impl Linear {
             _ => Ok(base),
         }
     }
+}
+
+/// Rows a batch-invariant pass gives every matrix product at least. Measured with this
+/// libtorch's CPU GEMM (MKL, f32): a row of `x Wᵀ` computed among fewer than 12 rows can differ
+/// in its last bits from the same row computed among more (another kernel path); from 12 rows on
+/// it does not (`tests/batch_invariance.rs` checks 1 to 64 rows against 1,037).
+pub const INVARIANT_MIN_ROWS: i64 = 16;
+
+/// `f` of `x` `[..., K]` with the rows padded by zeros to [`INVARIANT_MIN_ROWS`] and cut back.
+pub fn padded_rows(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let size = x.size();
+    let k = size.last().copied().unwrap_or(1).max(1);
+    let rows = x.numel() as i64 / k;
+    if rows >= INVARIANT_MIN_ROWS {
+        return f(x);
+    }
+    let flat = x.f_reshape([rows, k])?;
+    let pad = Tensor::f_zeros([INVARIANT_MIN_ROWS - rows, k], (x.kind(), x.device()))?;
+    let y = f(&Tensor::f_cat(&[&flat, &pad], 0)?)?.f_narrow(0, 0, rows)?;
+    let mut out = size;
+    if let Some(last) = out.last_mut() {
+        *last = y.size().last().copied().unwrap_or(0);
+    }
+    Ok(y.f_reshape(out)?)
 }
 
 /// Whether the adapters take part in a forward pass.
@@ -280,6 +314,8 @@ pub struct Transformer {
     adapters_off: Cell<bool>,
     /// Forward passes are an update's (adapter dropout active).
     training: Cell<bool>,
+    /// Passes without gradients are batch-invariant ([`Transformer::set_batch_invariant`]).
+    batch_invariant: bool,
 }
 
 /// What every layer of one forward pass shares: rotary tables and the attention mask.
@@ -292,6 +328,22 @@ pub struct Frame {
     allowed: Option<Tensor>,
     /// Whether the kernel applies the causal rule itself (`allowed` is `None`, no cache).
     causal: bool,
+}
+
+impl Frame {
+    /// Which keys each query may see, `[B, l, keys]` bool contiguous (what the fused kernels
+    /// derive themselves when `allowed` is `None`).
+    fn allowed_keys(&self, b: i64, l: i64, keys: i64) -> Result<Tensor> {
+        if let Some(a) = &self.allowed {
+            return Ok(a.f_reshape([b, l, keys])?.f_contiguous()?);
+        }
+        let device = self.cos.device();
+        let all = Tensor::f_ones([b, l, keys], (Kind::Bool, device))?;
+        if !self.causal {
+            return Ok(all);
+        }
+        Ok(all.f_tril(keys - l)?)
+    }
 }
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
@@ -400,6 +452,7 @@ impl Transformer {
             compute: None,
             adapters_off: Cell::new(false),
             training: Cell::new(false),
+            batch_invariant: false,
         })
     }
 
@@ -439,6 +492,37 @@ impl Transformer {
         let out = f();
         self.adapters_off.set(before);
         out
+    }
+
+    /// Makes every forward pass outside an update batch-invariant: a token's hidden state, logits
+    /// and log-prob are then bit-identical whether it is computed in a full-sequence pass, a
+    /// prefill or a cached decode step, among any other rows and with any padding — so a
+    /// sampler's log-probs equal the trainer's recomputation exactly (SGLang's deterministic
+    /// inference, vLLM's batch-invariant mode). Attention runs
+    /// [`rlvr_kernels::invariant_attention`] (f64 sums in key order; slower than SDPA) and every
+    /// matrix product gets at least [`INVARIANT_MIN_ROWS`] rows. f32 on the CPU only; updates
+    /// (gradients) keep the fused kernels.
+    pub fn set_batch_invariant(&mut self, on: bool) -> Result<()> {
+        let device = self.embed.device();
+        if on && (device != tch::Device::Cpu || self.compute_kind() != Kind::Float) {
+            return Err(crate::error::ModelError::Unsupported(format!(
+                "batch-invariant passes are built for f32 on the CPU; this model computes in \
+                 {:?} on {device:?}",
+                self.compute_kind()
+            )));
+        }
+        self.batch_invariant = on;
+        Ok(())
+    }
+
+    /// Whether forward passes outside updates are batch-invariant.
+    pub fn batch_invariant(&self) -> bool {
+        self.batch_invariant
+    }
+
+    /// Whether this pass over `x` is batch-invariant: asked for, not an update, no gradients.
+    fn invariant_pass(&self, x: &Tensor) -> bool {
+        self.batch_invariant && !self.training.get() && !x.requires_grad()
     }
 
     /// Runs `f` as an update's forward passes (adapter dropout active).
@@ -568,13 +652,20 @@ impl Transformer {
         let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let kind = self.compute_kind();
         let ad = self.adapter_use();
+        let inv = self.invariant_pass(x);
         let eps = self.cfg.rms_norm_eps;
         let hn = rms_norm(x, &layer.input_norm, eps)?;
-        let mut q = layer.q.forward(&hn, kind, ad)?.f_view([b, l, nh, hd])?;
-        let mut k = layer.k.forward(&hn, kind, ad)?.f_view([b, l, nkv, hd])?;
+        let mut q = layer
+            .q
+            .forward(&hn, kind, ad, inv)?
+            .f_view([b, l, nh, hd])?;
+        let mut k = layer
+            .k
+            .forward(&hn, kind, ad, inv)?
+            .f_view([b, l, nkv, hd])?;
         let v = layer
             .v
-            .forward(&hn, kind, ad)?
+            .forward(&hn, kind, ad, inv)?
             .f_view([b, l, nkv, hd])?
             .f_transpose(1, 2)?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
@@ -593,6 +684,14 @@ impl Transformer {
             Some(c) => c.append(i, &k, &v)?,
             None => (k, v),
         };
+        if inv {
+            let allowed = frame.allowed_keys(b, l, k.size()[2])?;
+            let out =
+                rlvr_kernels::invariant_attention(&q, &k, &v, &allowed, (hd as f64).powf(-0.5))
+                    .map_err(|e| rlvr_core::CoreError::Shape(e.to_string()))?;
+            let out = out.f_transpose(1, 2)?.f_reshape([b, l, nh * hd])?;
+            return self.layer_rest(layer, x, &out, kind, ad, inv);
+        }
         // Fused attention (flash / memory-efficient kernels). On CUDA, GQA reads each K/V head
         // for its query group without repeated copies; libtorch's fused CPU kernel requires equal
         // head counts (with `enable_gqa` it falls back to the math path, which materialises
@@ -621,16 +720,31 @@ impl Transformer {
         )?
         .f_transpose(1, 2)?
         .f_reshape([b, l, nh * hd])?;
-        let x = x.f_add(&layer.o.forward(&out, kind, ad)?)?;
+        self.layer_rest(layer, x, &out, kind, ad, inv)
+    }
+
+    /// The rest of a decoder layer after attention: output projection, residual, MLP.
+    fn layer_rest(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        out: &Tensor,
+        kind: Kind,
+        ad: AdapterUse,
+        inv: bool,
+    ) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps;
+        let x = x.f_add(&layer.o.forward(out, kind, ad, inv)?)?;
         let hn = rms_norm(&x, &layer.post_norm, eps)?;
         let mlp = layer.down.forward(
             &layer
                 .gate
-                .forward(&hn, kind, ad)?
+                .forward(&hn, kind, ad, inv)?
                 .f_silu()?
-                .f_mul(&layer.up.forward(&hn, kind, ad)?)?,
+                .f_mul(&layer.up.forward(&hn, kind, ad, inv)?)?,
             kind,
             ad,
+            inv,
         )?;
         Ok(x.f_add(&mlp)?)
     }
@@ -679,6 +793,13 @@ impl Transformer {
 
     /// Logits `[..., V]` of hidden states `[..., H]` (the LM head, tied or not).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if self.invariant_pass(hidden) {
+            return padded_rows(hidden, |h| self.head(h));
+        }
+        self.head(hidden)
+    }
+
+    fn head(&self, hidden: &Tensor) -> Result<Tensor> {
         let w = self.lm_head.as_ref().unwrap_or(&self.embed);
         let kind = self.compute_kind();
         if w.kind() == kind && hidden.kind() == kind {

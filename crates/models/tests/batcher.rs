@@ -3,20 +3,15 @@
 //! when requests join the running batch at different decode steps, with other sampling settings,
 //! and rows finish and leave in between.
 
+mod common;
+use common::*;
+
 use rlvr_core::{FinishReason, SamplingConfig};
 use rlvr_models::batcher::{BatchRequest, Batcher, FinishedSample};
 use rlvr_models::sampling::{filtered_logprobs, sample_with_uniforms, RowStream};
 use rlvr_models::HfModel;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use tch::{Device, Kind, Tensor};
-
-fn model(name: &str) -> HfModel {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    HfModel::load(&dir, Device::Cpu, Kind::Float).unwrap()
-}
+use tch::{Device, Tensor};
 
 /// One sample by the definition: the whole sequence through the model at every step.
 fn naive_sample(m: &HfModel, r: &BatchRequest, index: usize) -> FinishedSample {

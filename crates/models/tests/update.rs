@@ -1,19 +1,14 @@
 //! The memory-bounded update (chunked LM head with gradients, activation checkpointing, bf16
 //! compute) gives the loss value and parameter gradients of plain autograd over the full graph.
 
+mod common;
+use common::*;
+
 use rlvr_core::{SequenceBatch, StatsNeeds, TokenStats};
 use rlvr_models::backward::{response_loss_backward, UpdatePlan};
 use rlvr_models::token_stats::response_stats;
 use rlvr_models::HfModel;
-use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
-
-fn model(name: &str) -> HfModel {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    HfModel::load(&dir, Device::Cpu, Kind::Float).unwrap()
-}
 
 fn needs() -> StatsNeeds {
     StatsNeeds {

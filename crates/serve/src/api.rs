@@ -327,4 +327,7 @@ pub struct ModelInfo {
     pub max_positions: i64,
     /// Samples generated together at most.
     pub max_running: usize,
+    /// Whether generation is batch-invariant (`rlvr serve --batch-invariant`).
+    #[serde(default)]
+    pub batch_invariant: bool,
 }

@@ -111,6 +111,7 @@ async fn model_info(State(app): Shared) -> Json<ModelInfo> {
         vocab_size: app.vocab_size,
         max_positions: app.max_positions,
         max_running: app.opts.max_running,
+        batch_invariant: app.opts.batch_invariant,
     })
 }
 

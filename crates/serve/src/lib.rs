@@ -56,6 +56,9 @@ pub struct ServeOptions {
     /// Precision of the served weights (f32, or bf16 to halve a GPU's memory; log-softmax and
     /// sampling stay f32).
     pub kind: Kind,
+    /// Batch-invariant generation (`Transformer::set_batch_invariant`): served log-probs equal,
+    /// bit for bit, an invariant trainer's recomputation (`model.batch_invariant = true`).
+    pub batch_invariant: bool,
 }
 
 /// What the handlers share.
@@ -141,7 +144,13 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
             opts.kind
         )));
     }
-    let model = HfModel::load(&opts.model, opts.device, opts.kind)?;
+    let mut model = HfModel::load(&opts.model, opts.device, opts.kind)?;
+    if opts.batch_invariant {
+        model
+            .model
+            .set_batch_invariant(true)
+            .map_err(|e| ServeError::Usage(format!("--batch-invariant: {e}")))?;
+    }
     let tokenizer = if opts.model.join("tokenizer.json").exists() {
         Some(Arc::new(HfTokenizer::from_dir(&opts.model)?))
     } else {

@@ -25,6 +25,7 @@ fn server(max_running: usize, max_queue: usize) -> Server {
         max_running,
         max_queue,
         kind: Kind::Float,
+        batch_invariant: false,
     })
     .unwrap()
 }

@@ -278,7 +278,8 @@ impl RewardSpec {
         let valid = ["default", "sources"];
         if let Some(k) = t.keys().find(|k| !valid.contains(&k.as_str())) {
             config_bail!(
-                "unknown key `reward.{k}`; valid keys: {} (verifiers per data_source go in                  [reward.sources])",
+                "unknown key `reward.{k}`; valid keys: {} (verifiers per data_source go in \
+                 [reward.sources])",
                 valid.join(", ")
             );
         }
@@ -291,7 +292,8 @@ impl RewardSpec {
                 }
                 toml::Value::Table(t) => t.clone(),
                 other => config_bail!(
-                    "`{path}` must be a verifier name (see `rlvr list verifier`) or a table                      with `type`, got {other}"
+                    "`{path}` must be a verifier name (see `rlvr list verifier`) or a table \
+                     with `type`, got {other}"
                 ),
             };
             tagged::<dyn VerifierConfig>(path, &table)

@@ -173,6 +173,8 @@ pub struct ServerEngine {
     /// The policy trains LoRA adapters: only they are synced (as a PEFT folder loaded with
     /// `load_lora_adapter`) and requests name them.
     adapters: bool,
+    /// Per server: an `rlvr serve --batch-invariant`.
+    invariant: Vec<bool>,
 }
 
 impl ServerEngine {
@@ -192,6 +194,7 @@ impl ServerEngine {
             .build();
         let mut rlvr = Vec::new();
         let mut model_names = Vec::new();
+        let mut invariant = Vec::new();
         for url in &cfg.urls {
             let info = match cfg.api {
                 ServerApi::Sglang => get_json(&agent, &format!("{url}/get_model_info")),
@@ -199,6 +202,7 @@ impl ServerEngine {
             }
             .map_err(|e| TrainError::Run(format!("rollout server {url}: {e}")))?;
             rlvr.push(info.get("engine").and_then(Value::as_str) == Some("rlvr"));
+            invariant.push(info.get("batch_invariant").and_then(Value::as_bool) == Some(true));
             model_names.push(
                 info.pointer("/data/0/id")
                     .and_then(Value::as_str)
@@ -215,7 +219,26 @@ impl ServerEngine {
             synced: Mutex::new(None),
             group: Mutex::new(None),
             adapters,
+            invariant,
         })
+    }
+
+    /// Warns about each server that does not generate batch-invariantly when the trainer's
+    /// policy does (`model.batch_invariant`): its log-probs then differ from the trainer's in
+    /// the last bits (rollout/logp_diff_*), not exactly.
+    pub fn check_invariance(&self, trainer_invariant: bool) {
+        if !trainer_invariant {
+            return;
+        }
+        for (url, &inv) in self.cfg.urls.iter().zip(&self.invariant) {
+            if !inv {
+                tracing::warn!(
+                    "model.batch_invariant = true but rollout server {url} is not batch-invariant \
+                     (start it with `rlvr serve --batch-invariant`): its log-probs will differ \
+                     from the trainer's by f32 rounding"
+                );
+            }
+        }
     }
 
     /// Whether every server is `rlvr serve` (then served samples equal native ones).

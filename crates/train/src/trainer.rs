@@ -137,10 +137,13 @@ impl Trainer {
         };
         if cfg.rollout.engine == crate::engine::EngineKind::Server {
             let adapters = session.policy.has_frozen_base();
-            session.engine = Some(crate::engine::ServerEngine::connect(
-                &cfg.rollout,
-                adapters,
-            )?);
+            let engine = crate::engine::ServerEngine::connect(&cfg.rollout, adapters)?;
+            let invariant = serde_json::to_value(cfg.model.as_ref())
+                .ok()
+                .and_then(|v| v.get("batch_invariant").and_then(|b| b.as_bool()))
+                == Some(true);
+            engine.check_invariance(invariant);
+            session.engine = Some(engine);
         }
         drop_long_prompts(&mut session)?;
         check_rollout_memory(&session, &cfg, world.world_size())?;

@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// libtorch threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Batch-invariant generation: every sampled token's log-prob is bit-identical to a
+    /// full-sequence pass over it, so it equals the log-prob a trainer with
+    /// `model.batch_invariant = true` recomputes (f32 on the CPU; slower attention).
+    #[arg(long)]
+    pub batch_invariant: bool,
 }
 
 /// The HF folder `--model` names.
@@ -83,6 +88,7 @@ pub fn exec(args: ServeArgs) -> Result<()> {
             "bf16" => tch::Kind::BFloat16,
             _ => tch::Kind::Float,
         },
+        batch_invariant: args.batch_invariant,
     })?;
     // The first line of standard output is the address (scripts and tests read it).
     println!("rlvr serve: listening on {}", server.url());

@@ -1,0 +1,158 @@
+//! Batch-invariant passes (`Transformer::set_batch_invariant`): the log-prob a cached decode step
+//! samples a token with equals, bit for bit, the log-prob of the same token in a full-sequence
+//! pass over a differently padded batch — the property `rlvr serve` and in-process generation
+//! need for their log-probs to equal the trainer's. And the GEMM property it rests on.
+
+mod common;
+use common::*;
+
+use rlvr_core::{FinishReason, SamplingConfig, SequenceBatch, StatsNeeds};
+use rlvr_models::generate::generate;
+use rlvr_models::token_stats::response_stats;
+use rlvr_models::transformer::{padded_rows, INVARIANT_MIN_ROWS};
+use rlvr_models::HfModel;
+use tch::{Device, Kind, Tensor};
+
+/// Left-pads `rows` into ids and mask `[B, W]`.
+fn left_pad(rows: &[Vec<i64>]) -> (Tensor, Tensor) {
+    let w = rows.iter().map(Vec::len).max().unwrap();
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for r in rows {
+        ids.extend(std::iter::repeat_n(0, w - r.len()).chain(r.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, w - r.len()).chain(std::iter::repeat_n(1, r.len())));
+    }
+    let shape = [rows.len() as i64, w as i64];
+    (
+        Tensor::from_slice(&ids).reshape(shape),
+        Tensor::from_slice(&mask).reshape(shape),
+    )
+}
+
+/// Largest |generation log-prob − full-pass log-prob| over every sampled token, with the full
+/// pass over the responses laid out as the trainer does (prompts left-padded to the longest,
+/// responses right-padded), in another row order and next to other rows than in generation;
+/// also the same against the trainer's own statistics pass (`response_stats`).
+fn decode_vs_full(m: &HfModel) -> (f64, f64, usize) {
+    // Prompts of different lengths, several samples each, and stop tokens so that rows finish
+    // at different steps and the decode batch shrinks (compaction) to a few rows.
+    let prompts: Vec<Vec<i64>> = vec![
+        vec![5, 17, 42, 99, 7],
+        vec![300, 12, 9],
+        vec![64, 65, 66, 67, 68, 69, 70, 71, 72],
+        vec![1, 2, 3, 4],
+    ];
+    let rows: Vec<Vec<i64>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), 6))
+        .collect();
+    let (ids, mask) = left_pad(&rows);
+    let cfg = SamplingConfig {
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 0,
+        max_new_tokens: 40,
+        seed: 11,
+        ..SamplingConfig::default()
+    };
+    let stop: Vec<i64> = (0..6).collect();
+    let g = generate(&m.model, &ids, &mask, &cfg, &stop, 0).unwrap();
+    let stopped = g
+        .finish
+        .iter()
+        .filter(|f| **f == FinishReason::Stop)
+        .count();
+
+    // The trainer's layout, rows reversed: prompt | response, one batch.
+    let _ng = tch::no_grad_guard();
+    let order = Tensor::arange(rows.len() as i64, (Kind::Int64, Device::Cpu)).flip([0]);
+    let tokens = g.tokens.index_select(0, &order);
+    let rmask = g.mask.index_select(0, &order);
+    let lp_gen = g.logp.index_select(0, &order);
+    let seq = Tensor::cat(&[&ids.index_select(0, &order), &tokens], 1);
+    let smask = Tensor::cat(
+        &[&mask.index_select(0, &order), &rmask.to_kind(Kind::Int64)],
+        1,
+    );
+    let (p, t) = (ids.size()[1], tokens.size()[1]);
+    let logits = m.model.forward_logits(&seq, &smask).unwrap();
+    let lp_full = logits
+        .narrow(1, p - 1, t)
+        .log_softmax(-1, Kind::Float)
+        .gather(-1, &tokens.unsqueeze(-1), false)
+        .squeeze_dim(-1);
+    let full = ((&lp_full - &lp_gen).abs() * &rmask)
+        .max()
+        .double_value(&[]);
+    let batch = SequenceBatch {
+        input_ids: seq,
+        attention_mask: smask,
+        prompt_len: p,
+    };
+    let stats = response_stats(&m.model, &batch, &StatsNeeds::default(), 64).unwrap();
+    let trainer = ((&stats.logp - &lp_gen).abs() * &rmask)
+        .max()
+        .double_value(&[]);
+    (full, trainer, stopped)
+}
+
+#[test]
+fn a_decode_step_samples_with_the_full_pass_log_prob_bit_for_bit() {
+    for name in ["qwen2-tiny", "llama-tiny", "qwen3-tiny"] {
+        let mut m = model(name);
+        // The default (fused) kernels: a cached decode step is a few f32 roundings off the full
+        // pass (which is why this mode exists; and what makes this test able to fail).
+        let (default_full, _, _) = decode_vs_full(&m);
+        assert!(default_full > 0.0, "{name}: the default pass is exact here");
+        m.model.set_batch_invariant(true).unwrap();
+        let (full, trainer, stopped) = decode_vs_full(&m);
+        assert!(
+            stopped > 0 && stopped < 24,
+            "{name}: {stopped} rows stopped early"
+        );
+        assert_eq!(
+            full, 0.0,
+            "{name}: decode vs full pass (default {default_full})"
+        );
+        // The trainer's statistics take log-sum-exp from their own kernel: rounding of lse only.
+        assert!(
+            trainer < 1e-6,
+            "{name}: decode vs the trainer's pass {trainer}"
+        );
+    }
+}
+
+#[test]
+fn a_matrix_product_row_does_not_depend_on_the_rows_computed_with_it() {
+    // The decoder's shapes (fixtures, Qwen2.5-0.5B): each row of x Wᵀ among 1 to 64 rows,
+    // padded to INVARIANT_MIN_ROWS, equals the same row among 1,037.
+    for (k, n) in [
+        (64, 64),
+        (64, 512),
+        (160, 64),
+        (896, 896),
+        (896, 4864),
+        (4864, 896),
+    ] {
+        let w = Tensor::randn([n, k], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([1037, k], (Kind::Float, Device::Cpu));
+        let all = x.linear::<Tensor>(&w, None);
+        for rows in 1..=64 {
+            for start in [0, 5, 1037 - rows] {
+                let part = x.narrow(0, start, rows);
+                let got = padded_rows(&part, |x| Ok(x.linear::<Tensor>(&w, None))).unwrap();
+                assert!(
+                    got.equal(&all.narrow(0, start, rows)),
+                    "{k}x{n}: {rows} rows from {start} (padded to {INVARIANT_MIN_ROWS})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_invariance_is_refused_where_it_is_not_built() {
+    let mut m = model("qwen2-tiny");
+    m.model.set_compute_kind(Some(Kind::BFloat16));
+    let e = m.model.set_batch_invariant(true).unwrap_err().to_string();
+    assert!(e.contains("f32 on the CPU"), "{e}");
+}
