@@ -226,6 +226,25 @@ fn batch_invariant_served_log_probs_equal_the_trainers_on_qwen2_tiny() {
 }
 
 #[test]
+fn batch_invariant_served_log_probs_equal_the_trainers_with_distributed_sync() {
+    let model = repo("crates/models/tests/fixtures/qwen2-tiny");
+    served_equals_native(
+        &model,
+        "qwen2-tiny, batch-invariant, distributed sync",
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--set",
+            "train.max_new_tokens=12",
+            "--set",
+            "model.batch_invariant=true",
+            "--set",
+            "rollout.sync=distributed",
+        ],
+    );
+}
+
+#[test]
 fn a_batch_invariant_trainer_warns_about_a_server_that_is_not() {
     let tmp = tempfile::tempdir().unwrap();
     let model = repo("crates/models/tests/fixtures/qwen2-tiny");

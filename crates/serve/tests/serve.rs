@@ -1,6 +1,7 @@
 //! `rlvr serve` over HTTP: 64 concurrent `/generate` clients each get what offline generation
 //! with the same seed and streams gives (ids exactly, log-probs within 1e-4, the bar of the
-//! cached-vs-uncached generation tests: other rows in the batch change f32 sums), `/v1/completions`
+//! cached-vs-uncached generation tests: other rows in the batch change f32 sums; bit for bit with
+//! `--batch-invariant`), `/v1/completions`
 //! agrees with `/generate`, weights load from disk with their version, bad requests get 400 with
 //! a message, and a full queue answers 503.
 
@@ -17,6 +18,10 @@ fn fixture() -> PathBuf {
 }
 
 fn server(max_running: usize, max_queue: usize) -> Server {
+    server_with(max_running, max_queue, false)
+}
+
+fn server_with(max_running: usize, max_queue: usize, batch_invariant: bool) -> Server {
     start(ServeOptions {
         model: fixture(),
         host: "127.0.0.1".into(),
@@ -25,7 +30,7 @@ fn server(max_running: usize, max_queue: usize) -> Server {
         max_running,
         max_queue,
         kind: Kind::Float,
-        batch_invariant: false,
+        batch_invariant,
     })
     .unwrap()
 }
@@ -75,7 +80,18 @@ fn request(c: usize) -> (Vec<i64>, u64, u64) {
 
 #[test]
 fn sixty_four_concurrent_clients_get_what_offline_generation_gives() {
-    let s = server(512, 4096);
+    concurrent_clients(false, 1e-4);
+}
+
+#[test]
+fn batch_invariant_clients_get_offline_log_probs_bit_for_bit() {
+    concurrent_clients(true, 0.0);
+}
+
+/// 64 concurrent clients against a server (batch-invariant or not) and offline generation of
+/// the same model, the same way: ids equal, log-probs within `tolerance`.
+fn concurrent_clients(invariant: bool, tolerance: f64) {
+    let s = server_with(512, 4096, invariant);
     let url = format!("{}/generate", s.url());
     let answers: Vec<Value> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..64)
@@ -92,7 +108,8 @@ fn sixty_four_concurrent_clients_get_what_offline_generation_gives() {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let m = HfModel::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let mut m = HfModel::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    m.model.set_batch_invariant(invariant).unwrap();
     let mut stops = 0;
     for (c, a) in answers.iter().enumerate() {
         let (prompt, seed, stream) = request(c);
@@ -106,7 +123,7 @@ fn sixty_four_concurrent_clients_get_what_offline_generation_gives() {
             assert_eq!(lp.len(), out.len());
             for ((e, w), id) in lp.iter().zip(lps).zip(&out) {
                 let x = e[0].as_f64().unwrap();
-                assert!((x - w).abs() < 1e-4, "client {c}: {x} vs {w}");
+                assert!((x - w).abs() <= tolerance, "client {c}: {x} vs {w}");
                 assert_eq!(e[1].as_i64(), Some(*id));
             }
             if g["meta_info"]["finish_reason"]["type"] == "stop" {
