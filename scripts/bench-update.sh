@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One update (forward + backward of the loss, AdamW step) of a real model shape at several
-# response lengths: rlvr (SimKO loss, chunked LM head, activation checkpointing) next to PyTorch +
-# transformers (sdpa, gradient checkpointing, plain log-softmax loss), each length in its own
-# process, the two implementations alternating length by length; prints both JSON lines and the
-# rlvr/PyTorch ratios of time and peak RSS.
+# response lengths: rlvr (SimKO loss, chunked LM head, activation checkpointing) next to two
+# PyTorch + transformers baselines (sdpa, gradient checkpointing): the strong one (fused AdamW,
+# LM head + log-softmax in checkpointed chunks of 1024 tokens) and the plain one (full logits,
+# AdamW) — scripts/bench/update_torch.py. Each length in its own process, the implementations
+# alternating length by length; writes $OUT/{rlvr,pytorch-strong,pytorch}.jsonl and prints the
+# table (scripts/bench.sh records it as docs/bench/update.json).
 #   scripts/bench-update.sh [SHAPE] [LENGTHS] [STEPS]
 # Defaults: qwen2.5-0.5b, 512,1024,2048,4096, 1 (the last of STEPS updates is timed). Every
 # process runs under `ulimit -v` of MEM_LIMIT_GB (default 22) so an implementation that needs
@@ -25,30 +27,18 @@ export LD_LIBRARY_PATH="$root/.libtorch/lib:${LD_LIBRARY_PATH:-}"
 cargo bench -p rlvr-train --bench update_scale --no-run >&2
 bin=$(ls -t target/release/deps/update_scale-* | grep -v '\.d$' | head -1)
 : > "$out/rlvr.jsonl"
+: > "$out/pytorch-strong.jsonl"
 : > "$out/pytorch.jsonl"
-# One length at a time, rlvr then PyTorch, so both see the same machine conditions.
+# One length at a time, rlvr then the baselines, so all see the same machine conditions.
 for len in ${lengths//,/ }; do
   ( ulimit -v "$limit_kb"
     RLVR_BENCH_SHAPE=$shape RLVR_BENCH_LENGTHS=$len RLVR_BENCH_STEPS=$steps "$bin" ) | tee -a "$out/rlvr.jsonl"
   ( ulimit -v "$limit_kb"
+    "$python" scripts/bench/update_torch.py --strong "crates/models/shapes/$shape.json" "$len" 2 32 "$steps" ) | tee -a "$out/pytorch-strong.jsonl"
+  ( ulimit -v "$limit_kb"
     "$python" scripts/bench/update_torch.py "crates/models/shapes/$shape.json" "$len" 2 32 "$steps" ) | tee -a "$out/pytorch.jsonl"
 done
-python3 - "$out" <<'PY'
-import json, sys
-out = sys.argv[1]
-rows = {}
-for name in ("rlvr", "pytorch"):
-    for line in open(f"{out}/{name}.jsonl"):
-        r = json.loads(line)
-        rows.setdefault(int(r["response_tokens"]), {})[name] = r
-print("| response tokens | rlvr s | PyTorch s | time ratio | rlvr peak RSS GiB | PyTorch peak RSS GiB | memory ratio |")
-print("|---|---|---|---|---|---|---|")
-for n in sorted(rows):
-    a, b = rows[n].get("rlvr", {}), rows[n].get("pytorch", {})
-    def cell(r, k, scale=1.0):
-        return f"{r[k] / scale:.1f}" if k in r else "failed"
-    def ratio(k):
-        return f"{a[k] / b[k]:.2f}" if k in a and k in b else "—"
-    print(f"| 2 × {n} | {cell(a, 'seconds')} | {cell(b, 'seconds')} | {ratio('seconds')} | "
-          f"{cell(a, 'peak_rss_mib', 1024)} | {cell(b, 'peak_rss_mib', 1024)} | {ratio('peak_rss_mib')} |")
-PY
+settings=$(printf '{"what": "one update of the %s shape, 2 responses, SimKO (rlvr) / policy gradient (PyTorch), checkpointing", "shape": "%s", "lengths": "%s", "steps": %s, "memory_limit_gib": %s}' "$shape" "$shape" "$lengths" "$steps" "${MEM_LIMIT_GB:-22}")
+python3 scripts/bench/record.py update "${BENCH_COMMAND:-scripts/bench-update.sh $shape $lengths $steps}" "$settings" \
+  "$out/update.json" "$out/rlvr.jsonl" "$out/pytorch-strong.jsonl" "$out/pytorch.jsonl"
+cargo run -q -p rlvr-tests --bin bench-tables -- --print "$out/update.json"

@@ -1,6 +1,10 @@
 """transformers' generate on the same weights, prompts and sampling as rollout_bench (rlvr):
 P prompts x N samples (num_return_sequences), up to T new tokens, temperature 1, the same stop
-set. Prints one JSON line like rollout_bench. Development-only (scripts/bench-rollout.sh)."""
+set. Prints one JSON line like rollout_bench. Development-only (scripts/bench-rollout.sh).
+With --static: transformers' static cache (`cache_implementation="static"`, preallocated like
+rlvr's; impl "transformers-static").
+
+usage: rollout_transformers.py [--static] OUT SAMPLES NEW_TOKENS"""
 import json
 import sys
 import time
@@ -8,7 +12,9 @@ import time
 import torch
 from transformers import AutoModelForCausalLM
 
-out, samples, new_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+args = [a for a in sys.argv[1:] if a != "--static"]
+static = "--static" in sys.argv[1:]
+out, samples, new_tokens = args[0], int(args[1]), int(args[2])
 model = AutoModelForCausalLM.from_pretrained(f"{out}/model", attn_implementation="sdpa",
                                              torch_dtype=torch.float32).eval()
 rows = json.load(open(f"{out}/prompts.json"))
@@ -22,7 +28,8 @@ t0 = time.perf_counter()
 with torch.no_grad():
     g = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0,
                        top_p=1.0, top_k=0, max_new_tokens=new_tokens,
-                       num_return_sequences=samples, eos_token_id=stop, pad_token_id=0)
+                       num_return_sequences=samples, eos_token_id=stop, pad_token_id=0,
+                       **({"cache_implementation": "static"} if static else {}))
 secs = time.perf_counter() - t0
 resp = g[:, width:]
 stop_t = torch.tensor(stop)
@@ -30,7 +37,7 @@ is_stop = torch.isin(resp, stop_t)
 # Tokens up to and including the first stop token (transformers pads after it).
 first = torch.where(is_stop.any(1), is_stop.int().argmax(1) + 1, torch.full((resp.shape[0],), resp.shape[1]))
 tokens = int(first.sum())
-print(json.dumps({"impl": "transformers", "rows": resp.shape[0], "generated_tokens": tokens,
+print(json.dumps({"impl": "transformers-static" if static else "transformers", "rows": resp.shape[0], "generated_tokens": tokens,
                   "mean_length": tokens / resp.shape[0], "longest": int(first.max()),
                   "seconds": secs, "tokens_per_s": tokens / secs,
                   "threads": torch.get_num_threads()}))

@@ -1,10 +1,17 @@
 """The update rlvr's update_scale bench measures, as a PyTorch + transformers user writes it:
 a randomly initialised model of the same config (sdpa attention, gradient checkpointing on),
-full logits, a plain log-softmax policy-gradient loss, backward, gradient clipping and one AdamW
-step. One child process per response length (its own peak RSS); prints one JSON line per length.
+a log-softmax policy-gradient loss, backward, gradient clipping and one AdamW step. One child
+process per response length (its own peak RSS); prints one JSON line per length.
 Development-only (scripts/bench-update.sh).
 
-usage: update_torch.py CONFIG_JSON LENGTHS [BATCH PROMPT STEPS]"""
+Two baselines:
+- plain (impl "pytorch"): full `[B, L, V]` logits, `torch.optim.AdamW` (foreach);
+- strong (impl "pytorch-strong", `--strong`): what a careful user writes for long sequences —
+  the decoder's last hidden states only, then the LM head + log-softmax + gather in chunks of
+  CHUNK tokens, each chunk under `torch.utils.checkpoint` (its logits are recomputed in backward
+  instead of kept), and `AdamW(fused=True)`.
+
+usage: update_torch.py [--strong] CONFIG_JSON LENGTHS [BATCH PROMPT STEPS]"""
 import json
 import os
 import subprocess
@@ -20,7 +27,29 @@ def peak_rss_mib():
     return float("nan")
 
 
-def child(config_path, length, batch, prompt, steps):
+CHUNK = 1024
+
+
+def chunked_logp(model, hidden, tokens):
+    """log p(tokens) from hidden states [B, T, H], CHUNK tokens of the flattened batch at a time,
+    each chunk's LM head and log-softmax recomputed in backward (torch.utils.checkpoint)."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    head = model.get_output_embeddings()
+    h = hidden.reshape(-1, hidden.shape[-1])
+    t = tokens.reshape(-1)
+
+    def piece(hc, tc):
+        logits = head(hc).float()
+        return torch.log_softmax(logits, dim=-1).gather(-1, tc[:, None]).squeeze(-1)
+
+    parts = [checkpoint(piece, h[i:i + CHUNK], t[i:i + CHUNK], use_reentrant=False)
+             for i in range(0, h.shape[0], CHUNK)]
+    return torch.cat(parts).view(tokens.shape)
+
+
+def child(config_path, length, batch, prompt, steps, strong):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -34,7 +63,8 @@ def child(config_path, length, batch, prompt, steps):
     model.gradient_checkpointing_enable()
     model.config.use_cache = False
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0,
+                            **({"fused": True} if strong else {}))
     params = sum(p.numel() for p in model.parameters())
     torch.manual_seed(1)
     vocab = config.vocab_size
@@ -47,9 +77,14 @@ def child(config_path, length, batch, prompt, steps):
     loss = None
     for _ in range(max(1, steps)):
         t0 = time.perf_counter()
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        logp = torch.log_softmax(logits[:, prompt - 1:-1].float(), dim=-1)
-        logp = logp.gather(-1, tokens[..., None]).squeeze(-1)
+        if strong:
+            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            logits = None
+            logp = chunked_logp(model, hidden[:, prompt - 1:-1], tokens)
+        else:
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            logp = torch.log_softmax(logits[:, prompt - 1:-1].float(), dim=-1)
+            logp = logp.gather(-1, tokens[..., None]).squeeze(-1)
         loss = -(logp * adv).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -58,7 +93,8 @@ def child(config_path, length, batch, prompt, steps):
         del logits, logp
         secs = time.perf_counter() - t0
     total = batch * (prompt + length)
-    print(json.dumps({"impl": "pytorch", "response_tokens": length, "batch": batch,
+    print(json.dumps({"impl": "pytorch-strong" if strong else "pytorch",
+                      "response_tokens": length, "batch": batch,
                       "prompt": prompt, "params": params, "seconds": secs,
                       "tokens_per_s": total / secs,
                       "model_tflops_per_s": 8 * params * total / secs / 1e12,
@@ -67,21 +103,26 @@ def child(config_path, length, batch, prompt, steps):
 
 
 def main():
-    if sys.argv[1] == "--child":
-        _, _, config, length, batch, prompt, steps = sys.argv
-        child(config, int(length), int(batch), int(prompt), int(steps))
+    args = sys.argv[1:]
+    strong = "--strong" in args
+    args = [a for a in args if a != "--strong"]
+    if args[0] == "--child":
+        _, config, length, batch, prompt, steps = args
+        child(config, int(length), int(batch), int(prompt), int(steps), strong)
         return
-    config, lengths = sys.argv[1], sys.argv[2]
-    batch, prompt, steps = (sys.argv[3:6] + ["2", "32", "1"][len(sys.argv[3:6]):])
+    config, lengths = args[0], args[1]
+    batch, prompt, steps = (args[2:5] + ["2", "32", "1"][len(args[2:5]):])
     for length in lengths.split(","):
         r = subprocess.run([sys.executable, __file__, "--child", config, length, batch, prompt,
-                            steps], capture_output=True, text=True)
+                            steps] + (["--strong"] if strong else []), capture_output=True,
+                           text=True)
         lines = r.stdout.strip().splitlines()
         if r.returncode == 0 and lines:
             print(lines[-1], flush=True)
         else:
             err = (r.stderr.strip().splitlines() or ["killed"])[-1]
-            print(json.dumps({"impl": "pytorch", "response_tokens": int(length),
+            print(json.dumps({"impl": "pytorch-strong" if strong else "pytorch",
+                              "response_tokens": int(length),
                               "failed": err, "returncode": r.returncode}), flush=True)
 
 

@@ -2,10 +2,13 @@
 //!
 //! Support shared by the workspace's tests and benches (and usable by plugin crates' tests):
 //! running a CLI binary and reading its output ([`cli`]), the loss-input tensors a policy-loss
-//! test builds ([`loss`]), and the atoms of generated verifier inputs ([`fuzz`]). The whole-system
-//! tests of the registries live in `tests/tests/`.
+//! test builds ([`loss`]), the atoms of generated verifier inputs ([`fuzz`]) and the docs'
+//! benchmark tables rendered from `docs/bench/*.json` ([`bench`]). The whole-system tests of the
+//! registries live in `tests/tests/`.
 //!
 //! It depends only on `rlvr-core`, so any crate can take it as a dev-dependency.
+
+pub mod bench;
 
 pub mod cli {
     //! Running a binary under test.

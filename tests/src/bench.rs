@@ -1,0 +1,287 @@
+//! The benchmark tables of the docs, generated from the JSON files `scripts/bench.sh` writes
+//! (`docs/bench/<name>.json`), so no table can disagree with the figures it claims.
+//!
+//! A file holds one benchmark run: `benchmark` (which renderer), `command`, `commit`, `dirty`,
+//! `date`, `machine`, `threads`, `settings` and the implementations' raw result lines in `rows`
+//! (each with `impl`). A document carries a generated block between
+//! `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`: NAME is a file's name (the full table, in
+//! docs/performance.md) or `summary` (one row per file, in the README). `bench-tables` rewrites
+//! the blocks; the `bench_tables` test fails when a block differs from what its JSON renders.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The documents that carry generated blocks, relative to the repository root.
+pub const DOCUMENTS: [&str; 2] = ["docs/performance.md", "README.md"];
+
+/// Every benchmark file under `root/docs/bench`, by name (sorted).
+pub fn files(root: &Path) -> Result<Vec<(String, Value)>, String> {
+    let dir = root.join("docs/bench");
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        out.push((name, v));
+    }
+    Ok(out)
+}
+
+/// The block NAME renders to: a file's table, or the summary of all files.
+pub fn block(name: &str, all: &[(String, Value)]) -> Result<String, String> {
+    if name == "summary" {
+        return summary(all);
+    }
+    let (_, doc) = all
+        .iter()
+        .find(|(n, _)| n == name)
+        .ok_or_else(|| format!("no docs/bench/{name}.json"))?;
+    Ok(format!("{}\n{}", table(doc)?, provenance(doc)))
+}
+
+/// `text` with every generated block rendered anew; errors name unknown blocks.
+pub fn regenerate(text: &str, all: &[(String, Value)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<!-- bench:") {
+        let open_end = rest[start..]
+            .find("-->")
+            .map(|i| start + i + 3)
+            .ok_or("an unclosed `<!-- bench:` marker")?;
+        let name = rest[start + 11..open_end - 3].trim().to_string();
+        let close = format!("<!-- /bench:{name} -->");
+        let close_at = rest[open_end..]
+            .find(&close)
+            .map(|i| open_end + i)
+            .ok_or_else(|| format!("`<!-- bench:{name} -->` has no `{close}`"))?;
+        out.push_str(&rest[..open_end]);
+        out.push('\n');
+        out.push_str(&block(&name, all)?);
+        out.push('\n');
+        out.push_str(&close);
+        rest = &rest[close_at + close.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(x) => x.to_string(),
+        None => "?".into(),
+    }
+}
+
+fn rows(doc: &Value) -> &[Value] {
+    doc.get("rows")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The row of implementation `imp` (and `response_tokens` = `len` when given).
+fn row<'a>(doc: &'a Value, imp: &str, len: Option<f64>) -> Option<&'a Value> {
+    rows(doc).iter().find(|r| {
+        r.get("impl").and_then(Value::as_str) == Some(imp)
+            && len.is_none_or(|l| num(r, "response_tokens") == Some(l))
+    })
+}
+
+/// `key` of a row that ran (no `failed`), else None.
+fn ran(r: Option<&Value>, key: &str) -> Option<f64> {
+    r.filter(|r| r.get("failed").is_none())
+        .and_then(|r| num(r, key))
+}
+
+fn cell(x: Option<f64>, scale: f64, digits: usize) -> String {
+    x.map_or("failed".into(), |x| format!("{:.*}", digits, x / scale))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// Where the figures come from, one line under each table.
+fn provenance(doc: &Value) -> String {
+    let m = doc.get("machine").cloned().unwrap_or(Value::Null);
+    let dirty = if doc.get("dirty").and_then(Value::as_bool) == Some(true) {
+        " (with uncommitted changes)"
+    } else {
+        ""
+    };
+    format!(
+        "\n`{}` at commit `{}`{dirty}, {}; {} ({} cores, {} GiB), {} threads.",
+        text(doc, "command"),
+        text(doc, "commit"),
+        text(doc, "date"),
+        text(&m, "cpu"),
+        text(&m, "cores"),
+        text(&m, "memory_gib"),
+        text(doc, "threads"),
+    )
+}
+
+fn table(doc: &Value) -> Result<String, String> {
+    match doc.get("benchmark").and_then(Value::as_str) {
+        Some("update") => Ok(update_table(doc)),
+        Some("rollout") => Ok(rollout_table(doc)),
+        other => Err(format!("unknown benchmark {other:?}")),
+    }
+}
+
+/// Response lengths of an update run, ascending.
+fn lengths(doc: &Value) -> Vec<f64> {
+    let mut l: Vec<f64> = rows(doc)
+        .iter()
+        .filter_map(|r| num(r, "response_tokens"))
+        .collect();
+    l.sort_by(f64::total_cmp);
+    l.dedup();
+    l
+}
+
+const GIB: f64 = 1024.0;
+
+fn update_table(doc: &Value) -> String {
+    let mut t = String::from(
+        "| response tokens | rlvr s | PyTorch strong s | PyTorch plain s | time rlvr / strong \
+         | rlvr peak GiB | strong peak GiB | plain peak GiB | memory rlvr / strong |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let batch = rows(doc)
+        .iter()
+        .find_map(|r| num(r, "batch"))
+        .unwrap_or(2.0);
+    for l in lengths(doc) {
+        let (a, s, p) = (
+            row(doc, "rlvr", Some(l)),
+            row(doc, "pytorch-strong", Some(l)),
+            row(doc, "pytorch", Some(l)),
+        );
+        let secs = |r| ran(r, "seconds");
+        let mem = |r| ran(r, "peak_rss_mib");
+        t.push_str(&format!(
+            "| {batch} × {l} | {} | {} | {} | **{}** | {} | {} | {} | **{}** |\n",
+            cell(secs(a), 1.0, 1),
+            cell(secs(s), 1.0, 1),
+            cell(secs(p), 1.0, 1),
+            ratio(secs(a), secs(s)),
+            cell(mem(a), GIB, 2),
+            cell(mem(s), GIB, 2),
+            cell(mem(p), GIB, 2),
+            ratio(mem(a), mem(s)),
+        ));
+    }
+    t
+}
+
+/// Implementations of a rollout run, in the order they ran.
+fn impls(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rows(doc) {
+        let i = text(r, "impl");
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn rollout_table(doc: &Value) -> String {
+    let mut t = String::from(
+        "| implementation | tokens/s | generated tokens | seconds | rlvr ÷ it |\n|---|---|---|---|---|\n",
+    );
+    let rlvr = ran(row(doc, "rlvr", None), "tokens_per_s");
+    for i in impls(doc) {
+        let r = row(doc, &i, None);
+        let tps = ran(r, "tokens_per_s");
+        t.push_str(&format!(
+            "| {i} | {} | {} | {} | {} |\n",
+            cell(tps, 1.0, 1),
+            cell(ran(r, "generated_tokens"), 1.0, 0),
+            cell(ran(r, "seconds"), 1.0, 1),
+            if i == "rlvr" {
+                "—".into()
+            } else {
+                format!("**{}**", ratio(rlvr, tps))
+            },
+        ));
+    }
+    t
+}
+
+/// One README row per benchmark file: what, command, headline figures.
+fn summary(all: &[(String, Value)]) -> Result<String, String> {
+    let mut t = String::from("| benchmark | command | result | commit |\n|---|---|---|---|\n");
+    for (name, doc) in all {
+        let settings = doc
+            .get("settings")
+            .and_then(|s| s.get("what"))
+            .and_then(Value::as_str)
+            .unwrap_or(name);
+        let result = match doc.get("benchmark").and_then(Value::as_str) {
+            Some("update") => {
+                let ls = lengths(doc);
+                let per = |f: &dyn Fn(f64) -> String| {
+                    ls.iter().map(|&l| f(l)).collect::<Vec<_>>().join(" / ")
+                };
+                let r = |imp: &str, key: &str, l: f64| ran(row(doc, imp, Some(l)), key);
+                format!(
+                    "rlvr / strong PyTorch at {} response tokens: time **{}**, peak memory **{}** \
+                     ([table](docs/performance.md))",
+                    per(&|l| format!("{l}")),
+                    per(&|l| ratio(r("rlvr", "seconds", l), r("pytorch-strong", "seconds", l))),
+                    per(&|l| ratio(
+                        r("rlvr", "peak_rss_mib", l),
+                        r("pytorch-strong", "peak_rss_mib", l)
+                    )),
+                )
+            }
+            Some("rollout") => {
+                let rlvr = ran(row(doc, "rlvr", None), "tokens_per_s");
+                let others: Vec<String> = impls(doc)
+                    .into_iter()
+                    .filter(|i| i != "rlvr")
+                    .map(|i| {
+                        let tps = ran(row(doc, &i, None), "tokens_per_s");
+                        format!("**{}×** {i}", ratio(rlvr, tps))
+                    })
+                    .collect();
+                format!(
+                    "rlvr {} tokens/s: {} ([table](docs/performance.md))",
+                    cell(rlvr, 1.0, 0),
+                    others.join(", ")
+                )
+            }
+            other => {
+                return Err(format!(
+                    "docs/bench/{name}.json: unknown benchmark {other:?}"
+                ))
+            }
+        };
+        t.push_str(&format!(
+            "| {settings} | `{}` | {result} | `{}` |\n",
+            text(doc, "command"),
+            text(doc, "commit")
+        ));
+    }
+    Ok(t)
+}

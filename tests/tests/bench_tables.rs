@@ -1,0 +1,70 @@
+//! Every benchmark table in the docs is what its JSON (`docs/bench/*.json`, written by
+//! `scripts/bench.sh`) renders to, and every JSON has its table; a table edited by hand, or a
+//! JSON re-measured without regenerating the docs (`cargo run -p rlvr-tests --bin
+//! bench-tables`), fails here.
+
+use rlvr_tests::bench::{block, files, regenerate, DOCUMENTS};
+use serde_json::json;
+use std::path::Path;
+
+#[test]
+fn the_docs_benchmark_tables_are_what_their_json_renders() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let all = files(&root).unwrap();
+    let mut seen = Vec::new();
+    for doc in DOCUMENTS {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        let fresh = regenerate(&text, &all).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        assert!(
+            text == fresh,
+            "{doc}: a benchmark table disagrees with docs/bench/*.json; run `cargo run -p \
+             rlvr-tests --bin bench-tables`"
+        );
+        for (name, _) in &all {
+            if text.contains(&format!("<!-- bench:{name} -->")) {
+                seen.push(name.clone());
+            }
+        }
+        if doc == "README.md" {
+            assert!(
+                text.contains("<!-- bench:summary -->"),
+                "README: no summary"
+            );
+        }
+    }
+    for (name, _) in &all {
+        assert!(seen.contains(name), "docs/bench/{name}.json has no table");
+    }
+}
+
+#[test]
+fn a_table_shows_the_figures_of_its_json() {
+    // The renderer itself, on figures chosen here: ratios, failures, units.
+    let doc = json!({"benchmark": "update", "command": "scripts/bench.sh update",
+    "commit": "abc", "date": "2026-12-05", "threads": 2,
+    "machine": {"cpu": "X", "cores": 2, "memory_gib": 23.4},
+    "rows": [
+        {"impl": "rlvr", "response_tokens": 512, "batch": 2, "seconds": 20.0, "peak_rss_mib": 8192.0},
+        {"impl": "pytorch-strong", "response_tokens": 512, "seconds": 25.0, "peak_rss_mib": 10240.0},
+        {"impl": "pytorch", "response_tokens": 512, "failed": "out of memory"}
+    ]});
+    let all = vec![("update".to_string(), doc)];
+    let t = block("update", &all).unwrap();
+    assert!(
+        t.contains(
+            "| 2 × 512 | 20.0 | 25.0 | failed | **0.80** | 8.00 | 10.00 | failed | **0.80** |"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("`scripts/bench.sh update` at commit `abc`"),
+        "{t}"
+    );
+    let s = block("summary", &all).unwrap();
+    assert!(s.contains("time **0.80**, peak memory **0.80**"), "{s}");
+    let text = "a\n<!-- bench:update -->\nold\n<!-- /bench:update -->\nb";
+    let new = regenerate(text, &all).unwrap();
+    assert!(new.starts_with("a\n<!-- bench:update -->\n| response tokens"));
+    assert!(new.ends_with("<!-- /bench:update -->\nb"));
+    assert!(regenerate("<!-- bench:nope -->\n<!-- /bench:nope -->", &all).is_err());
+}
