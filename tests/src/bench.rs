@@ -40,13 +40,13 @@ pub fn files(root: &Path) -> Result<Vec<(String, Value)>, String> {
 /// The block NAME renders to: a file's table, or the summary of all files.
 pub fn block(name: &str, all: &[(String, Value)]) -> Result<String, String> {
     if name == "summary" {
-        return summary(all);
+        return Ok(summary(all)?.trim_end().to_string());
     }
     let (_, doc) = all
         .iter()
         .find(|(n, _)| n == name)
         .ok_or_else(|| format!("no docs/bench/{name}.json"))?;
-    Ok(format!("{}\n{}", table(doc)?, provenance(doc)))
+    Ok(format!("{}\n{}", table(doc)?.trim_end(), provenance(doc)))
 }
 
 /// `text` with every generated block rendered anew; errors name unknown blocks.
@@ -143,6 +143,7 @@ fn table(doc: &Value) -> Result<String, String> {
     match doc.get("benchmark").and_then(Value::as_str) {
         Some("update") => Ok(update_table(doc)),
         Some("rollout") => Ok(rollout_table(doc)),
+        Some("grpo") => Ok(grpo_table(doc)),
         other => Err(format!("unknown benchmark {other:?}")),
     }
 }
@@ -228,6 +229,64 @@ fn rollout_table(doc: &Value) -> String {
     t
 }
 
+/// The median of a row's step times after the first (the first step includes warm-up), or of
+/// all of them when there is only one.
+fn median_step(r: Option<&Value>) -> Option<f64> {
+    let steps: Vec<f64> = r
+        .filter(|r| r.get("failed").is_none())?
+        .get("step_seconds")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    let mut later: Vec<f64> = steps.iter().skip(1).copied().collect();
+    if later.is_empty() {
+        later = steps;
+    }
+    later.sort_by(f64::total_cmp);
+    let n = later.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(later[n / 2]),
+        _ => Some((later[n / 2 - 1] + later[n / 2]) / 2.0),
+    }
+}
+
+fn grpo_table(doc: &Value) -> String {
+    let mut t = String::from(
+        "| implementation | seconds per step | median after the first | rlvr ÷ it |\n|---|---|---|---|\n",
+    );
+    let rlvr = median_step(row(doc, "rlvr", None));
+    for i in impls(doc) {
+        let r = row(doc, &i, None);
+        let each: Vec<String> = r
+            .and_then(|r| r.get("step_seconds"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|x| format!("{x:.1}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let each = if each.is_empty() {
+            "failed".to_string()
+        } else {
+            each.join(" / ")
+        };
+        t.push_str(&format!(
+            "| {i} | {each} | {} | {} |\n",
+            cell(median_step(r), 1.0, 1),
+            if i == "rlvr" {
+                "—".into()
+            } else {
+                format!("**{}**", ratio(rlvr, median_step(r)))
+            },
+        ));
+    }
+    t
+}
+
 /// One README row per benchmark file: what, command, headline figures.
 fn summary(all: &[(String, Value)]) -> Result<String, String> {
     let mut t = String::from("| benchmark | command | result | commit |\n|---|---|---|---|\n");
@@ -269,6 +328,16 @@ fn summary(all: &[(String, Value)]) -> Result<String, String> {
                     "rlvr {} tokens/s: {} ([table](docs/performance.md))",
                     cell(rlvr, 1.0, 0),
                     others.join(", ")
+                )
+            }
+            Some("grpo") => {
+                let rlvr = median_step(row(doc, "rlvr", None));
+                let trl = median_step(row(doc, "trl", None));
+                format!(
+                    "rlvr {} s, TRL `GRPOTrainer` {} s per step: **{}×** ([table](docs/performance.md))",
+                    cell(rlvr, 1.0, 1),
+                    cell(trl, 1.0, 1),
+                    ratio(rlvr, trl)
                 )
             }
             other => {

@@ -67,4 +67,18 @@ fn a_table_shows_the_figures_of_its_json() {
     assert!(new.starts_with("a\n<!-- bench:update -->\n| response tokens"));
     assert!(new.ends_with("<!-- /bench:update -->\nb"));
     assert!(regenerate("<!-- bench:nope -->\n<!-- /bench:nope -->", &all).is_err());
+    // A whole-step benchmark: the median of the steps after the first.
+    let grpo = json!({"benchmark": "grpo", "rows": [
+        {"impl": "rlvr", "step_seconds": [50.0, 30.0, 34.0]},
+        {"impl": "trl", "step_seconds": [70.0, 60.0, 68.0]}]});
+    let all = vec![("grpo".to_string(), grpo)];
+    let t = block("grpo", &all).unwrap();
+    assert!(
+        t.contains("| rlvr | 50.0 / 30.0 / 34.0 | 32.0 | — |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("| trl | 70.0 / 60.0 / 68.0 | 64.0 | **0.50** |"),
+        "{t}"
+    );
 }

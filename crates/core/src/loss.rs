@@ -56,6 +56,13 @@ pub trait PolicyLoss: Send + Sync {
     fn needs(&self) -> StatsNeeds;
     /// Per-token loss and diagnostics.
     fn per_token_loss(&self, input: &LossInput<'_>) -> Result<LossOutput>;
+    /// Whether the old log-probs must come from a pass of their own even where they equal the
+    /// update's (one on-policy step per batch): true for a loss with a term that is not
+    /// differentiable where they are equal (KL-Cov's |log π − log π_old|), whose gradient
+    /// there the recompute's rounding decides — leaving the pass out would change the update.
+    fn needs_old_pass(&self) -> bool {
+        false
+    }
 }
 
 /// Serialisable, tagged configuration of a policy loss (`type = "simko"`).

@@ -165,6 +165,12 @@ pub trait Policy: Send {
     fn has_frozen_base(&self) -> bool {
         false
     }
+    /// Whether passes outside the update are batch-invariant (a token's log-prob the same bit
+    /// for bit in any batch, padding or cache): the trainer then keeps its old-policy pass,
+    /// whose log-probs are the ones a sampler's are compared with.
+    fn batch_invariant(&self) -> bool {
+        false
+    }
     /// Statistics of `batch` under the frozen base model (see [`Policy::has_frozen_base`]).
     fn base_token_stats(&self, _batch: &SequenceBatch, _needs: &StatsNeeds) -> Result<TokenStats> {
         Err(crate::CoreError::Input(

@@ -93,6 +93,10 @@ impl Policy for HfPolicy {
         self.model.adapters.is_some()
     }
 
+    fn batch_invariant(&self) -> bool {
+        self.model.model.batch_invariant()
+    }
+
     fn check_generation_fits(&self, rows: i64, positions: i64) -> rlvr_core::Result<()> {
         Ok(crate::generate::check_rollout_fits(
             &self.model.model,

@@ -6,13 +6,14 @@
 use crate::config::TrainConfig;
 use crate::distributed::{all_reduce_gradients, RowShare};
 use crate::error::Result;
-use crate::experience::Experience;
+use crate::experience::{concentration_metrics, Experience, Mismatch};
 use crate::metrics::{loss_metric_key, Metrics, Reduce};
 use crate::optim::{optimizer_step, AdamW, StepOutcome};
 use crate::param_shards::ParamShards;
 use crate::sharding::gather_parameters;
 use rlvr_core::{Algorithm, GlobalCounts, LossInput, Policy, ShardHooks};
 use rlvr_dist::Collective;
+use rlvr_eval::ConcentrationAccumulator;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -54,10 +55,18 @@ impl Actor {
     ) -> Result<Metrics> {
         let t_up = Instant::now();
         let device = policy.device();
-        let needs = self.algo.loss.needs();
+        let mut needs = self.algo.loss.needs();
         let b = exp.len();
         let RowShare { offset, total } = exp.rows;
         let mut tally = Tally::default();
+        if exp.old_logp.is_none() {
+            // No old-policy pass ran: the diagnostics it gave come from this update's pass, at
+            // the same weights (one optimizer step per batch).
+            let diag = ConcentrationAccumulator::needs(policy.vocab_size());
+            needs.topk = needs.topk.max(diag.topk);
+            needs.entropy = true;
+            tally.diag = Some(OnPolicyDiag::default());
+        }
         for epoch in 0..tc.epochs {
             tch::manual_seed(
                 (tc.seed
@@ -160,7 +169,7 @@ impl Actor {
             let part = exp.select(&rows.narrow(0, micro, ml));
             let out = self.micro_step(policy, &part, counts, needs, None, 1.0)?;
             loss_total += out.loss;
-            tally.add(out);
+            tally.add(out)?;
             micro += ml;
         }
         let t_ar = Instant::now();
@@ -178,6 +187,9 @@ impl Actor {
             let t_ag = Instant::now();
             gather_parameters(world, policy.var_store(), spec)?;
             tally.time_all_reduce += t_ag.elapsed().as_secs_f64();
+        }
+        if world.is_single() {
+            AdamW::release_grads(policy.var_store())?;
         }
         Ok((loss_total, outcome))
     }
@@ -219,7 +231,7 @@ impl Actor {
                 let part = exp.select(&rows.narrow(0, micro, mbs.min(len - micro)));
                 let out = self.micro_step(policy, &part, counts, needs, Some(&hooks), 1.0)?;
                 loss_total += out.loss;
-                tally.add(out);
+                tally.add(out)?;
             } else {
                 let first = Tensor::from_slice(&[0i64]).to_device(rows.device());
                 self.micro_step(
@@ -251,11 +263,23 @@ impl Actor {
     ) -> Result<MicroStep> {
         let r = &part.responses;
         let mut sums = Vec::new();
+        let mut diag = None;
         let (loss, algo) = (&self.algo.loss, &self.algo);
         let mut loss_of = |stats: &rlvr_core::TokenStats| {
+            // Without an old-policy pass, the old log-probs are this pass's, detached (exact:
+            // the weights have not moved since the rollout), and so are the diagnostics.
+            let own;
+            let old_logp = match &part.old_logp {
+                Some(old) => old,
+                None => {
+                    own = stats.logp.detach();
+                    diag = Some(OnPolicyDiag::of(stats, &own, r)?);
+                    &own
+                }
+            };
             let input = LossInput {
                 stats,
-                old_logp: &part.old_logp,
+                old_logp,
                 ref_logp: part.ref_logp.as_ref(),
                 advantages: &part.advantages,
                 mask: &r.mask,
@@ -295,6 +319,7 @@ impl Actor {
             loss: value,
             metric_sums: sums,
             tokens: ntok,
+            diag,
         })
     }
 }
@@ -316,15 +341,24 @@ struct Tally {
     tokens: f64,
     /// Seconds in all-reduces.
     time_all_reduce: f64,
+    /// The old-policy diagnostics, when this update's pass gives them (no old-policy pass).
+    diag: Option<OnPolicyDiag>,
 }
 
 impl Tally {
-    /// Adds one micro-batch's metric sums and tokens.
-    fn add(&mut self, out: MicroStep) {
+    /// Adds one micro-batch's metric sums, tokens and diagnostics.
+    fn add(&mut self, out: MicroStep) -> Result<()> {
         for (k, v) in out.metric_sums {
             *self.metric_sums.entry(k).or_insert(0.0) += v;
         }
         self.tokens += out.tokens;
+        if let (Some(all), Some(part)) = (&mut self.diag, out.diag) {
+            all.conc
+                .add_sums(&part.conc.to_sums())
+                .map_err(|e| crate::error::TrainError::Run(format!("{e:#}")))?;
+            all.mismatch.add(part.mismatch);
+        }
+        Ok(())
     }
 
     /// `actor/*` (per applied update), the loss's metrics (per token), `time/update` and, on a
@@ -351,6 +385,10 @@ impl Tally {
             };
             m.set(k, mean, Reduce::TokenMean);
         }
+        if let Some(diag) = &self.diag {
+            concentration_metrics(&mut m, &diag.conc.finish());
+            diag.mismatch.set_metrics(&mut m);
+        }
         m.set("time/update", started.elapsed().as_secs_f64(), Reduce::Max);
         if !single {
             m.set("time/all_reduce", self.time_all_reduce, Reduce::Max);
@@ -367,4 +405,30 @@ struct MicroStep {
     metric_sums: Vec<(String, f64)>,
     /// Its number of valid tokens.
     tokens: f64,
+    /// The old-policy diagnostics of its tokens, when no old-policy pass ran.
+    diag: Option<OnPolicyDiag>,
+}
+
+/// What the old-policy pass reports besides the log-probs (concentration, rollout mismatch),
+/// taken from the update's own statistics when that pass is left out.
+#[derive(Default)]
+struct OnPolicyDiag {
+    conc: ConcentrationAccumulator,
+    mismatch: Mismatch,
+}
+
+impl OnPolicyDiag {
+    /// The diagnostics of one micro-batch's statistics; `old_logp` is their detached log-probs.
+    fn of(
+        stats: &rlvr_core::TokenStats,
+        old_logp: &Tensor,
+        r: &crate::rollout::Responses,
+    ) -> rlvr_core::Result<OnPolicyDiag> {
+        let mut conc = ConcentrationAccumulator::default();
+        conc.add(stats, &r.mask)
+            .map_err(|e| rlvr_core::CoreError::Shape(format!("{e:#}")))?;
+        let mismatch =
+            Mismatch::of(old_logp, r).map_err(|e| rlvr_core::CoreError::Shape(e.to_string()))?;
+        Ok(OnPolicyDiag { conc, mismatch })
+    }
 }

@@ -83,12 +83,46 @@ pub struct TrainConfig {
     /// steps update, by the weights of step `s − max_staleness`; 0 = synchronous.
     pub max_staleness: u64,
     /// How data-parallel ranks divide the model state: none | optimizer (each rank holds the
-    /// AdamW moments of 1/N of every parameter, ZeRO-1); gradients and full are not built yet.
+    /// AdamW moments of 1/N of every parameter, ZeRO-1) | gradients (and the gradients, ZeRO-2)
+    /// | full (and the parameters, ZeRO-3; docs/distributed.md).
     pub sharding: crate::sharding::Sharding,
     /// The policy the update's ratio is taken against: current (the weights before this
     /// update, recomputed: decoupled PPO with `[algo.correction]` weighting the behaviour
     /// policy) | behaviour (the log-probs the samples were drawn with).
     pub proximal: Proximal,
+    /// The old-policy pass before each update: auto (left out when each batch makes exactly
+    /// one on-policy optimizer step — epochs = 1, mini_batches = 1, proximal = current,
+    /// max_staleness = 0, no [algo.correction], no model.batch_invariant, a loss that does not
+    /// ask for it (KL-Cov) — because the old
+    /// policy is then the update's own weights: its log-probs are the update's, detached, and
+    /// the diagnostics come from the update's pass; TRL with num_iterations = 1) | always.
+    pub old_logp_pass: OldLogpPass,
+}
+
+/// Whether the old policy's log-probs get a pass of their own before the update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OldLogpPass {
+    /// Only where they can differ from the update's own (more than one step per batch, stale
+    /// samples, a correction that weights by them).
+    #[default]
+    Auto,
+    /// Before every update.
+    Always,
+}
+
+impl TrainConfig {
+    /// Whether the old-policy pass is left out (`old_logp_pass = auto` and each batch makes
+    /// exactly one on-policy optimizer step, with no `correction` that weights by the old
+    /// log-probs): the update's own log-probs, detached, are then the old ones exactly.
+    pub fn skips_old_pass(&self, correction: bool) -> bool {
+        self.old_logp_pass == OldLogpPass::Auto
+            && self.epochs == 1
+            && self.mini_batches == 1
+            && self.proximal == Proximal::Current
+            && self.max_staleness == 0
+            && !correction
+    }
 }
 
 /// What `old_logp` (the denominator of the update's ratio) is.
@@ -139,6 +173,7 @@ impl Default for TrainConfig {
             max_staleness: 0,
             sharding: crate::sharding::Sharding::None,
             proximal: Proximal::Current,
+            old_logp_pass: OldLogpPass::Auto,
         }
     }
 }

@@ -24,8 +24,10 @@ pub struct Experience {
     pub responses: Responses,
     /// Per-token advantages `[B, T]` f32 (0 on padding).
     pub advantages: Tensor,
-    /// Log-prob of the sampled tokens under the rollout (old) policy `[B, T]` f32.
-    pub old_logp: Tensor,
+    /// Log-prob of the sampled tokens under the rollout (old) policy `[B, T]` f32; `None` when
+    /// the old-policy pass was left out ([`TrainConfig::skips_old_pass`]): the update's own
+    /// log-probs, detached, are then the old ones.
+    pub old_logp: Option<Tensor>,
     /// Log-prob under the reference policy, when the loss needs one.
     pub ref_logp: Option<Tensor>,
     /// Per-token weights of the algorithm's rollout correction (`[algo.correction]`), which
@@ -74,7 +76,7 @@ impl Experience {
         Experience {
             responses: self.responses.select(idx),
             advantages: rows(&self.advantages),
-            old_logp: rows(&self.old_logp),
+            old_logp: self.old_logp.as_ref().map(rows),
             ref_logp: self.ref_logp.as_ref().map(rows),
             is_weights: self.is_weights.as_ref().map(rows),
             samples: Vec::new(),
@@ -139,26 +141,34 @@ pub fn experience_from(
     )?;
     let time_advantage = t_adv.elapsed().as_secs_f64();
     let t_old = Instant::now();
-    let (old, ref_logp) = old_statistics(inputs, &ro.responses)?;
-    let mut conc = ConcentrationAccumulator::default();
-    conc.add(&old, &ro.responses.mask)?;
-    let conc = conc.finish();
+    // A batch-invariant policy keeps the pass: its log-probs are the exact ones samplers match.
+    let skip = inputs
+        .train
+        .skips_old_pass(inputs.algo.correction.is_some())
+        && !inputs.algo.loss.needs_old_pass()
+        && !inputs.session.policy.batch_invariant();
+    let (old, ref_logp) = old_statistics(inputs, &ro.responses, skip)?;
     let time_old = t_old.elapsed().as_secs_f64();
 
-    let mut m = step_metrics(step, &ro, &advantages, &conc);
-    mismatch_metrics(&mut m, &old.logp, &ro.responses)?;
+    let mut m = step_metrics(step, &ro, &advantages);
+    if let Some(old) = &old {
+        let mut conc = ConcentrationAccumulator::default();
+        conc.add(old, &ro.responses.mask)?;
+        concentration_metrics(&mut m, &conc.finish());
+        Mismatch::of(&old.logp, &ro.responses)?.set_metrics(&mut m);
+    }
     let versions = Vec::<i64>::try_from(ro.responses.version.to_device(tch::Device::Cpu))?;
     if let Some(oldest) = versions.iter().min() {
         m.set("rollout/weight_version", *oldest as f64, Reduce::Max);
     }
-    let is_weights = match &inputs.algo.correction {
-        Some(c) => {
+    let is_weights = match (&inputs.algo.correction, &old) {
+        (Some(c), Some(old)) => {
             let r = &ro.responses;
             let w = c.weights(&old.logp.detach(), &r.rollout_logp, &r.mask)?;
             correction_metrics(&mut m, &w, &old.logp, r)?;
             Some(w)
         }
-        None => None,
+        _ => None,
     };
     if let Some(k) = kept_groups {
         m.set("rollout/kept_groups", k, Reduce::ResponseMean);
@@ -177,8 +187,8 @@ pub fn experience_from(
     );
     let samples = logged_samples(&ro, &problems, inputs.train.log_samples, n, step);
     let old_logp = match inputs.train.proximal {
-        crate::config::Proximal::Current => old.logp.detach(),
-        crate::config::Proximal::Behaviour => ro.responses.rollout_logp.detach(),
+        crate::config::Proximal::Current => old.map(|o| o.logp.detach()),
+        crate::config::Proximal::Behaviour => Some(ro.responses.rollout_logp.detach()),
     };
     let exp = Experience {
         responses: ro.responses,
@@ -193,32 +203,54 @@ pub fn experience_from(
 }
 
 /// How far the rollout engine's log-probs of the sampled tokens are from the trainer's old
-/// policy (verl's rollout-probs diff, with ρ = π_old/π_rollout): `rollout/logp_diff_mean`
-/// (mean |Δ|), `rollout/logp_diff_max`, and `rollout/kl_k3` = mean of ρ − 1 − log ρ, the k3
-/// estimate of KL(π_rollout ‖ π_old) from the engine's samples.
-fn mismatch_metrics(m: &mut Metrics, old_logp: &Tensor, r: &Responses) -> Result<()> {
-    let mask = r.mask.to_kind(Kind::Double);
-    let tokens = mask.sum(Kind::Double).double_value(&[]).max(1.0);
-    let log_ratio =
-        (old_logp.detach().to_kind(Kind::Double) - r.rollout_logp.to_kind(Kind::Double)) * &mask;
-    let diff = log_ratio.abs();
-    m.set(
-        "rollout/logp_diff_mean",
-        diff.sum(Kind::Double).double_value(&[]) / tokens,
-        Reduce::TokenMean,
-    );
-    m.set(
-        "rollout/logp_diff_max",
-        diff.max().double_value(&[]),
-        Reduce::Max,
-    );
-    let k3 = (log_ratio.exp() - 1.0 - &log_ratio) * &mask;
-    m.set(
-        "rollout/kl_k3",
-        k3.sum(Kind::Double).double_value(&[]) / tokens,
-        Reduce::TokenMean,
-    );
-    Ok(())
+/// policy (verl's rollout-probs diff, with ρ = π_old/π_rollout), summed over response tokens so
+/// that micro-batches add up: `rollout/logp_diff_mean` (mean |Δ|), `rollout/logp_diff_max`, and
+/// `rollout/kl_k3` = mean of ρ − 1 − log ρ, the k3 estimate of KL(π_rollout ‖ π_old) from the
+/// engine's samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mismatch {
+    diff_sum: f64,
+    diff_max: f64,
+    k3_sum: f64,
+    tokens: f64,
+}
+
+impl Mismatch {
+    /// The sums of `old_logp` against the responses' rollout log-probs.
+    pub(crate) fn of(old_logp: &Tensor, r: &Responses) -> Result<Mismatch> {
+        let mask = r.mask.to_kind(Kind::Double);
+        let log_ratio = (old_logp.detach().to_kind(Kind::Double)
+            - r.rollout_logp.to_kind(Kind::Double))
+            * &mask;
+        let diff = log_ratio.abs();
+        let k3 = (log_ratio.exp() - 1.0 - &log_ratio) * &mask;
+        Ok(Mismatch {
+            diff_sum: diff.sum(Kind::Double).double_value(&[]),
+            diff_max: diff.max().double_value(&[]),
+            k3_sum: k3.sum(Kind::Double).double_value(&[]),
+            tokens: mask.sum(Kind::Double).double_value(&[]),
+        })
+    }
+
+    /// Adds another part's sums.
+    pub(crate) fn add(&mut self, o: Mismatch) {
+        self.diff_sum += o.diff_sum;
+        self.diff_max = self.diff_max.max(o.diff_max);
+        self.k3_sum += o.k3_sum;
+        self.tokens += o.tokens;
+    }
+
+    /// Sets the three metrics.
+    pub(crate) fn set_metrics(&self, m: &mut Metrics) {
+        let tokens = self.tokens.max(1.0);
+        m.set(
+            "rollout/logp_diff_mean",
+            self.diff_sum / tokens,
+            Reduce::TokenMean,
+        );
+        m.set("rollout/logp_diff_max", self.diff_max, Reduce::Max);
+        m.set("rollout/kl_k3", self.k3_sum / tokens, Reduce::TokenMean);
+    }
 }
 
 /// The correction's effect: `rollout/is_weight_mean` over valid tokens and
@@ -300,13 +332,14 @@ fn shape_scores(inputs: &ExperienceInputs<'_>, ro: &mut Rollout) -> Result<Optio
     Ok(Some(delta))
 }
 
-/// The old policy's statistics of the responses, without gradient: what the loss needs plus the
-/// top-5 and entropy of the diagnostics; and the reference policy's log-probs when the loss
-/// needs them.
+/// The old policy's statistics of the responses, without gradient (unless `skip`: the update's
+/// own pass gives them): what the loss needs plus the top-5 and entropy of the diagnostics; and
+/// the reference policy's log-probs when the loss needs them.
 fn old_statistics(
     inputs: &ExperienceInputs<'_>,
     r: &Responses,
-) -> Result<(TokenStats, Option<Tensor>)> {
+    skip: bool,
+) -> Result<(Option<TokenStats>, Option<Tensor>)> {
     let policy = inputs.session.policy.as_ref();
     let diag = ConcentrationAccumulator::needs(policy.vocab_size());
     let needs = StatsNeeds {
@@ -315,7 +348,11 @@ fn old_statistics(
         ..diag
     };
     let _g = tch::no_grad_guard();
-    let old = policy.token_stats(&r.seq, &needs)?;
+    let old = if skip {
+        None
+    } else {
+        Some(policy.token_stats(&r.seq, &needs)?)
+    };
     let ref_logp = match inputs.reference {
         Some(reference) => Some(reference.token_stats(policy, &r.seq)?.logp),
         None => None,
@@ -323,21 +360,10 @@ fn old_statistics(
     Ok((old, ref_logp))
 }
 
-/// The step's reward, rollout, concentration and advantage metrics.
-fn step_metrics(step: u64, ro: &Rollout, advantages: &Tensor, conc: &Concentration) -> Metrics {
-    let r = &ro.responses;
-    let b = r.len();
-    let tokens = r.mask.sum(Kind::Double).double_value(&[]);
+/// The old policy's probability concentration over the step's response tokens (`conc/*`).
+pub(crate) fn concentration_metrics(m: &mut Metrics, conc: &Concentration) {
     let rank = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
-    let mut m = Metrics::new(step + 1);
-    let per_response = Reduce::ResponseMean;
     let per_token = Reduce::TokenMean;
-    m.set(
-        "reward/mean",
-        r.scores.mean(Kind::Double).double_value(&[]),
-        per_response,
-    );
-    m.set("reward/accuracy", ro.accuracy(), per_response);
     for i in 0..5 {
         m.set(
             format!("conc/lambda_{}", i + 1),
@@ -350,6 +376,22 @@ fn step_metrics(step: u64, ro: &Rollout, advantages: &Tensor, conc: &Concentrati
     m.set("conc/rank3_prob", rank(&conc.rank_prob, 2), per_token);
     m.set("conc/entropy", conc.entropy_mean, per_token);
     m.set("conc/sampled_logp", conc.sampled_logp, per_token);
+}
+
+/// The step's reward, rollout and advantage metrics.
+fn step_metrics(step: u64, ro: &Rollout, advantages: &Tensor) -> Metrics {
+    let r = &ro.responses;
+    let b = r.len();
+    let tokens = r.mask.sum(Kind::Double).double_value(&[]);
+    let mut m = Metrics::new(step + 1);
+    let per_response = Reduce::ResponseMean;
+    let per_token = Reduce::TokenMean;
+    m.set(
+        "reward/mean",
+        r.scores.mean(Kind::Double).double_value(&[]),
+        per_response,
+    );
+    m.set("reward/accuracy", ro.accuracy(), per_response);
     m.set("rollout/response_len", tokens / b as f64, per_response);
     m.set(
         "rollout/truncated_frac",

@@ -152,9 +152,11 @@ fn a_finished_k2_run_extended_with_more_steps_keeps_the_bound() {
 #[test]
 fn corrections_weigh_an_unchanged_policy_by_exactly_one() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Trainer::new(small_config(&[]), dir.path()).unwrap();
+    let always = toml::Value::String("always".into());
+    let t = Trainer::new(small_config(&[("train.old_logp_pass", always)]), dir.path()).unwrap();
     let (exp, _) = t.make_experience().unwrap();
     let mask = &exp.responses.mask;
+    let old = exp.old_logp.as_ref().expect("an old-policy pass");
     for table in [
         "type = \"tis\"",
         "type = \"mis\"\nlevel = \"token\"",
@@ -162,11 +164,7 @@ fn corrections_weigh_an_unchanged_policy_by_exactly_one() {
         "type = \"mis\"\nlevel = \"geometric\"",
     ] {
         let c: Box<dyn rlvr_core::CorrectionConfig> = toml::from_str(table).unwrap();
-        let w = c
-            .build()
-            .unwrap()
-            .weights(&exp.old_logp, &exp.old_logp, mask)
-            .unwrap();
+        let w = c.build().unwrap().weights(old, old, mask).unwrap();
         let off = ((w - 1.0) * mask).abs().max().double_value(&[]);
         assert_eq!(off, 0.0, "{table}");
     }
@@ -178,7 +176,8 @@ fn behaviour_proximal_takes_the_engines_log_probs() {
     let cfg = small_config(&[("train.proximal", toml::Value::String("behaviour".into()))]);
     let t = Trainer::new(cfg, dir.path()).unwrap();
     let (exp, _) = t.make_experience().unwrap();
-    assert!(exp.old_logp.equal(&exp.responses.rollout_logp));
+    let old = exp.old_logp.as_ref().expect("the engine's log-probs");
+    assert!(old.equal(&exp.responses.rollout_logp));
     let with_correction = small_config(&[
         ("train.proximal", toml::Value::String("behaviour".into())),
         ("algo.correction.type", toml::Value::String("tis".into())),

@@ -13,13 +13,15 @@ use tch::{Kind, Tensor};
 #[test]
 fn one_rl_step_makes_experience_then_updates_the_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut t = Trainer::new(small_config(&[]), tmp.path()).unwrap();
+    let always = toml::Value::String("always".into());
+    let mut t = Trainer::new(small_config(&[("train.old_logp_pass", always)]), tmp.path()).unwrap();
     let (exp, m) = t.make_experience().unwrap();
     // 4 prompts × 4 samples, responses padded to a common length.
     assert_eq!(exp.len(), 16);
     let width = exp.responses.tokens.size()[1];
     assert!(width >= 1 && width <= t.cfg.train.max_new_tokens);
-    for x in [&exp.responses.mask, &exp.advantages, &exp.old_logp] {
+    let old_logp = exp.old_logp.as_ref().expect("an old-policy pass");
+    for x in [&exp.responses.mask, &exp.advantages, old_logp] {
         assert_eq!(x.size(), vec![16, width]);
     }
     assert_eq!(exp.responses.scores.size(), vec![16]);
@@ -37,12 +39,7 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
         .sum(Kind::Double)
         .double_value(&[]);
     assert_eq!(on_pad, 0.0);
-    assert!(
-        (&exp.old_logp * &exp.responses.mask)
-            .max()
-            .double_value(&[])
-            <= 0.0
-    );
+    assert!((old_logp * &exp.responses.mask).max().double_value(&[]) <= 0.0);
     // GRPO-style advantages are centred within each prompt's group.
     let per_response = exp.advantages.sum_dim_intlist(-1, false, Kind::Double)
         / exp
@@ -109,6 +106,86 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
     let m = t.train_step().unwrap();
     assert_eq!((m.step, t.step), (1, 1));
     assert!(m.get("time/step").is_some());
+}
+
+/// Experience and one update of `cfg` (a fresh trainer), with the update's metrics merged in.
+fn experience_and_update(
+    cfg: rlvr_train::config::RunConfig,
+) -> (
+    Option<Tensor>,
+    rlvr_train::metrics::Metrics,
+    Vec<(String, Tensor)>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Trainer::new(cfg, tmp.path()).unwrap();
+    let (exp, mut m) = t.make_experience().unwrap();
+    let mut t = t;
+    let tc = t.cfg.train.clone();
+    let lr = t.lr();
+    let um = t
+        .actor
+        .update(
+            t.session.policy.as_ref(),
+            &exp,
+            &tc,
+            0,
+            lr,
+            &rlvr_train::distributed::Single,
+        )
+        .unwrap();
+    m.extend(um);
+    (exp.old_logp, m, params(&t))
+}
+
+#[test]
+fn without_the_old_policy_pass_the_update_and_its_diagnostics_are_unchanged() {
+    // One optimizer step per batch, on-policy: the old log-probs are the update's own, so the
+    // pass before the update is left out (train.old_logp_pass = auto) — TRL's num_iterations
+    // = 1. Against the same step with the pass (always): the same weights, loss, gradient norm
+    // and diagnostics (now taken from the update's statistics), to f32 rounding.
+    for algo in ["simko", "grpo", "rloo", "kl-cov"] {
+        let cfg = |pass: &str| {
+            small_config(&[
+                ("algo.preset", toml::Value::String(algo.into())),
+                ("train.old_logp_pass", toml::Value::String(pass.into())),
+            ])
+        };
+        let (old_auto, ma, pa) = experience_and_update(cfg("auto"));
+        let (old_always, mb, pb) = experience_and_update(cfg("always"));
+        // KL-Cov's |log π − log π_old| keeps the pass (PolicyLoss::needs_old_pass).
+        assert_eq!(
+            old_auto.is_none(),
+            algo != "kl-cov",
+            "{algo}: the pass was left out"
+        );
+        assert!(old_always.is_some(), "{algo}: the pass ran");
+        for ((name, a), (_, b)) in pa.iter().zip(&pb) {
+            let rel = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-12);
+            assert!(rel <= 1e-5, "{algo} {name}: {rel}");
+        }
+        for key in [
+            "actor/loss",
+            "actor/grad_norm",
+            "conc/lambda_1",
+            "conc/lambda_2",
+            "conc/top1_prob",
+            "conc/entropy",
+            "conc/sampled_logp",
+            "rollout/logp_diff_mean",
+            "rollout/kl_k3",
+            "reward/mean",
+        ] {
+            let (x, y) = (ma.value(key), mb.value(key));
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{algo} {key}: {x} without the pass, {y} with it"
+            );
+        }
+        assert!(ma.value("rollout/logp_diff_max") < 1e-4, "{algo}");
+    }
+    // More than one step per batch: the old policy differs from the later steps' weights.
+    let two = small_config(&[("train.mini_batches", toml::Value::Integer(2))]);
+    assert!(experience_and_update(two).0.is_some());
 }
 
 #[test]

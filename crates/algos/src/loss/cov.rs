@@ -172,6 +172,12 @@ impl PolicyLoss for KlCovConfig {
         self.surrogate.needs()
     }
 
+    /// |log π − log π_old| has no gradient at exactly 0; after a recompute it has the sign of
+    /// the rounding difference (verl's behaviour), which the penalised tokens then follow.
+    fn needs_old_pass(&self) -> bool {
+        true
+    }
+
     fn per_token_loss(&self, input: &LossInput<'_>) -> Result<LossOutput> {
         let r = ratio(input)?;
         // The reference code leaves the ratio unclipped and penalises the chosen tokens.
