@@ -3,7 +3,7 @@
 # (commit, machine, threads, raw figures: scripts/bench/record.py) and the tables of
 # docs/performance.md and the README are regenerated from those files (`bench-tables`; the
 # `bench_tables` test fails when a table disagrees with its JSON).
-#   scripts/bench.sh [--quick] [update] [rollout]
+#   scripts/bench.sh [--quick] [update] [rollout] [grpo]
 # Without names: all. --quick runs each on small sizes into target/bench/quick/ and prints the
 # tables, leaving docs/ alone (a check that the benchmarks run; minutes instead of ~40).
 # The scripts it calls rebuild their binaries from this checkout (cargo, release profile) and
@@ -12,6 +12,8 @@
 #            response tokens, rlvr vs the strong and the plain PyTorch + transformers update
 #   rollout  scripts/bench-rollout.sh: 32 prompts × 8 samples × ≤ 256 tokens on the 39M Qwen2
 #            shape, rlvr vs transformers' generate (dynamic and static cache)
+#   grpo     scripts/bench-grpo.sh: a whole GRPO step at the Qwen2.5-0.5B shape, rlvr vs TRL's
+#            GRPOTrainer on the same work (3 steps each; --quick: 2)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,11 +22,11 @@ names=()
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
-    update|rollout) names+=("$a") ;;
-    *) echo "scripts/bench.sh: unknown argument '$a' (valid: --quick, update, rollout)" >&2; exit 2 ;;
+    update|rollout|grpo) names+=("$a") ;;
+    *) echo "scripts/bench.sh: unknown argument '$a' (valid: --quick, update, rollout, grpo)" >&2; exit 2 ;;
   esac
 done
-[[ ${#names[@]} -gt 0 ]] || names=(update rollout)
+[[ ${#names[@]} -gt 0 ]] || names=(update rollout grpo)
 if [[ $quick == 1 ]]; then
   dest=target/bench/quick
 else
@@ -48,7 +50,14 @@ for name in "${names[@]}"; do
       else
         OUT=$work BENCH_COMMAND="scripts/bench.sh rollout" scripts/bench-rollout.sh
       fi ;;
+    grpo)
+      if [[ $quick == 1 ]]; then
+        OUT=$work STEPS=2 BENCH_COMMAND="scripts/bench.sh --quick grpo" scripts/bench-grpo.sh
+      else
+        OUT=$work BENCH_COMMAND="scripts/bench.sh grpo" scripts/bench-grpo.sh
+      fi ;;
   esac
+  mkdir -p "$dest"
   cp "$work/$name.json" "$dest/$name.json"
   echo "bench: $dest/$name.json" >&2
 done
