@@ -13,21 +13,6 @@ use rlvr_models::transformer::{padded_rows, INVARIANT_MIN_ROWS};
 use rlvr_models::HfModel;
 use tch::{Device, Kind, Tensor};
 
-/// Left-pads `rows` into ids and mask `[B, W]`.
-fn left_pad(rows: &[Vec<i64>]) -> (Tensor, Tensor) {
-    let w = rows.iter().map(Vec::len).max().unwrap();
-    let (mut ids, mut mask) = (Vec::new(), Vec::new());
-    for r in rows {
-        ids.extend(std::iter::repeat_n(0, w - r.len()).chain(r.iter().copied()));
-        mask.extend(std::iter::repeat_n(0i64, w - r.len()).chain(std::iter::repeat_n(1, r.len())));
-    }
-    let shape = [rows.len() as i64, w as i64];
-    (
-        Tensor::from_slice(&ids).reshape(shape),
-        Tensor::from_slice(&mask).reshape(shape),
-    )
-}
-
 /// Largest |generation log-prob − full-pass log-prob| over every sampled token, with the full
 /// pass over the responses laid out as the trainer does (prompts left-padded to the longest,
 /// responses right-padded), in another row order and next to other rows than in generation;

@@ -75,18 +75,7 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
 
     let before = params(&t);
     let lr = t.lr();
-    let tc = t.cfg.train.clone();
-    let um = t
-        .actor
-        .update(
-            t.session.policy.as_ref(),
-            &exp,
-            &tc,
-            0,
-            lr,
-            &rlvr_train::distributed::Single,
-        )
-        .unwrap();
+    let um = update_once(&mut t, &exp);
     let after = params(&t);
     let changed = before
         .iter()
@@ -108,6 +97,25 @@ fn one_rl_step_makes_experience_then_updates_the_weights() {
     assert!(m.get("time/step").is_some());
 }
 
+/// The actor's update of `exp` at the trainer's first step, in one process.
+fn update_once(
+    t: &mut Trainer,
+    exp: &rlvr_train::experience::Experience,
+) -> rlvr_train::metrics::Metrics {
+    let tc = t.cfg.train.clone();
+    let lr = t.lr();
+    t.actor
+        .update(
+            t.session.policy.as_ref(),
+            exp,
+            &tc,
+            0,
+            lr,
+            &rlvr_train::distributed::Single,
+        )
+        .unwrap()
+}
+
 /// Experience and one update of `cfg` (a fresh trainer), with the update's metrics merged in.
 fn experience_and_update(
     cfg: rlvr_train::config::RunConfig,
@@ -117,23 +125,9 @@ fn experience_and_update(
     Vec<(String, Tensor)>,
 ) {
     let tmp = tempfile::tempdir().unwrap();
-    let t = Trainer::new(cfg, tmp.path()).unwrap();
+    let mut t = Trainer::new(cfg, tmp.path()).unwrap();
     let (exp, mut m) = t.make_experience().unwrap();
-    let mut t = t;
-    let tc = t.cfg.train.clone();
-    let lr = t.lr();
-    let um = t
-        .actor
-        .update(
-            t.session.policy.as_ref(),
-            &exp,
-            &tc,
-            0,
-            lr,
-            &rlvr_train::distributed::Single,
-        )
-        .unwrap();
-    m.extend(um);
+    m.extend(update_once(&mut t, &exp));
     (exp.old_logp, m, params(&t))
 }
 
