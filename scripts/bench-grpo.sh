@@ -53,6 +53,9 @@ print(json.dumps({"impl": "rlvr", "step_seconds": [r["time/step"] for r in m],
                   "mean_length": [r["rollout/response_len"] for r in m],
                   "threads": int(sys.argv[2])}))
 PY
+# The run's final checkpoint (weights and AdamW moments of the 0.5B shape, ~6 GB) is not needed.
+cp "$out/runs/rlvr/metrics.jsonl" "$out/rlvr-metrics.jsonl"
+rm -rf "$out/runs"
 OMP_NUM_THREADS=$threads "$python" scripts/bench/grpo_trl.py crates/models/shapes/qwen2.5-0.5b.json \
   "$out/prompts.jsonl" "$steps" "$alphabet" 2>"$out/trl.log" | tail -1 | tee "$out/trl.json"
 settings=$(printf '{"what": "whole GRPO step, Qwen2.5-0.5B shape, 2 prompts × 8 samples × ≤ 64 tokens", "steps": %s}' "$steps")
