@@ -186,18 +186,21 @@ impl Generate for Failing {
 fn a_generator_error_reaches_the_trainer() {
     let plan = StalenessPlan { k: 1, base: 0 };
     let mut p = Pipeline::start(Failing(0), plan, Vec::new()).unwrap();
-    let mut err = None;
-    for s in 0..5u64 {
+    // The error may surface from whichever call meets the stopped generator first: a publish
+    // or submit after its thread ended, or the take that waits for the failed batch.
+    let step = |p: &mut Pipeline<Failing>, s: u64| -> rlvr_train::Result<()> {
         let last = s + 1;
-        if p.needs(s, last) && p.publish(s, ()).is_err() {
-            break;
+        if p.needs(s, last) {
+            p.publish(s, ())?;
         }
         while p.next_submit() <= last {
-            if p.submit(()).is_err() {
-                break;
-            }
+            p.submit(())?;
         }
-        if let Err(e) = p.take(s) {
+        p.take(s).map(|_| ())
+    };
+    let mut err = None;
+    for s in 0..5u64 {
+        if let Err(e) = step(&mut p, s) {
             err = Some((s, e.to_string()));
             break;
         }
