@@ -3,7 +3,7 @@
 # (commit, machine, threads, raw figures: scripts/bench/record.py) and the tables of
 # docs/performance.md and the README are regenerated from those files (`bench-tables`; the
 # `bench_tables` test fails when a table disagrees with its JSON).
-#   scripts/bench.sh [--quick] [update] [rollout] [grpo]
+#   scripts/bench.sh [--quick] [update] [rollout] [grpo] [update-path]
 # Without names: all. --quick runs each on small sizes into target/bench/quick/ and prints the
 # tables, leaving docs/ alone (a check that the benchmarks run; minutes instead of ~40).
 # The scripts it calls rebuild their binaries from this checkout (cargo, release profile) and
@@ -14,6 +14,9 @@
 #            shape, rlvr vs transformers' generate (dynamic and static cache)
 #   grpo     scripts/bench-grpo.sh: a whole GRPO step at the Qwen2.5-0.5B shape, rlvr vs TRL's
 #            GRPOTrainer on the same work (3 steps each; --quick: 2)
+#   update-path  scripts/bench-update-path.sh: the update step from logits (statistics, loss,
+#            gradient), SimKO vs GRPO, 4 alternating runs at 16 × 1024 and 4 × 1024 tokens of a
+#            32768 vocabulary (--quick: one run at 4 × 256)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,11 +25,11 @@ names=()
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
-    update|rollout|grpo) names+=("$a") ;;
-    *) echo "scripts/bench.sh: unknown argument '$a' (valid: --quick, update, rollout, grpo)" >&2; exit 2 ;;
+    update|rollout|grpo|update-path) names+=("$a") ;;
+    *) echo "scripts/bench.sh: unknown argument '$a' (valid: --quick, update, rollout, grpo, update-path)" >&2; exit 2 ;;
   esac
 done
-[[ ${#names[@]} -gt 0 ]] || names=(update rollout grpo)
+[[ ${#names[@]} -gt 0 ]] || names=(update rollout grpo update-path)
 if [[ $quick == 1 ]]; then
   dest=target/bench/quick
 else
@@ -55,6 +58,12 @@ for name in "${names[@]}"; do
         OUT=$work STEPS=2 BENCH_COMMAND="scripts/bench.sh --quick grpo" scripts/bench-grpo.sh
       else
         OUT=$work BENCH_COMMAND="scripts/bench.sh grpo" scripts/bench-grpo.sh
+      fi ;;
+    update-path)
+      if [[ $quick == 1 ]]; then
+        OUT=$work BENCH_COMMAND="scripts/bench.sh --quick update-path" scripts/bench-update-path.sh 1 4x256x32768
+      else
+        OUT=$work BENCH_COMMAND="scripts/bench.sh update-path" scripts/bench-update-path.sh 4
       fi ;;
   esac
   mkdir -p "$dest"

@@ -144,6 +144,7 @@ fn table(doc: &Value) -> Result<String, String> {
         Some("update") => Ok(update_table(doc)),
         Some("rollout") => Ok(rollout_table(doc)),
         Some("grpo") => Ok(grpo_table(doc)),
+        Some("update-path") => Ok(update_path_table(doc)),
         other => Err(format!("unknown benchmark {other:?}")),
     }
 }
@@ -239,17 +240,8 @@ fn median_step(r: Option<&Value>) -> Option<f64> {
         .iter()
         .filter_map(Value::as_f64)
         .collect();
-    let mut later: Vec<f64> = steps.iter().skip(1).copied().collect();
-    if later.is_empty() {
-        later = steps;
-    }
-    later.sort_by(f64::total_cmp);
-    let n = later.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(later[n / 2]),
-        _ => Some((later[n / 2 - 1] + later[n / 2]) / 2.0),
-    }
+    let later: Vec<f64> = steps.iter().skip(1).copied().collect();
+    median(if later.is_empty() { steps } else { later })
 }
 
 fn grpo_table(doc: &Value) -> String {
@@ -282,6 +274,74 @@ fn grpo_table(doc: &Value) -> String {
             } else {
                 format!("**{}**", ratio(rlvr, median_step(r)))
             },
+        ));
+    }
+    t
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2]),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+/// Sizes of an update-path run (`BxTxV`), in the order they ran.
+fn sizes(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rows(doc) {
+        let s = text(r, "size");
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// One implementation's criterion medians (ms) at one update-path size, run by run.
+fn path_runs(doc: &Value, imp: &str, size: &str) -> Vec<f64> {
+    rows(doc)
+        .iter()
+        .filter(|r| text(r, "impl") == imp && text(r, "size") == size)
+        .filter_map(|r| num(r, "ms"))
+        .collect()
+}
+
+/// SimKO's median over GRPO's at one update-path size.
+fn path_ratio(doc: &Value, size: &str) -> String {
+    ratio(
+        median(path_runs(doc, "simko", size)),
+        median(path_runs(doc, "grpo", size)),
+    )
+}
+
+fn update_path_table(doc: &Value) -> String {
+    let mut t = String::from(
+        "| size (responses × tokens × vocabulary) | GRPO ms per run | SimKO ms per run \
+         | GRPO median | SimKO median | SimKO / GRPO |\n|---|---|---|---|---|---|\n",
+    );
+    let list = |xs: &[f64]| {
+        xs.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    for size in sizes(doc) {
+        let (g, s) = (
+            path_runs(doc, "grpo", &size),
+            path_runs(doc, "simko", &size),
+        );
+        t.push_str(&format!(
+            "| {} | {} | {} | {} | {} | **{}** |\n",
+            size.replace('x', " × "),
+            list(&g),
+            list(&s),
+            cell(median(g.clone()), 1.0, 1),
+            cell(median(s.clone()), 1.0, 1),
+            path_ratio(doc, &size),
         ));
     }
     t
@@ -338,6 +398,22 @@ fn summary(all: &[(String, Value)]) -> Result<String, String> {
                     cell(rlvr, 1.0, 1),
                     cell(trl, 1.0, 1),
                     ratio(rlvr, trl)
+                )
+            }
+            Some("update-path") => {
+                let per: Vec<String> = sizes(doc)
+                    .iter()
+                    .map(|size| {
+                        format!(
+                            "**{}×** at {}",
+                            path_ratio(doc, size),
+                            size.replace('x', " × ")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "SimKO / GRPO time: {} ([table](docs/performance.md))",
+                    per.join(", ")
                 )
             }
             other => {

@@ -81,4 +81,20 @@ fn a_table_shows_the_figures_of_its_json() {
         t.contains("| trl | 70.0 / 60.0 / 68.0 | 64.0 | **0.50** |"),
         "{t}"
     );
+    // The update path: medians over runs, SimKO over GRPO per size.
+    let path = json!({"benchmark": "update-path", "rows": [
+        {"impl": "grpo", "size": "4x1024x32768", "run": 1, "ms": 100.0},
+        {"impl": "simko", "size": "4x1024x32768", "run": 1, "ms": 130.0},
+        {"impl": "simko", "size": "4x1024x32768", "run": 2, "ms": 110.0},
+        {"impl": "grpo", "size": "4x1024x32768", "run": 2, "ms": 100.0},
+        {"impl": "simko", "size": "4x1024x32768", "run": 3, "ms": 120.0},
+        {"impl": "grpo", "size": "4x1024x32768", "run": 3, "ms": 90.0}]});
+    let all = vec![("update-path".to_string(), path)];
+    let t = block("update-path", &all).unwrap();
+    assert!(
+        t.contains("| 4 × 1024 × 32768 | 100.0 / 100.0 / 90.0 | 130.0 / 110.0 / 120.0 | 100.0 | 120.0 | **1.20** |"),
+        "{t}"
+    );
+    let s = block("summary", &all).unwrap();
+    assert!(s.contains("**1.20×** at 4 × 1024 × 32768"), "{s}");
 }

@@ -94,10 +94,12 @@ pub fn step_autograd(algo: &Algorithm, x: &Inputs) -> f64 {
     logits.grad().norm().double_value(&[])
 }
 
-/// Logits `[N, V]` held in memory; the gradient is written into `grad`.
+/// Logits `[N, V]` held in memory; each chunk's gradient is written into `sink` when there is
+/// one, else only one of its elements is summed into `check` (the work is eager either way).
 struct Held<'a> {
     logits: Tensor,
-    grad: &'a Tensor,
+    sink: Option<&'a Tensor>,
+    check: std::cell::RefCell<Tensor>,
 }
 
 impl ChunkedLogits for Held<'_> {
@@ -116,15 +118,24 @@ impl ChunkedLogits for Held<'_> {
     ) -> rlvr_core::Result<()> {
         let logits = held.unwrap_or_else(|| self.logits.narrow(0, start, len));
         let g = grad_of(&logits)?;
-        self.grad.narrow(0, start, len).copy_(&g);
+        match self.sink {
+            Some(sink) => {
+                sink.narrow(0, start, len).copy_(&g);
+            }
+            None => {
+                let mut check = self.check.borrow_mut();
+                *check = &*check + g.get(0).get(0);
+            }
+        }
         Ok(())
     }
 }
 
-/// A buffer `[B·T, V]` for [`step`]'s gradient. The trainer pushes each chunk's gradient into
-/// the LM head instead of keeping it; a benchmark that allocated this buffer per step would time
-/// the allocator (a fresh 2 GiB at the default size, which alternates between reused and
-/// newly faulted pages from one step to the next).
+/// A buffer `[B·T, V]` for [`step`]'s gradient, where a benchmark needs the whole gradient to
+/// exist at once (the memory bench: autograd's peak holds its gradient too). The trainer pushes
+/// each chunk's gradient into the LM head instead of keeping it; a benchmark that allocated this
+/// buffer per step would time the allocator (a fresh 2 GiB at the default size, which alternates
+/// between reused and newly faulted pages from one step to the next).
 pub fn grad_buffer(x: &Inputs) -> Tensor {
     let size = x.logits.size();
     Tensor::empty(
@@ -133,14 +144,19 @@ pub fn grad_buffer(x: &Inputs) -> Tensor {
     )
 }
 
-/// One update step as the trainer runs it (chunks of `chunk` tokens), the gradient written into
-/// `grad` (from [`grad_buffer`]); returns the gradient norm.
-pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64, grad: &Tensor) -> f64 {
+/// One update step as the trainer runs it (chunks of `chunk` tokens): the statistics, the loss
+/// and each chunk's gradient into the logits. With `sink` the gradient is written into it (from
+/// [`grad_buffer`]) and the step returns its norm; without, each chunk's gradient is dropped
+/// once computed (in the trainer it goes on into the LM head's matmuls, the same for every
+/// algorithm) and the step returns the sum of one element per chunk — so a timing holds only
+/// what differs between algorithms, not a 2 GiB copy and a norm over it.
+pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64, sink: Option<&Tensor>) -> f64 {
     let size = x.logits.size();
     let (b, t, v) = (size[0], size[1], size[2]);
     let held = Held {
         logits: x.logits.reshape([b * t, v]),
-        grad,
+        sink,
+        check: std::cell::RefCell::new(Tensor::zeros([], (Kind::Float, x.logits.device()))),
     };
     backward_through_stats(
         &held,
@@ -152,7 +168,10 @@ pub fn step(algo: &Algorithm, x: &Inputs, chunk: i64, grad: &Tensor) -> f64 {
         &mut |s| loss(algo, x, s),
     )
     .expect("update");
-    grad.norm().double_value(&[])
+    match sink {
+        Some(grad) => grad.norm().double_value(&[]),
+        None => held.check.into_inner().double_value(&[]),
+    }
 }
 
 /// Size from `RLVR_BENCH_SIZE=BxTxV`, default 16×1024×32768 (16k tokens, 32k vocabulary).
