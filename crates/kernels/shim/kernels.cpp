@@ -57,4 +57,18 @@ int rlvr_kernels_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor
   }
 }
 
+// Drops the gradient of each of n tensors (`.grad` becomes undefined, its memory released):
+// PyTorch's `zero_grad(set_to_none=True)`, which tch has no binding for.
+int rlvr_kernels_release_grads(at::Tensor **tensors, int64_t n, char **error) {
+  try {
+    for (int64_t i = 0; i < n; ++i) {
+      tensors[i]->mutable_grad().reset();
+    }
+    return 0;
+  } catch (const std::exception &e) {
+    *error = copy_message(e.what());
+    return 1;
+  }
+}
+
 } // extern "C"

@@ -23,6 +23,25 @@ extern "C" {
     ) -> c_int;
 }
 
+extern "C" {
+    fn rlvr_kernels_release_grads(
+        tensors: *const *mut C_tensor,
+        n: i64,
+        error: *mut *mut c_char,
+    ) -> c_int;
+}
+
+/// Drops the `.grad` of every tensor in `params` (PyTorch's `zero_grad(set_to_none=True)`): the
+/// next backward allocates them again as it reaches each parameter, so between updates — and
+/// during the part of the next update before its backward — they take no memory.
+pub fn release_grads(params: &[Tensor]) -> Result<(), KernelError> {
+    let ptrs: Vec<*mut C_tensor> = params.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: every pointer is a live at::Tensor owned by the caller for the whole call.
+    let rc = unsafe { rlvr_kernels_release_grads(ptrs.as_ptr(), ptrs.len() as i64, &mut error) };
+    shim_result("release_grads", rc, error)
+}
+
 /// The hyper-parameters of one AdamW step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWStep {
@@ -135,6 +154,18 @@ pub fn fused_adamw(
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    #[test]
+    fn released_gradients_are_undefined_and_come_back_with_the_next_backward() {
+        let w = Tensor::ones([3, 2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        (&w * 2.0).sum(Kind::Float).backward();
+        assert!(w.grad().defined());
+        release_grads(std::slice::from_ref(&w)).unwrap();
+        assert!(!w.grad().defined());
+        (&w * 3.0).sum(Kind::Float).backward();
+        // A fresh gradient, not added to the released one.
+        assert_eq!(w.grad().double_value(&[0, 0]), 3.0);
+    }
 
     /// The update written out element by element in f64 (Loshchilov & Hutter 2019, Algorithm 2).
     fn reference(p: &[f64], g: &[f64], m: &[f64], v: &[f64], h: AdamWStep) -> Vec<[f64; 3]> {

@@ -14,7 +14,7 @@ mod adamw;
 mod invariant_attention;
 mod softmax_stats;
 
-pub use adamw::{fused_adamw, AdamWStep};
+pub use adamw::{fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
 pub use softmax_stats::{softmax_stats, SoftmaxStats};
 

@@ -138,6 +138,8 @@ fn child(len: i64) {
             })
             .expect("update");
         optimizer_step(&mut opt, policy.var_store(), loss, 1e-6, 1.0).expect("AdamW step");
+        // As the one-process trainer does after each step.
+        AdamW::release_grads(policy.var_store()).expect("release gradients");
         if dev.is_cuda() {
             tch::Cuda::synchronize(0);
         }

@@ -188,6 +188,9 @@ impl Actor {
             gather_parameters(world, policy.var_store(), spec)?;
             tally.time_all_reduce += t_ag.elapsed().as_secs_f64();
         }
+        if world.is_single() {
+            AdamW::release_grads(policy.var_store())?;
+        }
         Ok((loss_total, outcome))
     }
 

@@ -170,6 +170,15 @@ impl AdamW {
         }
     }
 
+    /// Releases every trained variable's gradient (PyTorch's `zero_grad(set_to_none=True)`):
+    /// the next backward allocates each again when it reaches it, so the update's phases before
+    /// that (the LM head's statistics and kept logits) run without a model's worth of gradients
+    /// in memory. One process only: data-parallel ranks all-reduce gradients every rank must hold.
+    pub fn release_grads(vs: &VarStore) -> Result<()> {
+        let vars: Vec<Tensor> = named_vars(vs).into_iter().map(|(_, v)| v).collect();
+        rlvr_kernels::release_grads(&vars).map_err(|e| TrainError::Run(e.to_string()))
+    }
+
     /// One update with learning rate `lr`, gradients scaled by `scale` (for clipping), in place:
     /// PyTorch's `torch.optim.AdamW` (`m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
     /// `θ ← θ(1 − lr·wd) − lr/bc₁ · m / (√v/√bc₂ + ε)`) through its fused kernel
