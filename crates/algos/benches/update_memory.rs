@@ -6,6 +6,8 @@
 
 mod update;
 
+use tch::{Kind, Tensor};
+
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -14,6 +16,19 @@ fn peak_rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// A buffer `[B·T, V]` for [`update::step`]'s gradient, where a benchmark needs the whole gradient to
+/// exist at once (the memory bench: autograd's peak holds its gradient too). The trainer pushes
+/// each chunk's gradient into the LM head instead of keeping it; a benchmark that allocated this
+/// buffer per step would time the allocator (a fresh 2 GiB at the default size, which alternates
+/// between reused and newly faulted pages from one step to the next).
+fn grad_buffer(x: &update::Inputs) -> Tensor {
+    let size = x.logits.size();
+    Tensor::empty(
+        [size[0] * size[1], size[2]],
+        (Kind::Float, x.logits.device()),
+    )
 }
 
 fn child(which: &str) {
@@ -26,7 +41,7 @@ fn child(which: &str) {
     } else if which != "baseline" {
         let algo = update::algorithm(which);
         // The gradient buffer counts: autograd's peak holds its `[tokens, vocab]` gradient too.
-        let grad = update::grad_buffer(&x);
+        let grad = grad_buffer(&x);
         std::hint::black_box(update::step(&algo, &x, update::CHUNK, Some(&grad)));
     }
     println!("{}", peak_rss_mib() - base);

@@ -22,9 +22,12 @@ pub struct UpdatePlan {
     pub keep_logits_bytes: i64,
 }
 
-/// The default [`UpdatePlan::keep_logits_bytes`]: 2 GiB, all of a 2 × 512-token micro-batch's
-/// logits at Qwen2.5's vocabulary of 151 936 (0.6 GB), 4 of 5 chunks at 2 × 2048 tokens.
-pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 2 << 30;
+/// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 512`): at Qwen2.5's
+/// vocabulary of 151 936 one chunk of up to 883 tokens besides the last — all of a 2 × 512-token
+/// micro-batch's logits. Each kept token saves a `[V, H]` matmul row (about 7% of a 0.5B update's
+/// compute per token) for 0.6 MB; 2 GiB cost more peak memory than the strong PyTorch update at
+/// 2 × 1024 and 2 × 2048 tokens (docs/performance.md).
+pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 512 << 20;
 
 impl UpdatePlan {
     /// A plan with chunks of `chunk` tokens, checkpointing on or off, and the default logits kept.
@@ -66,7 +69,7 @@ impl ChunkedLogits for Head<'_> {
         start: i64,
         len: i64,
         held: Option<Tensor>,
-        grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
+        grad_of: &mut dyn FnMut(Tensor, bool) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<()> {
         let _guard = tch::no_grad_guard();
         let h = self.hidden.f_narrow(0, start, len)?;
@@ -75,7 +78,8 @@ impl ChunkedLogits for Head<'_> {
             None => self.model.logits(&h)?,
         };
         let kind = logits.kind();
-        let g = grad_of(&logits)?.f_to_kind(kind)?;
+        // The logits are this chunk's alone: the gradient is written over them.
+        let g = grad_of(logits, true)?.f_to_kind(kind)?;
         let w = self.model.head_weight().f_to_kind(kind)?;
         let dh = g.f_matmul(&w)?;
         self.grad_hidden

@@ -27,6 +27,9 @@ pub struct HfPolicy {
     pub chunk: i64,
     /// Activation checkpointing in the update (keep layer inputs, recompute in backward).
     pub checkpoint: bool,
+    /// LM-head logits kept from the statistics pass for the gradient pass, in bytes
+    /// ([`UpdatePlan::keep_logits_bytes`]).
+    pub keep_logits_bytes: i64,
 }
 
 impl HfPolicy {
@@ -37,6 +40,18 @@ impl HfPolicy {
             pad,
             chunk: DEFAULT_CHUNK,
             checkpoint: false,
+            keep_logits_bytes: crate::backward::DEFAULT_KEEP_LOGITS_BYTES,
+        }
+    }
+}
+
+impl HfPolicy {
+    /// The update's memory/time plan, with checkpointing on or off.
+    fn update_plan(&self, checkpoint: bool) -> UpdatePlan {
+        UpdatePlan {
+            chunk: self.chunk,
+            checkpoint,
+            keep_logits_bytes: self.keep_logits_bytes,
         }
     }
 }
@@ -68,7 +83,7 @@ impl Policy for HfPolicy {
         needs: &StatsNeeds,
         loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<f64> {
-        let plan = UpdatePlan::new(self.chunk, self.checkpoint);
+        let plan = self.update_plan(self.checkpoint);
         let model = &self.model.model;
         Ok(model.training(|| response_loss_backward(model, batch, needs, plan, loss_of))?)
     }
@@ -80,7 +95,7 @@ impl Policy for HfPolicy {
         hooks: &dyn rlvr_core::ShardHooks,
         loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<f64> {
-        let plan = UpdatePlan::new(self.chunk, true);
+        let plan = self.update_plan(true);
         let model = &self.model.model;
         Ok(model.training(|| sharded_loss_backward(model, batch, needs, plan, hooks, loss_of))?)
     }
@@ -199,6 +214,29 @@ pub enum MixedPrecision {
     Bf16,
 }
 
+/// The default of `model.keep_logits_mib` ([`crate::backward::DEFAULT_KEEP_LOGITS_BYTES`]).
+pub const DEFAULT_KEEP_LOGITS_MIB: i64 = crate::backward::DEFAULT_KEEP_LOGITS_BYTES >> 20;
+
+/// The update plan of a model config: `model.chunk` tokens per LM-head chunk,
+/// `model.keep_logits_mib` of kept logits, checkpointing on or off.
+pub(crate) fn update_plan(
+    chunk: i64,
+    keep_logits_mib: i64,
+    checkpoint: bool,
+) -> rlvr_core::Result<UpdatePlan> {
+    if !(0..=1 << 30).contains(&keep_logits_mib) {
+        return Err(CoreError::invalid(
+            "model.keep_logits_mib",
+            keep_logits_mib,
+            "must be between 0 and 2^30",
+        ));
+    }
+    Ok(UpdatePlan {
+        keep_logits_bytes: keep_logits_mib << 20,
+        ..UpdatePlan::new(chunk, checkpoint)
+    })
+}
+
 /// Applies the memory/precision switches and the LoRA adapters to a freshly built policy.
 pub(crate) fn configure_policy(
     mut policy: HfPolicy,
@@ -210,6 +248,7 @@ pub(crate) fn configure_policy(
 ) -> rlvr_core::Result<HfPolicy> {
     policy.chunk = plan.chunk;
     policy.checkpoint = plan.checkpoint;
+    policy.keep_logits_bytes = plan.keep_logits_bytes;
     let mut bf16 = false;
     if mixed == MixedPrecision::Bf16 {
         if device.is_cuda() {
@@ -324,6 +363,10 @@ pub struct HfModelConfig {
     pub dtype: Dtype,
     /// Tokens per chunk when computing token statistics.
     pub chunk: i64,
+    /// MiB of LM-head logits kept from the statistics pass for the gradient pass in the update
+    /// (each kept chunk is not recomputed: less time, more peak memory); 0 = recompute all but
+    /// the last chunk.
+    pub keep_logits_mib: i64,
     /// Padding id of generated responses (from the tokenizer when loaded through a task).
     pub pad: i64,
     /// Activation checkpointing per decoder layer in the update: keeps layer inputs only and
@@ -347,6 +390,7 @@ impl Default for HfModelConfig {
             path: PathBuf::from("model"),
             dtype: Dtype::F32,
             chunk: DEFAULT_CHUNK,
+            keep_logits_mib: DEFAULT_KEEP_LOGITS_MIB,
             pad: 0,
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
@@ -375,7 +419,7 @@ impl ModelConfig for HfModelConfig {
             ));
         }
         let model = HfModel::load(&self.path, device, self.dtype.kind())?;
-        let plan = UpdatePlan::new(self.chunk, self.checkpointing);
+        let plan = update_plan(self.chunk, self.keep_logits_mib, self.checkpointing)?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, self.pad),
             device,

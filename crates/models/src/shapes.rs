@@ -3,9 +3,8 @@
 //! planning without downloading weights (`--model qwen2.5-0.5b-shape`, or `[model] type =
 //! "shape"` with `name` or a `config` file).
 
-use crate::backward::UpdatePlan;
 use crate::checkpoint::HfModel;
-use crate::policy::{configure_policy, Adapters, HfPolicy, MixedPrecision};
+use crate::policy::{configure_policy, update_plan, Adapters, HfPolicy, MixedPrecision};
 use crate::token_stats::DEFAULT_CHUNK;
 use crate::tokenizer::CharTokenizer;
 use documented::DocumentedFields;
@@ -59,6 +58,10 @@ pub struct ShapeModelConfig {
     pub seed: i64,
     /// Tokens per chunk of the LM head in the update.
     pub chunk: i64,
+    /// MiB of LM-head logits kept from the statistics pass for the gradient pass in the update
+    /// (each kept chunk is not recomputed: less time, more peak memory); 0 = recompute all but
+    /// the last chunk.
+    pub keep_logits_mib: i64,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
@@ -81,6 +84,7 @@ impl Default for ShapeModelConfig {
             alphabet: "0123456789+-*=: ".into(),
             seed: 0,
             chunk: DEFAULT_CHUNK,
+            keep_logits_mib: crate::policy::DEFAULT_KEEP_LOGITS_MIB,
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
@@ -136,7 +140,7 @@ impl ModelConfig for ShapeModelConfig {
                 format!("needs {} ids, the model has {vocab}", chars.vocab_size()),
             ));
         }
-        let plan = UpdatePlan::new(self.chunk, self.checkpointing);
+        let plan = update_plan(self.chunk, self.keep_logits_mib, self.checkpointing)?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, CharTokenizer::PAD),
             device,

@@ -34,13 +34,15 @@ pub trait ChunkedLogits {
     /// Asks `grad_of` for the loss gradient `[len, V]` of the logits of positions
     /// `start..start + len` (given the logits' values) and backpropagates it into their producer
     /// (gradients accumulate). `held` are those logits as [`ChunkedLogits::logits`] returned them,
-    /// when they were kept; otherwise they are recomputed.
+    /// when they were kept; otherwise they are recomputed. The flag says whether the logits
+    /// handed over may be overwritten (no other tensor reads them): the gradient then takes their
+    /// storage instead of a second `[len, V]`.
     fn backward(
         &self,
         start: i64,
         len: i64,
         held: Option<Tensor>,
-        grad_of: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+        grad_of: &mut dyn FnMut(Tensor, bool) -> Result<Tensor>,
     ) -> Result<()>;
 }
 
@@ -255,6 +257,38 @@ pub fn logits_grad(
     stats: &TokenStats,
     grad: &StatsGrad,
 ) -> Result<Tensor> {
+    let (n, vocab) = (logits.size()[0], logits.size()[1]);
+    let out = Tensor::f_empty([n, vocab], (Kind::Float, logits.device()))?;
+    grad_into(&out, logits, targets, stats, grad)?;
+    Ok(out)
+}
+
+/// [`logits_grad`] written over the logits themselves (f32, contiguous; their values are gone
+/// afterwards): no second `[N, V]` tensor, which is one chunk's logits less at the update's peak.
+/// Returns the gradient (the same storage). For logits that another tensor may still read, use
+/// [`logits_grad`].
+pub fn logits_grad_in_place(
+    logits: Tensor,
+    targets: &Tensor,
+    stats: &TokenStats,
+    grad: &StatsGrad,
+) -> Result<Tensor> {
+    if logits.kind() != Kind::Float || !logits.is_contiguous() {
+        return logits_grad(&logits, targets, stats, grad);
+    }
+    grad_into(&logits, &logits, targets, stats, grad)?;
+    Ok(logits)
+}
+
+/// The gradient of `logits` into `out` (the same tensor, or another of its shape), row block by
+/// row block: each block is read before it is written.
+fn grad_into(
+    out: &Tensor,
+    logits: &Tensor,
+    targets: &Tensor,
+    stats: &TokenStats,
+    grad: &StatsGrad,
+) -> Result<()> {
     let _guard = tch::no_grad_guard();
     let (n, vocab) = (logits.size()[0], logits.size()[1]);
     if grad.entropy.is_some() && stats.entropy.is_none() {
@@ -262,7 +296,6 @@ pub fn logits_grad(
             "an entropy gradient needs the entropy statistic".into(),
         ));
     }
-    let out = Tensor::f_empty([n, vocab], (Kind::Float, logits.device()))?;
     for (s, len) in row_blocks(n, vocab) {
         let rows = |t: &Tensor| t.f_narrow(0, s, len);
         let block = StatsGrad {
@@ -270,7 +303,7 @@ pub fn logits_grad(
             entropy: grad.entropy.as_ref().map(rows).transpose()?,
             topk_logp: grad.topk_logp.as_ref().map(rows).transpose()?,
         };
-        let mut p = rows(&out)?;
+        let mut p = rows(out)?;
         block_grad(
             &mut p,
             &rows(logits)?.f_to_kind(Kind::Float)?,
@@ -281,10 +314,11 @@ pub fn logits_grad(
             &block,
         )?;
     }
-    Ok(out)
+    Ok(())
 }
 
-/// [`logits_grad`] of one block of rows, written into `p` (a view of the output).
+/// [`logits_grad`] of one block of rows, written into `p` (a view of the output, which may be
+/// `z` itself: `z` is read only before `p` is first written).
 fn block_grad(
     p: &mut Tensor,
     z: &Tensor,
@@ -297,9 +331,11 @@ fn block_grad(
     let idx = targets.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     // lse from the target's logit and log-prob: no second reduction over the vocabulary.
     let lse = z.f_gather(-1, &idx, false)?.f_sub(&logp.f_unsqueeze(-1)?)?;
-    p.f_copy_(z)?;
+    if p.data_ptr() != z.data_ptr() {
+        p.f_copy_(z)?;
+    }
+    // p = log softmax(z), then softmax(z) times the coefficients.
     let _ = p.f_sub_(&lse)?;
-    let _ = p.f_exp_()?;
     // Every statistic contributes −p times its gradient (the entropy scaled by log p + H).
     let mut coef = grad.logp.f_unsqueeze(-1)?;
     if let Some(g) = &grad.topk_logp {
@@ -307,16 +343,15 @@ fn block_grad(
     }
     match (&grad.entropy, entropy) {
         (Some(g_ent), Some(h)) => {
-            // −p ⊙ (coef + g_H (z − lse + H))
+            // −p ⊙ (coef + g_H (log p + H))
             let g_ent = g_ent.f_unsqueeze(-1)?;
-            let shift = h
-                .f_unsqueeze(-1)?
-                .f_sub(&lse)?
-                .f_mul(&g_ent)?
-                .f_add(&coef)?;
-            let _ = p.f_mul_(&z.f_mul(&g_ent.f_neg()?)?.f_sub(&shift)?)?;
+            let shift = h.f_unsqueeze(-1)?.f_mul(&g_ent)?.f_add(&coef)?;
+            let w = p.f_mul(&g_ent.f_neg()?)?.f_sub(&shift)?;
+            let _ = p.f_exp_()?;
+            let _ = p.f_mul_(&w)?;
         }
         _ => {
+            let _ = p.f_exp_()?;
             let _ = p.f_mul_(&coef.f_neg()?)?;
         }
     }
@@ -437,8 +472,12 @@ pub fn backward_through_stats(
             Some((j, _, _)) if *j == i => kept.pop_back().map(|k| k.1),
             _ => None,
         };
-        src.backward(s, len, held, &mut |logits| {
-            logits_grad(logits, &t, &parts[i], &grad)
+        src.backward(s, len, held, &mut |logits, overwrite| {
+            if overwrite {
+                logits_grad_in_place(logits, &t, &parts[i], &grad)
+            } else {
+                logits_grad(&logits, &t, &parts[i], &grad)
+            }
         })?;
     }
     Ok(value)
@@ -455,6 +494,8 @@ mod tests {
         logits: Tensor,
         grad: Tensor,
         handed: std::cell::Cell<usize>,
+        /// Hand the gradient a copy of each chunk's logits to overwrite (as the LM head does).
+        overwrite: bool,
     }
 
     impl ChunkedLogits for Held {
@@ -469,7 +510,7 @@ mod tests {
             start: i64,
             len: i64,
             held: Option<Tensor>,
-            grad_of: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+            grad_of: &mut dyn FnMut(Tensor, bool) -> Result<Tensor>,
         ) -> Result<()> {
             let logits = match held {
                 Some(h) => {
@@ -483,7 +524,15 @@ mod tests {
                 }
                 None => self.logits.f_narrow(0, start, len)?,
             };
-            let g = grad_of(&logits)?;
+            let g = if self.overwrite {
+                let own = logits.copy();
+                let at = own.data_ptr();
+                let g = grad_of(own, true)?;
+                assert_eq!(g.data_ptr(), at, "the gradient took the logits' storage");
+                g
+            } else {
+                grad_of(logits, false)?
+            };
             let _ = self.grad.f_narrow(0, start, len)?.f_add_(&g)?;
             Ok(())
         }
@@ -639,11 +688,14 @@ mod tests {
                 (4, i64::MAX, ((n + 3) / 4) as usize),
                 (100, 0, 1),
             ];
-            for (chunk, keep, handed) in cases {
+            for ((chunk, keep, handed), overwrite) in
+                cases.into_iter().flat_map(|c| [(c, false), (c, true)])
+            {
                 let held = Held {
                     logits: logits.copy(),
                     grad: logits.zeros_like(),
                     handed: std::cell::Cell::new(0),
+                    overwrite,
                 };
                 let got = backward_through_stats(
                     &held,
@@ -665,7 +717,7 @@ mod tests {
                 let scale = leaf.grad().abs().max().double_value(&[]);
                 assert!(
                     diff < 1e-5 * scale.max(1e-3),
-                    "v {v} entropy_grad {entropy_grad} topk {topk} chunk {chunk}: {diff} of {scale}"
+                    "v {v} entropy_grad {entropy_grad} topk {topk} chunk {chunk} overwrite {overwrite}: {diff} of {scale}"
                 );
             }
         }

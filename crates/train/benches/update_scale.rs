@@ -55,6 +55,10 @@ fn child(len: i64) {
     let model = HfModel::fresh(text, dev, 0).expect("model");
     let mut policy = HfPolicy::new(model, 0);
     policy.checkpoint = checkpoint;
+    if let Ok(mib) = std::env::var("RLVR_BENCH_KEEP_LOGITS_MIB") {
+        let mib: i64 = mib.parse().expect("RLVR_BENCH_KEEP_LOGITS_MIB");
+        policy.keep_logits_bytes = mib << 20;
+    }
     let lora: i64 = env("RLVR_BENCH_LORA", "0")
         .parse()
         .expect("RLVR_BENCH_LORA");
@@ -172,6 +176,7 @@ fn child(len: i64) {
             "tokens_per_s": tokens_total / secs,
             "model_tflops_per_s": flops / secs / 1e12,
             "peak_rss_mib": peak_rss_mib(),
+            "keep_logits_mib": policy.keep_logits_bytes >> 20,
             "rss_before_update_mib": base_rss,
             "loss": loss,
         })

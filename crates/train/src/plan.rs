@@ -4,8 +4,8 @@
 //! checkpointing, one layer's recomputed activations, the LM head's kept logits and chunk, the
 //! rollout's KV cache, collective buffers and the runtime — and whether the peak fits a device.
 //!
-//! It models what the code allocates (chunk sizes from `rlvr_models::backward`, 2 GiB of kept
-//! logits, 64 MiB all-reduce buckets, the sharded optimizer's per-tensor all-gather) and is checked
+//! It models what the code allocates (chunk sizes from `rlvr_models::backward`, the kept logits
+//! of `model.keep_logits_mib`, 64 MiB all-reduce buckets, the sharded optimizer's per-tensor all-gather) and is checked
 //! against measured peaks on a CPU (docs/distributed.md gives each prediction's error).
 
 use crate::sharding::Sharding;
@@ -14,9 +14,6 @@ use rlvr_models::hf_config::HfConfig;
 /// Bytes of one GiB.
 pub const GIB: f64 = (1u64 << 30) as f64;
 
-/// LM-head logits kept from the statistics pass for the gradient pass
-/// (`rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES`).
-const KEEP_LOGITS: f64 = (2u64 << 30) as f64;
 /// Gradient all-reduce bucket (`crate::distributed`).
 const BUCKET: f64 = (64u64 << 20) as f64;
 /// The process's own footprint: libtorch, tokenizer, problems, buffers (CPU, measured idle).
@@ -43,6 +40,9 @@ pub struct PlanInput {
     pub bf16: bool,
     /// Tokens per LM-head chunk (`model.chunk`, default 1024).
     pub chunk: i64,
+    /// LM-head logits kept for the gradient pass, bytes (`model.keep_logits_mib`; default
+    /// `rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES`).
+    pub keep_logits_bytes: i64,
     /// Device memory per rank, bytes.
     pub device_bytes: f64,
 }
@@ -143,13 +143,13 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     // three projections and product, and GQA's keys and values repeated to every head.
     let heads = (c.num_heads * c.head_dim) as f64;
     let layer = b * t * (10.0 * h + 6.0 * i + 2.0 * heads) * act;
-    // The LM head: one chunk's f32 logits and gradient, the logits kept besides it, and the
-    // final hidden states.
+    // The LM head: one chunk's f32 logits (its gradient is written over them), the logits kept
+    // besides it, and the final hidden states.
     let chunk = (input.chunk as f64)
         .min(((1u64 << 27) as f64 / v).floor())
         .max(1.0);
-    let head_chunk = chunk.min(b * response) * v * 4.0 * 2.0;
-    let kept = KEEP_LOGITS.min((b * response - chunk).max(0.0) * v * 4.0);
+    let head_chunk = chunk.min(b * response) * v * 4.0;
+    let kept = (input.keep_logits_bytes as f64).min((b * response - chunk).max(0.0) * v * 4.0);
     let head = head_chunk + kept + b * t * h * 4.0;
     let rows = input.rollout_rows.max(1) as f64;
     let kv = (c.num_kv_heads * c.head_dim) as f64;
@@ -218,6 +218,7 @@ mod tests {
             sharding,
             bf16: true,
             chunk: 1024,
+            keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
             device_bytes: 80e9,
         }
     }

@@ -114,10 +114,11 @@ impl ChunkedLogits for Held<'_> {
         start: i64,
         len: i64,
         held: Option<Tensor>,
-        grad_of: &mut dyn FnMut(&Tensor) -> rlvr_core::Result<Tensor>,
+        grad_of: &mut dyn FnMut(Tensor, bool) -> rlvr_core::Result<Tensor>,
     ) -> rlvr_core::Result<()> {
+        // Views of the shared inputs: the gradient gets its own storage.
         let logits = held.unwrap_or_else(|| self.logits.narrow(0, start, len));
-        let g = grad_of(&logits)?;
+        let g = grad_of(logits, false)?;
         match self.sink {
             Some(sink) => {
                 sink.narrow(0, start, len).copy_(&g);
@@ -131,22 +132,9 @@ impl ChunkedLogits for Held<'_> {
     }
 }
 
-/// A buffer `[B·T, V]` for [`step`]'s gradient, where a benchmark needs the whole gradient to
-/// exist at once (the memory bench: autograd's peak holds its gradient too). The trainer pushes
-/// each chunk's gradient into the LM head instead of keeping it; a benchmark that allocated this
-/// buffer per step would time the allocator (a fresh 2 GiB at the default size, which alternates
-/// between reused and newly faulted pages from one step to the next).
-pub fn grad_buffer(x: &Inputs) -> Tensor {
-    let size = x.logits.size();
-    Tensor::empty(
-        [size[0] * size[1], size[2]],
-        (Kind::Float, x.logits.device()),
-    )
-}
-
 /// One update step as the trainer runs it (chunks of `chunk` tokens): the statistics, the loss
-/// and each chunk's gradient into the logits. With `sink` the gradient is written into it (from
-/// [`grad_buffer`]) and the step returns its norm; without, each chunk's gradient is dropped
+/// and each chunk's gradient into the logits. With `sink` the gradient is written into it (a `[B·T, V]` f32
+/// tensor) and the step returns its norm; without, each chunk's gradient is dropped
 /// once computed (in the trainer it goes on into the LM head's matmuls, the same for every
 /// algorithm) and the step returns the sum of one element per chunk — so a timing holds only
 /// what differs between algorithms, not a 2 GiB copy and a norm over it.

@@ -84,6 +84,7 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         sharding,
         bf16: args.device == "cuda",
         chunk: 1024,
+        keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
         device_bytes: args.device_memory * 1e9,
     };
     let p = plan(&input);
