@@ -4,10 +4,11 @@
 # (PROMPTS, SAMPLES, NEW_TOKENS override them).
 #   scripts/bench-rollout.sh [BASE_COMMIT] [CONFIG_JSON]
 # Runs this build's generation, transformers' `generate` (sdpa; dynamic cache, then its static
-# cache) and, given BASE_COMMIT, the generation of that commit (built in a git worktree with its
-# own target folder), then prints tokens/s and the ratios and records $OUT/rollout.json
-# (scripts/bench.sh copies it to docs/bench/). CONFIG_JSON defaults to
-# scripts/bench/qwen2-39m.json.
+# cache), vLLM's CPU build (offline `LLM.generate`, eager and compiled, at rlvr's thread count;
+# VLLM=0 leaves it out; scripts/bench/vllm-venv.sh installs it once) and, given BASE_COMMIT, the
+# generation of that commit (built in a git worktree with its own target folder), then prints
+# tokens/s and the ratios and records $OUT/$BENCH_NAME.json (default rollout; scripts/bench.sh
+# copies it to docs/bench/). CONFIG_JSON defaults to scripts/bench/qwen2-39m.json.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -43,8 +44,20 @@ fi
 "$python" scripts/bench/rollout_transformers.py "$out" "$samples" "$new_tokens" 2>/dev/null | tee "$out/transformers.json"
 "$python" scripts/bench/rollout_transformers.py --static "$out" "$samples" "$new_tokens" 2>/dev/null \
   | tee "$out/transformers-static.json"
+if [[ "${VLLM:-1}" == 1 ]]; then
+  # vLLM's CPU build, eager and compiled, at rlvr's thread count (VLLM=0 leaves it out).
+  vllm_python=$(scripts/bench/vllm-venv.sh)
+  threads=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["threads"])' "$out/rlvr.json")
+  for mode in eager compiled; do
+    OMP_NUM_THREADS=$threads "$vllm_python" scripts/bench/rollout_vllm.py "$out" "$samples" "$new_tokens" "$mode" \
+      2>"$out/vllm-$mode.log" | grep '^{"impl"' | tee "$out/vllm-$mode.json" ||
+      echo "{\"impl\": \"vllm-$mode\", \"failed\": \"see $out/vllm-$mode.log\"}" > "$out/vllm-$mode.json"
+  done
+fi
 settings=$(printf '{"what": "rollouts, %s prompts × %s samples × ≤ %s tokens, %s", "config": "%s", "prompts": %s, "samples": %s, "new_tokens": %s}' \
   "$prompts" "$samples" "$new_tokens" "$(basename "$config" .json)" "$config" "$prompts" "$samples" "$new_tokens")
-python3 scripts/bench/record.py rollout "${BENCH_COMMAND:-scripts/bench-rollout.sh $*}" "$settings" "$out/rollout.json" \
-  "$out/rlvr.json" "$out/base.json" "$out/transformers.json" "$out/transformers-static.json"
-cargo run -q -p rlvr-tests --bin bench-tables -- --print "$out/rollout.json"
+name=${BENCH_NAME:-rollout}
+python3 scripts/bench/record.py rollout "${BENCH_COMMAND:-scripts/bench-rollout.sh $*}" "$settings" "$out/$name.json" \
+  "$out/rlvr.json" "$out/base.json" "$out/transformers.json" "$out/transformers-static.json" \
+  "$out/vllm-eager.json" "$out/vllm-compiled.json"
+cargo run -q -p rlvr-tests --bin bench-tables -- --print "$out/$name.json"

@@ -3,7 +3,7 @@
 # (commit, machine, threads, raw figures: scripts/bench/record.py) and the tables of
 # docs/performance.md and the README are regenerated from those files (`bench-tables`; the
 # `bench_tables` test fails when a table disagrees with its JSON).
-#   scripts/bench.sh [--quick] [update] [rollout] [grpo] [update-path]
+#   scripts/bench.sh [--quick] [update] [rollout] [rollout-0.5b] [grpo] [update-path]
 # Without names: all. --quick runs each on small sizes into target/bench/quick/ and prints the
 # tables, leaving docs/ alone (a check that the benchmarks run; minutes instead of ~40).
 # The scripts it calls rebuild their binaries from this checkout (cargo, release profile) and
@@ -11,7 +11,9 @@
 #   update   scripts/bench-update.sh: one update of the Qwen2.5-0.5B shape at 2 × 512 … 4096
 #            response tokens, rlvr vs the strong and the plain PyTorch + transformers update
 #   rollout  scripts/bench-rollout.sh: 32 prompts × 8 samples × ≤ 256 tokens on the 39M Qwen2
-#            shape, rlvr vs transformers' generate (dynamic and static cache)
+#            shape, rlvr vs transformers' generate (dynamic and static cache) and vLLM's CPU
+#            build (eager and compiled)
+#   rollout-0.5b  the same at the Qwen2.5-0.5B shape, 8 prompts × 8 samples × ≤ 128 tokens
 #   grpo     scripts/bench-grpo.sh: a whole GRPO step at the Qwen2.5-0.5B shape, rlvr vs TRL's
 #            GRPOTrainer on the same work (3 steps each; --quick: 2)
 #   update-path  scripts/bench-update-path.sh: the update step from logits (statistics, loss,
@@ -25,11 +27,11 @@ names=()
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
-    update|rollout|grpo|update-path) names+=("$a") ;;
-    *) echo "scripts/bench.sh: unknown argument '$a' (valid: --quick, update, rollout, grpo, update-path)" >&2; exit 2 ;;
+    update|rollout|rollout-0.5b|grpo|update-path) names+=("$a") ;;
+    *) echo "scripts/bench.sh: unknown argument '$a' (valid: --quick, update, rollout, rollout-0.5b, grpo, update-path)" >&2; exit 2 ;;
   esac
 done
-[[ ${#names[@]} -gt 0 ]] || names=(update rollout grpo update-path)
+[[ ${#names[@]} -gt 0 ]] || names=(update rollout rollout-0.5b grpo update-path)
 if [[ $quick == 1 ]]; then
   dest=target/bench/quick
 else
@@ -52,6 +54,14 @@ for name in "${names[@]}"; do
           scripts/bench-rollout.sh
       else
         OUT=$work BENCH_COMMAND="scripts/bench.sh rollout" scripts/bench-rollout.sh
+      fi ;;
+    rollout-0.5b)
+      if [[ $quick == 1 ]]; then
+        OUT=$work BENCH_NAME=$name PROMPTS=2 SAMPLES=2 NEW_TOKENS=16 \
+          BENCH_COMMAND="scripts/bench.sh --quick rollout-0.5b" scripts/bench-rollout.sh "" crates/models/shapes/qwen2.5-0.5b.json
+      else
+        OUT=$work BENCH_NAME=$name PROMPTS=8 NEW_TOKENS=128 \
+          BENCH_COMMAND="scripts/bench.sh rollout-0.5b" scripts/bench-rollout.sh "" crates/models/shapes/qwen2.5-0.5b.json
       fi ;;
     grpo)
       if [[ $quick == 1 ]]; then

@@ -207,4 +207,13 @@ else
   echo "plan: run the nccl section first (it builds the shim)"
 fi
 fi
+# The GPU figures as docs/bench-style JSON ($OUT/gpu.json; copied to docs/bench/gpu.json with a
+# `bench:gpu` block in docs/performance.md, `bench-tables` renders them).
+if [[ -f scripts/bench/record.py ]]; then
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  python3 scripts/bench/record.py gpu "scripts/gpu-check.sh" "{\"what\": \"GPU checks on $gpu\", \"gpu\": \"$gpu\"}" \
+    "$OUT/gpu.json" "update-1.5b=$OUT/update-1.5b.jsonl" "update-1.5b-memory=$OUT/update-1.5b-memory.jsonl" \
+    "lora-1.5b=$OUT/lora-1.5b.jsonl" "lora-1.5b-memory=$OUT/lora-1.5b-memory.jsonl" \
+    "rollout=$OUT/rollout-cuda.jsonl" "serve=$OUT/serve-cuda.jsonl"
+fi
 echo "== done"

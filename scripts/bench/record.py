@@ -3,7 +3,9 @@ command, the commit (and whether the checkout had uncommitted changes), the date
 the thread count and the implementations' raw result lines, in the order they ran.
 Development-only.
 
-usage: record.py NAME COMMAND SETTINGS_JSON OUT_JSON ROWS_JSONL..."""
+usage: record.py NAME COMMAND SETTINGS_JSON OUT_JSON ROWS_JSONL...
+A ROWS_JSONL given as CHECK=PATH tags its rows with "check": CHECK (which measurement they
+belong to). Missing files are skipped."""
 import datetime
 import json
 import os
@@ -32,9 +34,15 @@ def machine():
 def main():
     name, command, settings, out = sys.argv[1:5]
     rows = []
-    for path in sys.argv[5:]:
+    for arg in sys.argv[5:]:
+        tag, path = arg.split("=", 1) if "=" in arg and not os.path.exists(arg) else (None, arg)
         if os.path.exists(path):
-            rows += [json.loads(l) for l in open(path) if l.strip()]
+            for line in open(path):
+                if line.strip():
+                    row = json.loads(line)
+                    if tag is not None:
+                        row.setdefault("check", tag)
+                    rows.append(row)
     threads = sorted({r["threads"] for r in rows if "threads" in r})
     doc = {
         "benchmark": name,

@@ -145,6 +145,7 @@ fn table(doc: &Value) -> Result<String, String> {
         Some("rollout") => Ok(rollout_table(doc)),
         Some("grpo") => Ok(grpo_table(doc)),
         Some("update-path") => Ok(update_path_table(doc)),
+        Some("gpu") => Ok(gpu_table(doc)),
         other => Err(format!("unknown benchmark {other:?}")),
     }
 }
@@ -347,6 +348,30 @@ fn update_path_table(doc: &Value) -> String {
     t
 }
 
+/// The GPU checks' rows (`scripts/gpu-check.sh`): one line each, its measurement and its
+/// numeric figures as written.
+fn gpu_table(doc: &Value) -> String {
+    let mut t = String::from("| measurement | figures |\n|---|---|\n");
+    for r in rows(doc) {
+        let figures: Vec<String> = r
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| v.is_number() && k.as_str() != "threads")
+            .map(|(k, v)| match v.as_f64() {
+                Some(x) if x.fract() != 0.0 => format!("{k} {x:.4}"),
+                _ => format!("{k} {v}"),
+            })
+            .collect();
+        let what = match r.get("check") {
+            Some(_) => text(r, "check"),
+            None => text(r, "impl"),
+        };
+        t.push_str(&format!("| {what} | {} |\n", figures.join(", ")));
+    }
+    t
+}
+
 /// One README row per benchmark file: what, command, headline figures.
 fn summary(all: &[(String, Value)]) -> Result<String, String> {
     let mut t = String::from("| benchmark | command | result | commit |\n|---|---|---|---|\n");
@@ -416,6 +441,13 @@ fn summary(all: &[(String, Value)]) -> Result<String, String> {
                     per.join(", ")
                 )
             }
+            Some("gpu") => format!(
+                "{} measurements on {} ([table](docs/performance.md))",
+                rows(doc).len(),
+                doc.get("settings")
+                    .map(|s| text(s, "gpu"))
+                    .unwrap_or_default()
+            ),
             other => {
                 return Err(format!(
                     "docs/bench/{name}.json: unknown benchmark {other:?}"

@@ -55,6 +55,19 @@ pub mod cli {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
+    /// The checkout's HEAD commit as `rlvr --version` names it (12 hex digits; "unknown"
+    /// outside a git checkout), for tests of what the binary says about its build.
+    pub fn head_commit() -> String {
+        Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     /// A path inside the workspace root.
     pub fn repo(p: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)

@@ -97,4 +97,17 @@ fn a_table_shows_the_figures_of_its_json() {
     );
     let s = block("summary", &all).unwrap();
     assert!(s.contains("**1.20×** at 4 × 1024 × 32768"), "{s}");
+    // GPU checks: one line per row, its numeric figures.
+    let gpu = json!({"benchmark": "gpu", "settings": {"gpu": "NVIDIA H100"}, "rows": [
+        {"impl": "rlvr", "check": "update-1.5b", "response_tokens": 1024, "tokens_per_s": 2500.5},
+        {"check": "serve", "tokens": 9000}]});
+    let all = vec![("gpu".to_string(), gpu)];
+    let t = block("gpu", &all).unwrap();
+    assert!(
+        t.contains("| update-1.5b | response_tokens 1024, tokens_per_s 2500.5000 |"),
+        "{t}"
+    );
+    assert!(t.contains("| serve | tokens 9000 |"), "{t}");
+    let s = block("summary", &all).unwrap();
+    assert!(s.contains("2 measurements on NVIDIA H100"), "{s}");
 }

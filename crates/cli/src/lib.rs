@@ -116,6 +116,7 @@ pub fn main() -> ExitCode {
         std::env::args_os().collect(),
     ));
     init_tracing(cli.verbose);
+    rlvr_train::build_info::set(format!("rlvr {}", commands::VERSION));
     output::VERBOSITY.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

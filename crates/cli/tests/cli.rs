@@ -30,6 +30,20 @@ fn list_sections() -> Vec<(String, Vec<String>)> {
 }
 
 #[test]
+fn version_names_the_commit_the_binary_was_built_from() {
+    let o = rlvr(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o).trim(),
+        format!(
+            "rlvr {}, commit {}",
+            env!("CARGO_PKG_VERSION"),
+            rlvr_tests::cli::head_commit()
+        )
+    );
+}
+
+#[test]
 fn list_shows_every_algorithm_name_sorted() {
     let sections = list_sections();
     let get = |h: &str| {

@@ -465,6 +465,15 @@ fn validation_every_n_steps_lands_in_metrics_summary_and_step_lines() {
         summary.contains("## Validation during training"),
         "{summary}"
     );
+    // The summary names the build that wrote it (version and commit).
+    assert!(
+        summary.contains(&format!(
+            "Written by rlvr {}, commit {}.",
+            env!("CARGO_PKG_VERSION"),
+            rlvr_tests::cli::head_commit()
+        )),
+        "{summary}"
+    );
     assert!(
         summary.contains("| 2 |") && summary.contains("| 4 |"),
         "{summary}"

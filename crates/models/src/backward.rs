@@ -22,12 +22,11 @@ pub struct UpdatePlan {
     pub keep_logits_bytes: i64,
 }
 
-/// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 512`): at Qwen2.5's
-/// vocabulary of 151 936 one chunk of up to 883 tokens besides the last — all of a 2 × 512-token
-/// micro-batch's logits. Each kept token saves a `[V, H]` matmul row (about 7% of a 0.5B update's
-/// compute per token) for 0.6 MB; 2 GiB cost more peak memory than the strong PyTorch update at
-/// 2 × 1024 and 2 × 2048 tokens (docs/performance.md).
-pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 512 << 20;
+/// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 0`): only the last
+/// chunk's logits, still in memory, are reused; the others are recomputed. Measured at the
+/// Qwen2.5-0.5B shape (docs/performance.md): keeping one more chunk (512 MiB) saved no time
+/// measurable at 2 × 1024 or 2 × 2048 tokens and raised the peak by 0.8 GiB at 2 × 1024.
+pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 0;
 
 impl UpdatePlan {
     /// A plan with chunks of `chunk` tokens, checkpointing on or off, and the default logits kept.

@@ -363,9 +363,9 @@ pub struct HfModelConfig {
     pub dtype: Dtype,
     /// Tokens per chunk when computing token statistics.
     pub chunk: i64,
-    /// MiB of LM-head logits kept from the statistics pass for the gradient pass in the update
-    /// (each kept chunk is not recomputed: less time, more peak memory); 0 = recompute all but
-    /// the last chunk.
+    /// MiB of LM-head logits kept from the statistics pass for the gradient pass in the update,
+    /// besides the last chunk's (each kept chunk is not recomputed: less compute, more peak
+    /// memory); 0 (the default) recomputes all but the last chunk.
     pub keep_logits_mib: i64,
     /// Padding id of generated responses (from the tokenizer when loaded through a task).
     pub pad: i64,

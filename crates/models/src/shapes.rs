@@ -58,9 +58,9 @@ pub struct ShapeModelConfig {
     pub seed: i64,
     /// Tokens per chunk of the LM head in the update.
     pub chunk: i64,
-    /// MiB of LM-head logits kept from the statistics pass for the gradient pass in the update
-    /// (each kept chunk is not recomputed: less time, more peak memory); 0 = recompute all but
-    /// the last chunk.
+    /// MiB of LM-head logits kept from the statistics pass for the gradient pass in the update,
+    /// besides the last chunk's (each kept chunk is not recomputed: less compute, more peak
+    /// memory); 0 (the default) recomputes all but the last chunk.
     pub keep_logits_mib: i64,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,

@@ -6,6 +6,7 @@
 //!
 //! `cargo bench -p rlvr-train --bench update_scale`; environment: RLVR_BENCH_SHAPE (default
 //! qwen2.5-0.5b), RLVR_BENCH_LENGTHS (default 512,1024,2048,4096), RLVR_BENCH_BATCH (2),
+//! RLVR_BENCH_KEEP_LOGITS_MIB (model.keep_logits_mib; default the policy's),
 //! RLVR_BENCH_PROMPT (32), RLVR_BENCH_DEVICE (cpu | cuda), RLVR_BENCH_MIXED (bf16 | none, CUDA),
 //! RLVR_BENCH_CHECKPOINT (1 | 0), RLVR_BENCH_STEPS (1: the last step is reported),
 //! RLVR_BENCH_LORA (0: every weight trains; r > 0: LoRA rank r, α = 2r, on all linear layers).

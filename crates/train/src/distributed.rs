@@ -258,4 +258,63 @@ mod tests {
         assert_eq!(group_share(16, 1, 2), 8..16);
         assert_eq!(group_share(5, 1, 2), 3..5);
     }
+
+    /// Rank 0 of two whose other rank reports `other` for its checksums (`None`: the same).
+    struct TwoRanks {
+        other: Option<Vec<f64>>,
+    }
+
+    impl Collective for TwoRanks {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world_size(&self) -> usize {
+            2
+        }
+        fn all_reduce_sum(&self, _: &mut Tensor) -> rlvr_dist::Result<()> {
+            Ok(())
+        }
+        fn broadcast(&self, _: &mut Tensor, _: usize) -> rlvr_dist::Result<()> {
+            Ok(())
+        }
+        fn all_gather(&self, local: &[f64]) -> rlvr_dist::Result<Vec<Vec<f64>>> {
+            Ok(vec![
+                local.to_vec(),
+                self.other.clone().unwrap_or_else(|| local.to_vec()),
+            ])
+        }
+        fn barrier(&self) -> rlvr_dist::Result<()> {
+            Ok(())
+        }
+        fn all_gather_tensor(&self, local: &Tensor) -> rlvr_dist::Result<Tensor> {
+            Ok(Tensor::stack(
+                &[local.shallow_clone(), local.shallow_clone()],
+                0,
+            ))
+        }
+    }
+
+    #[test]
+    fn a_rank_whose_parameters_differ_is_named_with_the_parameter() {
+        let vs = VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let _a = root.var("a", &[3], tch::nn::Init::Const(1.0));
+        let _b = root.var("b", &[2], tch::nn::Init::Const(2.0));
+        check_parameters(&TwoRanks { other: None }, &vs, 7).unwrap();
+        // `b`'s sum of squares differs slightly on rank 1.
+        let mut other = Vec::new();
+        for (n, v) in named_vars(&vs) {
+            other.push(v.sum(Kind::Double).double_value(&[]));
+            let sq = v.square().sum(Kind::Double).double_value(&[]);
+            other.push(if n == "b" { sq + 1e-9 } else { sq });
+        }
+        let err = check_parameters(&TwoRanks { other: Some(other) }, &vs, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("after step 7, rank 1's parameter `b` differs")
+                && err.contains("diverged"),
+            "{err}"
+        );
+    }
 }

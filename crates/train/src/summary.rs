@@ -43,11 +43,12 @@ pub fn write_run_summary(dir: &Path, cfg: &RunConfig, metrics: &Path) -> Result<
     let md = format!(
         "# Run `{name}`\n\nAlgorithm `{}`, {} steps × {} prompts × {} samples; resolved settings in \
          `config.toml`, per-step metrics in `metrics.jsonl` (and TensorBoard events in \
-         `tensorboard/`).\n\n{table}\n{drop}{}{}",
+         `tensorboard/`). Written by {}.\n\n{table}\n{drop}{}{}",
         cfg.algo.preset.as_deref().unwrap_or("custom"),
         cfg.train.steps,
         cfg.train.prompts_per_step,
         cfg.train.samples_per_prompt,
+        crate::build_info::describe(),
         validation_table(metrics)?,
         figure_markdown(&figures, "plots/")
     );

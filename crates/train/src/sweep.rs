@@ -440,9 +440,11 @@ fn write_summary(
     } else {
         format!("{}\n\n", sweep.description.trim())
     };
+    // The report's writer; runs resumed across builds were trained partly by earlier ones.
+    let build = crate::build_info::describe();
     let render = |rel: &str, figures: &[(String, String)]| {
         format!(
-            "# Sweep `{name}`\n\n{intro}Produced by `{command}`; runs in `{}`.\n\n{setup}\n## pass@K \
+            "# Sweep `{name}`\n\n{intro}Produced by `{command}` with {build}; runs in `{}`.\n\n{setup}\n## pass@K \
              and probability concentration\n\n{table}{paired_md}\n## Figures\n\n{}\n## Runs\n\n| run | group \
              |\n|---|---|\n{run_list}",
             dir.display(),

@@ -1059,10 +1059,13 @@ fn end_step(t: &mut Trainer, reporter: &dyn Reporter) -> Result<()> {
     let stop = agreed_stop(t.world.as_ref(), reporter.stop_requested())?;
     let due = (tc.checkpoint_every > 0 && t.step.is_multiple_of(tc.checkpoint_every))
         || t.step == tc.steps;
-    // Under `full` sharding each parameter element lives on one rank only: no replica to
-    // compare (the gathered copies are the same all-gather's output on every rank).
-    let replicated = t.actor.shards.as_ref().map(|s| s.level()) != Some(Sharding::Full);
-    if replicated && (due || t.step.is_multiple_of(CHECKSUM_EVERY)) {
+    if due || t.step.is_multiple_of(CHECKSUM_EVERY) {
+        // Under `full` sharding each element lives on one rank between updates: the check
+        // compares the whole model each rank gathers (as the next rollout needs it anyway), so
+        // a rank whose gather placed a piece wrongly, or whose slices drifted, is caught.
+        if t.actor.shards.as_ref().map(|s| s.level()) == Some(Sharding::Full) {
+            t.whole_model()?;
+        }
         check_parameters(t.world.as_ref(), t.session.policy.var_store(), t.step)?;
     }
     if !(due || stop.is_some()) {

@@ -15,9 +15,17 @@ pub mod train;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// `rlvr --version`: the package version and the commit the binary was built from
+/// (`build/cli.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    ", commit ",
+    env!("RLVR_GIT_COMMIT")
+);
+
 /// Reinforcement learning with verifiable rewards for language models.
 #[derive(Debug, Parser)]
-#[command(name = "rlvr", version, about, long_about = None)]
+#[command(name = "rlvr", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// More log output (-v, -vv, -vvv); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
