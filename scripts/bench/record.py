@@ -47,10 +47,12 @@ def main():
     doc = {
         "benchmark": name,
         "command": command,
-        "commit": git("rev-parse", "--short=12", "HEAD"),
+        # RLVR_BENCH_COMMIT: the commit the binaries were built from, where they run outside a
+        # checkout (scripts/gpu-check.sh on a device machine, which gets no .git).
+        "commit": os.environ.get("RLVR_BENCH_COMMIT") or git("rev-parse", "--short=12", "HEAD"),
         # Benchmark outputs themselves do not count as changes.
-        "dirty": bool(git("status", "--porcelain", "--", ".", ":!docs/bench", ":!docs/performance.md",
-                          ":!README.md")),
+        "dirty": os.environ.get("RLVR_BENCH_DIRTY") == "1" if os.environ.get("RLVR_BENCH_COMMIT") else
+        bool(git("status", "--porcelain", "--", ".", ":!docs/bench", ":!docs/performance.md", ":!README.md")),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "threads": threads[0] if len(threads) == 1 else threads,

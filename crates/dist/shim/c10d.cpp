@@ -1,5 +1,5 @@
 // The C ABI over libtorch's c10d that rlvr-dist calls: a TCPStore rendezvous and a process group
-// with the four collectives rlvr needs. Built two ways from this one file:
+// with the collectives rlvr needs. Built two ways from this one file:
 // - by rlvr-dist's build script: the Gloo process group (the engine torch.distributed uses on
 //   CPU), functions named rlvr_c10d_*, linked into every rlvr binary;
 // - with -DRLVR_NCCL by scripts/build-nccl-shim.sh on a CUDA machine: the NCCL process group,
@@ -244,6 +244,18 @@ int RLVR_API(all_gather)(void *group, at::Tensor *output, at::Tensor *input, cha
     c10d::AllgatherOptions opts;
     opts.timeout = g->timeout;
     finish(g, g->backend->allgather(outputs, inputs, opts));
+  });
+}
+
+// Sums `input` [world, n] over the ranks into `output` [n], this rank's row of the sum: c10d's
+// `_reduce_scatter_base` (NCCL's ncclReduceScatter; Gloo's reduce-scatter).
+int RLVR_API(reduce_scatter_sum)(void *group, at::Tensor *output, at::Tensor *input, char **error) {
+  return guarded(error, [&] {
+    auto g = static_cast<Group *>(group);
+    c10d::ReduceScatterOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    opts.timeout = g->timeout;
+    finish(g, g->backend->_reduce_scatter_base(*output, *input, opts));
   });
 }
 

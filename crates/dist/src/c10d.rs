@@ -37,6 +37,12 @@ type AllGatherFn = unsafe extern "C" fn(
     input: *mut C_tensor,
     error: *mut *mut c_char,
 ) -> c_int;
+type ReduceScatterFn = unsafe extern "C" fn(
+    group: *mut c_void,
+    output: *mut C_tensor,
+    input: *mut C_tensor,
+    error: *mut *mut c_char,
+) -> c_int;
 type BarrierFn = unsafe extern "C" fn(group: *mut c_void, error: *mut *mut c_char) -> c_int;
 type ProbeFn = unsafe extern "C" fn(
     group: *mut c_void,
@@ -77,6 +83,12 @@ extern "C" {
         input: *mut C_tensor,
         error: *mut *mut c_char,
     ) -> c_int;
+    fn rlvr_c10d_reduce_scatter_sum(
+        group: *mut c_void,
+        output: *mut C_tensor,
+        input: *mut C_tensor,
+        error: *mut *mut c_char,
+    ) -> c_int;
     fn rlvr_c10d_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
     fn rlvr_c10d_probe(
         group: *mut c_void,
@@ -95,6 +107,7 @@ struct Api {
     all_reduce_sum: AllReduceFn,
     broadcast: BroadcastFn,
     all_gather: AllGatherFn,
+    reduce_scatter_sum: ReduceScatterFn,
     barrier: BarrierFn,
     probe: ProbeFn,
 }
@@ -106,6 +119,7 @@ const GLOO: Api = Api {
     all_reduce_sum: rlvr_c10d_all_reduce_sum,
     broadcast: rlvr_c10d_broadcast,
     all_gather: rlvr_c10d_all_gather,
+    reduce_scatter_sum: rlvr_c10d_reduce_scatter_sum,
     barrier: rlvr_c10d_barrier,
     probe: rlvr_c10d_probe,
 };
@@ -136,6 +150,7 @@ fn nccl_api(path: &std::path::Path) -> std::result::Result<Api, String> {
                     all_reduce_sum: sym!(b"rlvr_nccl_all_reduce_sum\0"),
                     broadcast: sym!(b"rlvr_nccl_broadcast\0"),
                     all_gather: sym!(b"rlvr_nccl_all_gather\0"),
+                    reduce_scatter_sum: sym!(b"rlvr_nccl_reduce_scatter_sum\0"),
                     barrier: sym!(b"rlvr_nccl_barrier\0"),
                     probe: sym!(b"rlvr_nccl_probe\0"),
                 })
@@ -352,6 +367,34 @@ impl Collective for C10dGroup {
         };
         self.check("all-gather", status, error)?;
         Ok(out.to_device(local.device()))
+    }
+
+    fn reduce_scatter_tensor(&self, input: &Tensor) -> Result<Tensor> {
+        let shape = input.size();
+        if shape.first() != Some(&(self.world as i64)) {
+            return Err(DistError::Input(format!(
+                "reduce-scatter: the input's first dimension must be the world size {}, got {shape:?}",
+                self.world
+            )));
+        }
+        let home = input.device();
+        // Flat, as c10d cuts it: rank r's part is elements [r n, (r + 1) n).
+        let mut input = input.contiguous().to_device(self.device).view([-1]);
+        let n = shape[1..].iter().product::<i64>();
+        let mut out = Tensor::zeros([n], (input.kind(), self.device));
+        let mut error = std::ptr::null_mut();
+        // SAFETY: both tensors are live and contiguous, of one kind, on the engine's device;
+        // `input` holds `out`'s elements once per rank.
+        let status = unsafe {
+            (self.api.reduce_scatter_sum)(
+                self.group,
+                out.as_mut_ptr(),
+                input.as_mut_ptr(),
+                &mut error,
+            )
+        };
+        self.check("reduce-scatter", status, error)?;
+        Ok(out.view(&shape[1..]).to_device(home))
     }
 
     fn broadcast(&self, buf: &mut Tensor, root: usize) -> Result<()> {

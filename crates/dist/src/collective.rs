@@ -25,9 +25,9 @@ pub trait Collective {
     fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor>;
 
     /// Sums `input` `[world_size, n]` over the ranks and returns this rank's row `[n]`, on
-    /// `input`'s device (a reduce-scatter: the sharded gradients' reduction). By default, and on
-    /// Gloo, an all-reduce of the whole buffer of which each rank keeps its row: the traffic of
-    /// an all-reduce (about twice a true reduce-scatter's) and the buffer summed on every rank.
+    /// `input`'s device (a reduce-scatter: the sharded gradients' reduction). The c10d engines
+    /// run c10d's `_reduce_scatter_base` (NCCL's ncclReduceScatter, Gloo's reduce-scatter); this
+    /// default, for other engines, all-reduces the whole buffer and keeps this rank's row.
     fn reduce_scatter_tensor(&self, input: &Tensor) -> Result<Tensor> {
         let mut buf = input.contiguous().copy();
         self.all_reduce_sum(&mut buf)?;

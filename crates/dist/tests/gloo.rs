@@ -78,6 +78,21 @@ fn child_collectives() {
     let all = world.all_gather(&local).unwrap();
     assert_eq!(all, vec![vec![0.5], vec![0.5, 1.5]]);
     assert_eq!(world.sum(&[1.0, r as f64]).unwrap(), vec![2.0, 1.0]);
+    // Reduce-scatter: rank r keeps row r of the sum of every rank's [2, 3] buffer.
+    let rows =
+        Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([2, 3]) * (1.0 + r as f64);
+    let mine = world.reduce_scatter_tensor(&rows).unwrap();
+    let want: Vec<f32> = [[3.0, 6.0, 9.0], [12.0, 15.0, 18.0]][world.rank()].to_vec();
+    assert_eq!(Vec::<f32>::try_from(&mine).unwrap(), want);
+    let mine = world
+        .reduce_scatter_tensor(&rows.to_kind(Kind::BFloat16))
+        .unwrap();
+    assert_eq!(mine.kind(), Kind::BFloat16);
+    assert_eq!(
+        Vec::<f32>::try_from(&mine.to_kind(Kind::Float)).unwrap(),
+        want
+    );
+    assert!(world.reduce_scatter_tensor(&rows.view([3, 2])).is_err());
     world.barrier().unwrap();
     println!("rank {} ok", world.rank());
 }
