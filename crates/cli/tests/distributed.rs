@@ -103,7 +103,13 @@ fn same_as_one_process_sharded(
         1,
         "rank 0 alone reports: {out}"
     );
-    let (d1, d2) = (tmp.path().join("one"), tmp.path().join("two"));
+    assert_same_training(&tmp.path().join("one"), &tmp.path().join("two"), slack);
+}
+
+/// Two runs' step-5 weights within 1e-5 relative (plus `slack`), the same rewards and response
+/// lengths at every step, gradient norms within 1e-5, one metrics line per step, and the same
+/// held-out evaluation.
+fn assert_same_training(d1: &Path, d2: &Path, slack: f64) {
     assert_close_weights(
         &d1.join("checkpoints/step-5"),
         &d2.join("checkpoints/step-5"),
@@ -131,8 +137,8 @@ fn same_as_one_process_sharded(
     let report = |d: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(d.join("eval/after.json")).unwrap()).unwrap()
     };
-    assert_eq!(report(&d1)["pass_at_k"], report(&d2)["pass_at_k"]);
-    assert_eq!(report(&d2)["problems"], 40);
+    assert_eq!(report(d1)["pass_at_k"], report(d2)["pass_at_k"]);
+    assert_eq!(report(d2)["problems"], 40);
 }
 
 #[test]
@@ -182,6 +188,54 @@ fn gradient_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
 fn full_sharding_trains_what_one_process_trains_on_two_and_three_ranks() {
     // ZeRO-3: parameters too live in slices, each layer gathered for its forward and backward.
     sharded_runs_train_what_one_process_trains("full");
+}
+
+/// bf16 mixed precision (run here on the CPU) under `full`: the decoder projections are gathered
+/// as bf16 compute copies for the update and the rollouts (the log names how many), which is
+/// exact — the same bf16 matmuls over the same f32 masters — so the run trains what the
+/// unsharded bf16 run on the same two ranks trains; and bf16 really ran (the f32 run's weights
+/// differ).
+#[test]
+fn full_sharding_gathers_bf16_compute_copies_and_trains_what_unsharded_bf16_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--algo",
+            "simko",
+            "--set",
+            "train.mini_batches=2",
+            "--nproc",
+            "2",
+        ];
+        args.extend(extra);
+        let out = train(tmp.path(), name, &args);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        text(&out)
+    };
+    let bf16 = ["--set", "model.mixed_precision=bf16"];
+    let none = run("none", &bf16);
+    assert!(!none.contains("compute copies"), "{none}");
+    let full = run(
+        "full",
+        &[&bf16[..], &["--set", "train.sharding=full"]].concat(),
+    );
+    assert!(
+        full.contains("parameters") && full.contains("gathered as bf16 compute copies"),
+        "{full}"
+    );
+    assert_same_training(&tmp.path().join("none"), &tmp.path().join("full"), 0.0);
+    run("f32", &[]);
+    let (a, b) = (
+        checkpoint_weights(&tmp.path().join("none/checkpoints/step-5")),
+        checkpoint_weights(&tmp.path().join("f32/checkpoints/step-5")),
+    );
+    let moved = a.iter().zip(&b).any(|((_, x), (_, y))| {
+        (x - y).norm().double_value(&[]) > 1e-4 * x.norm().double_value(&[])
+    });
+    assert!(
+        moved,
+        "the bf16 run trained the f32 run's weights: bf16 did not run"
+    );
 }
 
 #[test]

@@ -126,6 +126,14 @@ pub trait Policy: Send {
     fn supports_sharding(&self) -> bool {
         false
     }
+    /// The trainable parameters (by name) that every computation reads only through a cast to
+    /// one lower-precision kind, and that kind: with bf16 mixed precision a decoder's projection
+    /// weights and biases, whose matmuls run in bf16 over f32 master weights. A copy of such a
+    /// parameter in that kind computes exactly what the f32 one does, so a sharded run gathers
+    /// them so (half the bytes). `None` (the default): every parameter is read as stored.
+    fn compute_copies(&self) -> Option<(tch::Kind, Vec<String>)> {
+        None
+    }
     /// Samples one response per row of the left-padded prompts `[B, P]`.
     fn generate(
         &self,

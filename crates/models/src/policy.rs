@@ -104,6 +104,26 @@ impl Policy for HfPolicy {
         true
     }
 
+    fn compute_copies(&self) -> Option<(Kind, Vec<String>)> {
+        let kind = self.model.model.mixed_kind()?;
+        // Linear::forward casts a projection's weight and bias to the compute kind before use;
+        // norms, embeddings and the LM head are read as stored.
+        let names = self
+            .model
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(name, t)| {
+                t.requires_grad()
+                    && name.starts_with("model.layers.")
+                    && (name.ends_with("_proj.weight") || name.ends_with("_proj.bias"))
+                    && !name.contains("lora_")
+            })
+            .map(|(name, _)| name)
+            .collect();
+        Some((kind, names))
+    }
+
     fn has_frozen_base(&self) -> bool {
         self.model.adapters.is_some()
     }
@@ -249,15 +269,12 @@ pub(crate) fn configure_policy(
     policy.chunk = plan.chunk;
     policy.checkpoint = plan.checkpoint;
     policy.keep_logits_bytes = plan.keep_logits_bytes;
-    let mut bf16 = false;
-    if mixed == MixedPrecision::Bf16 {
-        if device.is_cuda() {
-            bf16 = true;
-        } else {
-            tracing::warn!(
-                "model.mixed_precision = \"bf16\" needs a CUDA device; computing in f32"
-            );
-        }
+    let mut bf16 = mixed == MixedPrecision::Bf16;
+    if bf16 && !device.is_cuda() {
+        tracing::warn!(
+            "model.mixed_precision = \"bf16\" on a CPU: bf16 matmuls are slower than f32 on \
+             most CPUs (it is there to check the bf16 path without a GPU; \"none\" computes in f32)"
+        );
     }
     if let Some((spec, from)) = adapters.resolve()? {
         if spec.dropout > 0.0 && plan.checkpoint {
@@ -372,7 +389,7 @@ pub struct HfModelConfig {
     /// Activation checkpointing per decoder layer in the update: keeps layer inputs only and
     /// recomputes each layer in backward (far less memory for long responses, ~30% more compute).
     pub checkpointing: bool,
-    /// Matmul precision of the update and rollouts: none | bf16 (CUDA; f32 fallback on CPU).
+    /// Matmul precision of the update and rollouts: none | bf16 (for CUDA; on a CPU it runs slowly, to check the bf16 path).
     pub mixed_precision: MixedPrecision,
     /// Batch-invariant passes outside the update (rollouts, log-prob recomputation): a token's
     /// log-prob is bit-identical whichever batch, padding or cache computes it, so the sampler's
@@ -480,7 +497,7 @@ pub struct TinyModelConfig {
     pub init: String,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
-    /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
+    /// Matmul precision: none | bf16 (for CUDA; on a CPU it runs slowly, to check the bf16 path).
     pub mixed_precision: MixedPrecision,
     /// Batch-invariant passes outside the update (rollouts, log-prob recomputation): a token's
     /// log-prob is bit-identical whichever batch, padding or cache computes it, so the sampler's

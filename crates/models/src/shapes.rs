@@ -64,7 +64,7 @@ pub struct ShapeModelConfig {
     pub keep_logits_mib: i64,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
-    /// Matmul precision: none | bf16 (CUDA; f32 fallback on CPU).
+    /// Matmul precision: none | bf16 (for CUDA; on a CPU it runs slowly, to check the bf16 path).
     pub mixed_precision: MixedPrecision,
     /// Batch-invariant passes outside the update (rollouts, log-prob recomputation): a token's
     /// log-prob is bit-identical whichever batch, padding or cache computes it, so the sampler's

@@ -572,6 +572,11 @@ impl Transformer {
         self.compute = kind;
     }
 
+    /// The kind matmuls run in where it differs from the stored weights' (mixed precision).
+    pub fn mixed_kind(&self) -> Option<Kind> {
+        self.compute.filter(|&k| k != self.embed.kind())
+    }
+
     /// The kind matmuls run in.
     pub fn compute_kind(&self) -> Kind {
         self.compute.unwrap_or(self.embed.kind())

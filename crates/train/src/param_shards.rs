@@ -6,8 +6,12 @@
 //! gradients are reduce-scattered into the owners' f32 slices and freed, so no rank holds the
 //! whole gradient. With `full` the parameters themselves live as the owners' f32 master slices:
 //! a part is all-gathered just before its forward and again before its recomputation in
-//! backward, and freed right after. Rollouts, log-probabilities, evaluation and checkpoints
-//! see the whole model ([`ParamShards::whole`]) and release it afterwards.
+//! backward, and freed right after. Checkpoints, weight syncs and checksums see the exact
+//! whole model ([`ParamShards::whole`]); rollouts, log-probabilities and evaluation its compute
+//! copy ([`ParamShards::whole_for_compute`]); the update releases either. With bf16 mixed
+//! precision the parameters the model reads only through a cast to bf16
+//! ([`rlvr_core::Policy::compute_copies`]) are gathered as bf16 for computing: half the
+//! traffic and memory of f32, and exactly what the cast of the f32 parameter computes.
 
 use crate::error::{Result, TrainError};
 use crate::optim::{named_vars, AdamW, StepOutcome};
@@ -39,10 +43,27 @@ pub struct ParamShards {
     grads: std::cell::RefCell<Vec<Tensor>>,
     /// Each slice's length.
     lens: Vec<i64>,
-    /// Whether the parameters are whole (always under `gradients`).
-    whole: Cell<bool>,
+    /// The kind each parameter's compute copy is gathered in (its own kind, or bf16 under
+    /// mixed precision).
+    compute_kinds: Vec<Kind>,
+    /// How many parameters have a compute copy in another kind, and their elements.
+    copies: (usize, i64),
+    /// What the parameters hold between updates (always [`Held::Exact`] under `gradients`).
+    held: Cell<Held>,
     /// Whether this rank (0) holds them whole for a checkpoint ([`ParamShards::whole_on_main`]).
     main_whole: Cell<bool>,
+}
+
+/// What a `full` rank's parameters hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Empty: the model lives in the master slices (during updates).
+    Released,
+    /// The whole model, exactly (f32 where the masters are).
+    Exact,
+    /// The whole model as compute copies (bf16 where mixed precision casts anyway): for
+    /// rollouts and statistics only, never written back to the masters nor saved.
+    Compute,
 }
 
 fn empty(like: &Tensor) -> Tensor {
@@ -55,8 +76,15 @@ fn collective(e: impl std::fmt::Display) -> CoreError {
 
 impl ParamShards {
     /// The shards of the trainable parameters of `vs` (whole at this point; under `full` they
-    /// are freed by the first [`ParamShards::release`]). `None` below `gradients`.
-    pub fn new(vs: &VarStore, spec: ShardSpec, level: Sharding) -> Option<ParamShards> {
+    /// are freed by the first [`ParamShards::release`]). `None` below `gradients`. `compute`:
+    /// the parameters gathered for computing in another kind, and that kind
+    /// ([`rlvr_core::Policy::compute_copies`]).
+    pub fn new(
+        vs: &VarStore,
+        spec: ShardSpec,
+        level: Sharding,
+        compute: Option<(Kind, Vec<String>)>,
+    ) -> Option<ParamShards> {
         if !matches!(level, Sharding::Gradients | Sharding::Full) {
             return None;
         }
@@ -79,9 +107,23 @@ impl ParamShards {
                 .collect(),
             _ => Vec::new(),
         };
+        let compute_kinds = vars
+            .iter()
+            .map(|(n, v)| match &compute {
+                Some((kind, names)) if level == Sharding::Full && names.contains(n) => *kind,
+                _ => v.kind(),
+            })
+            .collect();
+        let copies = vars
+            .iter()
+            .zip(&compute_kinds)
+            .filter(|((_, v), &k)| v.kind() != k)
+            .fold((0, 0), |(n, e), ((_, v), _)| (n + 1, e + v.numel() as i64));
         Some(ParamShards {
             spec,
             level,
+            compute_kinds,
+            copies,
             shapes: vars.iter().map(|(_, v)| v.size()).collect(),
             parts: vars.iter().map(|(n, _)| ParamPart::of_name(n)).collect(),
             grads: std::cell::RefCell::new(Vec::new()),
@@ -92,7 +134,7 @@ impl ParamShards {
             names: vars.iter().map(|(n, _)| n.clone()).collect(),
             vars: vars.into_iter().map(|(_, v)| v).collect(),
             masters,
-            whole: Cell::new(true),
+            held: Cell::new(Held::Exact),
             main_whole: Cell::new(false),
         })
     }
@@ -106,33 +148,75 @@ impl ParamShards {
         (0..self.vars.len()).filter(move |&i| self.parts[i] == part)
     }
 
-    /// Parameter `i` made whole from every rank's master slice.
-    fn gather_var(&self, world: &dyn Collective, i: usize) -> Result<()> {
+    /// Parameter `i` made whole from every rank's master slice, in `kind` (the slices are
+    /// cast before the gather: a bf16 copy moves half the bytes).
+    fn gather_var(&self, world: &dyn Collective, i: usize, kind: Kind) -> Result<()> {
         let var = &self.vars[i];
-        let whole = Tensor::zeros(self.shapes[i].as_slice(), (var.kind(), var.device()));
-        gather_into(world, &self.masters[i], self.spec, &whole.view([-1]))?;
+        let whole = Tensor::zeros(self.shapes[i].as_slice(), (kind, var.device()));
         let _guard = tch::no_grad_guard();
+        let master = &self.masters[i];
+        let local = if master.kind() == kind {
+            master.shallow_clone()
+        } else {
+            master.to_kind(kind)
+        };
+        gather_into(world, &local, self.spec, &whole.view([-1]))?;
         var.shallow_clone().set_data(&whole);
         Ok(())
     }
 
-    /// Makes every parameter whole (`full`: all-gathered from the master slices; a collective).
+    /// Makes every parameter whole, exactly (`full`: all-gathered from the master slices in
+    /// their f32; a collective). For checkpoints, weight syncs, checksums and loading.
     pub fn whole(&self, world: &dyn Collective) -> Result<()> {
-        if self.whole.get() {
+        if self.held.get() == Held::Exact {
             return Ok(());
         }
         for i in 0..self.vars.len() {
-            self.gather_var(world, i)?;
+            self.gather_var(world, i, self.masters[i].kind())?;
         }
-        self.whole.set(true);
+        self.held.set(Held::Exact);
         Ok(())
+    }
+
+    /// Makes every parameter whole for computing (rollouts, statistics, evaluation): as
+    /// [`ParamShards::whole`], but a parameter with a compute copy is gathered in its compute
+    /// kind. Keeps an exact whole model as it is. A collective.
+    pub fn whole_for_compute(&self, world: &dyn Collective) -> Result<()> {
+        if self.held.get() != Held::Released {
+            return Ok(());
+        }
+        for i in 0..self.vars.len() {
+            self.gather_var(world, i, self.compute_kinds[i])?;
+        }
+        self.held.set(Held::Compute);
+        Ok(())
+    }
+
+    /// How many parameters have a compute copy in another kind than their master's, and
+    /// their elements.
+    pub fn compute_copies(&self) -> (usize, i64) {
+        self.copies
+    }
+
+    /// Frees a compute copy of the whole model (nothing to write back).
+    fn drop_compute_copy(&self) {
+        if self.held.get() != Held::Compute {
+            return;
+        }
+        let _guard = tch::no_grad_guard();
+        for var in &self.vars {
+            var.shallow_clone().set_data(&empty(var));
+        }
+        self.held.set(Held::Released);
+        rlvr_core::memory::trim_heap();
     }
 
     /// `full`, the parameters released: rank 0 alone gathers every parameter whole (one tensor
     /// at a time; the other ranks only send their slices), to write a checkpoint. Every rank
     /// calls it and then [`ParamShards::release_main`].
     pub fn whole_on_main(&self, world: &dyn Collective) -> Result<()> {
-        if self.level != Sharding::Full || self.whole.get() {
+        self.drop_compute_copy();
+        if self.level != Sharding::Full || self.held.get() == Held::Exact {
             return Ok(());
         }
         for (i, var) in self.vars.iter().enumerate() {
@@ -147,9 +231,10 @@ impl ParamShards {
         Ok(())
     }
 
-    /// Whether the parameters are released (`full` between rollouts and checkpoints).
+    /// Whether the parameters are not the exact whole model (`full` after an update, or
+    /// holding compute copies): a checkpoint then streams from the masters.
     pub fn released(&self) -> bool {
-        self.level == Sharding::Full && !self.whole.get()
+        self.level == Sharding::Full && self.held.get() != Held::Exact
     }
 
     /// `full`, the parameters released: the tensor files of a checkpoint streamed to rank 0 —
@@ -206,10 +291,12 @@ impl ParamShards {
         Ok(())
     }
 
-    /// `full`: takes this rank's slices of the whole parameters as its masters (they may have
-    /// been loaded or broadcast meanwhile) and frees the whole parameters.
+    /// `full`: takes this rank's slices of the exact whole parameters as its masters (they may
+    /// have been loaded or broadcast meanwhile) and frees the whole parameters; a compute copy
+    /// is only freed.
     pub fn release(&self) -> Result<()> {
-        if self.level != Sharding::Full || !self.whole.get() {
+        self.drop_compute_copy();
+        if self.level != Sharding::Full || self.held.get() != Held::Exact {
             return Ok(());
         }
         let _guard = tch::no_grad_guard();
@@ -226,7 +313,7 @@ impl ParamShards {
                 .copy_(&self.spec.slice(var).to_kind(Kind::Float));
             var.shallow_clone().set_data(&empty(var));
         }
-        self.whole.set(false);
+        self.held.set(Held::Released);
         rlvr_core::memory::trim_heap();
         Ok(())
     }
@@ -325,17 +412,17 @@ impl ParamShards {
     }
 
     fn gather_part(&self, world: &dyn Collective, part: ParamPart) -> Result<()> {
-        if self.level != Sharding::Full || self.whole.get() {
+        if self.level != Sharding::Full || self.held.get() != Held::Released {
             return Ok(());
         }
         for i in self.of_part(part) {
-            self.gather_var(world, i)?;
+            self.gather_var(world, i, self.compute_kinds[i])?;
         }
         Ok(())
     }
 
     fn release_part(&self, part: ParamPart) {
-        if self.level != Sharding::Full || self.whole.get() {
+        if self.level != Sharding::Full || self.held.get() != Held::Released {
             return;
         }
         let _guard = tch::no_grad_guard();

@@ -109,9 +109,16 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let sharded = |level: Sharding| input.ranks > 1 && input.sharding as u8 >= level as u8;
 
     // Under `full` the update holds the master slices and one gathered part at a time; the
-    // rollout phase holds the whole model besides them (crate::param_shards).
+    // rollout phase holds the whole model besides them (crate::param_shards), with bf16 the
+    // decoder layers' projections as bf16 compute copies (Policy::compute_copies).
+    let projections = layers * (layer_parameters(c) - 2.0 * h);
+    let compute_copy = if input.bf16 {
+        2.0 * projections + 4.0 * (p - projections)
+    } else {
+        4.0 * p
+    };
     let (weights, weights_rollout) = if sharded(Sharding::Full) {
-        (4.0 * p / n, 4.0 * p + 4.0 * p / n)
+        (4.0 * p / n, compute_copy + 4.0 * p / n)
     } else {
         (4.0 * p, 4.0 * p)
     };
@@ -123,10 +130,12 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         (4.0 * p, 4.0 * p)
     };
     // The largest part's whole gradient during its backward (the tied embedding's from the
-    // head to the end), and under `full` its gathered weight besides it.
+    // head to the end), and under `full` its gathered weight besides it (a layer's as bf16
+    // compute copies with bf16).
     let part_bytes = 4.0 * (v * h).max(layer_parameters(c));
+    let layer_gathered = if input.bf16 { 2.0 } else { 4.0 };
     let transient = if sharded(Sharding::Full) {
-        2.0 * part_bytes
+        (8.0 * v * h).max((layer_gathered + 4.0) * layer_parameters(c))
     } else if sharded(Sharding::Gradients) {
         part_bytes
     } else {
@@ -248,5 +257,31 @@ mod tests {
         // A 7.6B model: unsharded cannot fit 80 GB; optimizer sharding over 8 ranks can.
         assert!(!none.fits);
         assert!(zero1.fits, "{:.1} GB", zero1.peak / 1e9);
+    }
+
+    #[test]
+    fn full_sharding_rollouts_hold_bf16_copies_of_the_projections() {
+        let of = |plan: &MemoryPlan, name: &str| {
+            plan.components
+                .iter()
+                .find(|c| c.name == name)
+                .map_or(f64::NAN, |c| c.bytes)
+        };
+        // Qwen2.5-7B: 28 layers of q/k/v/o and gate/up/down projections, 3584 × (3584 + 2 ×
+        // 512) + 3584² + 3 × 3584 × 18944 = 233,046,016 each (6.53e9 in all, bf16 copies);
+        // embedding, untied head, norms and biases (1.09e9) gathered in f32; the master slices.
+        let full = plan(&input(Sharding::Full, 8));
+        let projections = 28.0 * 233_046_016.0;
+        let want =
+            2.0 * projections + 4.0 * (full.parameters - projections) + 4.0 * full.parameters / 8.0;
+        let got = of(&full, "weights during rollouts");
+        assert!((got - want).abs() <= 1e-3 * want, "{got} vs {want}");
+        // f32 compute (a CPU run) gathers every parameter in f32.
+        let f32_full = plan(&PlanInput {
+            bf16: false,
+            ..input(Sharding::Full, 8)
+        });
+        let got = of(&f32_full, "weights during rollouts");
+        assert!((got - 4.5 * full.parameters).abs() <= 1e-6 * got);
     }
 }

@@ -205,7 +205,7 @@ impl Trainer {
     /// share of the step's prompt groups, from the random streams those rows have in one
     /// process.
     pub fn make_experience(&self) -> Result<(Experience, Metrics)> {
-        self.whole_model()?;
+        self.whole_model_for_compute()?;
         let all = self.step_problems();
         let share = self.local_groups(all.len());
         let problems = all[share.clone()].to_vec();
@@ -235,11 +235,22 @@ impl Trainer {
         }
     }
 
-    /// Makes the parameters whole where `train.sharding = "full"` holds them in slices
-    /// between updates (a collective: every rank calls it). The update releases them again.
+    /// Makes the parameters whole, exactly, where `train.sharding = "full"` holds them in
+    /// slices between updates (a collective: every rank calls it). The update releases them
+    /// again.
     pub fn whole_model(&self) -> Result<()> {
         if let Some(shards) = &self.actor.shards {
             shards.whole(self.world.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// [`Trainer::whole_model`] for rollouts, statistics and evaluation: parameters that mixed
+    /// precision reads through a bf16 cast are gathered as bf16 (the same results, half the
+    /// memory).
+    pub fn whole_model_for_compute(&self) -> Result<()> {
+        if let Some(shards) = &self.actor.shards {
+            shards.whole_for_compute(self.world.as_ref())?;
         }
         Ok(())
     }
@@ -496,7 +507,7 @@ impl Trainer {
     /// Evaluates the current policy on `problems` (sharded over the data-parallel ranks); the
     /// rollout servers, when they generate, are brought to the current weights first.
     pub fn evaluate(&mut self, problems: &[Problem], opts: &EvalOptions) -> Result<EvalReport> {
-        self.whole_model()?;
+        self.whole_model_for_compute()?;
         self.sync_rollout_engine()?;
         self.session.evaluate(self.world.as_ref(), problems, opts)
     }
@@ -526,10 +537,18 @@ fn optimizer_for(
     }
     Ok(match level {
         Sharding::None => (AdamW::new(vs, wd), None),
-        _ => (
-            AdamW::sharded(vs, wd, spec),
-            ParamShards::new(vs, spec, level),
-        ),
+        _ => {
+            let shards = ParamShards::new(vs, spec, level, policy.compute_copies());
+            if let Some((n, elements)) = shards.as_ref().map(|s| s.compute_copies()) {
+                if n > 0 && world.is_main() {
+                    tracing::info!(
+                        "train.sharding = \"full\": {n} parameters ({elements} elements) \
+                         gathered as bf16 compute copies (model.mixed_precision)"
+                    );
+                }
+            }
+            (AdamW::sharded(vs, wd, spec), shards)
+        }
     })
 }
 
