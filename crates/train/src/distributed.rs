@@ -158,6 +158,28 @@ pub fn broadcast_parameters(world: &dyn Collective, vs: &VarStore) -> Result<()>
     Ok(())
 }
 
+/// Elements of one block of [`checksum`].
+const CHECKSUM_BLOCK: i64 = 1 << 20;
+
+/// The sum and the sum of squares of `v`'s elements in f64, one block of [`CHECKSUM_BLOCK`]
+/// elements at a time: no temporary of the whole tensor (an f64 copy of the 0.5B shape's
+/// embedding alone is 1.1 GB, and every rank makes it at once).
+fn checksum(v: &Tensor) -> (f64, f64) {
+    let flat = v.reshape([-1]);
+    let n = flat.numel() as i64;
+    let (mut sum, mut squares) = (0.0, 0.0);
+    let mut at = 0;
+    while at < n {
+        let block = flat
+            .narrow(0, at, CHECKSUM_BLOCK.min(n - at))
+            .to_kind(Kind::Double);
+        sum += block.sum(Kind::Double).double_value(&[]);
+        squares += block.dot(&block).double_value(&[]);
+        at += CHECKSUM_BLOCK;
+    }
+    (sum, squares)
+}
+
 /// Checks that every rank holds the same parameters: each rank's f64 sum and sum of squares of
 /// every parameter are gathered and compared with rank 0's, exactly (all ranks apply the same
 /// update to the same weights, so any difference is divergence).
@@ -168,8 +190,9 @@ pub fn check_parameters(world: &dyn Collective, vs: &VarStore, step: u64) -> Res
     let _guard = tch::no_grad_guard();
     let mut local = Vec::new();
     for (_, v) in named_vars(vs) {
-        local.push(v.sum(Kind::Double).double_value(&[]));
-        local.push(v.square().sum(Kind::Double).double_value(&[]));
+        let (sum, squares) = checksum(&v);
+        local.push(sum);
+        local.push(squares);
     }
     let all = world.all_gather(&local)?;
     let names: Vec<String> = named_vars(vs).into_iter().map(|(n, _)| n).collect();
@@ -295,6 +318,26 @@ mod tests {
     }
 
     #[test]
+    fn the_blockwise_checksum_is_the_f64_sum_and_sum_of_squares() {
+        // Three whole blocks and a partial one (7 × 450,000 elements), of values whose f32
+        // sums would lose digits.
+        let v = Tensor::randn([7, 450_000], (Kind::Float, tch::Device::Cpu)) + 1000.0;
+        assert!(v.numel() as i64 > 3 * CHECKSUM_BLOCK && v.numel() as i64 % CHECKSUM_BLOCK != 0);
+        let (sum, squares) = checksum(&v);
+        let d = v.to_kind(Kind::Double);
+        let want_sum = d.sum(Kind::Double).double_value(&[]);
+        let want_squares = d.square().sum(Kind::Double).double_value(&[]);
+        assert!(
+            (sum - want_sum).abs() <= 1e-12 * want_sum.abs(),
+            "{sum} vs {want_sum}"
+        );
+        assert!(
+            (squares - want_squares).abs() <= 1e-12 * want_squares,
+            "{squares} vs {want_squares}"
+        );
+    }
+
+    #[test]
     fn a_rank_whose_parameters_differ_is_named_with_the_parameter() {
         let vs = VarStore::new(tch::Device::Cpu);
         let root = vs.root();
@@ -304,8 +347,8 @@ mod tests {
         // `b`'s sum of squares differs slightly on rank 1.
         let mut other = Vec::new();
         for (n, v) in named_vars(&vs) {
-            other.push(v.sum(Kind::Double).double_value(&[]));
-            let sq = v.square().sum(Kind::Double).double_value(&[]);
+            let (sum, sq) = checksum(&v);
+            other.push(sum);
             other.push(if n == "b" { sq + 1e-9 } else { sq });
         }
         let err = check_parameters(&TwoRanks { other: Some(other) }, &vs, 7)
