@@ -190,7 +190,9 @@ fn child_world_size_mismatch() {
         return;
     }
     let env = WorldEnv::from_env().unwrap();
-    let timeout = Duration::from_secs(10);
+    // Far longer than the rendezvous takes on a loaded machine: the test tells "at once" from
+    // "at the timeout".
+    let timeout = Duration::from_secs(60);
     match join(&env, timeout, None) {
         Ok(_) => println!("joined"),
         Err(e) => println!("failed: {e}"),
@@ -212,7 +214,7 @@ fn ranks_with_different_world_sizes_are_told_at_once() {
         assert!(out.contains("WORLD_SIZE differs between ranks"), "{out}");
     }
     assert!(
-        start.elapsed() < Duration::from_secs(9),
+        start.elapsed() < Duration::from_secs(30),
         "{:?}",
         start.elapsed()
     );
