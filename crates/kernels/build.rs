@@ -8,6 +8,7 @@ fn main() {
         "shim/kernels.cpp",
         "shim/softmax_stats.cpp",
         "shim/invariant_attention.cpp",
+        "shim/invariant_linear.cpp",
         "shim/message.h",
     ] {
         println!("cargo:rerun-if-changed={file}");
@@ -29,6 +30,7 @@ fn main() {
         .file("shim/kernels.cpp")
         .file("shim/softmax_stats.cpp")
         .file("shim/invariant_attention.cpp")
+        .file("shim/invariant_linear.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .opt_level(3)

@@ -9,13 +9,17 @@
 //!   a CPU logits matrix in one pass over the row, where ATen needs a pass per statistic.
 //! - [`invariant_attention`]: attention whose outputs do not depend on how queries and keys are
 //!   batched or padded (a cached decode step equals the full-sequence pass bit for bit).
+//! - [`invariant_linear`]: `x Wᵀ + b` whose rows do not depend on the rows computed with them
+//!   (libtorch's GEMM follows the matrix sizes and the CPU).
 
 mod adamw;
 mod invariant_attention;
+mod invariant_linear;
 mod softmax_stats;
 
 pub use adamw::{fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
+pub use invariant_linear::{invariant_linear, invariant_linear_portable};
 pub use softmax_stats::{softmax_stats, SoftmaxStats};
 
 use std::ffi::{c_char, c_int, CStr};

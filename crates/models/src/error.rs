@@ -54,6 +54,9 @@ pub enum ModelError {
     /// A core contract failed.
     #[error(transparent)]
     Core(#[from] rlvr_core::CoreError),
+    /// A shim kernel (`rlvr-kernels`) refused its inputs or failed.
+    #[error(transparent)]
+    Kernel(#[from] rlvr_kernels::KernelError),
 }
 
 impl ModelError {

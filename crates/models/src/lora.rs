@@ -282,8 +282,13 @@ impl Adapter {
         })
     }
 
-    /// `s · (dropout(x) Aᵀ) Bᵀ` in `kind` (dropout only when `training`).
-    pub fn delta(&self, x: &Tensor, kind: Kind, training: bool) -> Result<Tensor> {
+    /// `s · (dropout(x) Aᵀ) Bᵀ` in `kind` (dropout only when `training`); both products
+    /// [`rlvr_kernels::invariant_linear`] when `invariant` (a batch-invariant f32 pass).
+    pub fn delta(&self, x: &Tensor, kind: Kind, training: bool, invariant: bool) -> Result<Tensor> {
+        if invariant {
+            let h = rlvr_kernels::invariant_linear(x, &self.a, None)?;
+            return Ok(rlvr_kernels::invariant_linear(&h, &self.b, None)?.f_mul_scalar(self.scale)?);
+        }
         let x = if training && self.dropout > 0.0 {
             x.f_dropout(self.dropout, true)?
         } else {

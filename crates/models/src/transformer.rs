@@ -46,8 +46,8 @@ impl Linear {
 
     /// `x Wᵀ + b` computed in `kind` (weights cast when they are stored in another precision:
     /// mixed precision keeps f32 master weights and runs the matmul in bf16), plus the adapter's
-    /// term when `adapters` says so; in a batch-invariant pass with at least
-    /// [`INVARIANT_MIN_ROWS`] rows (see [`padded_rows`]).
+    /// term when `adapters` says so; in a batch-invariant pass (f32) every product is
+    /// [`rlvr_kernels::invariant_linear`].
     fn forward(
         &self,
         x: &Tensor,
@@ -55,10 +55,9 @@ impl Linear {
         adapters: AdapterUse,
         invariant: bool,
     ) -> Result<Tensor> {
-        if invariant {
-            return padded_rows(x, |x| self.forward(x, kind, adapters, false));
-        }
-        let base = if self.weight.kind() == kind && x.kind() == kind {
+        let base = if invariant {
+            rlvr_kernels::invariant_linear(x, &self.weight, self.bias.as_ref())?
+        } else if self.weight.kind() == kind && x.kind() == kind {
             x.f_linear(&self.weight, self.bias.as_ref())?
         } else {
             let bias = self.bias.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
@@ -66,34 +65,12 @@ impl Linear {
                 .f_linear(&self.weight.f_to_kind(kind)?, bias.as_ref())?
         };
         match (&self.adapter, adapters) {
-            (Some(a), AdapterUse::On { training }) => Ok(base.f_add(&a.delta(x, kind, training)?)?),
+            (Some(a), AdapterUse::On { training }) => {
+                Ok(base.f_add(&a.delta(x, kind, training, invariant)?)?)
+            }
             _ => Ok(base),
         }
     }
-}
-
-/// Rows a batch-invariant pass gives every matrix product at least. Measured with this
-/// libtorch's CPU GEMM (MKL, f32): a row of `x Wᵀ` computed among fewer than 12 rows can differ
-/// in its last bits from the same row computed among more (another kernel path); from 12 rows on
-/// it does not (`tests/batch_invariance.rs` checks 1 to 64 rows against 1,037).
-pub const INVARIANT_MIN_ROWS: i64 = 16;
-
-/// `f` of `x` `[..., K]` with the rows padded by zeros to [`INVARIANT_MIN_ROWS`] and cut back.
-pub fn padded_rows(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    let size = x.size();
-    let k = size.last().copied().unwrap_or(1).max(1);
-    let rows = x.numel() as i64 / k;
-    if rows >= INVARIANT_MIN_ROWS {
-        return f(x);
-    }
-    let flat = x.f_reshape([rows, k])?;
-    let pad = Tensor::f_zeros([INVARIANT_MIN_ROWS - rows, k], (x.kind(), x.device()))?;
-    let y = f(&Tensor::f_cat(&[&flat, &pad], 0)?)?.f_narrow(0, 0, rows)?;
-    let mut out = size;
-    if let Some(last) = out.last_mut() {
-        *last = y.size().last().copied().unwrap_or(0);
-    }
-    Ok(y.f_reshape(out)?)
 }
 
 /// Whether the adapters take part in a forward pass.
@@ -500,7 +477,8 @@ impl Transformer {
     /// sampler's log-probs equal the trainer's recomputation exactly (SGLang's deterministic
     /// inference, vLLM's batch-invariant mode). Attention runs
     /// [`rlvr_kernels::invariant_attention`] (f64 sums in key order; slower than SDPA) and every
-    /// matrix product gets at least [`INVARIANT_MIN_ROWS`] rows. f32 on the CPU only; updates
+    /// matrix product [`rlvr_kernels::invariant_linear`] (a fixed summation order per element;
+    /// slower than MKL). f32 on the CPU only; updates
     /// (gradients) keep the fused kernels.
     pub fn set_batch_invariant(&mut self, on: bool) -> Result<()> {
         let device = self.embed.device();
@@ -799,7 +777,11 @@ impl Transformer {
     /// Logits `[..., V]` of hidden states `[..., H]` (the LM head, tied or not).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         if self.invariant_pass(hidden) {
-            return padded_rows(hidden, |h| self.head(h));
+            return Ok(rlvr_kernels::invariant_linear(
+                hidden,
+                self.head_weight(),
+                None,
+            )?);
         }
         self.head(hidden)
     }

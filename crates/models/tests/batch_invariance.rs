@@ -1,15 +1,16 @@
 //! Batch-invariant passes (`Transformer::set_batch_invariant`): the log-prob a cached decode step
 //! samples a token with equals, bit for bit, the log-prob of the same token in a full-sequence
 //! pass over a differently padded batch — the property `rlvr serve` and in-process generation
-//! need for their log-probs to equal the trainer's. And the GEMM property it rests on.
+//! need for their log-probs to equal the trainer's — with LoRA adapters too.
 
 mod common;
 use common::*;
 
 use rlvr_core::{FinishReason, SamplingConfig, SequenceBatch, StatsNeeds};
 use rlvr_models::generate::generate;
+use rlvr_models::lora;
+use rlvr_models::policy::Adapters;
 use rlvr_models::token_stats::response_stats;
-use rlvr_models::transformer::{padded_rows, INVARIANT_MIN_ROWS};
 use rlvr_models::HfModel;
 use tch::{Device, Kind, Tensor};
 
@@ -107,31 +108,25 @@ fn a_decode_step_samples_with_the_full_pass_log_prob_bit_for_bit() {
 }
 
 #[test]
-fn a_matrix_product_row_does_not_depend_on_the_rows_computed_with_it() {
-    // The decoder's shapes (fixtures, Qwen2.5-0.5B): each row of x Wᵀ among 1 to 64 rows,
-    // padded to INVARIANT_MIN_ROWS, equals the same row among 1,037.
-    for (k, n) in [
-        (64, 64),
-        (64, 512),
-        (160, 64),
-        (896, 896),
-        (896, 4864),
-        (4864, 896),
-    ] {
-        let w = Tensor::randn([n, k], (Kind::Float, Device::Cpu));
-        let x = Tensor::randn([1037, k], (Kind::Float, Device::Cpu));
-        let all = x.linear::<Tensor>(&w, None);
-        for rows in 1..=64 {
-            for start in [0, 5, 1037 - rows] {
-                let part = x.narrow(0, start, rows);
-                let got = padded_rows(&part, |x| Ok(x.linear::<Tensor>(&w, None))).unwrap();
-                assert!(
-                    got.equal(&all.narrow(0, start, rows)),
-                    "{k}x{n}: {rows} rows from {start} (padded to {INVARIANT_MIN_ROWS})"
-                );
-            }
-        }
-    }
+fn a_decode_step_with_a_peft_adapter_is_bit_for_bit_too() {
+    // A PEFT adapter on every linear layer (fixture made by PEFT 0.21): its two products per
+    // layer run batch-invariantly as well.
+    let mut m = model("qwen2-tiny");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lora/qwen2-tiny-r4-all-linear");
+    let adapters = Adapters {
+        lora: None,
+        adapter: dir.display().to_string(),
+    };
+    let (spec, dir) = adapters.resolve().unwrap().unwrap();
+    m.attach_adapters(&spec, Kind::Float).unwrap();
+    lora::load_adapter(&mut m.vs, &dir.unwrap()).unwrap();
+    let (default_full, _, _) = decode_vs_full(&m);
+    assert!(default_full > 0.0, "the default pass is exact here");
+    m.model.set_batch_invariant(true).unwrap();
+    let (full, trainer, _) = decode_vs_full(&m);
+    assert_eq!(full, 0.0, "decode vs full pass (default {default_full})");
+    assert!(trainer < 1e-6, "decode vs the trainer's pass {trainer}");
 }
 
 #[test]
