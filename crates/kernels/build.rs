@@ -1,6 +1,10 @@
 //! Compiles the C++ shim (`shim/`: libtorch operators tch does not expose, the softmax-statistics
-//! kernel) against the libtorch headers torch-sys builds with, and embeds libtorch's library
-//! folder as a run-time path (as `build/rpath.rs` does for the other crates).
+//! kernel, MKL's vendor check) against the libtorch headers torch-sys builds with, and embeds
+//! libtorch's library folder as a run-time path and exports the vendor check from this crate's
+//! test binaries (`build/rpath.rs`, which every other crate's build script is).
+#[path = "../../build/rpath.rs"]
+mod rpath;
+
 use std::path::PathBuf;
 
 fn main() {
@@ -9,6 +13,7 @@ fn main() {
         "shim/softmax_stats.cpp",
         "shim/invariant_attention.cpp",
         "shim/invariant_linear.cpp",
+        "shim/mkl_vendor.cpp",
         "shim/message.h",
     ] {
         println!("cargo:rerun-if-changed={file}");
@@ -31,6 +36,7 @@ fn main() {
         .file("shim/softmax_stats.cpp")
         .file("shim/invariant_attention.cpp")
         .file("shim/invariant_linear.cpp")
+        .file("shim/mkl_vendor.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .opt_level(3)
@@ -42,5 +48,9 @@ fn main() {
         build.flag("-fopenmp");
     }
     build.compile("rlvr_kernels");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // mkl_vendor.cpp's dlsym (in libc from glibc 2.34, in libdl before).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-lib=dl");
+    }
+    rpath::main();
 }

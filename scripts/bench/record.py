@@ -56,6 +56,9 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "threads": threads[0] if len(threads) == 1 else threads,
+        # MKL's vendor check: answered by rlvr's binaries (linked) and by the Python baselines'
+        # python-mkl (preloaded) alike, or MKL's own answer in both (scripts/bench/mkl-vendor.sh).
+        "mkl_vendor_check": "keep" if os.environ.get("RLVR_MKL_VENDOR_CHECK") == "keep" else "answered",
         "settings": json.loads(settings),
         "rows": rows,
     }

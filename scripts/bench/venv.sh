@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The development-only Python of the side-by-side benchmarks: .tools/bench-venv with PyTorch
-# 2.13 (the PyPI wheel, CUDA libraries included, ~3 GB), transformers and peft. Prints its python.
+# 2.13 (the PyPI wheel, CUDA libraries included, ~3 GB), transformers and peft. Prints its python
+# (python-mkl: MKL's vendor check answered as in rlvr).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.tools/bench-venv"
@@ -11,4 +12,12 @@ if [[ ! -f "$venv/.complete-peft" ]]; then
   PIP_NO_CACHE_DIR=1 "$venv/bin/pip" install -q torch==2.13.0 transformers peft psutil >&2
   touch "$venv/.complete-peft"
 fi
-echo "$venv/bin/python"
+# Its python with MKL's vendor check answered as rlvr answers it (scripts/bench/mkl-vendor.sh).
+preload=$("$root/scripts/bench/mkl-vendor.sh")
+cat > "$venv/bin/python-mkl.tmp" <<SH
+#!/bin/sh
+LD_PRELOAD="$preload\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$venv/bin/python" "\$@"
+SH
+chmod +x "$venv/bin/python-mkl.tmp"
+mv "$venv/bin/python-mkl.tmp" "$venv/bin/python-mkl"
+echo "$venv/bin/python-mkl"

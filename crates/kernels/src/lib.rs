@@ -11,15 +11,19 @@
 //!   batched or padded (a cached decode step equals the full-sequence pass bit for bit).
 //! - [`invariant_linear`]: `x Wᵀ + b` whose rows do not depend on the rows computed with them
 //!   (libtorch's GEMM follows the matrix sizes and the CPU).
+//! - MKL's vendor check, answered so that libtorch's MKL runs the code path of the CPU's
+//!   instruction set on AMD processors too ([`mkl_code_path`] reports it).
 
 mod adamw;
 mod invariant_attention;
 mod invariant_linear;
+mod mkl_vendor;
 mod softmax_stats;
 
 pub use adamw::{fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
 pub use invariant_linear::{invariant_linear, invariant_linear_portable};
+pub use mkl_vendor::mkl_code_path;
 pub use softmax_stats::{softmax_stats, SoftmaxStats};
 
 use std::ffi::{c_char, c_int, CStr};

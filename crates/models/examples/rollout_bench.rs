@@ -127,6 +127,7 @@ fn main() {
             "tokens_per_s": tokens / secs,
             "threads": tch::get_num_threads(),
             "device": format!("{device:?}"),
+            "mkl_code_path": rlvr_kernels::mkl_code_path(),
         })
     );
 }
