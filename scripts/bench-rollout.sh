@@ -4,7 +4,8 @@
 # (PROMPTS, SAMPLES, NEW_TOKENS override them).
 #   scripts/bench-rollout.sh [BASE_COMMIT] [CONFIG_JSON]
 # Runs this build's generation, transformers' `generate` (sdpa; dynamic cache, then its static
-# cache), vLLM's CPU build (offline `LLM.generate`, eager and compiled, at rlvr's thread count;
+# cache), vLLM's CPU build (offline `LLM.generate`, eager and compiled, at rlvr's thread count,
+# with MKL's vendor check answered as rlvr answers it and with MKL's own answer;
 # VLLM=0 leaves it out; scripts/bench/vllm-venv.sh installs it once) and, given BASE_COMMIT, the
 # generation of that commit (built in a git worktree with its own target folder), then prints
 # tokens/s and the ratios and records $OUT/$BENCH_NAME.json (default rollout; scripts/bench.sh
@@ -48,10 +49,17 @@ if [[ "${VLLM:-1}" == 1 ]]; then
   # vLLM's CPU build, eager and compiled, at rlvr's thread count (VLLM=0 leaves it out).
   vllm_python=$(scripts/bench/vllm-venv.sh)
   threads=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["threads"])' "$out/rlvr.json")
-  for mode in eager compiled; do
-    OMP_NUM_THREADS=$threads "$vllm_python" scripts/bench/rollout_vllm.py "$out" "$samples" "$new_tokens" "$mode" \
-      2>"$out/vllm-$mode.log" | grep '^{"impl"' | tee "$out/vllm-$mode.json" ||
-      echo "{\"impl\": \"vllm-$mode\", \"failed\": \"see $out/vllm-$mode.log\"}" > "$out/vllm-$mode.json"
+  # Both with MKL's vendor check answered as in rlvr (python-mkl) and with MKL's own answer
+  # (plain python, rows named vllm-MODE-mkl-own): vLLM's best is whichever is faster.
+  for mkl in answered own; do
+    py=$vllm_python suffix=""
+    [[ $mkl == own ]] && py=${vllm_python%-mkl} suffix="-mkl-own"
+    for mode in eager compiled; do
+      name="vllm-$mode$suffix"
+      OMP_NUM_THREADS=$threads "$py" scripts/bench/rollout_vllm.py "$out" "$samples" "$new_tokens" "$mode" \
+        2>"$out/$name.log" | grep '^{"impl"' | sed "s/\"impl\": \"vllm-$mode\"/\"impl\": \"$name\"/" | tee "$out/$name.json" ||
+        echo "{\"impl\": \"$name\", \"failed\": \"see $out/$name.log\"}" > "$out/$name.json"
+    done
   done
 fi
 settings=$(printf '{"what": "rollouts, %s prompts × %s samples × ≤ %s tokens, %s", "config": "%s", "prompts": %s, "samples": %s, "new_tokens": %s}' \
@@ -59,5 +67,5 @@ settings=$(printf '{"what": "rollouts, %s prompts × %s samples × ≤ %s tokens
 name=${BENCH_NAME:-rollout}
 python3 scripts/bench/record.py rollout "${BENCH_COMMAND:-scripts/bench-rollout.sh $*}" "$settings" "$out/$name.json" \
   "$out/rlvr.json" "$out/base.json" "$out/transformers.json" "$out/transformers-static.json" \
-  "$out/vllm-eager.json" "$out/vllm-compiled.json"
+  "$out/vllm-eager.json" "$out/vllm-compiled.json" "$out/vllm-eager-mkl-own.json" "$out/vllm-compiled-mkl-own.json"
 cargo run -q -p rlvr-tests --bin bench-tables -- --print "$out/$name.json"
