@@ -36,11 +36,4 @@ PY
   touch "$venv/.complete"
 fi
 # Its python with MKL's vendor check answered as rlvr answers it (scripts/bench/mkl-vendor.sh).
-preload=$("$root/scripts/bench/mkl-vendor.sh")
-cat > "$venv/bin/python-mkl.tmp" <<SH
-#!/bin/sh
-LD_PRELOAD="$preload\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$venv/bin/python" "\$@"
-SH
-chmod +x "$venv/bin/python-mkl.tmp"
-mv "$venv/bin/python-mkl.tmp" "$venv/bin/python-mkl"
-echo "$venv/bin/python-mkl"
+"$root/scripts/bench/mkl-vendor.sh" "$venv/bin/python"
