@@ -1,5 +1,5 @@
 //! Compiles the C++ shim (`shim/`: libtorch operators tch does not expose, the softmax-statistics
-//! kernel, MKL's vendor check) against the libtorch headers torch-sys builds with, and embeds
+//! kernel, MKL's vendor check and packed GEMM) against the libtorch headers torch-sys builds with, and embeds
 //! libtorch's library folder as a run-time path and exports the vendor check from this crate's
 //! test binaries (`build/rpath.rs`, which every other crate's build script is).
 #[path = "../../build/rpath.rs"]
@@ -14,6 +14,7 @@ fn main() {
         "shim/invariant_attention.cpp",
         "shim/invariant_linear.cpp",
         "shim/mkl_vendor.cpp",
+        "shim/packed_linear.cpp",
         "shim/message.h",
     ] {
         println!("cargo:rerun-if-changed={file}");
@@ -37,6 +38,7 @@ fn main() {
         .file("shim/invariant_attention.cpp")
         .file("shim/invariant_linear.cpp")
         .file("shim/mkl_vendor.cpp")
+        .file("shim/packed_linear.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .opt_level(3)

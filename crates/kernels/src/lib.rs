@@ -11,19 +11,27 @@
 //!   batched or padded (a cached decode step equals the full-sequence pass bit for bit).
 //! - [`invariant_linear`]: `x Wᵀ + b` whose rows do not depend on the rows computed with them
 //!   (libtorch's GEMM follows the matrix sizes and the CPU).
+//! - [`inverse_cdf_sample`]: one token per row of a log-probability matrix, the inverse-CDF rule
+//!   in one pass over each row's prefix (the tensor form makes eight passes over f64 copies).
+//! - [`PackedLinear`]: `x Wᵀ` on a weight packed once into MKL's GEMM layout, where a plain
+//!   product repacks it at every call (generation's decode steps).
 //! - MKL's vendor check, answered so that libtorch's MKL runs the code path of the CPU's
 //!   instruction set on AMD processors too ([`mkl_code_path`] reports it).
 
 mod adamw;
 mod invariant_attention;
 mod invariant_linear;
+mod inverse_cdf;
 mod mkl_vendor;
+mod packed_linear;
 mod softmax_stats;
 
 pub use adamw::{fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
 pub use invariant_linear::{invariant_linear, invariant_linear_portable};
+pub use inverse_cdf::inverse_cdf_sample;
 pub use mkl_vendor::mkl_code_path;
+pub use packed_linear::PackedLinear;
 pub use softmax_stats::{softmax_stats, SoftmaxStats};
 
 use std::ffi::{c_char, c_int, CStr};

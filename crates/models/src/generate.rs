@@ -46,10 +46,12 @@ fn distinct_prompts(ids: &Tensor, mask: &Tensor) -> Result<(Vec<i64>, Vec<i64>)>
 }
 
 /// Bytes a rollout of `rows` responses of up to `positions` positions holds at least: its KV
-/// cache, and the f32 logits and log-probabilities of one decode step.
+/// cache, the f32 logits and log-probabilities of one decode step, and the weights packed for
+/// generation ([`Transformer::pack_for_generation`]).
 pub fn rollout_bytes(model: &Transformer, rows: i64, positions: i64) -> u128 {
     let cfg = model.config();
     let elt = model.compute_kind().elt_size_in_bytes() as u128;
+    let packed = model.generation_pack_bytes(rows);
     let rows = rows.max(0) as u128;
     let cache = rows
         * cfg.num_layers as u128
@@ -58,7 +60,7 @@ pub fn rollout_bytes(model: &Transformer, rows: i64, positions: i64) -> u128 {
         * positions.max(0) as u128
         * cfg.head_dim as u128
         * elt;
-    cache + rows * cfg.vocab_size as u128 * 4 * 2
+    cache + rows * cfg.vocab_size as u128 * 4 * 2 + packed
 }
 
 /// Refuses, before anything is allocated, a CPU rollout whose KV cache alone would not fit the
@@ -81,7 +83,7 @@ pub fn check_rollout_fits(
         let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
         return Err(crate::error::ModelError::TooLarge(format!(
             "generating {rows} responses together, each up to {positions} positions (prompt + \
-             new tokens), needs {:.1} GiB (KV cache and logits) but {:.1} GiB of memory is \
+             new tokens), needs {:.1} GiB (KV cache, logits and packed weights) but {:.1} GiB of memory is \
              available; \
              lower the responses generated together (train.prompts_per_step × \
              train.samples_per_prompt in training, --batch-rows in `rlvr sample`) or \
@@ -108,6 +110,7 @@ pub fn generate(
     let device = prompt_ids.device();
     let max_new = cfg.max_new_tokens.max(0);
     check_rollout_fits(model, b, p + max_new, device)?;
+    let _pack = model.pack_for_generation(b)?;
     let mut sampler = Sampler::from_stream(cfg.seed, cfg.first_stream);
     let mut cache = KvCache::with_capacity(p + max_new);
 

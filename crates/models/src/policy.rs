@@ -264,6 +264,7 @@ pub(crate) fn configure_policy(
     plan: UpdatePlan,
     mixed: MixedPrecision,
     batch_invariant: bool,
+    packed_generation: bool,
     adapters: &Adapters,
 ) -> rlvr_core::Result<HfPolicy> {
     policy.chunk = plan.chunk;
@@ -300,6 +301,7 @@ pub(crate) fn configure_policy(
     if bf16 {
         policy.model.model.set_compute_kind(Some(Kind::BFloat16));
     }
+    policy.model.model.set_packed_generation(packed_generation);
     if batch_invariant {
         policy
             .model
@@ -396,6 +398,11 @@ pub struct HfModelConfig {
     /// log-probs equal the trainer's (rollout/logp_diff_* = 0; `rlvr serve --batch-invariant`
     /// for served rollouts). f32 on the CPU; slower attention.
     pub batch_invariant: bool,
+    /// Rollouts on a CPU (f32) multiply packed weights: each rollout first copies the projections
+    /// and the LM head into MKL's GEMM layout, which a plain product would redo at every decode
+    /// step (about half of a step at a few rows). Costs that copy's memory (about the weights'
+    /// size) while the rollout runs; false saves it. No effect on a GPU or with batch_invariant.
+    pub packed_generation: bool,
     /// LoRA adapters.
     #[serde(flatten)]
     pub adapters: Adapters,
@@ -412,6 +419,7 @@ impl Default for HfModelConfig {
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
+            packed_generation: true,
             adapters: Adapters::default(),
         }
     }
@@ -443,6 +451,7 @@ impl ModelConfig for HfModelConfig {
             plan,
             self.mixed_precision,
             self.batch_invariant,
+            self.packed_generation,
             &self.adapters,
         )?))
     }
@@ -504,6 +513,11 @@ pub struct TinyModelConfig {
     /// log-probs equal the trainer's (rollout/logp_diff_* = 0; `rlvr serve --batch-invariant`
     /// for served rollouts). f32 on the CPU; slower attention.
     pub batch_invariant: bool,
+    /// Rollouts on a CPU (f32) multiply packed weights: each rollout first copies the projections
+    /// and the LM head into MKL's GEMM layout, which a plain product would redo at every decode
+    /// step (about half of a step at a few rows). Costs that copy's memory (about the weights'
+    /// size) while the rollout runs; false saves it. No effect on a GPU or with batch_invariant.
+    pub packed_generation: bool,
     /// LoRA adapters.
     #[serde(flatten)]
     pub adapters: Adapters,
@@ -524,6 +538,7 @@ impl Default for TinyModelConfig {
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
+            packed_generation: true,
             adapters: Adapters::default(),
         }
     }
@@ -583,6 +598,7 @@ impl ModelConfig for TinyModelConfig {
             plan,
             self.mixed_precision,
             self.batch_invariant,
+            self.packed_generation,
             &self.adapters,
         )?))
     }

@@ -17,7 +17,12 @@ pub fn filtered_logprobs(logits: &Tensor, cfg: &SamplingConfig) -> Result<Tensor
         let neg = logits.f_full_like(f64::NEG_INFINITY)?;
         return Ok(neg.f_scatter_value(-1, &argmax, 0.0)?);
     }
-    let mut scaled = logits.f_div_scalar(cfg.temperature)?;
+    // Dividing by 1 is exact: skip the pass over [B, V].
+    let mut scaled = if cfg.temperature == 1.0 {
+        logits
+    } else {
+        logits.f_div_scalar(cfg.temperature)?
+    };
     if cfg.top_k > 0 && cfg.top_k < vocab {
         let (vals, _) = scaled.f_topk(cfg.top_k, -1, true, true)?;
         let kth = vals.f_narrow(-1, cfg.top_k - 1, 1)?;
@@ -104,8 +109,12 @@ impl RowStream {
 
 /// Draws one token for each row of `logp` `[R, V]` given one uniform draw per row: the first
 /// token whose cumulative probability exceeds it (inverse-CDF, on the device; only the chosen ids
-/// and log-probs are copied back).
+/// and log-probs are copied back). On the CPU, f32 log-probs take
+/// [`rlvr_kernels::inverse_cdf_sample`], the same rule in one pass over each row's prefix.
 pub fn sample_with_uniforms(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f64>)> {
+    if logp.device() == tch::Device::Cpu && logp.kind() == Kind::Float && logp.dim() == 2 {
+        return Ok(rlvr_kernels::inverse_cdf_sample(logp, u)?);
+    }
     let size = logp.size();
     let (b, v) = (size[0], size[1]);
     let device = logp.device();

@@ -71,6 +71,11 @@ pub struct ShapeModelConfig {
     /// log-probs equal the trainer's (rollout/logp_diff_* = 0; `rlvr serve --batch-invariant`
     /// for served rollouts). f32 on the CPU; slower attention.
     pub batch_invariant: bool,
+    /// Rollouts on a CPU (f32) multiply packed weights: each rollout first copies the projections
+    /// and the LM head into MKL's GEMM layout, which a plain product would redo at every decode
+    /// step (about half of a step at a few rows). Costs that copy's memory (about the weights'
+    /// size) while the rollout runs; false saves it. No effect on a GPU or with batch_invariant.
+    pub packed_generation: bool,
     /// LoRA adapters.
     #[serde(flatten)]
     pub adapters: Adapters,
@@ -88,6 +93,7 @@ impl Default for ShapeModelConfig {
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
+            packed_generation: true,
             adapters: Adapters::default(),
         }
     }
@@ -147,6 +153,7 @@ impl ModelConfig for ShapeModelConfig {
             plan,
             self.mixed_precision,
             self.batch_invariant,
+            self.packed_generation,
             &self.adapters,
         )?))
     }

@@ -176,3 +176,41 @@ fn unpadded_batches_take_the_mask_free_kernels_with_the_same_logits() {
         );
     }
 }
+
+#[test]
+fn packed_weights_give_the_plain_logits_and_leave_with_their_guard() {
+    let mut m = model("qwen2-tiny");
+    let (ids, mask) = left_pad(&[vec![5, 17, 42, 99, 7], vec![300, 12, 9]]);
+    let plain = {
+        let _g = tch::no_grad_guard();
+        m.model.forward_logits(&ids, &mask).unwrap()
+    };
+    {
+        let pack = m.model.pack_for_generation(2).unwrap();
+        let packed = m.model.forward_logits(&ids, &mask).unwrap();
+        assert!(
+            !packed.requires_grad(),
+            "the guard's passes run without gradients"
+        );
+        let diff = (&packed - &plain).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "packed logits differ by {diff}");
+        drop(pack);
+    }
+    // After the guard the plain products run again, bit for bit (no stale pack is used).
+    let after = {
+        let _g = tch::no_grad_guard();
+        m.model.forward_logits(&ids, &mask).unwrap()
+    };
+    assert!(after.equal(&plain));
+    // Past the row limit, or switched off, the guard packs nothing.
+    assert_eq!(
+        m.model
+            .generation_pack_bytes(rlvr_models::transformer::PACKED_GENERATION_MAX_ROWS + 1),
+        0
+    );
+    assert!(m.model.generation_pack_bytes(2) > 0);
+    m.model.set_packed_generation(false);
+    assert_eq!(m.model.generation_pack_bytes(2), 0);
+    let _pack = m.model.pack_for_generation(2).unwrap();
+    assert!(m.model.forward_logits(&ids, &mask).unwrap().equal(&plain));
+}

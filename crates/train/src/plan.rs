@@ -38,6 +38,10 @@ pub struct PlanInput {
     pub sharding: Sharding,
     /// bf16 activations and KV cache (`model.mixed_precision = "bf16"` on CUDA); f32 otherwise.
     pub bf16: bool,
+    /// Rollouts multiply weights packed for generation (`model.packed_generation` on a CPU, at
+    /// most `PACKED_GENERATION_MAX_ROWS` rollout rows): a copy of the projections and the LM head
+    /// during the rollout.
+    pub packed_generation: bool,
     /// Tokens per LM-head chunk (`model.chunk`, default 1024).
     pub chunk: i64,
     /// LM-head logits kept for the gradient pass, bytes (`model.keep_logits_mib`; default
@@ -88,6 +92,28 @@ fn layer_parameters(c: &HfConfig) -> f64 {
     let q = (c.num_heads * c.head_dim) as f64;
     let kv = (c.num_kv_heads * c.head_dim) as f64;
     h * (q + 2.0 * kv) + q * h + 3.0 * h * i + 2.0 * h
+}
+
+/// The rollout's own buffers: its KV cache and one step's logits, and the weights packed for
+/// generation (rlvr_models' `Transformer::pack_for_generation`: every projection and the LM head,
+/// f32, for rollouts of a few rows on a CPU).
+fn rollout_buffers(input: &PlanInput, t: f64, act: f64, projections: f64) -> (f64, f64) {
+    let c = &input.config;
+    let (h, v, layers) = (
+        c.hidden_size as f64,
+        c.vocab_size as f64,
+        c.num_layers as f64,
+    );
+    let rows = input.rollout_rows.max(1) as f64;
+    let kv = (c.num_kv_heads * c.head_dim) as f64;
+    let cache = rows * t * layers * 2.0 * kv * act + rows * v * 4.0;
+    let few_rows = input.rollout_rows <= rlvr_models::transformer::PACKED_GENERATION_MAX_ROWS;
+    let packed = if input.packed_generation && few_rows {
+        4.0 * (projections + v * h)
+    } else {
+        0.0
+    };
+    (cache, packed)
 }
 
 /// Predicts one rank's memory for `input`.
@@ -160,9 +186,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let head_chunk = chunk.min(b * response) * v * 4.0;
     let kept = (input.keep_logits_bytes as f64).min((b * response - chunk).max(0.0) * v * 4.0);
     let head = head_chunk + kept + b * t * h * 4.0;
-    let rows = input.rollout_rows.max(1) as f64;
-    let kv = (c.num_kv_heads * c.head_dim) as f64;
-    let cache = rows * t * layers * 2.0 * kv * act + rows * v * 4.0;
+    let (cache, packed) = rollout_buffers(input, t, act, projections);
     let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
     // The sharded optimizer's all-gather: a piece of at most 16M elements from each rank, and
     // the piece sent (`crate::sharding::gather_into`).
@@ -173,7 +197,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     };
     let state = weights + gradients + moments + RUNTIME;
     let update_peak = state + transient + checkpoints + layer.max(head) + all_reduce;
-    let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache;
+    let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache + packed;
     // The gathered tensors come on top of the update's high-water mark: the heap the update
     // fragmented is not reused for them (measured, docs/distributed.md).
     let optimizer_peak = update_peak + gather;
@@ -193,6 +217,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
         part("rollout KV cache + logits", cache, "rollout"),
+        part("weights packed for generation (CPU)", packed, "rollout"),
         part(
             "collective buffers",
             all_reduce + gather,
@@ -226,6 +251,7 @@ mod tests {
             ranks,
             sharding,
             bf16: true,
+            packed_generation: false,
             chunk: 1024,
             keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
             device_bytes: 80e9,
@@ -259,14 +285,15 @@ mod tests {
         assert!(zero1.fits, "{:.1} GB", zero1.peak / 1e9);
     }
 
+    fn of(plan: &MemoryPlan, name: &str) -> f64 {
+        plan.components
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(f64::NAN, |c| c.bytes)
+    }
+
     #[test]
     fn full_sharding_rollouts_hold_bf16_copies_of_the_projections() {
-        let of = |plan: &MemoryPlan, name: &str| {
-            plan.components
-                .iter()
-                .find(|c| c.name == name)
-                .map_or(f64::NAN, |c| c.bytes)
-        };
         // Qwen2.5-7B: 28 layers of q/k/v/o and gate/up/down projections, 3584 × (3584 + 2 ×
         // 512) + 3584² + 3 × 3584 × 18944 = 233,046,016 each (6.53e9 in all, bf16 copies);
         // embedding, untied head, norms and biases (1.09e9) gathered in f32; the master slices.
@@ -283,5 +310,28 @@ mod tests {
         });
         let got = of(&f32_full, "weights during rollouts");
         assert!((got - 4.5 * full.parameters).abs() <= 1e-6 * got);
+    }
+
+    #[test]
+    fn packed_generation_adds_the_projections_and_head_to_the_rollout_peak() {
+        let plain = plan(&PlanInput {
+            bf16: false,
+            ..input(Sharding::None, 1)
+        });
+        let packed = plan(&PlanInput {
+            bf16: false,
+            packed_generation: true,
+            ..input(Sharding::None, 1)
+        });
+        let c = &input(Sharding::None, 1).config;
+        let (h, v) = (c.hidden_size as f64, c.vocab_size as f64);
+        let layer = (c.num_heads * c.head_dim) as f64 * h * 2.0
+            + 2.0 * (c.num_kv_heads * c.head_dim) as f64 * h
+            + 3.0 * h * c.intermediate_size as f64;
+        let want = 4.0 * (c.num_layers as f64 * layer + v * h);
+        assert_eq!(of(&plain, "weights packed for generation (CPU)"), 0.0);
+        let got = of(&packed, "weights packed for generation (CPU)");
+        assert!((got - want).abs() <= 1e-3 * want, "{got} vs {want}");
+        assert!((packed.rollout_peak - plain.rollout_peak - got).abs() <= 1.0);
     }
 }

@@ -83,6 +83,8 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         ranks: args.ranks,
         sharding,
         bf16: args.device == "cuda",
+        // model.packed_generation's default on a CPU.
+        packed_generation: args.device != "cuda",
         chunk: 1024,
         keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
         device_bytes: args.device_memory * 1e9,
