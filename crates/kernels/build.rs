@@ -15,6 +15,7 @@ fn main() {
         "shim/invariant_linear.cpp",
         "shim/mkl_vendor.cpp",
         "shim/packed_linear.cpp",
+        "shim/inverse_cdf.cpp",
         "shim/message.h",
     ] {
         println!("cargo:rerun-if-changed={file}");
@@ -39,6 +40,7 @@ fn main() {
         .file("shim/invariant_linear.cpp")
         .file("shim/mkl_vendor.cpp")
         .file("shim/packed_linear.cpp")
+        .file("shim/inverse_cdf.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .opt_level(3)

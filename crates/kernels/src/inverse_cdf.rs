@@ -1,11 +1,23 @@
 //! Inverse-CDF sampling of one token per row of a CPU log-probability matrix in one pass over the
-//! row's prefix: the first token whose cumulative probability exceeds the row's uniform draw.
-//! The tensor form of the same rule (`exp`, `cumsum`, `searchsorted`, the fallback for a draw
+//! row's prefix (`shim/inverse_cdf.cpp`, rows on libtorch's threads): the first token whose
+//! cumulative probability exceeds the row's uniform draw. The tensor form of the same rule (`exp`, `cumsum`, `searchsorted`, the fallback for a draw
 //! past the total mass, `gather`) makes eight passes over `[rows, vocab]` f64 copies — at a 32k
 //! vocabulary and 256 rows, more time per decode step than the LM head.
 
-use crate::KernelError;
+use crate::{shim_result, KernelError};
+use std::ffi::c_char;
 use tch::{Device, Kind, Tensor};
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn rlvr_kernels_inverse_cdf_sample(
+        logp: *mut C_tensor,
+        u: *const f64,
+        ids: *mut i64,
+        chosen: *mut f64,
+        error: *mut *mut c_char,
+    ) -> i32;
+}
 
 /// Draws one token per row of `logp` `[R, V]` (f32, CPU) given one uniform `u[r]` in `[0, 1)` per
 /// row: the first `j` with `Σ_{i ≤ j} exp(logp[r, i]) > u[r]`, the exponentials and their running
@@ -38,64 +50,27 @@ pub fn inverse_cdf_sample(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f64
             u.len()
         )));
     }
-    let (rows, vocab) = (rows as usize, vocab as usize);
     let logp = logp.f_contiguous().map_err(|e| fail(e.to_string()))?;
-    let data: &[f32] = if rows == 0 {
-        &[]
-    } else {
-        // SAFETY: `logp` is a contiguous f32 CPU tensor of rows × vocab elements, owned here and
-        // neither resized nor written while the slice lives.
-        unsafe { std::slice::from_raw_parts(logp.data_ptr() as *const f32, rows * vocab) }
-    };
+    let rows = rows as usize;
     let mut ids = vec![0i64; rows];
     let mut chosen = vec![0f64; rows];
-    // Rows split over libtorch's intra-op thread count; each row is one thread's sequential sum.
-    let threads = (tch::get_num_threads().max(1) as usize)
-        .min(rows)
-        .min((rows * vocab).div_ceil(1 << 16))
-        .max(1);
-    let per = rows.div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let mut parts = data
-            .chunks(per * vocab)
-            .zip(u.chunks(per))
-            .zip(ids.chunks_mut(per).zip(chosen.chunks_mut(per)));
-        // The first part on this thread, the others on their own.
-        let first = parts.next();
-        for ((lp, u), (id, ch)) in parts {
-            scope.spawn(move || sample_rows(lp, vocab, u, id, ch));
-        }
-        if let Some(((lp, u), (id, ch))) = first {
-            sample_rows(lp, vocab, u, id, ch);
-        }
-    });
+    if rows == 0 {
+        return Ok((ids, chosen));
+    }
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: logp is a live contiguous f32 [rows, vocab] CPU tensor (vocab ≥ 1), and u, ids
+    // and chosen hold `rows` entries each; all outlive the call.
+    let rc = unsafe {
+        rlvr_kernels_inverse_cdf_sample(
+            logp.as_ptr() as *mut C_tensor,
+            u.as_ptr(),
+            ids.as_mut_ptr(),
+            chosen.as_mut_ptr(),
+            &mut error,
+        )
+    };
+    shim_result("inverse_cdf_sample", rc, error)?;
     Ok((ids, chosen))
-}
-
-fn sample_rows(lp: &[f32], vocab: usize, u: &[f64], ids: &mut [i64], chosen: &mut [f64]) {
-    for (((row, &u), id), ch) in lp.chunks(vocab).zip(u).zip(ids).zip(chosen) {
-        let j = sample_row(row, u);
-        *id = j as i64;
-        *ch = f64::from(row[j]);
-    }
-}
-
-/// The index [`inverse_cdf_sample`] draws from one row.
-fn sample_row(row: &[f32], u: f64) -> usize {
-    let mut mass = 0.0f64;
-    let mut last_positive = None;
-    for (j, &l) in row.iter().enumerate() {
-        let p = f64::from(l).exp();
-        // A zero term leaves the running sum unchanged, so it can never be the first to exceed u.
-        if p > 0.0 {
-            mass += p;
-            if mass > u {
-                return j;
-            }
-            last_positive = Some(j);
-        }
-    }
-    last_positive.unwrap_or(row.len() - 1)
 }
 
 #[cfg(test)]
