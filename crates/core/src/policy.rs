@@ -179,6 +179,10 @@ pub trait Policy: Send {
     fn batch_invariant(&self) -> bool {
         false
     }
+    /// Whether generation may hold a packed copy of the weights (rlvr_models'
+    /// `model.packed_generation`: faster CPU rollouts for a copy of the weights' size); sharded
+    /// runs switch it off, their point being memory. Nothing to switch by default.
+    fn set_packed_generation(&mut self, _on: bool) {}
     /// Statistics of `batch` under the frozen base model (see [`Policy::has_frozen_base`]).
     fn base_token_stats(&self, _batch: &SequenceBatch, _needs: &StatsNeeds) -> Result<TokenStats> {
         Err(crate::CoreError::Input(

@@ -132,6 +132,10 @@ impl Policy for HfPolicy {
         self.model.model.batch_invariant()
     }
 
+    fn set_packed_generation(&mut self, on: bool) {
+        self.model.model.set_packed_generation(on);
+    }
+
     fn check_generation_fits(&self, rows: i64, positions: i64) -> rlvr_core::Result<()> {
         Ok(crate::generate::check_rollout_fits(
             &self.model.model,

@@ -39,8 +39,8 @@ pub struct PlanInput {
     /// bf16 activations and KV cache (`model.mixed_precision = "bf16"` on CUDA); f32 otherwise.
     pub bf16: bool,
     /// Rollouts multiply weights packed for generation (`model.packed_generation` on a CPU, at
-    /// most `PACKED_GENERATION_MAX_ROWS` rollout rows): a copy of the projections and the LM head
-    /// during the rollout.
+    /// most `PACKED_GENERATION_MAX_ROWS` rollout rows, not under `gradients` or `full`
+    /// sharding): a copy of the projections and the LM head during the rollout.
     pub packed_generation: bool,
     /// Tokens per LM-head chunk (`model.chunk`, default 1024).
     pub chunk: i64,
@@ -108,7 +108,9 @@ fn rollout_buffers(input: &PlanInput, t: f64, act: f64, projections: f64) -> (f6
     let kv = (c.num_kv_heads * c.head_dim) as f64;
     let cache = rows * t * layers * 2.0 * kv * act + rows * v * 4.0;
     let few_rows = input.rollout_rows <= rlvr_models::transformer::PACKED_GENERATION_MAX_ROWS;
-    let packed = if input.packed_generation && few_rows {
+    // The trainer switches packing off under `gradients` and `full` sharding.
+    let sharded = input.sharding as u8 >= Sharding::Gradients as u8;
+    let packed = if input.packed_generation && few_rows && !sharded {
         4.0 * (projections + v * h)
     } else {
         0.0
@@ -333,5 +335,12 @@ mod tests {
         let got = of(&packed, "weights packed for generation (CPU)");
         assert!((got - want).abs() <= 1e-3 * want, "{got} vs {want}");
         assert!((packed.rollout_peak - plain.rollout_peak - got).abs() <= 1.0);
+        // Sharded runs do not pack (the trainer switches it off).
+        let sharded = plan(&PlanInput {
+            bf16: false,
+            packed_generation: true,
+            ..input(Sharding::Full, 3)
+        });
+        assert_eq!(of(&sharded, "weights packed for generation (CPU)"), 0.0);
     }
 }

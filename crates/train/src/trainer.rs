@@ -102,6 +102,10 @@ impl Trainer {
             rlvr_core::memory::configure_sharded_memory();
         }
         let mut session = Session::open(&cfg, Placement { local_rank })?;
+        if matches!(cfg.train.sharding, Sharding::Gradients | Sharding::Full) {
+            // A packed copy of the weights during rollouts would undo what sharding saves.
+            session.policy.set_packed_generation(false);
+        }
         let algo = cfg.algo.build()?;
         check_async(&cfg, world.world_size(), algo.correction.is_some())?;
         if cfg.train.sharding == Sharding::Full && cfg.train.max_staleness > 0 {
