@@ -10,6 +10,7 @@
 
 #include "message.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -48,8 +49,11 @@ const Api &api() {
 
 bool fits_int(int64_t v) { return v >= 0 && v <= std::numeric_limits<int>::max(); }
 
-// The packed size is independent of the row count the compute calls use; MKL asks for one.
-constexpr int kRowsHint = 16;
+// MKL's pack takes the row count the products will have: the layout (and the products'
+// speed) follow it, while any row count can use the pack. Clamped to MKL's int.
+int rows_hint(int64_t rows) {
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(rows, 1), 1 << 20));
+}
 
 } // namespace
 
@@ -58,21 +62,23 @@ extern "C" {
 // Whether this libtorch exports MKL's packed GEMM.
 int rlvr_kernels_packed_available() { return api().ok() ? 1 : 0; }
 
-// Bytes of the packed form of a weight [n, k] (0 when unavailable or too large for MKL's int).
-int64_t rlvr_kernels_packed_size(int64_t n, int64_t k) {
+// Bytes of the packed form of a weight [n, k] for products of about `rows` rows (0 when
+// unavailable or too large for MKL's int).
+int64_t rlvr_kernels_packed_size(int64_t n, int64_t k, int64_t rows) {
   if (!api().ok() || !fits_int(n) || !fits_int(k) || !fits_int(n * k)) {
     return 0;
   }
   return static_cast<int64_t>(
-      api().get_size(kBMatrix, kRowsHint, static_cast<int>(n), static_cast<int>(k)));
+      api().get_size(kBMatrix, rows_hint(rows), static_cast<int>(n), static_cast<int>(k)));
 }
 
-// Packs w [n, k] (f32, contiguous) as the B operand of x · wᵀ into dest (at least
+// Packs w [n, k] (f32, contiguous) as the B operand of x · wᵀ for products of about `rows`
+// rows into dest (at least
 // rlvr_kernels_packed_size bytes, 64-byte aligned). The caller checks kinds and sizes.
-int rlvr_kernels_pack_weight(at::Tensor *w, at::Tensor *dest, char **error) {
+int rlvr_kernels_pack_weight(at::Tensor *w, at::Tensor *dest, int64_t rows, char **error) {
   try {
     const int n = static_cast<int>(w->size(0)), k = static_cast<int>(w->size(1));
-    api().pack(kRowMajor, kBMatrix, kTrans, kRowsHint, n, k, 1.0f, w->data_ptr<float>(), k,
+    api().pack(kRowMajor, kBMatrix, kTrans, rows_hint(rows), n, k, 1.0f, w->data_ptr<float>(), k,
                static_cast<float *>(dest->data_ptr()));
     return 0;
   } catch (const std::exception &e) {

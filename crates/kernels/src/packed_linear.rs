@@ -12,10 +12,11 @@ use torch_sys::C_tensor;
 
 extern "C" {
     fn rlvr_kernels_packed_available() -> i32;
-    fn rlvr_kernels_packed_size(n: i64, k: i64) -> i64;
+    fn rlvr_kernels_packed_size(n: i64, k: i64, rows: i64) -> i64;
     fn rlvr_kernels_pack_weight(
         w: *mut C_tensor,
         dest: *mut C_tensor,
+        rows: i64,
         error: *mut *mut c_char,
     ) -> i32;
     fn rlvr_kernels_packed_linear(
@@ -43,9 +44,10 @@ impl PackedLinear {
         unsafe { rlvr_kernels_packed_available() == 1 }
     }
 
-    /// Packs `weight` (`[N, K]`, f32 on the CPU); `None` where packing is not available for it
-    /// (no MKL, another kind or device, dimensions beyond MKL's 32-bit sizes).
-    pub fn pack(weight: &Tensor) -> Result<Option<PackedLinear>, KernelError> {
+    /// Packs `weight` (`[N, K]`, f32 on the CPU) for products of about `rows` rows (MKL lays the
+    /// pack out for that count; any count can use it); `None` where packing is not available for
+    /// it (no MKL, another kind or device, dimensions beyond MKL's 32-bit sizes).
+    pub fn pack(weight: &Tensor, rows: i64) -> Result<Option<PackedLinear>, KernelError> {
         let fail = |message: String| KernelError {
             op: "packed_linear",
             message,
@@ -57,7 +59,7 @@ impl PackedLinear {
             return Ok(None);
         }
         // SAFETY: plain integers in, a byte count (0: not packable) out.
-        let bytes = unsafe { rlvr_kernels_packed_size(n, k) };
+        let bytes = unsafe { rlvr_kernels_packed_size(n, k, rows) };
         if bytes <= 0 {
             return Ok(None);
         }
@@ -72,6 +74,7 @@ impl PackedLinear {
             rlvr_kernels_pack_weight(
                 w.as_ptr() as *mut C_tensor,
                 buffer.as_ptr() as *mut C_tensor,
+                rows,
                 &mut error,
             )
         };
@@ -166,9 +169,13 @@ mod tests {
         for (n, k, seed) in [(5, 3, 1), (130, 77, 2), (1408, 512, 3)] {
             let w = randn(&[n, k], seed);
             let b = randn(&[n], seed + 10);
-            let p = PackedLinear::pack(&w).unwrap().expect("packable");
-            // One pack serves every row count (decode steps lose rows as responses end).
-            for rows in [0, 1, 2, 7, 16, 33, 300] {
+            // One pack serves every row count (decode steps lose rows as responses end),
+            // whatever count it was laid out for.
+            for (hint, rows) in [1, 16, 256]
+                .into_iter()
+                .flat_map(|h| [0, 1, 2, 7, 16, 33, 300].map(|r| (h, r)))
+            {
+                let p = PackedLinear::pack(&w, hint).unwrap().expect("packable");
                 let x = randn(&[rows, k], seed + rows as u64);
                 let reference = x
                     .to_kind(Kind::Double)
@@ -184,9 +191,13 @@ mod tests {
                     .max()
                     .double_value(&[]);
                 // |Σ x w| rounding: a few f32 ulps of Σ|x w| ≈ sqrt(k) magnitudes.
-                assert!(err < 1e-5 * k as f64, "{n}x{k}, {rows} rows: {err}");
+                assert!(
+                    err < 1e-5 * k as f64,
+                    "{n}x{k}, {rows} rows, hint {hint}: {err}"
+                );
             }
             // Leading dimensions are kept.
+            let p = PackedLinear::pack(&w, 6).unwrap().expect("packable");
             let x3 = randn(&[2, 3, k], seed + 99);
             let plain = x3.linear(&w, None::<Tensor>);
             let got = p.forward(&x3, None).unwrap();
@@ -198,11 +209,11 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_pack_or_multiply() {
         let w = randn(&[4, 3], 5);
-        assert!(PackedLinear::pack(&w.to_kind(Kind::Double))
+        assert!(PackedLinear::pack(&w.to_kind(Kind::Double), 16)
             .unwrap()
             .is_none());
-        assert!(PackedLinear::pack(&w.view([12])).unwrap().is_none());
-        let Some(p) = PackedLinear::pack(&w).unwrap() else {
+        assert!(PackedLinear::pack(&w.view([12]), 16).unwrap().is_none());
+        let Some(p) = PackedLinear::pack(&w, 16).unwrap() else {
             return;
         };
         let wrong_k = p.forward(&randn(&[2, 4], 6), None).unwrap_err().to_string();

@@ -51,7 +51,7 @@ fn distinct_prompts(ids: &Tensor, mask: &Tensor) -> Result<(Vec<i64>, Vec<i64>)>
 pub fn rollout_bytes(model: &Transformer, rows: i64, positions: i64) -> u128 {
     let cfg = model.config();
     let elt = model.compute_kind().elt_size_in_bytes() as u128;
-    let packed = model.generation_pack_bytes(rows);
+    let packed = model.generation_pack_bytes();
     let rows = rows.max(0) as u128;
     let cache = rows
         * cfg.num_layers as u128

@@ -306,13 +306,6 @@ pub struct Transformer {
     packed_generation: bool,
 }
 
-/// The most rows a generation packs its weights for. At a few rows a decode step's products
-/// are bound by reading the weights, and MKL's copy of them into its layout at every call about
-/// doubles that (Qwen2.5-0.5B shape, 16 rows: a GRPO rollout of 64 tokens took 7.9 s plain and
-/// 4.9 s packed, the packing included); at 64 rows the copy is spread over enough work that the
-/// step gained 6% and packing 2 GB of weights (1.5 s here) cost more than that.
-pub const PACKED_GENERATION_MAX_ROWS: i64 = 32;
-
 /// Keeps a model's weights packed for generation ([`Transformer::pack_for_generation`]);
 /// dropping it frees the packs. Passes run without gradients while it lives (a packed product
 /// has none).
@@ -543,12 +536,10 @@ impl Transformer {
         self.packed_generation = on;
     }
 
-    /// Whether packing applies to a generation of `rows` rows: at most
-    /// [`PACKED_GENERATION_MAX_ROWS`], switched on, f32 on a CPU whose libtorch has MKL, not
+    /// Whether packing applies: switched on, f32 on a CPU whose libtorch has MKL, not
     /// batch-invariant (its passes run their own kernels).
-    fn packs_for_generation(&self, rows: i64) -> bool {
-        rows <= PACKED_GENERATION_MAX_ROWS
-            && self.packed_generation
+    fn packs_for_generation(&self) -> bool {
+        self.packed_generation
             && self.embed.device() == tch::Device::Cpu
             && self.compute_kind() == Kind::Float
             && !self.batch_invariant
@@ -556,9 +547,9 @@ impl Transformer {
     }
 
     /// Packs the weights every generated token multiplies — each layer's projections and the LM
-    /// head — into MKL's GEMM layout for a generation of `rows` rows, until the returned guard is
-    /// dropped ([`PackedLinear`]: a plain product repacks its weight at every call, about half of
-    /// a decode step at a few rows). Where packing does not apply (see `set_packed_generation`; f32 on a CPU with MKL,
+    /// head — into MKL's GEMM layout, laid out for products of `rows` rows (the generation's
+    /// batch), until the returned guard is dropped ([`PackedLinear`]: a plain product repacks its
+    /// weight at every call; at a few rows that copy costs as much as the product). Where packing does not apply (see `set_packed_generation`; f32 on a CPU with MKL,
     /// not batch-invariant) the guard holds nothing. The packs are copies: the weights must not
     /// change while the guard lives (generation does not); gradients are off meanwhile.
     pub fn pack_for_generation(&self, rows: i64) -> Result<GenerationPack<'_>> {
@@ -566,23 +557,23 @@ impl Transformer {
             model: self,
             _no_grad: tch::no_grad_guard(),
         };
-        if !self.packs_for_generation(rows) {
+        if !self.packs_for_generation() {
             return Ok(guard);
         }
         for layer in &self.layers {
             for module in Module::ALL {
                 let linear = layer.linear(module);
-                *linear.packed.borrow_mut() = PackedLinear::pack(&linear.weight)?;
+                *linear.packed.borrow_mut() = PackedLinear::pack(&linear.weight, rows)?;
             }
         }
-        *self.head_packed.borrow_mut() = PackedLinear::pack(self.head_weight())?;
+        *self.head_packed.borrow_mut() = PackedLinear::pack(self.head_weight(), rows)?;
         Ok(guard)
     }
 
-    /// Bytes [`Transformer::pack_for_generation`] holds for a generation of `rows` rows (0 where
-    /// it packs nothing): one f32 copy of the projections and the LM head.
-    pub fn generation_pack_bytes(&self, rows: i64) -> u128 {
-        if !self.packs_for_generation(rows) {
+    /// Bytes [`Transformer::pack_for_generation`] holds (0 where it packs nothing): about one f32
+    /// copy of the projections and the LM head.
+    pub fn generation_pack_bytes(&self) -> u128 {
+        if !self.packs_for_generation() {
             return 0;
         }
         let bytes = |t: &Tensor| t.numel() as u128 * 4;

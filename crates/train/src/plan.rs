@@ -38,9 +38,9 @@ pub struct PlanInput {
     pub sharding: Sharding,
     /// bf16 activations and KV cache (`model.mixed_precision = "bf16"` on CUDA); f32 otherwise.
     pub bf16: bool,
-    /// Rollouts multiply weights packed for generation (`model.packed_generation` on a CPU, at
-    /// most `PACKED_GENERATION_MAX_ROWS` rollout rows, not under `gradients` or `full`
-    /// sharding): a copy of the projections and the LM head during the rollout.
+    /// Rollouts multiply weights packed for generation (`model.packed_generation` on a CPU, not
+    /// under `gradients` or `full` sharding): a copy of the projections and the LM head during
+    /// the rollout.
     pub packed_generation: bool,
     /// Tokens per LM-head chunk (`model.chunk`, default 1024).
     pub chunk: i64,
@@ -96,7 +96,7 @@ fn layer_parameters(c: &HfConfig) -> f64 {
 
 /// The rollout's own buffers: its KV cache and one step's logits, and the weights packed for
 /// generation (rlvr_models' `Transformer::pack_for_generation`: every projection and the LM head,
-/// f32, for rollouts of a few rows on a CPU).
+/// f32, on a CPU).
 fn rollout_buffers(input: &PlanInput, t: f64, act: f64, projections: f64) -> (f64, f64) {
     let c = &input.config;
     let (h, v, layers) = (
@@ -107,10 +107,9 @@ fn rollout_buffers(input: &PlanInput, t: f64, act: f64, projections: f64) -> (f6
     let rows = input.rollout_rows.max(1) as f64;
     let kv = (c.num_kv_heads * c.head_dim) as f64;
     let cache = rows * t * layers * 2.0 * kv * act + rows * v * 4.0;
-    let few_rows = input.rollout_rows <= rlvr_models::transformer::PACKED_GENERATION_MAX_ROWS;
     // The trainer switches packing off under `gradients` and `full` sharding.
     let sharded = input.sharding as u8 >= Sharding::Gradients as u8;
-    let packed = if input.packed_generation && few_rows && !sharded {
+    let packed = if input.packed_generation && !sharded {
         4.0 * (projections + v * h)
     } else {
         0.0
