@@ -48,6 +48,12 @@ pub trait ShardHooks {
     fn gather(&self, part: ParamPart) -> Result<()>;
     /// After they were used: a gathered copy is freed.
     fn release(&self, part: ParamPart) -> Result<()>;
+    /// A hint that `part` is gathered next: a sharded update may start its gather now, to
+    /// overlap the current part's compute (FSDP's forward and backward prefetch). Every rank
+    /// gives the same hints. Default: nothing.
+    fn prefetch(&self, _part: ParamPart) -> Result<()> {
+        Ok(())
+    }
     /// Before the part's backward: its parameters' gradients are defined and zero.
     fn zero_grads(&self, part: ParamPart) -> Result<()>;
     /// After the part's backward: its gradients are reduced into their owners' slices and freed.

@@ -125,6 +125,20 @@ void finish(const Group *g, c10::intrusive_ptr<c10d::Work> work) {
   }
 }
 
+// Starts gathering `input` [n] of every rank into the rows of `output` [world, n].
+c10::intrusive_ptr<c10d::Work> start_all_gather(const Group *g, at::Tensor &output,
+                                                at::Tensor &input) {
+  std::vector<at::Tensor> rows;
+  for (int64_t r = 0; r < output.size(0); ++r) {
+    rows.push_back(output.select(0, r));
+  }
+  std::vector<std::vector<at::Tensor>> outputs{rows};
+  std::vector<at::Tensor> inputs{input};
+  c10d::AllgatherOptions opts;
+  opts.timeout = g->timeout;
+  return g->backend->allgather(outputs, inputs, opts);
+}
+
 } // namespace
 
 extern "C" {
@@ -235,17 +249,32 @@ int RLVR_API(broadcast)(void *group, at::Tensor *tensor, int root, char **error)
 int RLVR_API(all_gather)(void *group, at::Tensor *output, at::Tensor *input, char **error) {
   return guarded(error, [&] {
     auto g = static_cast<Group *>(group);
-    std::vector<at::Tensor> rows;
-    for (int64_t r = 0; r < output->size(0); ++r) {
-      rows.push_back(output->select(0, r));
-    }
-    std::vector<std::vector<at::Tensor>> outputs{rows};
-    std::vector<at::Tensor> inputs{*input};
-    c10d::AllgatherOptions opts;
-    opts.timeout = g->timeout;
-    finish(g, g->backend->allgather(outputs, inputs, opts));
+    finish(g, start_all_gather(g, *output, *input));
   });
 }
+
+// The gather of all_gather started and not waited for: `*work` receives the collective in
+// flight (it holds its tensors), to be passed once to work_wait or work_free. The engine runs
+// collectives in the order every rank starts them.
+int RLVR_API(all_gather_start)(void *group, at::Tensor *output, at::Tensor *input, void **work,
+                               char **error) {
+  return guarded(error, [&] {
+    auto g = static_cast<Group *>(group);
+    *work = new c10::intrusive_ptr<c10d::Work>(start_all_gather(g, *output, *input));
+  });
+}
+
+// Waits for a started collective (as the blocking calls do, up to the group's timeout) and
+// frees its handle.
+int RLVR_API(work_wait)(void *group, void *work, char **error) {
+  auto w = static_cast<c10::intrusive_ptr<c10d::Work> *>(work);
+  int status = guarded(error, [&] { finish(static_cast<Group *>(group), *w); });
+  delete w;
+  return status;
+}
+
+// Frees a started collective's handle without waiting (the engine still completes it).
+void RLVR_API(work_free)(void *work) { delete static_cast<c10::intrusive_ptr<c10d::Work> *>(work); }
 
 // Sums `input` [world, n] over the ranks into `output` [n], this rank's row of the sum: c10d's
 // `_reduce_scatter_base` (NCCL's ncclReduceScatter; Gloo's reduce-scatter).

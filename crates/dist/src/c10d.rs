@@ -1,6 +1,6 @@
 //! The Gloo process group of libtorch's c10d, through the C shim in `shim/c10d.cpp`.
 
-use crate::{Collective, DistError, Result, WorldEnv};
+use crate::{Collective, DistError, Pending, Result, WorldEnv};
 use std::ffi::{c_char, c_int, c_longlong, c_void, CStr, CString};
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
@@ -43,6 +43,16 @@ type ReduceScatterFn = unsafe extern "C" fn(
     input: *mut C_tensor,
     error: *mut *mut c_char,
 ) -> c_int;
+type AllGatherStartFn = unsafe extern "C" fn(
+    group: *mut c_void,
+    output: *mut C_tensor,
+    input: *mut C_tensor,
+    work: *mut *mut c_void,
+    error: *mut *mut c_char,
+) -> c_int;
+type WorkWaitFn =
+    unsafe extern "C" fn(group: *mut c_void, work: *mut c_void, error: *mut *mut c_char) -> c_int;
+type WorkFreeFn = unsafe extern "C" fn(work: *mut c_void);
 type BarrierFn = unsafe extern "C" fn(group: *mut c_void, error: *mut *mut c_char) -> c_int;
 type ProbeFn = unsafe extern "C" fn(
     group: *mut c_void,
@@ -89,6 +99,16 @@ extern "C" {
         input: *mut C_tensor,
         error: *mut *mut c_char,
     ) -> c_int;
+    fn rlvr_c10d_all_gather_start(
+        group: *mut c_void,
+        output: *mut C_tensor,
+        input: *mut C_tensor,
+        work: *mut *mut c_void,
+        error: *mut *mut c_char,
+    ) -> c_int;
+    fn rlvr_c10d_work_wait(group: *mut c_void, work: *mut c_void, error: *mut *mut c_char)
+        -> c_int;
+    fn rlvr_c10d_work_free(work: *mut c_void);
     fn rlvr_c10d_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
     fn rlvr_c10d_probe(
         group: *mut c_void,
@@ -108,6 +128,9 @@ struct Api {
     broadcast: BroadcastFn,
     all_gather: AllGatherFn,
     reduce_scatter_sum: ReduceScatterFn,
+    all_gather_start: AllGatherStartFn,
+    work_wait: WorkWaitFn,
+    work_free: WorkFreeFn,
     barrier: BarrierFn,
     probe: ProbeFn,
 }
@@ -120,6 +143,9 @@ const GLOO: Api = Api {
     broadcast: rlvr_c10d_broadcast,
     all_gather: rlvr_c10d_all_gather,
     reduce_scatter_sum: rlvr_c10d_reduce_scatter_sum,
+    all_gather_start: rlvr_c10d_all_gather_start,
+    work_wait: rlvr_c10d_work_wait,
+    work_free: rlvr_c10d_work_free,
     barrier: rlvr_c10d_barrier,
     probe: rlvr_c10d_probe,
 };
@@ -151,6 +177,9 @@ fn nccl_api(path: &std::path::Path) -> std::result::Result<Api, String> {
                     broadcast: sym!(b"rlvr_nccl_broadcast\0"),
                     all_gather: sym!(b"rlvr_nccl_all_gather\0"),
                     reduce_scatter_sum: sym!(b"rlvr_nccl_reduce_scatter_sum\0"),
+                    all_gather_start: sym!(b"rlvr_nccl_all_gather_start\0"),
+                    work_wait: sym!(b"rlvr_nccl_work_wait\0"),
+                    work_free: sym!(b"rlvr_nccl_work_free\0"),
                     barrier: sym!(b"rlvr_nccl_barrier\0"),
                     probe: sym!(b"rlvr_nccl_probe\0"),
                 })
@@ -335,6 +364,48 @@ impl Drop for C10dGroup {
     }
 }
 
+impl C10dGroup {
+    /// An all-gather's buffers: `local` contiguous on the engine's device, and the output,
+    /// one row of `local`'s shape per rank.
+    fn gather_buffers(&self, local: &Tensor) -> (Tensor, Tensor) {
+        let input = local.contiguous().to_device(self.device);
+        let mut shape = vec![self.world as i64];
+        shape.extend(local.size());
+        let out = Tensor::zeros(&shape, (local.kind(), self.device));
+        (input, out)
+    }
+}
+
+/// An all-gather in flight on the engine ([`Collective::all_gather_tensor_start`]).
+struct StartedGather<'a> {
+    group: &'a C10dGroup,
+    /// The shim's handle; null once waited for.
+    work: *mut c_void,
+    out: Tensor,
+    home: Device,
+}
+
+impl Pending for StartedGather<'_> {
+    fn wait(mut self: Box<Self>) -> Result<Tensor> {
+        let work = std::mem::replace(&mut self.work, std::ptr::null_mut());
+        let mut error = std::ptr::null_mut();
+        // SAFETY: `work` came from this group's `all_gather_start` and is consumed here once.
+        let status = unsafe { (self.group.api.work_wait)(self.group.group, work, &mut error) };
+        self.group.check("all-gather", status, error)?;
+        Ok(self.out.to_device(self.home))
+    }
+}
+
+impl Drop for StartedGather<'_> {
+    fn drop(&mut self) {
+        if !self.work.is_null() {
+            // SAFETY: a handle not waited for is freed once; the engine completes the
+            // collective on its own (every rank started it).
+            unsafe { (self.group.api.work_free)(self.work) };
+        }
+    }
+}
+
 impl Collective for C10dGroup {
     fn rank(&self) -> usize {
         self.rank
@@ -355,10 +426,7 @@ impl Collective for C10dGroup {
     }
 
     fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor> {
-        let mut input = local.contiguous().to_device(self.device);
-        let mut shape = vec![self.world as i64];
-        shape.extend(local.size());
-        let mut out = Tensor::zeros(&shape, (local.kind(), self.device));
+        let (mut input, mut out) = self.gather_buffers(local);
         let mut error = std::ptr::null_mut();
         // SAFETY: both tensors are live and contiguous, of one kind, on the engine's device;
         // `out` has one row of `input`'s shape per rank.
@@ -367,6 +435,30 @@ impl Collective for C10dGroup {
         };
         self.check("all-gather", status, error)?;
         Ok(out.to_device(local.device()))
+    }
+
+    fn all_gather_tensor_start<'a>(&'a self, local: &Tensor) -> Result<Box<dyn Pending + 'a>> {
+        let (mut input, mut out) = self.gather_buffers(local);
+        let mut work = std::ptr::null_mut();
+        let mut error = std::ptr::null_mut();
+        // SAFETY: as in `all_gather_tensor`; the started collective holds its own references
+        // to both tensors until it is waited for or freed (by `StartedGather`).
+        let status = unsafe {
+            (self.api.all_gather_start)(
+                self.group,
+                out.as_mut_ptr(),
+                input.as_mut_ptr(),
+                &mut work,
+                &mut error,
+            )
+        };
+        self.check("all-gather", status, error)?;
+        Ok(Box::new(StartedGather {
+            group: self,
+            work,
+            out,
+            home: local.device(),
+        }))
     }
 
     fn reduce_scatter_tensor(&self, input: &Tensor) -> Result<Tensor> {

@@ -24,6 +24,14 @@ pub trait Collective {
     /// optimizer's parameter and moment slices).
     fn all_gather_tensor(&self, local: &Tensor) -> Result<Tensor>;
 
+    /// [`Collective::all_gather_tensor`] started and not waited for: the engine moves the data
+    /// while the caller computes (a prefetch); [`Pending::wait`] returns the result. Every rank
+    /// starts the same collectives in the same order, and may call others before waiting.
+    /// This default, for engines without asynchronous collectives, gathers now.
+    fn all_gather_tensor_start<'a>(&'a self, local: &Tensor) -> Result<Box<dyn Pending + 'a>> {
+        Ok(Box::new(Ready(self.all_gather_tensor(local)?)))
+    }
+
     /// Sums `input` `[world_size, n]` over the ranks and returns this rank's row `[n]`, on
     /// `input`'s device (a reduce-scatter: the sharded gradients' reduction). The c10d engines
     /// run c10d's `_reduce_scatter_base` (NCCL's ncclReduceScatter, Gloo's reduce-scatter); this
@@ -53,6 +61,22 @@ pub trait Collective {
         let mut t = Tensor::from_slice(values);
         self.all_reduce_sum(&mut t)?;
         Vec::<f64>::try_from(&t).map_err(|e| crate::DistError::Input(e.to_string()))
+    }
+}
+
+/// A collective started by [`Collective::all_gather_tensor_start`]; dropped without waiting,
+/// it still completes on the engine.
+pub trait Pending {
+    /// Waits until the collective completed; its result.
+    fn wait(self: Box<Self>) -> Result<Tensor>;
+}
+
+/// A collective that already completed.
+struct Ready(Tensor);
+
+impl Pending for Ready {
+    fn wait(self: Box<Self>) -> Result<Tensor> {
+        Ok(self.0)
     }
 }
 

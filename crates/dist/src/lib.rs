@@ -14,7 +14,7 @@ mod env;
 pub mod launch;
 
 pub use c10d::{C10dGroup, Engine};
-pub use collective::{Collective, Single};
+pub use collective::{Collective, Pending, Single};
 pub use env::WorldEnv;
 
 use std::time::Duration;

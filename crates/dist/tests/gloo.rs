@@ -93,6 +93,41 @@ fn child_collectives() {
         want
     );
     assert!(world.reduce_scatter_tensor(&rows.view([3, 2])).is_err());
+    // Started gathers (a prefetch): two in flight and an all-reduce between, waited in order.
+    let first = world
+        .all_gather_tensor_start(&Tensor::from_slice(&[r, r + 0.5]))
+        .unwrap();
+    let second = world
+        .all_gather_tensor_start(&Tensor::from_slice(&[10.0 + r]).to_kind(Kind::BFloat16))
+        .unwrap();
+    let mut t = Tensor::from_slice(&[1.0f32]);
+    world.all_reduce_sum(&mut t).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![2.0]);
+    let first = first.wait().unwrap();
+    assert_eq!(first.size(), vec![2, 2]);
+    assert_eq!(
+        Vec::<f32>::try_from(&first.view([-1])).unwrap(),
+        vec![0.0, 0.5, 1.0, 1.5]
+    );
+    let second = second.wait().unwrap();
+    assert_eq!(second.kind(), Kind::BFloat16);
+    assert_eq!(
+        Vec::<f32>::try_from(&second.to_kind(Kind::Float).view([-1])).unwrap(),
+        vec![10.0, 11.0]
+    );
+    // One dropped without waiting still completes: the next collective lines up.
+    drop(
+        world
+            .all_gather_tensor_start(&Tensor::from_slice(&[r]))
+            .unwrap(),
+    );
+    let again = world
+        .all_gather_tensor(&Tensor::from_slice(&[2.0 * r]))
+        .unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(&again.view([-1])).unwrap(),
+        vec![0.0, 2.0]
+    );
     world.barrier().unwrap();
     println!("rank {} ok", world.rank());
 }

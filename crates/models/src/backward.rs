@@ -185,14 +185,29 @@ pub fn sharded_loss_backward(
     let frame = model.frame(&positions, &batch.attention_mask, 0)?;
     // 1. The residual stream, with its whole graph or keeping only layer inputs.
     let mut inputs = Vec::new();
+    let n = model.num_layers();
+    // The part after layer i in the forward order.
+    let after = |i: usize| {
+        if i + 1 < n {
+            ParamPart::Layer(i + 1)
+        } else {
+            ParamPart::Rest
+        }
+    };
     let last = if checkpoint {
         let _guard = tch::no_grad_guard();
         hooks.gather(ParamPart::Embedding)?;
+        hooks.prefetch(if n > 0 {
+            ParamPart::Layer(0)
+        } else {
+            ParamPart::Rest
+        })?;
         let mut x = model.embed(&batch.input_ids)?;
         hooks.release(ParamPart::Embedding)?;
-        for i in 0..model.num_layers() {
+        for i in 0..n {
             inputs.push(x.shallow_clone());
             hooks.gather(ParamPart::Layer(i))?;
+            hooks.prefetch(after(i))?;
             x = model.layer(i, &x, &frame, None)?;
             hooks.release(ParamPart::Layer(i))?;
         }
@@ -205,6 +220,7 @@ pub fn sharded_loss_backward(
         x
     };
     hooks.gather(ParamPart::Rest)?;
+    hooks.prefetch(head_part)?;
     let hidden = model
         .final_norm(&last)?
         .f_narrow(1, p - 1, t)?
@@ -213,6 +229,9 @@ pub fn sharded_loss_backward(
     let flat = hidden.f_detach()?;
     let targets = batch.input_ids.f_narrow(1, p, t)?.f_reshape([b * t])?;
     hooks.gather(head_part)?;
+    if checkpoint && n > 0 {
+        hooks.prefetch(ParamPart::Layer(n - 1))?;
+    }
     hooks.zero_grads(head_part)?;
     let weight = model.head_weight();
     let head = Head {
@@ -249,6 +268,9 @@ pub fn sharded_loss_backward(
         for i in (0..model.num_layers()).rev() {
             let x = inputs[i].f_detach()?.set_requires_grad(true);
             hooks.gather(ParamPart::Layer(i))?;
+            if i > 0 {
+                hooks.prefetch(ParamPart::Layer(i - 1))?;
+            }
             hooks.zero_grads(ParamPart::Layer(i))?;
             pull(&model.layer(i, &x, &frame, None)?, &g)?;
             hooks.reduce_grads(ParamPart::Layer(i))?;

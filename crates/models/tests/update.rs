@@ -177,3 +177,90 @@ fn bf16_compute_keeps_f32_master_weights_and_gradients() {
     assert_eq!(g.tokens.size(), vec![3, 4]);
     assert_eq!(g.logp.kind(), Kind::Float);
 }
+
+/// Hooks that record what a sharded update asks of them.
+#[derive(Default)]
+struct Recorder(std::cell::RefCell<Vec<(&'static str, rlvr_core::ParamPart)>>);
+
+impl rlvr_core::ShardHooks for Recorder {
+    fn gather(&self, part: rlvr_core::ParamPart) -> rlvr_core::Result<()> {
+        self.0.borrow_mut().push(("gather", part));
+        Ok(())
+    }
+    fn release(&self, part: rlvr_core::ParamPart) -> rlvr_core::Result<()> {
+        self.0.borrow_mut().push(("release", part));
+        Ok(())
+    }
+    fn zero_grads(&self, part: rlvr_core::ParamPart) -> rlvr_core::Result<()> {
+        self.0.borrow_mut().push(("zero", part));
+        Ok(())
+    }
+    fn reduce_grads(&self, part: rlvr_core::ParamPart) -> rlvr_core::Result<()> {
+        self.0.borrow_mut().push(("reduce", part));
+        Ok(())
+    }
+    fn prefetch(&self, part: rlvr_core::ParamPart) -> rlvr_core::Result<()> {
+        self.0.borrow_mut().push(("prefetch", part));
+        Ok(())
+    }
+}
+
+/// The decoder's prefetch hints are exact: each names the part gathered next, every gather but
+/// the first was hinted, and a part is released before it is gathered again.
+#[test]
+fn sharded_update_prefetches_exactly_the_part_gathered_next() {
+    use rlvr_core::ParamPart;
+    for name in ["llama-tiny", "qwen2-tiny", "qwen3-tiny"] {
+        let m = model(name);
+        let (batch, rmask) = batch();
+        let hooks = Recorder::default();
+        let plan = UpdatePlan {
+            chunk: 4,
+            checkpoint: true,
+            keep_logits_bytes: 0,
+        };
+        rlvr_models::backward::sharded_loss_backward(
+            &m.model,
+            &batch,
+            &needs(),
+            plan,
+            &hooks,
+            &mut |s| Ok(loss(s, &rmask)),
+        )
+        .unwrap();
+        let calls = hooks.0.into_inner();
+        let gathers: Vec<ParamPart> = calls
+            .iter()
+            .filter(|c| c.0 == "gather")
+            .map(|c| c.1)
+            .collect();
+        let hints: Vec<ParamPart> = calls
+            .iter()
+            .filter(|c| c.0 == "prefetch")
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(gathers[0], ParamPart::Embedding, "{name}");
+        assert_eq!(hints, gathers[1..].to_vec(), "{name}: {calls:?}");
+        // Each hint comes after the previous part's gather and before its own.
+        let mut pending: Option<ParamPart> = None;
+        let mut whole = std::collections::HashSet::new();
+        let mut first = true;
+        for (what, part) in &calls {
+            match *what {
+                "prefetch" => assert!(pending.replace(*part).is_none(), "{name}: {calls:?}"),
+                "gather" if first => {
+                    first = false;
+                    assert!(pending.is_none(), "{name}: {calls:?}");
+                    assert!(whole.insert(*part));
+                }
+                "gather" => {
+                    assert_eq!(pending.take(), Some(*part), "{name}: {calls:?}");
+                    assert!(whole.insert(*part), "{name}: {part:?} gathered twice");
+                }
+                "release" => assert!(whole.remove(part), "{name}: {part:?} released unheld"),
+                _ => {}
+            }
+        }
+        assert!(pending.is_none() && whole.is_empty(), "{name}: {calls:?}");
+    }
+}

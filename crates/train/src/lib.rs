@@ -18,6 +18,7 @@ pub mod actor;
 pub mod advantages;
 pub mod async_rollout;
 pub mod asynchronous;
+pub mod buckets;
 pub mod build_info;
 pub mod checkpoint;
 pub mod compare;

@@ -13,18 +13,23 @@
 //! ([`rlvr_core::Policy::compute_copies`]) are gathered as bf16 for computing: half the
 //! traffic and memory of f32, and exactly what the cast of the f32 parameter computes.
 
+use crate::buckets::{add_reduced, pack_grads, pack_slices, plan_buckets, unpack_gathered, Bucket};
 use crate::error::{Result, TrainError};
 use crate::optim::{named_vars, AdamW, StepOutcome};
-use crate::sharding::{gather_into, gather_to_main, gather_whole, ShardSpec, Sharding};
+use crate::sharding::{gather_into, gather_to_main, gather_whole, ShardSpec, Sharding, PIECE};
 use crate::spool::Spool;
 use rlvr_core::{CoreError, ParamPart, ShardHooks};
-use rlvr_dist::Collective;
-use std::cell::Cell;
+use rlvr_dist::{Collective, Pending};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 /// Elements of one reduce-scatter buffer (all ranks' pieces together: 64 MiB of f32).
 const REDUCE_PIECE: i64 = 16 << 20;
+
+/// All-gathers of one part's bucket, started ahead of its use (a prefetch).
+type Started<'a> = Vec<Box<dyn Pending + 'a>>;
 
 /// This rank's share of the model state under `gradients` or `full` sharding.
 pub struct ParamShards {
@@ -52,6 +57,12 @@ pub struct ParamShards {
     held: Cell<Held>,
     /// Whether this rank (0) holds them whole for a checkpoint ([`ParamShards::whole_on_main`]).
     main_whole: Cell<bool>,
+    /// `full`: each part's parameters in the buckets of its all-gathers, in compute kinds (at
+    /// most [`PIECE`] elements per rank each: a decoder layer of Qwen2.5-0.5B is one).
+    gather_buckets: HashMap<ParamPart, Vec<Bucket>>,
+    /// Each part's gradients in the buckets of its reduce-scatters (at most [`REDUCE_PIECE`]
+    /// elements over all ranks each).
+    reduce_buckets: HashMap<ParamPart, Vec<Bucket>>,
 }
 
 /// What a `full` rank's parameters hold.
@@ -107,7 +118,7 @@ impl ParamShards {
                 .collect(),
             _ => Vec::new(),
         };
-        let compute_kinds = vars
+        let compute_kinds: Vec<Kind> = vars
             .iter()
             .map(|(n, v)| match &compute {
                 Some((kind, names)) if level == Sharding::Full && names.contains(n) => *kind,
@@ -119,13 +130,32 @@ impl ParamShards {
             .zip(&compute_kinds)
             .filter(|((_, v), &k)| v.kind() != k)
             .fold((0, 0), |(n, e), ((_, v), _)| (n + 1, e + v.numel() as i64));
+        let parts: Vec<ParamPart> = vars.iter().map(|(n, _)| ParamPart::of_name(n)).collect();
+        let buckets = |kind_of: &dyn Fn(usize) -> Kind, cap: i64| {
+            let mut out: HashMap<ParamPart, Vec<Bucket>> = HashMap::new();
+            for &part in &parts {
+                if out.contains_key(&part) {
+                    continue;
+                }
+                let of_part: Vec<(usize, i64, Kind)> = (0..vars.len())
+                    .filter(|&i| parts[i] == part)
+                    .map(|i| (i, vars[i].1.numel() as i64, kind_of(i)))
+                    .collect();
+                out.insert(part, plan_buckets(&of_part, spec, cap));
+            }
+            out
+        };
+        let gather_buckets = buckets(&|i| compute_kinds[i], PIECE);
+        let reduce_buckets = buckets(&|_| Kind::Float, REDUCE_PIECE / spec.world.max(1) as i64);
         Some(ParamShards {
+            gather_buckets,
+            reduce_buckets,
             spec,
             level,
             compute_kinds,
             copies,
             shapes: vars.iter().map(|(_, v)| v.size()).collect(),
-            parts: vars.iter().map(|(n, _)| ParamPart::of_name(n)).collect(),
+            parts,
             grads: std::cell::RefCell::new(Vec::new()),
             lens: vars
                 .iter()
@@ -185,8 +215,16 @@ impl ParamShards {
         if self.held.get() != Held::Released {
             return Ok(());
         }
-        for i in 0..self.vars.len() {
-            self.gather_var(world, i, self.compute_kinds[i])?;
+        // Part by part, in the parameters' order (the same on every rank): one all-gather per
+        // bucket.
+        let mut parts: Vec<ParamPart> = Vec::new();
+        for &part in &self.parts {
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+        for part in parts {
+            self.gather_part(world, part)?;
         }
         self.held.set(Held::Compute);
         Ok(())
@@ -323,6 +361,7 @@ impl ParamShards {
         Hooks {
             shards: self,
             world,
+            prefetched: RefCell::new(None),
         }
     }
 
@@ -411,12 +450,82 @@ impl ParamShards {
         Ok(StepOutcome::Applied { grad_norm })
     }
 
+    /// Whether the update gathers parts (`full`, the parameters released).
+    fn gathers_parts(&self) -> bool {
+        self.level == Sharding::Full && self.held.get() == Held::Released
+    }
+
+    fn part_buckets(&self, part: ParamPart) -> &[Bucket] {
+        self.gather_buckets.get(&part).map_or(&[], Vec::as_slice)
+    }
+
+    /// Makes `part`'s parameters whole in their compute kinds: one all-gather per bucket,
+    /// each waited for before the next starts.
     fn gather_part(&self, world: &dyn Collective, part: ParamPart) -> Result<()> {
-        if self.level != Sharding::Full || self.held.get() != Held::Released {
+        if !self.gathers_parts() {
             return Ok(());
         }
+        self.fill_part(part, &mut |bucket| {
+            let local = pack_slices(bucket, &self.masters)?;
+            Ok(world.all_gather_tensor(&local)?)
+        })
+    }
+
+    /// Starts the all-gathers of `part`'s buckets without waiting (a prefetch); `None` when the
+    /// update gathers nothing.
+    fn start_part<'a>(
+        &self,
+        world: &'a dyn Collective,
+        part: ParamPart,
+    ) -> Result<Option<Started<'a>>> {
+        if !self.gathers_parts() {
+            return Ok(None);
+        }
+        let mut started = Vec::new();
+        for bucket in self.part_buckets(part) {
+            let local = pack_slices(bucket, &self.masters)?;
+            started.push(world.all_gather_tensor_start(&local)?);
+        }
+        Ok(Some(started))
+    }
+
+    /// Makes `part`'s parameters whole from the gathers [`ParamShards::start_part`] started.
+    fn finish_part(&self, part: ParamPart, started: Started<'_>) -> Result<()> {
+        if !self.gathers_parts() {
+            return Ok(());
+        }
+        let mut started = started.into_iter();
+        self.fill_part(part, &mut |_| match started.next() {
+            Some(pending) => Ok(pending.wait()?),
+            None => Err(TrainError::Run(
+                "internal: a prefetched part has fewer gathers than buckets".into(),
+            )),
+        })
+    }
+
+    /// Gives each parameter of `part` a whole tensor in its compute kind and fills it from the
+    /// gathered buckets `gathered(bucket)` returns (`[world, bucket.len]`), in bucket order.
+    fn fill_part(
+        &self,
+        part: ParamPart,
+        gathered: &mut dyn FnMut(&Bucket) -> Result<Tensor>,
+    ) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let mut wholes: HashMap<usize, Tensor> = HashMap::new();
         for i in self.of_part(part) {
-            self.gather_var(world, i, self.compute_kinds[i])?;
+            let whole = Tensor::f_empty(
+                self.shapes[i].as_slice(),
+                (self.compute_kinds[i], self.vars[i].device()),
+            )?;
+            wholes.insert(i, whole);
+        }
+        for bucket in self.part_buckets(part) {
+            let all = gathered(bucket)?;
+            let dest = |i: usize| wholes[&i].view([-1]);
+            unpack_gathered(bucket, &all, self.spec, &dest)?;
+        }
+        for (i, whole) in wholes {
+            self.vars[i].shallow_clone().set_data(&whole);
         }
         Ok(())
     }
@@ -446,15 +555,28 @@ impl ParamShards {
         Ok(())
     }
 
+    /// Adds `part`'s gradients, summed over the ranks, to their owners' slices (one
+    /// reduce-scatter per bucket) and frees them.
     fn reduce_part_grads(&self, world: &dyn Collective, part: ParamPart) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let grads = self.grads.borrow();
+        if grads.len() != self.vars.len() {
+            return Err(TrainError::Run(
+                "internal: gradients reduced outside a mini-batch".into(),
+            ));
+        }
+        let flat = |i: usize| self.vars[i].grad().view([-1]);
+        for bucket in self
+            .reduce_buckets
+            .get(&part)
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let all = pack_grads(bucket, self.spec, &flat)?;
+            let mine = world.reduce_scatter_tensor(&all)?;
+            add_reduced(bucket, &mine, &grads)?;
+        }
         for i in self.of_part(part) {
             let g = self.vars[i].grad();
-            let acc = grads.get(i).ok_or_else(|| {
-                TrainError::Run("internal: gradients reduced outside a mini-batch".into())
-            })?;
-            reduce_scatter_add(world, &g.view([-1]), self.spec, acc)?;
             g.shallow_clone().set_data(&empty(&g));
         }
         Ok(())
@@ -465,54 +587,41 @@ fn all_finite(t: &Tensor) -> bool {
     t.isfinite().all().int64_value(&[]) != 0
 }
 
-/// Adds every rank's `flat` (one parameter's gradient, `numel` elements), summed over the
-/// ranks, to `acc`, this rank's slice of it: reduce-scatters in buffers of at most
-/// [`REDUCE_PIECE`] elements.
-fn reduce_scatter_add(
-    world: &dyn Collective,
-    flat: &Tensor,
-    spec: ShardSpec,
-    acc: &Tensor,
-) -> Result<()> {
-    let numel = flat.numel() as i64;
-    let per = spec.per_rank(numel);
-    let w = spec.world as i64;
-    let piece = (REDUCE_PIECE / w).max(1);
-    let len = acc.numel() as i64;
-    let mut at = 0;
-    while at < per {
-        let c = piece.min(per - at);
-        let buf = Tensor::zeros([w, c], (Kind::Float, flat.device()));
-        for r in 0..w {
-            let start = r * per + at;
-            let valid = (numel - start).clamp(0, c);
-            if valid > 0 {
-                buf.get(r)
-                    .narrow(0, 0, valid)
-                    .copy_(&flat.narrow(0, start, valid));
-            }
-        }
-        let mine = world.reduce_scatter_tensor(&buf)?;
-        let have = (len - at).clamp(0, c);
-        if have > 0 {
-            let _ = acc.narrow(0, at, have).f_add_(&mine.narrow(0, 0, have))?;
-        }
-        at += c;
-    }
-    Ok(())
-}
-
-/// The [`ShardHooks`] of one micro-batch: gathers, frees and reduces through the shards.
+/// The [`ShardHooks`] of one micro-batch: gathers, frees and reduces through the shards, the
+/// part the decoder names next gathered while it computes (one part ahead, as FSDP's
+/// forward and backward prefetch).
 pub struct Hooks<'a> {
     shards: &'a ParamShards,
     world: &'a dyn Collective,
+    /// The part whose gathers are in flight, and those gathers.
+    prefetched: RefCell<Option<(ParamPart, Started<'a>)>>,
 }
 
 impl ShardHooks for Hooks<'_> {
     fn gather(&self, part: ParamPart) -> rlvr_core::Result<()> {
-        self.shards
-            .gather_part(self.world, part)
-            .map_err(collective)
+        let done = match self.prefetched.borrow_mut().take() {
+            Some((p, started)) if p == part => self.shards.finish_part(part, started),
+            Some((_, started)) => {
+                // A hint not followed: its gathers complete (every rank started them), unused.
+                for pending in started {
+                    let _unused = pending.wait().map_err(collective)?;
+                }
+                self.shards.gather_part(self.world, part)
+            }
+            None => self.shards.gather_part(self.world, part),
+        };
+        done.map_err(collective)
+    }
+    fn prefetch(&self, part: ParamPart) -> rlvr_core::Result<()> {
+        if self.prefetched.borrow().is_some() {
+            return Ok(());
+        }
+        let started = self
+            .shards
+            .start_part(self.world, part)
+            .map_err(collective)?;
+        *self.prefetched.borrow_mut() = started.map(|s| (part, s));
+        Ok(())
     }
     fn release(&self, part: ParamPart) -> rlvr_core::Result<()> {
         self.shards.release_part(part);

@@ -158,11 +158,13 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     };
     // The largest part's whole gradient during its backward (the tied embedding's from the
     // head to the end), and under `full` its gathered weight besides it (a layer's as bf16
-    // compute copies with bf16).
+    // compute copies with bf16) and the next layer's gather in flight (prefetched: the
+    // gathered buffer and this rank's slice sent).
     let part_bytes = 4.0 * (v * h).max(layer_parameters(c));
     let layer_gathered = if input.bf16 { 2.0 } else { 4.0 };
+    let prefetched = layer_gathered * layer_parameters(c) * (1.0 + 1.0 / n);
     let transient = if sharded(Sharding::Full) {
-        (8.0 * v * h).max((layer_gathered + 4.0) * layer_parameters(c))
+        (8.0 * v * h).max((layer_gathered + 4.0) * layer_parameters(c)) + prefetched
     } else if sharded(Sharding::Gradients) {
         part_bytes
     } else {

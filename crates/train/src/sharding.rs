@@ -59,7 +59,7 @@ impl ShardSpec {
 
 /// Elements of one all-gather piece (64 MiB of f32): the gather's buffers stay this size
 /// whatever the tensor.
-const PIECE: i64 = 16 << 20;
+pub(crate) const PIECE: i64 = 16 << 20;
 
 /// Every rank's slice of a tensor of `dest.numel()` elements (`local`: this rank's) written into
 /// `dest` (flat, contiguous), in pieces of at most [`PIECE`] elements per rank.
