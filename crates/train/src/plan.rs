@@ -149,10 +149,13 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     } else {
         (4.0 * p, 4.0 * p)
     };
-    // `gradients`/`full`: slices during the update only, freed after the optimizer step;
-    // otherwise whole gradients kept between steps.
+    // `gradients`/`full`: slices during the update only, freed after the optimizer step; one
+    // process releases its whole gradients after the step too (crate::actor); otherwise whole
+    // gradients kept between steps.
     let (gradients, gradients_rollout) = if sharded(Sharding::Gradients) {
         (4.0 * p / n, 0.0)
+    } else if input.ranks <= 1 {
+        (4.0 * p, 0.0)
     } else {
         (4.0 * p, 4.0 * p)
     };
@@ -212,7 +215,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         part(
             "gradients between steps",
             gradients_rollout,
-            "rollout (kept unless sharded)",
+            "rollout (kept by ranks > 1 unless sharded)",
         ),
         part("largest part gathered / its gradient", transient, "update"),
         part("AdamW moments (f32)", moments, "always"),
