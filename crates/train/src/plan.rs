@@ -117,6 +117,28 @@ fn rollout_buffers(input: &PlanInput, t: f64, act: f64, projections: f64) -> (f6
     (cache, packed)
 }
 
+/// The largest part's whole gradient during its backward (the tied embedding's from the head to
+/// the end) under `gradients`; under `full` its gathered weight besides it (a layer's as bf16
+/// compute copies with bf16) and the next layer's gather in flight (prefetched: the gathered
+/// buffer and this rank's slice sent). Nothing unsharded.
+fn part_transient(input: &PlanInput, full: bool, gradients: bool) -> f64 {
+    let c = &input.config;
+    let (v, h, layer) = (
+        c.vocab_size as f64,
+        c.hidden_size as f64,
+        layer_parameters(c),
+    );
+    let gathered = if input.bf16 { 2.0 } else { 4.0 };
+    if full {
+        let prefetched = gathered * layer * (1.0 + 1.0 / input.ranks.max(1) as f64);
+        (8.0 * v * h).max((gathered + 4.0) * layer) + prefetched
+    } else if gradients {
+        4.0 * (v * h).max(layer)
+    } else {
+        0.0
+    }
+}
+
 /// Predicts one rank's memory for `input`.
 pub fn plan(input: &PlanInput) -> MemoryPlan {
     let c = &input.config;
@@ -159,20 +181,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     } else {
         (4.0 * p, 4.0 * p)
     };
-    // The largest part's whole gradient during its backward (the tied embedding's from the
-    // head to the end), and under `full` its gathered weight besides it (a layer's as bf16
-    // compute copies with bf16) and the next layer's gather in flight (prefetched: the
-    // gathered buffer and this rank's slice sent).
-    let part_bytes = 4.0 * (v * h).max(layer_parameters(c));
-    let layer_gathered = if input.bf16 { 2.0 } else { 4.0 };
-    let prefetched = layer_gathered * layer_parameters(c) * (1.0 + 1.0 / n);
-    let transient = if sharded(Sharding::Full) {
-        (8.0 * v * h).max((layer_gathered + 4.0) * layer_parameters(c)) + prefetched
-    } else if sharded(Sharding::Gradients) {
-        part_bytes
-    } else {
-        0.0
-    };
+    let transient = part_transient(input, sharded(Sharding::Full), sharded(Sharding::Gradients));
     let moments = if sharded(Sharding::Optimizer) {
         8.0 * p / n
     } else {
