@@ -13,6 +13,7 @@ fn main() {
         "shim/softmax_stats.cpp",
         "shim/invariant_attention.cpp",
         "shim/invariant_linear.cpp",
+        "shim/invariant_swiglu.cpp",
         "shim/mkl_vendor.cpp",
         "shim/packed_linear.cpp",
         "shim/inverse_cdf.cpp",
@@ -38,6 +39,7 @@ fn main() {
         .file("shim/softmax_stats.cpp")
         .file("shim/invariant_attention.cpp")
         .file("shim/invariant_linear.cpp")
+        .file("shim/invariant_swiglu.cpp")
         .file("shim/mkl_vendor.cpp")
         .file("shim/packed_linear.cpp")
         .file("shim/inverse_cdf.cpp")

@@ -11,6 +11,8 @@
 //!   batched or padded (a cached decode step equals the full-sequence pass bit for bit).
 //! - [`invariant_linear`]: `x Wᵀ + b` whose rows do not depend on the rows computed with them
 //!   (libtorch's GEMM follows the matrix sizes and the CPU).
+//! - [`invariant_swiglu`]: `silu(gate) · up` with one arithmetic for every element (libtorch's
+//!   SIMD body and scalar tail differ, so its result follows the batch and thread count).
 //! - [`inverse_cdf_sample`]: one token per row of a log-probability matrix, the inverse-CDF rule
 //!   in one pass over each row's prefix (the tensor form makes eight passes over f64 copies).
 //! - [`PackedLinear`]: `x Wᵀ` on a weight packed once into MKL's GEMM layout, where a plain
@@ -21,6 +23,7 @@
 mod adamw;
 mod invariant_attention;
 mod invariant_linear;
+mod invariant_swiglu;
 mod inverse_cdf;
 mod mkl_vendor;
 mod packed_linear;
@@ -29,6 +32,7 @@ mod softmax_stats;
 pub use adamw::{fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
 pub use invariant_linear::{invariant_linear, invariant_linear_portable};
+pub use invariant_swiglu::invariant_swiglu;
 pub use inverse_cdf::inverse_cdf_sample;
 pub use mkl_vendor::mkl_code_path;
 pub use packed_linear::PackedLinear;

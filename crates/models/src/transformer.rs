@@ -506,7 +506,7 @@ impl Transformer {
     /// inference, vLLM's batch-invariant mode). Attention runs
     /// [`rlvr_kernels::invariant_attention`] (f64 sums in key order; slower than SDPA) and every
     /// matrix product [`rlvr_kernels::invariant_linear`] (a fixed summation order per element;
-    /// slower than MKL). f32 on the CPU only; updates
+    /// slower than MKL), the MLP's gate [`rlvr_kernels::invariant_swiglu`]. f32 on the CPU only; updates
     /// (gradients) keep the fused kernels.
     pub fn set_batch_invariant(&mut self, on: bool) -> Result<()> {
         let device = self.embed.device();
@@ -828,16 +828,14 @@ impl Transformer {
         let eps = self.cfg.rms_norm_eps;
         let x = x.f_add(&layer.o.forward(out, kind, ad, inv)?)?;
         let hn = rms_norm(&x, &layer.post_norm, eps)?;
-        let mlp = layer.down.forward(
-            &layer
-                .gate
-                .forward(&hn, kind, ad, inv)?
-                .f_silu()?
-                .f_mul(&layer.up.forward(&hn, kind, ad, inv)?)?,
-            kind,
-            ad,
-            inv,
-        )?;
+        let gate = layer.gate.forward(&hn, kind, ad, inv)?;
+        let up = layer.up.forward(&hn, kind, ad, inv)?;
+        let act = if inv {
+            rlvr_kernels::invariant_swiglu(&gate, &up)?
+        } else {
+            gate.f_silu()?.f_mul(&up)?
+        };
+        let mlp = layer.down.forward(&act, kind, ad, inv)?;
         Ok(x.f_add(&mlp)?)
     }
 

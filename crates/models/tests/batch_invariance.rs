@@ -136,3 +136,46 @@ fn batch_invariance_is_refused_where_it_is_not_built() {
     let e = m.model.set_batch_invariant(true).unwrap_err().to_string();
     assert!(e.contains("f32 on the CPU"), "{e}");
 }
+
+#[test]
+fn a_row_among_hundreds_on_several_threads_equals_the_row_alone() {
+    // Hundreds of rows × 3 tokens: the MLP's [3·rows, 160] gate is large enough for libtorch to
+    // split elementwise work between threads, and with an odd row count its SIMD body and scalar
+    // tail meet inside a row (how `rlvr serve --batch-invariant` failed in one CI run: a served
+    // log-prob 1 ulp off the offline one). A tail changes the bits of some inputs only, hence
+    // many row counts.
+    let mut m = model("qwen2-tiny");
+    m.model.set_batch_invariant(true).unwrap();
+    let _ng = tch::no_grad_guard();
+    let before = tch::get_num_threads();
+    let most = 261i64;
+    let ids = Tensor::arange(most * 3, (Kind::Int64, Device::Cpu))
+        .f_mul_scalar(37)
+        .unwrap()
+        .remainder(500)
+        .view([most, 3]);
+    let mask = ids.ones_like();
+    let alone: Vec<Tensor> = (0..most)
+        .map(|r| {
+            m.model
+                .forward_logits(&ids.narrow(0, r, 1), &mask.narrow(0, r, 1))
+                .unwrap()
+        })
+        .collect();
+    for threads in [2, 3, 4] {
+        tch::set_num_threads(threads);
+        for rows in (229..=most).step_by(4) {
+            let batch = m
+                .model
+                .forward_logits(&ids.narrow(0, 0, rows), &mask.narrow(0, 0, rows))
+                .unwrap();
+            for (r, a) in alone.iter().enumerate().take(rows as usize) {
+                assert!(
+                    batch.narrow(0, r as i64, 1).equal(a),
+                    "{threads} threads: row {r} of {rows}"
+                );
+            }
+        }
+    }
+    tch::set_num_threads(before);
+}

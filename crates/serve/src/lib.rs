@@ -150,11 +150,6 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
             .model
             .set_batch_invariant(true)
             .map_err(|e| ServeError::Usage(format!("--batch-invariant: {e}")))?;
-        // One thread count for every thread of the process: until a count is set, each thread
-        // libtorch runs on picks its own OpenMP team, and the engine thread's passes then sum
-        // in another order than a pass of the same rows elsewhere (seen as 1-ulp log-prob
-        // differences in 1 of ~14 runs of the serve test; none with the count fixed).
-        tch::set_num_threads(tch::get_num_threads());
     }
     let tokenizer = if opts.model.join("tokenizer.json").exists() {
         Some(Arc::new(HfTokenizer::from_dir(&opts.model)?))
