@@ -359,7 +359,7 @@ impl Batcher {
             return Ok(());
         }
         let idx = Tensor::from_slice(&keep).f_to_device(device)?;
-        self.cache.select_rows(&idx)?;
+        self.cache.keep_rows(&idx)?;
         if let Some(m) = &self.key_mask {
             self.key_mask = Some(m.f_index_select(0, &idx)?);
         }

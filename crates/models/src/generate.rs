@@ -167,7 +167,7 @@ pub fn generate(
         if finished > 0 && finished * COMPACT_FRACTION >= live.len() {
             let keep: Vec<i64> = running.iter().map(|&j| j as i64).collect();
             let keep = Tensor::from_slice(&keep).f_to_device(device)?;
-            cache.select_rows(&keep)?;
+            cache.keep_rows(&keep)?;
             key_mask = key_mask.f_index_select(0, &keep)?;
             last_pos = last_pos.f_index_select(0, &keep)?;
             next = running.iter().map(|&j| next[j]).collect();

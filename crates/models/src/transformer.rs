@@ -195,6 +195,26 @@ impl KvCache {
         Ok(())
     }
 
+    /// Keeps the rows `keep` (i64 `[R]`, strictly increasing) in place: finished rows leave the
+    /// batch. Only the cached positions move — the kept rows' first `len` positions, through one
+    /// scratch copy — into the first `R` rows of the same buffers, which stay allocated until the
+    /// cache is dropped; [`KvCache::select_rows`] would allocate and fill new buffers of the full
+    /// capacity at every compaction.
+    pub fn keep_rows(&mut self, keep: &Tensor) -> Result<()> {
+        let n = keep.size()[0];
+        for (k, v) in self.layers.iter_mut() {
+            for t in [k, v] {
+                if self.len > 0 {
+                    let cached = t.f_narrow(2, 0, self.len)?;
+                    let kept = cached.f_index_select(0, keep)?;
+                    cached.f_narrow(0, 0, n)?.f_copy_(&kept)?;
+                }
+                *t = t.f_narrow(0, 0, n)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes layer `i`'s new keys and values `[B, kv, l, hd]` after the cached positions and
     /// returns all keys and values so far (views of the buffer).
     fn append(&mut self, i: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
