@@ -187,10 +187,21 @@ impl KvCache {
 
     /// Keeps the rows `index` (i64 `[R]`, in that order, repeats allowed) of every layer: finished
     /// rows leave the batch, and a prefilled prompt is expanded to its samples.
+    /// Only the cached positions are copied; the new buffers' later positions are left
+    /// unwritten (nothing reads a position before `append` writes it).
     pub fn select_rows(&mut self, index: &Tensor) -> Result<()> {
+        let rows = index.size()[0];
         for (k, v) in self.layers.iter_mut() {
-            *k = k.f_index_select(0, index)?;
-            *v = v.f_index_select(0, index)?;
+            for t in [k, v] {
+                let mut size = t.size();
+                size[0] = rows;
+                let new = Tensor::f_empty(size.as_slice(), (t.kind(), t.device()))?;
+                if self.len > 0 {
+                    new.f_narrow(2, 0, self.len)?
+                        .f_copy_(&t.f_narrow(2, 0, self.len)?.f_index_select(0, index)?)?;
+                }
+                *t = new;
+            }
         }
         Ok(())
     }
