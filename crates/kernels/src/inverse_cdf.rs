@@ -1,8 +1,10 @@
 //! Inverse-CDF sampling of one token per row of a CPU log-probability matrix in one pass over the
 //! row's prefix (`shim/inverse_cdf.cpp`, rows on libtorch's threads): the first token whose
-//! cumulative probability exceeds the row's uniform draw. The tensor form of the same rule (`exp`, `cumsum`, `searchsorted`, the fallback for a draw
-//! past the total mass, `gather`) makes eight passes over `[rows, vocab]` f64 copies — at a 32k
-//! vocabulary and 256 rows, more time per decode step than the LM head.
+//! cumulative probability exceeds the row's uniform draw. The probabilities are SIMD f32
+//! exponentials of a defined arithmetic (the AVX-512 and the portable path give the same bits)
+//! summed in f64 by blocks of 16; the tensor form (`exp`, `cumsum`, `searchsorted`, `gather`:
+//! eight passes over `[rows, vocab]` f64 copies, the GPU path) follows the same rule up to the
+//! rounding of its terms.
 
 use crate::{shim_result, KernelError};
 use std::ffi::c_char;
@@ -15,20 +17,31 @@ extern "C" {
         u: *const f64,
         ids: *mut i64,
         chosen: *mut f64,
+        portable: i32,
         error: *mut *mut c_char,
     ) -> i32;
 }
 
 /// Draws one token per row of `logp` `[R, V]` (f32, CPU) given one uniform `u[r]` in `[0, 1)` per
-/// row: the first `j` with `Σ_{i ≤ j} exp(logp[r, i]) > u[r]`, the exponentials and their running
-/// sum in f64, in increasing `i`. When no prefix exceeds `u[r]` (the total mass rounds below
-/// it), the last token with positive probability (`V − 1` when none has). Returns the ids and
-/// their log-probs (as f64).
-///
-/// This is the rule of `torch.searchsorted(cumsum(exp(logp.double())), u, right=True)` with
-/// that fallback; it differs from it only where the two `exp` implementations round a term
-/// differently and `u` falls within that rounding of a boundary.
+/// row: the first `j` whose cumulative probability `Σ_{i ≤ j} p_i` exceeds `u[r]`, with
+/// `p_i = exp(logp[r, i])` in f32 (0 below −87: e^−87 ≈ 1.6e−38) and the running sum in f64 by
+/// blocks of 16 (the exact rule is in `shim/inverse_cdf.cpp`). When no prefix exceeds `u[r]`
+/// (the total mass rounds below it), the last token with positive probability (`V − 1` when
+/// none has). Returns the ids and their log-probs (as f64).
 pub fn inverse_cdf_sample(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f64>), KernelError> {
+    sample(logp, u, false)
+}
+
+/// [`inverse_cdf_sample`] on the portable exponentials (no SIMD): the same draws, slower. For
+/// tests that the fast path follows the defined arithmetic.
+pub fn inverse_cdf_sample_portable(
+    logp: &Tensor,
+    u: &[f64],
+) -> Result<(Vec<i64>, Vec<f64>), KernelError> {
+    sample(logp, u, true)
+}
+
+fn sample(logp: &Tensor, u: &[f64], portable: bool) -> Result<(Vec<i64>, Vec<f64>), KernelError> {
     let fail = |message: String| KernelError {
         op: "inverse_cdf_sample",
         message,
@@ -66,6 +79,7 @@ pub fn inverse_cdf_sample(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f64
             u.as_ptr(),
             ids.as_mut_ptr(),
             chosen.as_mut_ptr(),
+            i32::from(portable),
             &mut error,
         )
     };
@@ -78,7 +92,7 @@ mod tests {
     use super::*;
     use crate::test_support::normal;
 
-    /// The tensor form of the rule (what rlvr ran before this kernel; also its GPU path).
+    /// The tensor form of the rule (the GPU path; f64 exponentials, one cumulative sum).
     fn reference(logp: &Tensor, u: &[f64]) -> (Vec<i64>, Vec<f64>) {
         let (b, v) = (logp.size()[0], logp.size()[1]);
         let u = Tensor::from_slice(u).view([b, 1]);
@@ -102,6 +116,112 @@ mod tests {
             Vec::<i64>::try_from(idx.view([-1])).unwrap(),
             Vec::<f64>::try_from(chosen.view([-1])).unwrap(),
         )
+    }
+
+    /// The exponential of `shim/inverse_cdf.cpp`, written again from its definition.
+    fn sampling_exp(x: f32) -> f32 {
+        if x.is_nan() || x < -87.0 {
+            return 0.0;
+        }
+        let xc = if x < 88.0 { x } else { 88.0 };
+        let k = (xc * std::f32::consts::LOG2_E).round_ties_even();
+        let r = k.mul_add(-0.693_359_4, xc);
+        let r = k.mul_add(2.121_944_4e-4, r);
+        let taylor = [
+            1.0 / 5040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0f32,
+        ];
+        let p = taylor[1..].iter().fold(taylor[0], |p, &c| p.mul_add(r, c));
+        p * f32::from_bits(((k as i32 + 127) << 23) as u32)
+    }
+
+    /// The sampling rule of `shim/inverse_cdf.cpp`, written again from its definition.
+    fn rule(row: &[f32], u: f64) -> i64 {
+        let mut mass = 0.0f64;
+        for (b, chunk) in row.chunks(16).enumerate() {
+            let mut p = [0f32; 16];
+            for (pi, &x) in p.iter_mut().zip(chunk) {
+                *pi = sampling_exp(x);
+            }
+            let s: Vec<f64> = (0..8).map(|l| p[l] as f64 + p[l + 8] as f64).collect();
+            let block = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+            if mass + block > u {
+                let mut run = mass;
+                for (i, &pi) in p.iter().enumerate().take(chunk.len()) {
+                    run += pi as f64;
+                    if run > u && pi > 0.0 {
+                        return (b * 16 + i) as i64;
+                    }
+                }
+            }
+            mass += block;
+        }
+        row.iter()
+            .rposition(|&x| sampling_exp(x) > 0.0)
+            .unwrap_or(row.len() - 1) as i64
+    }
+
+    #[test]
+    fn both_paths_draw_what_the_defined_rule_draws() {
+        let inf = f32::NEG_INFINITY;
+        for (rows, vocab, scale, seed) in [
+            (1, 1, 1.0, 11),
+            (5, 7, 0.5, 12),
+            (64, 1000, 3.0, 13),
+            (257, 4099, 8.0, 14),
+            (33, 32768, 1.0, 15),
+        ] {
+            let logits = Tensor::from_slice(&normal(rows * vocab, seed))
+                .view([rows as i64, vocab as i64])
+                * scale;
+            // Even seeds: every third token masked (top-k style). The last row draws near 1.
+            let logits = if seed % 2 == 0 {
+                let masked = Tensor::arange(vocab as i64, (Kind::Int64, Device::Cpu))
+                    .remainder(3)
+                    .eq(1)
+                    .view([1, vocab as i64]);
+                logits.masked_fill(&masked, f64::from(inf))
+            } else {
+                logits
+            };
+            let logp = logits.log_softmax(-1, Kind::Float);
+            let mut u = uniforms(rows, seed + 100);
+            u[rows - 1] = 0.999_999_999;
+            let fast = inverse_cdf_sample(&logp, &u).unwrap();
+            let portable = inverse_cdf_sample_portable(&logp, &u).unwrap();
+            assert_eq!(fast, portable, "{rows} x {vocab}");
+            let flat = Vec::<f32>::try_from(logp.view([-1])).unwrap();
+            let want: Vec<i64> = flat
+                .chunks(vocab)
+                .zip(&u)
+                .map(|(row, &u)| rule(row, u))
+                .collect();
+            assert_eq!(fast.0, want, "{rows} x {vocab}");
+            for (r, &j) in fast.0.iter().enumerate() {
+                assert_eq!(fast.1[r], flat[r * vocab + j as usize] as f64);
+            }
+        }
+    }
+
+    #[test]
+    fn the_exponential_is_within_two_f32_roundings_of_exp() {
+        let mut worst = 0.0f64;
+        for i in 0..=2_000_000 {
+            let x = -87.0 + 87.0 * i as f32 / 2_000_000.0;
+            let want = (x as f64).exp();
+            worst = worst.max(((sampling_exp(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 2.0 * f64::from(f32::EPSILON) / 2.0, "{worst}");
+        assert_eq!(sampling_exp(-87.5), 0.0);
+        assert_eq!(sampling_exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(sampling_exp(f32::NAN), 0.0);
+        assert_eq!(sampling_exp(0.0), 1.0);
     }
 
     fn uniforms(n: usize, seed: u64) -> Vec<f64> {

@@ -33,7 +33,7 @@ pub use adamw::{fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
 pub use invariant_linear::{invariant_linear, invariant_linear_portable};
 pub use invariant_swiglu::invariant_swiglu;
-pub use inverse_cdf::inverse_cdf_sample;
+pub use inverse_cdf::{inverse_cdf_sample, inverse_cdf_sample_portable};
 pub use mkl_vendor::mkl_code_path;
 pub use packed_linear::PackedLinear;
 pub use softmax_stats::{softmax_stats, SoftmaxStats};

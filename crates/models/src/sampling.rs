@@ -110,7 +110,9 @@ impl RowStream {
 /// Draws one token for each row of `logp` `[R, V]` given one uniform draw per row: the first
 /// token whose cumulative probability exceeds it (inverse-CDF, on the device; only the chosen ids
 /// and log-probs are copied back). On the CPU, f32 log-probs take
-/// [`rlvr_kernels::inverse_cdf_sample`], the same rule in one pass over each row's prefix.
+/// [`rlvr_kernels::inverse_cdf_sample`], the same rule in one pass over each row's prefix (its
+/// f32 SIMD exponentials round differently from this form's f64 ones, so a draw within that
+/// rounding of a boundary may take the neighbouring token).
 pub fn sample_with_uniforms(logp: &Tensor, u: &[f64]) -> Result<(Vec<i64>, Vec<f64>)> {
     if logp.device() == tch::Device::Cpu && logp.kind() == Kind::Float && logp.dim() == 2 {
         return Ok(rlvr_kernels::inverse_cdf_sample(logp, u)?);
