@@ -9,7 +9,11 @@
 # VLLM=0 leaves it out; scripts/bench/vllm-venv.sh installs it once) and, given BASE_COMMIT, the
 # generation of that commit (built in a git worktree with its own target folder), then prints
 # tokens/s and the ratios and records $OUT/$BENCH_NAME.json (default rollout; scripts/bench.sh
-# copies it to docs/bench/). CONFIG_JSON defaults to scripts/bench/qwen2-39m.json.
+# copies it to docs/bench/). CONFIG_JSON defaults to scripts/bench/qwen2-39m.json. Each
+# implementation generates the whole workload once untimed, then times it again (steady state:
+# a trainer's rollouts after its first; vLLM allocates its KV cache at start-up, rlvr's allocator
+# keeps the memory of the previous rollout).
+export RLVR_BENCH_WARMUP=full
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -62,7 +66,7 @@ if [[ "${VLLM:-1}" == 1 ]]; then
     done
   done
 fi
-settings=$(printf '{"what": "rollouts, %s prompts × %s samples × ≤ %s tokens, %s", "config": "%s", "prompts": %s, "samples": %s, "new_tokens": %s}' \
+settings=$(printf '{"what": "rollouts, %s prompts × %s samples × ≤ %s tokens, %s", "config": "%s", "prompts": %s, "samples": %s, "new_tokens": %s, "warmup": "the whole workload once, untimed"}' \
   "$prompts" "$samples" "$new_tokens" "$(basename "$config" .json)" "$config" "$prompts" "$samples" "$new_tokens")
 name=${BENCH_NAME:-rollout}
 python3 scripts/bench/record.py rollout "${BENCH_COMMAND:-scripts/bench-rollout.sh $*}" "$settings" "$out/$name.json" \

@@ -2,7 +2,7 @@
 P prompts x N samples (num_return_sequences), up to T new tokens, temperature 1, the same stop
 set. Prints one JSON line like rollout_bench. Development-only (scripts/bench-rollout.sh).
 With --static: transformers' static cache (`cache_implementation="static"`, preallocated like
-rlvr's; impl "transformers-static").
+rlvr's; impl "transformers-static"). The workload runs once untimed, then timed.
 
 usage: rollout_transformers.py [--static] OUT SAMPLES NEW_TOKENS"""
 import json
@@ -23,13 +23,20 @@ stop = [i + 1 for i in range(0, vocab, 128)]
 width = max(len(r) for r in rows)
 ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
 mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-torch.manual_seed(0)
+
+
+def run():
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
+                              temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=new_tokens,
+                              num_return_sequences=samples, eos_token_id=stop, pad_token_id=0,
+                              **({"cache_implementation": "static"} if static else {}))
+
+
+run()  # the whole workload once, untimed (as rlvr and vLLM are measured)
 t0 = time.perf_counter()
-with torch.no_grad():
-    g = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0,
-                       top_p=1.0, top_k=0, max_new_tokens=new_tokens,
-                       num_return_sequences=samples, eos_token_id=stop, pad_token_id=0,
-                       **({"cache_implementation": "static"} if static else {}))
+g = run()
 secs = time.perf_counter() - t0
 resp = g[:, width:]
 stop_t = torch.tensor(stop)

@@ -7,7 +7,7 @@
 //! writes it to OUT_DIR/model (HF layout) and the prompts to OUT_DIR/prompts.json unless they
 //! exist, generates, and prints one JSON line with the generated tokens and tokens/s.
 //! RLVR_BENCH_DEVICE=cuda samples on the GPU in bf16; RLVR_BENCH_WARMUP=1 generates the first
-//! prompt's samples once before timing.
+//! prompt's samples once before timing, RLVR_BENCH_WARMUP=full the whole workload.
 
 use rlvr_core::SamplingConfig;
 use rlvr_models::generate::generate;
@@ -93,10 +93,16 @@ fn main() {
         seed: 0,
         first_stream: 0,
     };
-    if std::env::var("RLVR_BENCH_WARMUP").as_deref() == Ok("1") {
-        // The first prompt's samples once before timing (what scripts/bench-serve.sh's client
-        // sends the server before it times).
-        let n = samples.min(shape[0]);
+    let warmup = std::env::var("RLVR_BENCH_WARMUP").unwrap_or_default();
+    if warmup == "1" || warmup == "full" {
+        // "1": the first prompt's samples once before timing (what scripts/bench-serve.sh's
+        // client sends the server before it times); "full": the whole workload once (a
+        // trainer's later rollouts: memory already faulted in).
+        let n = if warmup == "full" {
+            shape[0]
+        } else {
+            samples.min(shape[0])
+        };
         let _ = generate(
             &model.model,
             &ids.narrow(0, 0, n),
