@@ -118,6 +118,11 @@ mod tests {
         )
     }
 
+    /// `[rows, vocab]` standard normal logits times `scale`.
+    fn random_logits(rows: usize, vocab: usize, scale: f64, seed: u64) -> Tensor {
+        Tensor::from_slice(&normal(rows * vocab, seed)).view([rows as i64, vocab as i64]) * scale
+    }
+
     /// The exponential of `shim/inverse_cdf.cpp`, written again from its definition.
     fn sampling_exp(x: f32) -> f32 {
         if x.is_nan() || x < -87.0 {
@@ -177,9 +182,7 @@ mod tests {
             (257, 4099, 8.0, 14),
             (33, 32768, 1.0, 15),
         ] {
-            let logits = Tensor::from_slice(&normal(rows * vocab, seed))
-                .view([rows as i64, vocab as i64])
-                * scale;
+            let logits = random_logits(rows, vocab, scale, seed);
             // Even seeds: every third token masked (top-k style). The last row draws near 1.
             let logits = if seed % 2 == 0 {
                 let masked = Tensor::arange(vocab as i64, (Kind::Int64, Device::Cpu))
@@ -240,9 +243,7 @@ mod tests {
             (64, 1000, 3.0, 3),
             (257, 4099, 8.0, 4),
         ] {
-            let logits = Tensor::from_slice(&normal(rows * vocab, seed))
-                .view([rows as i64, vocab as i64])
-                * scale;
+            let logits = random_logits(rows, vocab, scale, seed);
             let logp = logits.log_softmax(-1, Kind::Float);
             let u = uniforms(rows, seed + 100);
             assert_eq!(
