@@ -2,6 +2,7 @@
 // tensor lists). Every function catches C++ exceptions and returns them as a message (freed by
 // the caller with rlvr_kernels_free_message); nothing here throws across the C boundary.
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include "message.h"
 
@@ -64,6 +65,28 @@ int rlvr_kernels_release_grads(at::Tensor **tensors, int64_t n, char **error) {
     for (int64_t i = 0; i < n; ++i) {
       tensors[i]->mutable_grad().reset();
     }
+    return 0;
+  } catch (const std::exception &e) {
+    *error = copy_message(e.what());
+    return 1;
+  }
+}
+
+// One backward pass from n outputs at once, each seeded with its gradient
+// (torch::autograd::backward(outputs, grads), what `torch.autograd.backward` runs): what the
+// outputs' graphs share is traversed once, and each gradient enters the graph as it is, where a
+// scalar root built from the outputs (a sum of dot products) would first copy it. The caller's
+// tensors are moved from (left undefined), so the engine holds the only references: each output
+// and gradient is freed as soon as the graph no longer needs it, not when the call returns.
+int rlvr_kernels_backward(at::Tensor **outputs, at::Tensor **grads, int64_t n, char **error) {
+  try {
+    std::vector<at::Tensor> outs;
+    std::vector<at::Tensor> gs;
+    for (int64_t i = 0; i < n; ++i) {
+      outs.push_back(std::move(*outputs[i]));
+      gs.push_back(std::move(*grads[i]));
+    }
+    torch::autograd::backward(outs, gs);
     return 0;
   } catch (const std::exception &e) {
     *error = copy_message(e.what());

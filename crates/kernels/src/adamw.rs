@@ -1,4 +1,5 @@
-//! PyTorch's fused AdamW step through the shim (`shim/kernels.cpp`).
+//! PyTorch's fused AdamW step, the release of gradients and a backward pass from several outputs,
+//! through the shim (`shim/kernels.cpp`).
 
 use crate::{shim_result, KernelError};
 use std::ffi::{c_char, c_int};
@@ -40,6 +41,41 @@ pub fn release_grads(params: &[Tensor]) -> Result<(), KernelError> {
     // SAFETY: every pointer is a live at::Tensor owned by the caller for the whole call.
     let rc = unsafe { rlvr_kernels_release_grads(ptrs.as_ptr(), ptrs.len() as i64, &mut error) };
     shim_result("release_grads", rc, error)
+}
+
+extern "C" {
+    fn rlvr_kernels_backward(
+        outputs: *const *mut C_tensor,
+        grads: *const *mut C_tensor,
+        n: i64,
+        error: *mut *mut c_char,
+    ) -> c_int;
+}
+
+/// Backpropagates `grads[i]` from `outputs[i]`, all in one backward pass, into the leaves of
+/// their graphs (PyTorch's `torch.autograd.backward(outputs, grads)`; tch's `backward` takes one
+/// scalar): what the graphs share is traversed once, and each gradient enters as it is. Consumes
+/// its arguments so that the backward holds their only references (pass a `shallow_clone` to
+/// keep one): each is freed as soon as the graph is done with it.
+pub fn backward(outputs: Vec<Tensor>, grads: Vec<Tensor>) -> Result<(), KernelError> {
+    if outputs.len() != grads.len() {
+        return Err(KernelError {
+            op: "backward",
+            message: format!("{} outputs but {} gradients", outputs.len(), grads.len()),
+        });
+    }
+    let outs: Vec<*mut C_tensor> = outputs
+        .iter()
+        .map(|t| t.as_ptr() as *mut C_tensor)
+        .collect();
+    let gs: Vec<*mut C_tensor> = grads.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: every pointer is a live at::Tensor owned by `outputs` / `grads` for the whole call;
+    // the shim moves from them (they become undefined tensors, which drop without effect).
+    let rc =
+        unsafe { rlvr_kernels_backward(outs.as_ptr(), gs.as_ptr(), outs.len() as i64, &mut error) };
+    drop((outputs, grads));
+    shim_result("backward", rc, error)
 }
 
 /// The hyper-parameters of one AdamW step.
@@ -165,6 +201,35 @@ mod tests {
         (&w * 3.0).sum(Kind::Float).backward();
         // A fresh gradient, not added to the released one.
         assert_eq!(w.grad().double_value(&[0, 0]), 3.0);
+    }
+
+    #[test]
+    fn backward_from_several_outputs_seeds_each_with_its_gradient() {
+        let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true);
+        let w = Tensor::from_slice(&[0.5f32, 4.0, -1.0]).set_requires_grad(true);
+        // Two outputs sharing `h`, whose graph the single pass traverses once.
+        let h = &x * &w;
+        let (y1, y2) = (&h * 2.0, &h * &h);
+        let g1 = Tensor::from_slice(&[1.0f32, 10.0, 100.0]);
+        let g2 = Tensor::from_slice(&[-1.0f32, 0.5, 2.0]);
+        backward(vec![y1, y2], vec![g1, g2]).unwrap();
+        // ∂/∂h = 2 g1 + 2 h g2; ∂x = w ∂h, ∂w = x ∂h (by hand, in f64).
+        let (xs, ws, a, b) = (
+            [1.0, -2.0, 3.0],
+            [0.5, 4.0, -1.0],
+            [1.0, 10.0, 100.0],
+            [-1.0, 0.5, 2.0],
+        );
+        for i in 0..3 {
+            let dh = 2.0 * a[i] + 2.0 * xs[i] * ws[i] * b[i];
+            assert_eq!(x.grad().double_value(&[i as i64]), ws[i] * dh);
+            assert_eq!(w.grad().double_value(&[i as i64]), xs[i] * dh);
+        }
+        // Refused, not panicking: counts or shapes that do not match.
+        let y = &x * 3.0;
+        assert!(backward(vec![y.shallow_clone()], vec![]).is_err());
+        let wrong = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        assert!(backward(vec![y], vec![wrong]).is_err());
     }
 
     /// The update written out element by element in f64 (Loshchilov & Hutter 2019, Algorithm 2).

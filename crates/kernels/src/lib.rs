@@ -5,6 +5,8 @@
 //!   `torch.optim.AdamW(fused=True)` runs): one vectorised pass over each parameter, its gradient
 //!   and both moments, where the same update written as tensor operations makes a dozen passes
 //!   and several parameter-sized temporaries (docs/performance.md).
+//! - [`backward`]: one backward pass from several outputs with their gradients
+//!   (`torch.autograd.backward`; tch seeds a backward from one scalar only).
 //! - [`softmax_stats`]: log-sum-exp, softmax mean logit (hence entropy) and top-K of each row of
 //!   a CPU logits matrix in one pass over the row, where ATen needs a pass per statistic.
 //! - [`invariant_attention`]: attention whose outputs do not depend on how queries and keys are
@@ -29,7 +31,7 @@ mod mkl_vendor;
 mod packed_linear;
 mod softmax_stats;
 
-pub use adamw::{fused_adamw, release_grads, AdamWStep};
+pub use adamw::{backward, fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
 pub use invariant_linear::{invariant_linear, invariant_linear_portable};
 pub use invariant_swiglu::invariant_swiglu;

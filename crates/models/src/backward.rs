@@ -138,7 +138,54 @@ fn embedding_backward(model: &Transformer, ids: &Tensor, g: &Tensor) -> Result<(
 
 /// Backpropagates `grad` (same shape as `output`) from `output` into the leaves of its graph.
 fn pull(output: &Tensor, grad: &Tensor) -> std::result::Result<(), tch::TchError> {
-    output.f_mul(grad)?.f_sum(output.kind())?.f_backward()
+    pull_all(vec![output.shallow_clone()], vec![grad.shallow_clone()])
+}
+
+/// Backpropagates `grads[i]` from `outputs[i]` in one backward pass (through what the outputs'
+/// graphs share, once), consuming both: each is freed once the graph is done with it.
+fn pull_all(outputs: Vec<Tensor>, grads: Vec<Tensor>) -> std::result::Result<(), tch::TchError> {
+    rlvr_kernels::backward(outputs, grads).map_err(|e| tch::TchError::Torch(e.to_string()))
+}
+
+/// Backpropagates `grad`, the gradient of decoder layer `i`'s output, into the layer's parameters
+/// and its input `x` (a leaf), recomputing the layer from `x` (activation checkpointing). The
+/// recomputation stops before the down projection, whose output backward does not need
+/// (`y = mid + act Wᵀ`: `∂mid = g`, `∂act = g W`, `∂W = (actᵀ g)ᵀ` — the products autograd
+/// runs for a linear layer, in the same order): one of the layer's seven matmuls, about 30% of
+/// its weights, is not run again (Megatron-LM's selective recomputation rests on the same
+/// observation, Korthikanti et al. 2022, arXiv 2205.05198). A down projection with a bias, an
+/// adapter or another precision is recomputed whole.
+fn recomputed_layer_backward(
+    model: &Transformer,
+    i: usize,
+    x: &Tensor,
+    frame: &crate::transformer::Frame,
+    grad: &Tensor,
+) -> Result<()> {
+    let Some(weight) = model.plain_down_weight(i) else {
+        return Ok(pull(&model.layer(i, x, frame, None)?, grad)?);
+    };
+    let (mid, act) = model.layer_parts(i, x, frame, None)?;
+    let (out, inner) = (weight.size()[0], weight.size()[1]);
+    // Defined before the no-grad scope: defining it runs a (tiny) backward.
+    let weight_grad = trained_grad(weight)?;
+    let grad_act = {
+        let _guard = tch::no_grad_guard();
+        // In the projection's precision, as autograd casts the gradient reaching a bf16
+        // product from an f32 residual stream.
+        let g = grad.f_to_kind(weight.kind())?.f_reshape([-1, out])?;
+        if let Some(mut wg) = weight_grad {
+            let a = act.f_detach()?.f_reshape([-1, inner])?;
+            let _ = wg.f_add_(&a.f_tr()?.f_mm(&g)?.f_tr()?)?;
+        }
+        g.f_mm(weight)?.f_view_as(&act)?
+    };
+    // `act` and its gradient go with the call: freed as soon as the MLP's backward has used
+    // them, as autograd frees the intermediate gradients of a whole recomputation.
+    Ok(pull_all(
+        vec![mid, act],
+        vec![grad.shallow_clone(), grad_act],
+    )?)
 }
 
 /// Computes `loss_of(stats)` for the response tokens of `batch` (statistics `[B, L − P]`) and
@@ -272,7 +319,7 @@ pub fn sharded_loss_backward(
                 hooks.prefetch(ParamPart::Layer(i - 1))?;
             }
             hooks.zero_grads(ParamPart::Layer(i))?;
-            pull(&model.layer(i, &x, &frame, None)?, &g)?;
+            recomputed_layer_backward(model, i, &x, &frame, &g)?;
             hooks.reduce_grads(ParamPart::Layer(i))?;
             hooks.release(ParamPart::Layer(i))?;
             g = x.grad();

@@ -752,6 +752,25 @@ impl Transformer {
         frame: &Frame,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
+        let inv = self.invariant_pass(x);
+        let (mid, act) = self.layer_parts(i, x, frame, cache)?;
+        let down = &self.layers[i].down;
+        let mlp = down.forward(&act, self.compute_kind(), self.adapter_use(), inv)?;
+        Ok(mid.f_add(&mlp)?)
+    }
+
+    /// Decoder layer `i` up to its down projection: the residual stream after attention and the
+    /// MLP's activation `silu(gate) · up`, whose down projection added to the first is the
+    /// layer's output ([`Transformer::layer`]). Backward needs no more of the layer than these,
+    /// so a recomputation for backward skips the down projection's product
+    /// ([`Transformer::plain_down_weight`]).
+    pub fn layer_parts(
+        &self,
+        i: usize,
+        x: &Tensor,
+        frame: &Frame,
+        cache: Option<&mut KvCache>,
+    ) -> Result<(Tensor, Tensor)> {
         let layer = &self.layers[i];
         let (b, l) = (x.size()[0], x.size()[1]);
         let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
@@ -795,7 +814,7 @@ impl Transformer {
                 rlvr_kernels::invariant_attention(&q, &k, &v, &allowed, (hd as f64).powf(-0.5))
                     .map_err(|e| rlvr_core::CoreError::Shape(e.to_string()))?;
             let out = out.f_transpose(1, 2)?.f_reshape([b, l, nh * hd])?;
-            return self.layer_rest(layer, x, &out, kind, ad, inv);
+            return self.mlp_input(layer, x, &out, kind, ad, inv);
         }
         // Fused attention (flash / memory-efficient kernels). On CUDA, GQA reads each K/V head
         // for its query group without repeated copies; libtorch's fused CPU kernel requires equal
@@ -819,7 +838,7 @@ impl Transformer {
                 false,
             )?
             .f_reshape([b, l, nh * hd])?;
-            return self.layer_rest(layer, x, &out, kind, ad, inv);
+            return self.mlp_input(layer, x, &out, kind, ad, inv);
         }
         let (k, v, gqa) = if gqa && l > 1 && !q.device().is_cuda() {
             let rep = nh / nkv;
@@ -843,11 +862,12 @@ impl Transformer {
         )?
         .f_transpose(1, 2)?
         .f_reshape([b, l, nh * hd])?;
-        self.layer_rest(layer, x, &out, kind, ad, inv)
+        self.mlp_input(layer, x, &out, kind, ad, inv)
     }
 
-    /// The rest of a decoder layer after attention: output projection, residual, MLP.
-    fn layer_rest(
+    /// A decoder layer after attention up to the down projection: output projection, residual,
+    /// the MLP's activation (the pair [`Transformer::layer_parts`] returns).
+    fn mlp_input(
         &self,
         layer: &Layer,
         x: &Tensor,
@@ -855,7 +875,7 @@ impl Transformer {
         kind: Kind,
         ad: AdapterUse,
         inv: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let eps = self.cfg.rms_norm_eps;
         let x = x.f_add(&layer.o.forward(out, kind, ad, inv)?)?;
         let hn = rms_norm(&x, &layer.post_norm, eps)?;
@@ -866,8 +886,19 @@ impl Transformer {
         } else {
             gate.f_silu()?.f_mul(&up)?
         };
-        let mlp = layer.down.forward(&act, kind, ad, inv)?;
-        Ok(x.f_add(&mlp)?)
+        Ok((x, act))
+    }
+
+    /// Layer `i`'s down-projection weight when the projection is a plain `act Wᵀ` in the compute
+    /// precision (no bias, no adapter, stored in the compute kind), so that its backward can be
+    /// written out: `∂act = g W`, `∂W = (actᵀ g)ᵀ`, autograd's own products for a linear layer.
+    /// `None` otherwise.
+    pub fn plain_down_weight(&self, i: usize) -> Option<&Tensor> {
+        let down = &self.layers[i].down;
+        let plain = down.bias.is_none()
+            && down.adapter.is_none()
+            && down.weight.kind() == self.compute_kind();
+        plain.then_some(&down.weight)
     }
 
     /// The final RMSNorm of the residual stream.

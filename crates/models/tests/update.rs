@@ -130,7 +130,11 @@ fn bf16_compute_keeps_f32_master_weights_and_gradients() {
     })
     .unwrap();
     let f32_grads = grads(&m);
+    // f32: the recomputation for backward skips the down projection (its weight is plain);
+    // bf16 compute over f32 weights recomputes it whole.
+    assert!(m.model.plain_down_weight(0).is_some());
     m.model.set_compute_kind(Some(Kind::BFloat16));
+    assert!(m.model.plain_down_weight(0).is_none());
     let mut kinds = Vec::new();
     let value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
         kinds.push(s.logp.kind());
