@@ -5,7 +5,8 @@ GRPO without a reference model (beta = 0), one optimizer step per batch (num_ite
 so TRL skips the old-log-prob pass), gradient checkpointing, f32 on the CPU. The tokenizer is
 rlvr's character tokenizer over the same alphabet (ids 0 pad, 1 end of sequence, then the
 alphabet's characters; the other ids decode to letters only, so they never count as digits).
-Prints one JSON line with every step's seconds. Development-only.
+Prints one JSON line with every step's seconds and the seconds of its generation (TRL's
+`_generate`, timed by wrapping it). Development-only.
 
 usage: grpo_trl.py CONFIG_JSON PROMPTS_JSONL STEPS ALPHABET"""
 import json
@@ -65,6 +66,17 @@ def main():
         return [1.0 if any(c.isdigit() for c in text) else 0.0 for text in completions]
 
     times = []
+    # Generation's share of each step: TRL's `_generate` timed from the outside.
+    generate_times = []
+    generate = GRPOTrainer._generate
+
+    def timed_generate(self, *args, **kwargs):
+        t = time.perf_counter()
+        out = generate(self, *args, **kwargs)
+        generate_times.append(time.perf_counter() - t)
+        return out
+
+    GRPOTrainer._generate = timed_generate
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -88,7 +100,8 @@ def main():
     import trl
     lengths = [l["completions/mean_length"] for l in logs if "completions/mean_length" in l]
     print(json.dumps({"impl": "trl", "trl_version": trl.__version__, "step_seconds": times,
-                      "mean_length": lengths, "threads": torch.get_num_threads()}))
+                      "generate_seconds": generate_times, "mean_length": lengths,
+                      "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":
