@@ -2,9 +2,10 @@
 # One update (forward + backward of the loss, AdamW step) of a real model shape at several
 # response lengths: rlvr (SimKO loss, chunked LM head, activation checkpointing) next to two
 # PyTorch + transformers baselines (sdpa, gradient checkpointing): the strong one (fused AdamW,
-# LM head + log-softmax in checkpointed chunks of 1024 tokens) and the plain one (full logits,
-# AdamW) — scripts/bench/update_torch.py. Each length in its own process, the implementations
-# alternating length by length; writes $OUT/{rlvr,pytorch-strong,pytorch}.jsonl and prints the
+# LM head + log-softmax in checkpointed chunks of 1024 tokens), the same with every decoder layer
+# under torch.compile, and the plain one (full logits, AdamW) — scripts/bench/update_torch.py.
+# Each length in its own process, the implementations alternating length by length; writes
+# $OUT/{rlvr,pytorch-strong,pytorch-strong-compiled,pytorch}.jsonl and prints the
 # table (scripts/bench.sh records it as docs/bench/update.json).
 #   scripts/bench-update.sh [SHAPE] [LENGTHS] [STEPS]
 # Defaults: qwen2.5-0.5b, 512,1024,2048,4096, 1 (the last of STEPS updates is timed). Every
@@ -28,6 +29,7 @@ cargo bench -p rlvr-train --bench update_scale --no-run >&2
 bin=$(ls -t target/release/deps/update_scale-* | grep -v '\.d$' | head -1)
 : > "$out/rlvr.jsonl"
 : > "$out/pytorch-strong.jsonl"
+: > "$out/pytorch-strong-compiled.jsonl"
 : > "$out/pytorch.jsonl"
 # One length at a time, rlvr then the baselines, so all see the same machine conditions.
 for len in ${lengths//,/ }; do
@@ -36,9 +38,12 @@ for len in ${lengths//,/ }; do
   ( ulimit -v "$limit_kb"
     "$python" scripts/bench/update_torch.py --strong "crates/models/shapes/$shape.json" "$len" 2 32 "$steps" ) | tee -a "$out/pytorch-strong.jsonl"
   ( ulimit -v "$limit_kb"
+    "$python" scripts/bench/update_torch.py --compile "crates/models/shapes/$shape.json" "$len" 2 32 "$steps" ) | tee -a "$out/pytorch-strong-compiled.jsonl"
+  ( ulimit -v "$limit_kb"
     "$python" scripts/bench/update_torch.py "crates/models/shapes/$shape.json" "$len" 2 32 "$steps" ) | tee -a "$out/pytorch.jsonl"
 done
 settings=$(printf '{"what": "one update of the %s shape, 2 responses, SimKO (rlvr) / policy gradient (PyTorch), checkpointing", "shape": "%s", "lengths": "%s", "steps": %s, "memory_limit_gib": %s}' "$shape" "$shape" "$lengths" "$steps" "${MEM_LIMIT_GB:-22}")
 python3 scripts/bench/record.py update "${BENCH_COMMAND:-scripts/bench-update.sh $shape $lengths $steps}" "$settings" \
-  "$out/update.json" "$out/rlvr.jsonl" "$out/pytorch-strong.jsonl" "$out/pytorch.jsonl"
+  "$out/update.json" "$out/rlvr.jsonl" "$out/pytorch-strong.jsonl" \
+  "$out/pytorch-strong-compiled.jsonl" "$out/pytorch.jsonl"
 cargo run -q -p rlvr-tests --bin bench-tables -- --print "$out/update.json"

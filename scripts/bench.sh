@@ -9,7 +9,8 @@
 # The scripts it calls rebuild their binaries from this checkout (cargo, release profile) and
 # install the Python baselines' venv (scripts/bench/venv.sh) on first use.
 #   update   scripts/bench-update.sh: one update of the Qwen2.5-0.5B shape at 2 × 512 … 4096
-#            response tokens, rlvr vs the strong and the plain PyTorch + transformers update
+#            response tokens, rlvr vs the strong (eager and compiled) and the plain PyTorch +
+#            transformers update
 #   rollout  scripts/bench-rollout.sh: 32 prompts × 8 samples × ≤ 256 tokens on the 39M Qwen2
 #            shape, rlvr vs transformers' generate (dynamic and static cache) and vLLM's CPU
 #            build (eager and compiled)

@@ -9,9 +9,12 @@ Two baselines:
 - strong (impl "pytorch-strong", `--strong`): what a careful user writes for long sequences —
   the decoder's last hidden states only, then the LM head + log-softmax + gather in chunks of
   CHUNK tokens, each chunk under `torch.utils.checkpoint` (its logits are recomputed in backward
-  instead of kept), and `AdamW(fused=True)`.
+  instead of kept), and `AdamW(fused=True)`;
+- strong and compiled (impl "pytorch-strong-compiled", `--strong --compile`): the strong one with
+  every decoder layer under `torch.compile` (inductor; the first update compiles, so STEPS >= 2
+  times a compiled one).
 
-usage: update_torch.py [--strong] CONFIG_JSON LENGTHS [BATCH PROMPT STEPS]"""
+usage: update_torch.py [--strong [--compile]] CONFIG_JSON LENGTHS [BATCH PROMPT STEPS]"""
 import json
 import os
 import subprocess
@@ -49,7 +52,7 @@ def chunked_logp(model, hidden, tokens):
     return torch.cat(parts).view(tokens.shape)
 
 
-def child(config_path, length, batch, prompt, steps, strong):
+def child(config_path, length, batch, prompt, steps, strong, compiled):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -63,6 +66,9 @@ def child(config_path, length, batch, prompt, steps, strong):
     model.gradient_checkpointing_enable()
     model.config.use_cache = False
     model.train()
+    if compiled:
+        for layer in model.model.layers:
+            layer.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0,
                             **({"fused": True} if strong else {}))
     params = sum(p.numel() for p in model.parameters())
@@ -93,7 +99,7 @@ def child(config_path, length, batch, prompt, steps, strong):
         del logits, logp
         secs = time.perf_counter() - t0
     total = batch * (prompt + length)
-    print(json.dumps({"impl": "pytorch-strong" if strong else "pytorch",
+    print(json.dumps({"impl": impl_name(strong, compiled),
                       "response_tokens": length, "batch": batch,
                       "prompt": prompt, "params": params, "seconds": secs,
                       "tokens_per_s": total / secs,
@@ -102,26 +108,33 @@ def child(config_path, length, batch, prompt, steps, strong):
                       "loss": float(loss), "threads": torch.get_num_threads()}))
 
 
+def impl_name(strong, compiled):
+    return "pytorch-strong-compiled" if compiled else "pytorch-strong" if strong else "pytorch"
+
+
 def main():
     args = sys.argv[1:]
-    strong = "--strong" in args
-    args = [a for a in args if a != "--strong"]
+    compiled = "--compile" in args
+    strong = "--strong" in args or compiled
+    flags = ["--strong"] if strong else []
+    flags += ["--compile"] if compiled else []
+    args = [a for a in args if a not in ("--strong", "--compile")]
     if args[0] == "--child":
         _, config, length, batch, prompt, steps = args
-        child(config, int(length), int(batch), int(prompt), int(steps), strong)
+        child(config, int(length), int(batch), int(prompt), int(steps), strong, compiled)
         return
     config, lengths = args[0], args[1]
     batch, prompt, steps = (args[2:5] + ["2", "32", "1"][len(args[2:5]):])
     for length in lengths.split(","):
         r = subprocess.run([sys.executable, __file__, "--child", config, length, batch, prompt,
-                            steps] + (["--strong"] if strong else []), capture_output=True,
+                            steps] + flags, capture_output=True,
                            text=True)
         lines = r.stdout.strip().splitlines()
         if r.returncode == 0 and lines:
             print(lines[-1], flush=True)
         else:
             err = (r.stderr.strip().splitlines() or ["killed"])[-1]
-            print(json.dumps({"impl": "pytorch-strong" if strong else "pytorch",
+            print(json.dumps({"impl": impl_name(strong, compiled),
                               "response_tokens": int(length),
                               "failed": err, "returncode": r.returncode}), flush=True)
 

@@ -46,13 +46,26 @@ fn a_table_shows_the_figures_of_its_json() {
     "rows": [
         {"impl": "rlvr", "response_tokens": 512, "batch": 2, "seconds": 20.0, "peak_rss_mib": 8192.0},
         {"impl": "pytorch-strong", "response_tokens": 512, "seconds": 25.0, "peak_rss_mib": 10240.0},
-        {"impl": "pytorch", "response_tokens": 512, "failed": "out of memory"}
+        {"impl": "pytorch", "response_tokens": 512, "failed": "out of memory"},
+        {"impl": "rlvr", "response_tokens": 1024, "batch": 2, "seconds": 40.0, "peak_rss_mib": 9216.0},
+        {"impl": "pytorch-strong", "response_tokens": 1024, "seconds": 60.0, "peak_rss_mib": 10240.0},
+        {"impl": "pytorch-strong-compiled", "response_tokens": 1024, "seconds": 50.0,
+         "peak_rss_mib": 11264.0},
+        {"impl": "pytorch", "response_tokens": 1024, "seconds": 70.0, "peak_rss_mib": 12288.0}
     ]});
     let all = vec![("update".to_string(), doc)];
     let t = block("update", &all).unwrap();
+    // No compiled baseline at 512 (not run): the eager one is the reference.
     assert!(
         t.contains(
-            "| 2 × 512 | 20.0 | 25.0 | failed | **0.80** | 8.00 | 10.00 | failed | **0.80** |"
+            "| 2 × 512 | 20.0 | 25.0 | — | failed | **0.80** | 8.00 | 10.00 | — | failed | **0.80** |"
+        ),
+        "{t}"
+    );
+    // At 1024 the compiled one is faster and the eager one smaller: each ratio takes the better.
+    assert!(
+        t.contains(
+            "| 2 × 1024 | 40.0 | 60.0 | 50.0 | 70.0 | **0.80** | 9.00 | 10.00 | 11.00 | 12.00 | **0.90** |"
         ),
         "{t}"
     );
@@ -61,7 +74,10 @@ fn a_table_shows_the_figures_of_its_json() {
         "{t}"
     );
     let s = block("summary", &all).unwrap();
-    assert!(s.contains("time **0.80**, peak memory **0.80**"), "{s}");
+    assert!(
+        s.contains("time **0.80 / 0.80**, peak memory **0.80 / 0.90**"),
+        "{s}"
+    );
     let text = "a\n<!-- bench:update -->\nold\n<!-- /bench:update -->\nb";
     let new = regenerate(text, &all).unwrap();
     assert!(new.starts_with("a\n<!-- bench:update -->\n| response tokens"));
