@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::stats_grad::{backward_through_stats, ChunkedLogits};
-use crate::transformer::{positions_from_mask, Transformer};
+use crate::transformer::{positions_from_mask, Frame, SavedAttention, Transformer};
 use rlvr_core::{NoHooks, ParamPart, SequenceBatch, ShardHooks, StatsNeeds, TokenStats};
 use tch::{Kind, Tensor};
 
@@ -20,6 +20,11 @@ pub struct UpdatePlan {
     /// LM-head logits kept from the statistics pass for the gradient pass (bytes, besides the last
     /// chunk's), instead of computed again: memory traded for one of the head's three matmuls.
     pub keep_logits_bytes: i64,
+    /// With checkpointing, keep each layer's attention output, log-sum-exp and post-attention
+    /// residual where the layer allows it ([`Transformer::saves_attention`]: CPU, f32), so its
+    /// recomputation skips the attention kernel and the output projection
+    /// (`model.save_attention`).
+    pub save_attention: bool,
 }
 
 /// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 0`): only the last
@@ -28,6 +33,9 @@ pub struct UpdatePlan {
 /// measurable at 2 × 1024 or 2 × 2048 tokens and raised the peak by 0.8 GiB at 2 × 1024.
 pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 0;
 
+/// The default of [`UpdatePlan::save_attention`] (`model.save_attention = true`).
+pub const DEFAULT_SAVE_ATTENTION: bool = true;
+
 impl UpdatePlan {
     /// A plan with chunks of `chunk` tokens, checkpointing on or off, and the default logits kept.
     pub fn new(chunk: i64, checkpoint: bool) -> UpdatePlan {
@@ -35,6 +43,7 @@ impl UpdatePlan {
             chunk,
             checkpoint,
             keep_logits_bytes: DEFAULT_KEEP_LOGITS_BYTES,
+            save_attention: DEFAULT_SAVE_ATTENTION,
         }
     }
 }
@@ -159,33 +168,89 @@ fn recomputed_layer_backward(
     model: &Transformer,
     i: usize,
     x: &Tensor,
-    frame: &crate::transformer::Frame,
+    frame: &Frame,
     grad: &Tensor,
 ) -> Result<()> {
     let Some(weight) = model.plain_down_weight(i) else {
         return Ok(pull(&model.layer(i, x, frame, None)?, grad)?);
     };
     let (mid, act) = model.layer_parts(i, x, frame, None)?;
-    let (out, inner) = (weight.size()[0], weight.size()[1]);
-    // Defined before the no-grad scope: defining it runs a (tiny) backward.
-    let weight_grad = trained_grad(weight)?;
-    let grad_act = {
-        let _guard = tch::no_grad_guard();
-        // In the projection's precision, as autograd casts the gradient reaching a bf16
-        // product from an f32 residual stream.
-        let g = grad.f_to_kind(weight.kind())?.f_reshape([-1, out])?;
-        if let Some(mut wg) = weight_grad {
-            let a = act.f_detach()?.f_reshape([-1, inner])?;
-            let _ = wg.f_add_(&a.f_tr()?.f_mm(&g)?.f_tr()?)?;
-        }
-        g.f_mm(weight)?.f_view_as(&act)?
-    };
+    let grad_act = linear_backward(weight, &act, grad)?;
     // `act` and its gradient go with the call: freed as soon as the MLP's backward has used
     // them, as autograd frees the intermediate gradients of a whole recomputation.
     Ok(pull_all(
         vec![mid, act],
         vec![grad.shallow_clone(), grad_act],
     )?)
+}
+
+/// The backward of a plain linear projection `y = a Wᵀ` (no bias) written out: adds
+/// `∂W = (aᵀ g)ᵀ` into the weight's gradient (when it is trained) and returns `∂a = g W` — the
+/// products autograd runs for a linear layer, in the same order.
+fn linear_backward(weight: &Tensor, a: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let (out, inner) = (weight.size()[0], weight.size()[1]);
+    // Defined before the no-grad scope: defining it runs a (tiny) backward.
+    let weight_grad = trained_grad(weight)?;
+    let _guard = tch::no_grad_guard();
+    // In the projection's precision, as autograd casts the gradient reaching a bf16
+    // product from an f32 residual stream.
+    let g = grad.f_to_kind(weight.kind())?.f_reshape([-1, out])?;
+    if let Some(mut wg) = weight_grad {
+        let a = a.f_detach()?.f_reshape([-1, inner])?;
+        let _ = wg.f_add_(&a.f_tr()?.f_mm(&g)?.f_tr()?)?;
+    }
+    let mut shape = a.size();
+    if let Some(last) = shape.last_mut() {
+        *last = inner;
+    }
+    Ok(g.f_mm(weight)?.f_view(shape.as_slice())?)
+}
+
+/// Backpropagates `grad`, the gradient of decoder layer `i`'s output, into the layer's parameters
+/// and its input `x` (a leaf) from what the layer's forward kept ([`SavedAttention`]): the MLP is
+/// recomputed from the kept post-attention residual, the down and output projections' backward
+/// are written out ([`linear_backward`]), the attention kernel's backward runs on the kept output
+/// and log-sum-exp with q/k/v recomputed from `x` — the kernel's forward and the output projection
+/// are not run again. Returns the gradient of `x`.
+fn saved_layer_backward(
+    model: &Transformer,
+    i: usize,
+    x: &Tensor,
+    saved: SavedAttention,
+    frame: &Frame,
+    grad: &Tensor,
+) -> Result<Tensor> {
+    let (Some(w_down), Some(w_o)) = (model.plain_down_weight(i), model.plain_o_weight(i)) else {
+        return Err(rlvr_core::CoreError::Shape(format!(
+            "layer {i} kept its attention but has no plain output or down projection"
+        ))
+        .into());
+    };
+    // 1. The MLP from the kept residual: y = mid + act W_downᵀ, so ∂mid = g + (MLP's backward).
+    let mid = saved.mid.f_detach()?.set_requires_grad(true);
+    let act = model.mlp_act(i, &mid)?;
+    let grad_act = linear_backward(w_down, &act, grad)?;
+    pull_all(vec![act], vec![grad_act])?;
+    let grad_mid = mid.grad().f_add(grad)?;
+    drop(mid);
+    // 2. The output projection: mid = x + out W_oᵀ, out `[B, heads, l, d]` flattened per token.
+    let size = saved.out.size();
+    let (b, nh, l, hd) = (size[0], size[1], size[2], size[3]);
+    let flat = saved.out.f_transpose(1, 2)?.f_reshape([b, l, nh * hd])?;
+    let grad_out = linear_backward(w_o, &flat, &grad_mid)?
+        .f_view([b, l, nh, hd])?
+        .f_transpose(1, 2)?
+        .f_contiguous()?;
+    drop(flat);
+    // 3. The attention kernel, on q/k/v recomputed from `x` with their graph.
+    let (q, k, v) = model.attention_operands_repeated(i, x, frame)?;
+    let (dq, dk, dv) = {
+        let _guard = tch::no_grad_guard();
+        model.attention_backward(&grad_out, (&q, &k, &v), &saved, frame)?
+    };
+    drop((saved, grad_out));
+    pull_all(vec![q, k, v], vec![dq, dk, dv])?;
+    Ok(x.grad().f_add(&grad_mid)?)
 }
 
 /// Computes `loss_of(stats)` for the response tokens of `batch` (statistics `[B, L − P]`) and
@@ -232,6 +297,8 @@ pub fn sharded_loss_backward(
     let frame = model.frame(&positions, &batch.attention_mask, 0)?;
     // 1. The residual stream, with its whole graph or keeping only layer inputs.
     let mut inputs = Vec::new();
+    // What each layer's forward kept for a backward without its attention ([`SavedAttention`]).
+    let mut saved: Vec<Option<SavedAttention>> = Vec::new();
     let n = model.num_layers();
     // The part after layer i in the forward order.
     let after = |i: usize| {
@@ -255,7 +322,14 @@ pub fn sharded_loss_backward(
             inputs.push(x.shallow_clone());
             hooks.gather(ParamPart::Layer(i))?;
             hooks.prefetch(after(i))?;
-            x = model.layer(i, &x, &frame, None)?;
+            if plan.save_attention && model.saves_attention(i, &x) {
+                let (y, kept) = model.layer_saving(i, &x, &frame)?;
+                saved.push(Some(kept));
+                x = y;
+            } else {
+                saved.push(None);
+                x = model.layer(i, &x, &frame, None)?;
+            }
             hooks.release(ParamPart::Layer(i))?;
         }
         x.f_detach()?.set_requires_grad(true)
@@ -319,10 +393,15 @@ pub fn sharded_loss_backward(
                 hooks.prefetch(ParamPart::Layer(i - 1))?;
             }
             hooks.zero_grads(ParamPart::Layer(i))?;
-            recomputed_layer_backward(model, i, &x, &frame, &g)?;
+            g = match saved.get_mut(i).and_then(Option::take) {
+                Some(kept) => saved_layer_backward(model, i, &x, kept, &frame, &g)?,
+                None => {
+                    recomputed_layer_backward(model, i, &x, &frame, &g)?;
+                    x.grad()
+                }
+            };
             hooks.reduce_grads(ParamPart::Layer(i))?;
             hooks.release(ParamPart::Layer(i))?;
-            g = x.grad();
         }
         if head_part == ParamPart::Head {
             hooks.zero_grads(ParamPart::Embedding)?;

@@ -30,6 +30,8 @@ pub struct HfPolicy {
     /// LM-head logits kept from the statistics pass for the gradient pass, in bytes
     /// ([`UpdatePlan::keep_logits_bytes`]).
     pub keep_logits_bytes: i64,
+    /// Keep each layer's attention output for the recomputation ([`UpdatePlan::save_attention`]).
+    pub save_attention: bool,
 }
 
 impl HfPolicy {
@@ -41,6 +43,7 @@ impl HfPolicy {
             chunk: DEFAULT_CHUNK,
             checkpoint: false,
             keep_logits_bytes: crate::backward::DEFAULT_KEEP_LOGITS_BYTES,
+            save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
         }
     }
 }
@@ -52,6 +55,7 @@ impl HfPolicy {
             chunk: self.chunk,
             checkpoint,
             keep_logits_bytes: self.keep_logits_bytes,
+            save_attention: self.save_attention,
         }
     }
 }
@@ -242,11 +246,12 @@ pub enum MixedPrecision {
 pub const DEFAULT_KEEP_LOGITS_MIB: i64 = crate::backward::DEFAULT_KEEP_LOGITS_BYTES >> 20;
 
 /// The update plan of a model config: `model.chunk` tokens per LM-head chunk,
-/// `model.keep_logits_mib` of kept logits, checkpointing on or off.
+/// `model.keep_logits_mib` of kept logits, checkpointing on or off, `model.save_attention`.
 pub(crate) fn update_plan(
     chunk: i64,
     keep_logits_mib: i64,
     checkpoint: bool,
+    save_attention: bool,
 ) -> rlvr_core::Result<UpdatePlan> {
     if !(0..=1 << 30).contains(&keep_logits_mib) {
         return Err(CoreError::invalid(
@@ -257,6 +262,7 @@ pub(crate) fn update_plan(
     }
     Ok(UpdatePlan {
         keep_logits_bytes: keep_logits_mib << 20,
+        save_attention,
         ..UpdatePlan::new(chunk, checkpoint)
     })
 }
@@ -274,6 +280,7 @@ pub(crate) fn configure_policy(
     policy.chunk = plan.chunk;
     policy.checkpoint = plan.checkpoint;
     policy.keep_logits_bytes = plan.keep_logits_bytes;
+    policy.save_attention = plan.save_attention;
     let mut bf16 = mixed == MixedPrecision::Bf16;
     if bf16 && !device.is_cuda() {
         tracing::warn!(
@@ -390,6 +397,10 @@ pub struct HfModelConfig {
     /// besides the last chunk's (each kept chunk is not recomputed: less compute, more peak
     /// memory); 0 (the default) recomputes all but the last chunk.
     pub keep_logits_mib: i64,
+    /// With checkpointing, keep each decoder layer's attention output, log-sum-exp and
+    /// post-attention residual so that the recomputation in backward skips the attention kernel
+    /// and the output projection (CPU, f32; `2 · hidden + heads` floats per token and layer).
+    pub save_attention: bool,
     /// Padding id of generated responses (from the tokenizer when loaded through a task).
     pub pad: i64,
     /// Activation checkpointing per decoder layer in the update: keeps layer inputs only and
@@ -419,6 +430,7 @@ impl Default for HfModelConfig {
             dtype: Dtype::F32,
             chunk: DEFAULT_CHUNK,
             keep_logits_mib: DEFAULT_KEEP_LOGITS_MIB,
+            save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
             pad: 0,
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
@@ -448,7 +460,12 @@ impl ModelConfig for HfModelConfig {
             ));
         }
         let model = HfModel::load(&self.path, device, self.dtype.kind())?;
-        let plan = update_plan(self.chunk, self.keep_logits_mib, self.checkpointing)?;
+        let plan = update_plan(
+            self.chunk,
+            self.keep_logits_mib,
+            self.checkpointing,
+            self.save_attention,
+        )?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, self.pad),
             device,

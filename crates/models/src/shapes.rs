@@ -62,6 +62,10 @@ pub struct ShapeModelConfig {
     /// besides the last chunk's (each kept chunk is not recomputed: less compute, more peak
     /// memory); 0 (the default) recomputes all but the last chunk.
     pub keep_logits_mib: i64,
+    /// With checkpointing, keep each decoder layer's attention output, log-sum-exp and
+    /// post-attention residual so that the recomputation in backward skips the attention kernel
+    /// and the output projection (CPU, f32; `2 · hidden + heads` floats per token and layer).
+    pub save_attention: bool,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (for CUDA; on a CPU it runs slowly, to check the bf16 path).
@@ -90,6 +94,7 @@ impl Default for ShapeModelConfig {
             seed: 0,
             chunk: DEFAULT_CHUNK,
             keep_logits_mib: crate::policy::DEFAULT_KEEP_LOGITS_MIB,
+            save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
@@ -146,7 +151,12 @@ impl ModelConfig for ShapeModelConfig {
                 format!("needs {} ids, the model has {vocab}", chars.vocab_size()),
             ));
         }
-        let plan = update_plan(self.chunk, self.keep_logits_mib, self.checkpointing)?;
+        let plan = update_plan(
+            self.chunk,
+            self.keep_logits_mib,
+            self.checkpointing,
+            self.save_attention,
+        )?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, CharTokenizer::PAD),
             device,

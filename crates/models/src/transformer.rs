@@ -15,7 +15,7 @@ use crate::lora::{Adapter, AdapterSpec, Module};
 use rlvr_kernels::PackedLinear;
 use std::cell::{Cell, RefCell};
 use tch::nn::{Init, Path as VsPath};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// A linear layer `y = x Wᵀ + b` with HF parameter names (`weight`, `bias`), optionally with a
 /// LoRA adapter ([`crate::lora`]).
@@ -362,9 +362,26 @@ pub struct Frame {
     allowed: Option<Tensor>,
     /// Whether the kernel applies the causal rule itself (`allowed` is `None`, no cache).
     causal: bool,
+    /// `allowed` as the additive mask (0 / −∞) the CPU flash kernel takes, made once.
+    additive: std::cell::OnceCell<Tensor>,
 }
 
 impl Frame {
+    /// The mask for [`Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu`]: `None`
+    /// without padding (the kernel's causal flag), else `allowed` as 0 / −∞ in `kind` — the
+    /// conversion `scaled_dot_product_attention` makes of a boolean mask before calling it.
+    fn flash_mask(&self, kind: Kind) -> Result<Option<&Tensor>> {
+        let Some(allowed) = &self.allowed else {
+            return Ok(None);
+        };
+        if self.additive.get().is_none() {
+            let mask = Tensor::f_zeros(allowed.size(), (kind, allowed.device()))?
+                .f_masked_fill(&allowed.f_logical_not()?, f64::NEG_INFINITY)?;
+            let _ = self.additive.set(mask);
+        }
+        Ok(self.additive.get())
+    }
+
     /// Which keys each query may see, `[B, l, keys]` bool contiguous (what the fused kernels
     /// derive themselves when `allowed` is `None`).
     fn allowed_keys(&self, b: i64, l: i64, keys: i64) -> Result<Tensor> {
@@ -378,6 +395,21 @@ impl Frame {
         }
         Ok(all.f_tril(keys - l)?)
     }
+}
+
+/// What a decoder layer's forward keeps ([`Transformer::layer_saving`]) so that its backward
+/// recomputes only the q/k/v projections and the MLP's gate and up: the attention kernel and the
+/// output projection are not run again (their inputs and outputs are here; FlashAttention's
+/// backward needs only the output and the log-sum-exp besides q, k, v — Dao et al. 2022,
+/// arXiv 2205.14135, Algorithm 4). `2 · hidden + heads` floats per token.
+#[derive(Debug)]
+pub struct SavedAttention {
+    /// The attention kernel's output `[B, heads, l, head_dim]`.
+    pub out: Tensor,
+    /// Its log-sum-exp per query, `[B, heads, l]`.
+    pub lse: Tensor,
+    /// The residual stream after attention, `x + out Woᵀ`, `[B, l, H]`.
+    pub mid: Tensor,
 }
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
@@ -720,6 +752,7 @@ impl Transformer {
                 sin,
                 allowed: None,
                 causal: past == 0 && l > 1,
+                additive: std::cell::OnceCell::new(),
             });
         }
         // Real keys at or before each query (absolute index past + i). A query may always see
@@ -740,6 +773,7 @@ impl Transformer {
             sin,
             allowed: Some(allowed),
             causal: false,
+            additive: std::cell::OnceCell::new(),
         })
     }
 
@@ -777,37 +811,7 @@ impl Transformer {
         let kind = self.compute_kind();
         let ad = self.adapter_use();
         let inv = self.invariant_pass(x);
-        let eps = self.cfg.rms_norm_eps;
-        let hn = rms_norm(x, &layer.input_norm, eps)?;
-        let mut q = layer
-            .q
-            .forward(&hn, kind, ad, inv)?
-            .f_view([b, l, nh, hd])?;
-        let mut k = layer
-            .k
-            .forward(&hn, kind, ad, inv)?
-            .f_view([b, l, nkv, hd])?;
-        let v = layer
-            .v
-            .forward(&hn, kind, ad, inv)?
-            .f_view([b, l, nkv, hd])?
-            .f_transpose(1, 2)?;
-        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = rms_norm(&q, qn, eps)?.f_to_kind(kind)?;
-            k = rms_norm(&k, kn, eps)?.f_to_kind(kind)?;
-        }
-        let q = q.f_transpose(1, 2)?;
-        let k = k.f_transpose(1, 2)?;
-        let q = q
-            .f_mul(&frame.cos)?
-            .f_add(&rotate_half(&q)?.f_mul(&frame.sin)?)?;
-        let k = k
-            .f_mul(&frame.cos)?
-            .f_add(&rotate_half(&k)?.f_mul(&frame.sin)?)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(i, &k, &v)?,
-            None => (k, v),
-        };
+        let (q, k, v) = self.attention_operands(i, x, frame, cache)?;
         if inv {
             let allowed = frame.allowed_keys(b, l, k.size()[2])?;
             let out =
@@ -865,6 +869,57 @@ impl Transformer {
         self.mlp_input(layer, x, &out, kind, ad, inv)
     }
 
+    /// The attention's queries `[B, heads, l, head_dim]` and keys and values
+    /// `[B, kv_heads, past + l, head_dim]` of layer `layer` on `x`: input norm, projections, the
+    /// Qwen3 q/k norms, rotary embedding; with a cache, the new keys and values are written into
+    /// it and the cached ones returned with them.
+    fn attention_operands(
+        &self,
+        i: usize,
+        x: &Tensor,
+        frame: &Frame,
+        cache: Option<&mut KvCache>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let layer = &self.layers[i];
+        let (b, l) = (x.size()[0], x.size()[1]);
+        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let kind = self.compute_kind();
+        let ad = self.adapter_use();
+        let inv = self.invariant_pass(x);
+        let eps = self.cfg.rms_norm_eps;
+        let hn = rms_norm(x, &layer.input_norm, eps)?;
+        let mut q = layer
+            .q
+            .forward(&hn, kind, ad, inv)?
+            .f_view([b, l, nh, hd])?;
+        let mut k = layer
+            .k
+            .forward(&hn, kind, ad, inv)?
+            .f_view([b, l, nkv, hd])?;
+        let v = layer
+            .v
+            .forward(&hn, kind, ad, inv)?
+            .f_view([b, l, nkv, hd])?
+            .f_transpose(1, 2)?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = rms_norm(&q, qn, eps)?.f_to_kind(kind)?;
+            k = rms_norm(&k, kn, eps)?.f_to_kind(kind)?;
+        }
+        let q = q.f_transpose(1, 2)?;
+        let k = k.f_transpose(1, 2)?;
+        let q = q
+            .f_mul(&frame.cos)?
+            .f_add(&rotate_half(&q)?.f_mul(&frame.sin)?)?;
+        let k = k
+            .f_mul(&frame.cos)?
+            .f_add(&rotate_half(&k)?.f_mul(&frame.sin)?)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(i, &k, &v)?,
+            None => (k, v),
+        };
+        Ok((q, k, v))
+    }
+
     /// A decoder layer after attention up to the down projection: output projection, residual,
     /// the MLP's activation (the pair [`Transformer::layer_parts`] returns).
     fn mlp_input(
@@ -876,17 +931,152 @@ impl Transformer {
         ad: AdapterUse,
         inv: bool,
     ) -> Result<(Tensor, Tensor)> {
-        let eps = self.cfg.rms_norm_eps;
         let x = x.f_add(&layer.o.forward(out, kind, ad, inv)?)?;
-        let hn = rms_norm(&x, &layer.post_norm, eps)?;
+        let act = self.mlp_activation(layer, &x, kind, ad, inv)?;
+        Ok((x, act))
+    }
+
+    /// The MLP's activation `silu(gate) · up` of the post-attention residual stream `mid`.
+    fn mlp_activation(
+        &self,
+        layer: &Layer,
+        mid: &Tensor,
+        kind: Kind,
+        ad: AdapterUse,
+        inv: bool,
+    ) -> Result<Tensor> {
+        let hn = rms_norm(mid, &layer.post_norm, self.cfg.rms_norm_eps)?;
         let gate = layer.gate.forward(&hn, kind, ad, inv)?;
         let up = layer.up.forward(&hn, kind, ad, inv)?;
-        let act = if inv {
+        Ok(if inv {
             rlvr_kernels::invariant_swiglu(&gate, &up)?
         } else {
             gate.f_silu()?.f_mul(&up)?
-        };
-        Ok((x, act))
+        })
+    }
+
+    /// Whether layer `i`'s forward on `x` can keep what [`SavedAttention`] holds, so that its
+    /// recomputation for backward skips the attention kernel and the output projection: on a
+    /// CPU (libtorch's flash kernel, whose backward takes the forward's output and log-sum-exp),
+    /// in f32, with plain output and down projections ([`Transformer::plain_down_weight`]).
+    pub fn saves_attention(&self, i: usize, x: &Tensor) -> bool {
+        x.device() == Device::Cpu
+            && x.kind() == Kind::Float
+            && self.compute_kind() == Kind::Float
+            && !self.invariant_pass(x)
+            && self.plain_o_weight(i).is_some()
+            && self.plain_down_weight(i).is_some()
+    }
+
+    /// Keys and values repeated to every query head (libtorch's fused CPU kernel needs equal
+    /// head counts).
+    fn repeated_kv(&self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (nh, nkv) = (self.cfg.num_heads, self.cfg.num_kv_heads);
+        if nh == nkv {
+            return Ok((k, v));
+        }
+        let rep = nh / nkv;
+        Ok((
+            k.f_repeat_interleave_self_int(rep, 1, None)?,
+            v.f_repeat_interleave_self_int(rep, 1, None)?,
+        ))
+    }
+
+    /// Decoder layer `i` on `x` (as [`Transformer::layer`], no cache) keeping its attention
+    /// output, log-sum-exp and post-attention residual ([`Transformer::saves_attention`] must
+    /// hold). The kernel is the one `scaled_dot_product_attention` dispatches to on a CPU, so
+    /// the output equals [`Transformer::layer`]'s.
+    pub fn layer_saving(
+        &self,
+        i: usize,
+        x: &Tensor,
+        frame: &Frame,
+    ) -> Result<(Tensor, SavedAttention)> {
+        let layer = &self.layers[i];
+        let (b, l) = (x.size()[0], x.size()[1]);
+        let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
+        let (kind, ad) = (self.compute_kind(), self.adapter_use());
+        let (q, k, v) = self.attention_operands(i, x, frame, None)?;
+        let (k, v) = self.repeated_kv(k, v)?;
+        let (out, lse) = Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu(
+            &q,
+            &k,
+            &v,
+            0.0,
+            frame.causal,
+            frame.flash_mask(kind)?,
+            (hd as f64).powf(-0.5),
+        )?;
+        let flat = out.f_transpose(1, 2)?.f_reshape([b, l, nh * hd])?;
+        let (mid, act) = self.mlp_input(layer, x, &flat, kind, ad, false)?;
+        let y = mid.f_add(&layer.down.forward(&act, kind, ad, false)?)?;
+        Ok((y, SavedAttention { out, lse, mid }))
+    }
+
+    /// The attention kernel's operands of layer `i` on `x` with their graph (queries, and keys
+    /// and values repeated to every head), for the backward of a [`Transformer::layer_saving`].
+    pub fn attention_operands_repeated(
+        &self,
+        i: usize,
+        x: &Tensor,
+        frame: &Frame,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (q, k, v) = self.attention_operands(i, x, frame, None)?;
+        let (k, v) = self.repeated_kv(k, v)?;
+        Ok((q, k, v))
+    }
+
+    /// The attention kernel's backward: the gradients of `q`, `k`, `v` (as from
+    /// [`Transformer::attention_operands_repeated`]) from `grad_out`, the gradient of
+    /// `saved.out`.
+    pub fn attention_backward(
+        &self,
+        grad_out: &Tensor,
+        (q, k, v): (&Tensor, &Tensor, &Tensor),
+        saved: &SavedAttention,
+        frame: &Frame,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        Ok(
+            Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu_backward(
+                grad_out,
+                q,
+                k,
+                v,
+                &saved.out,
+                &saved.lse,
+                0.0,
+                frame.causal,
+                frame.flash_mask(self.compute_kind())?,
+                (self.cfg.head_dim as f64).powf(-0.5),
+            )?,
+        )
+    }
+
+    /// The MLP's activation of layer `i` from the post-attention residual stream `mid`, with
+    /// its graph.
+    pub fn mlp_act(&self, i: usize, mid: &Tensor) -> Result<Tensor> {
+        let inv = self.invariant_pass(mid);
+        self.mlp_activation(
+            &self.layers[i],
+            mid,
+            self.compute_kind(),
+            self.adapter_use(),
+            inv,
+        )
+    }
+
+    /// Layer `i`'s output-projection weight when the projection is a plain `out Wᵀ` in the
+    /// compute precision (as [`Transformer::plain_down_weight`]).
+    pub fn plain_o_weight(&self, i: usize) -> Option<&Tensor> {
+        self.plain(&self.layers[i].o)
+    }
+
+    /// `linear`'s weight when it has no bias and no adapter and is stored in the compute kind.
+    fn plain<'a>(&self, linear: &'a Linear) -> Option<&'a Tensor> {
+        let plain = linear.bias.is_none()
+            && linear.adapter.is_none()
+            && linear.weight.kind() == self.compute_kind();
+        plain.then_some(&linear.weight)
     }
 
     /// Layer `i`'s down-projection weight when the projection is a plain `act Wᵀ` in the compute
@@ -894,11 +1084,7 @@ impl Transformer {
     /// written out: `∂act = g W`, `∂W = (actᵀ g)ᵀ`, autograd's own products for a linear layer.
     /// `None` otherwise.
     pub fn plain_down_weight(&self, i: usize) -> Option<&Tensor> {
-        let down = &self.layers[i].down;
-        let plain = down.bias.is_none()
-            && down.adapter.is_none()
-            && down.weight.kind() == self.compute_kind();
-        plain.then_some(&down.weight)
+        self.plain(&self.layers[i].down)
     }
 
     /// The final RMSNorm of the residual stream.

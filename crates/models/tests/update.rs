@@ -32,12 +32,20 @@ fn loss(s: &TokenStats, mask: &Tensor) -> Tensor {
 }
 
 fn batch() -> (SequenceBatch, Tensor) {
+    batch_padded(true)
+}
+
+/// Three sequences, with a left-padded prompt and a short response when `padded` (the attention
+/// then takes a mask), else all of the same length (the kernels' causal rule).
+fn batch_padded(padded: bool) -> (SequenceBatch, Tensor) {
     tch::manual_seed(5);
     let (b, p, t) = (3, 6, 9);
     let ids = Tensor::randint(512, [b, p + t], (Kind::Int64, Device::Cpu));
     let mask = Tensor::ones([b, p + t], (Kind::Int64, Device::Cpu));
-    let _ = mask.get(0).narrow(0, 0, 3).fill_(0); // a left-padded prompt
-    let _ = mask.get(2).narrow(0, p + 5, t - 5).fill_(0); // a short response
+    if padded {
+        let _ = mask.get(0).narrow(0, 0, 3).fill_(0); // a left-padded prompt
+        let _ = mask.get(2).narrow(0, p + 5, t - 5).fill_(0); // a short response
+    }
     let rmask = mask.narrow(1, p, t).to_kind(Kind::Float);
     (
         SequenceBatch {
@@ -87,34 +95,45 @@ fn max_rel_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
 fn chunked_checkpointed_update_equals_full_autograd() {
     for name in ["llama-tiny", "qwen2-tiny", "qwen3-tiny"] {
         let m = model(name);
-        let (batch, rmask) = batch();
-        let _ = grads(&m);
-        let s = response_stats(&m.model, &batch, &needs(), 1 << 20).unwrap();
-        let reference = loss(&s, &rmask);
-        reference.backward();
-        let want = grads(&m);
-        let want_value = reference.double_value(&[]);
-        for (chunk, keep) in [(1, 0), (4, 0), (4, 4 << 10), (4, i64::MAX), (1000, 0)] {
-            for checkpoint in [false, true] {
-                let plan = UpdatePlan {
-                    chunk,
-                    checkpoint,
-                    keep_logits_bytes: keep,
-                };
-                let value = response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
-                    Ok(loss(s, &rmask))
-                })
-                .unwrap();
-                let got = grads(&m);
-                assert!(
-                    (value - want_value).abs() < 1e-5 * want_value.abs().max(1.0),
-                    "{name} {plan:?}: loss {value} vs {want_value}"
-                );
-                let d = max_rel_diff(&want, &got);
-                assert!(
-                    d < 1e-4,
-                    "{name} {plan:?}: gradients differ by {d:e} (relative)"
-                );
+        let probe = Tensor::zeros(
+            [1, 2, m.model.config().hidden_size],
+            (Kind::Float, Device::Cpu),
+        );
+        // The attention-keeping recomputation is what runs with `save_attention` on these f32
+        // CPU models (it is compared below against full autograd, not only against itself).
+        assert!(m.model.saves_attention(0, &probe), "{name}");
+        for padded in [true, false] {
+            let (batch, rmask) = batch_padded(padded);
+            let _ = grads(&m);
+            let s = response_stats(&m.model, &batch, &needs(), 1 << 20).unwrap();
+            let reference = loss(&s, &rmask);
+            reference.backward();
+            let want = grads(&m);
+            let want_value = reference.double_value(&[]);
+            for (chunk, keep) in [(1, 0), (4, 0), (4, 4 << 10), (4, i64::MAX), (1000, 0)] {
+                for (checkpoint, save_attention) in [(false, false), (true, false), (true, true)] {
+                    let plan = UpdatePlan {
+                        chunk,
+                        checkpoint,
+                        keep_logits_bytes: keep,
+                        save_attention,
+                    };
+                    let value =
+                        response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
+                            Ok(loss(s, &rmask))
+                        })
+                        .unwrap();
+                    let got = grads(&m);
+                    assert!(
+                        (value - want_value).abs() < 1e-5 * want_value.abs().max(1.0),
+                        "{name} padded={padded} {plan:?}: loss {value} vs {want_value}"
+                    );
+                    let d = max_rel_diff(&want, &got);
+                    assert!(
+                        d < 1e-4,
+                        "{name} padded={padded} {plan:?}: gradients differ by {d:e} (relative)"
+                    );
+                }
             }
         }
     }
@@ -222,6 +241,7 @@ fn sharded_update_prefetches_exactly_the_part_gathered_next() {
             chunk: 4,
             checkpoint: true,
             keep_logits_bytes: 0,
+            save_attention: true,
         };
         rlvr_models::backward::sharded_loss_backward(
             &m.model,

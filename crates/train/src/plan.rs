@@ -47,6 +47,9 @@ pub struct PlanInput {
     /// LM-head logits kept for the gradient pass, bytes (`model.keep_logits_mib`; default
     /// `rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES`).
     pub keep_logits_bytes: i64,
+    /// Each layer's attention output, log-sum-exp and post-attention residual kept for the
+    /// recomputation (`model.save_attention`, which applies on a CPU in f32).
+    pub save_attention: bool,
     /// Device memory per rank, bytes.
     pub device_bytes: f64,
 }
@@ -189,6 +192,13 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     };
     // Decoder-layer inputs kept for the backward (activation checkpointing).
     let checkpoints = layers * b * t * h * act;
+    // With `model.save_attention` (f32 on a CPU) also each layer's attention output, post-attention
+    // residual and log-sum-exp per head.
+    let kept_attention = if input.save_attention && !input.bf16 {
+        layers * b * t * (2.0 * h + c.num_heads as f64) * 4.0
+    } else {
+        0.0
+    };
     // One layer recomputed with its autograd graph: norms, q/k/v/o, residuals, the gated MLP's
     // three projections and product, and GQA's keys and values repeated to every head.
     let heads = (c.num_heads * c.head_dim) as f64;
@@ -211,7 +221,8 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         0.0
     };
     let state = weights + gradients + moments + RUNTIME;
-    let update_peak = state + transient + checkpoints + layer.max(head) + all_reduce;
+    let update_peak =
+        state + transient + checkpoints + kept_attention + layer.max(head) + all_reduce;
     let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache + packed;
     // The gathered tensors come on top of the update's high-water mark: the heap the update
     // fragmented is not reused for them (measured, docs/distributed.md).
@@ -229,6 +240,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         part("largest part gathered / its gradient", transient, "update"),
         part("AdamW moments (f32)", moments, "always"),
         part("checkpointed layer inputs", checkpoints, "update"),
+        part("kept attention outputs (CPU)", kept_attention, "update"),
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
         part("rollout KV cache + logits", cache, "rollout"),
@@ -269,8 +281,34 @@ mod tests {
             packed_generation: false,
             chunk: 1024,
             keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
+            save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
             device_bytes: 80e9,
         }
+    }
+
+    #[test]
+    fn kept_attention_counts_two_hidden_vectors_and_a_log_sum_exp_per_head_in_f32_only() {
+        let kept = |bf16: bool, save_attention: bool| {
+            let p = plan(&PlanInput {
+                bf16,
+                save_attention,
+                ..input(Sharding::None, 1)
+            });
+            let part = p
+                .components
+                .iter()
+                .find(|c| c.name == "kept attention outputs (CPU)")
+                .map(|c| c.bytes);
+            (part, p.update_peak)
+        };
+        let (on, peak_on) = kept(false, true);
+        let (off, peak_off) = kept(false, false);
+        // qwen2.5-7b: 28 layers, hidden 3584, 28 heads; 1 × (256 + 1024) tokens.
+        let want = 28.0 * 1280.0 * (2.0 * 3584.0 + 28.0) * 4.0;
+        assert_eq!(on, Some(want));
+        assert_eq!(off, Some(0.0));
+        assert_eq!(peak_on - peak_off, want);
+        assert_eq!(kept(true, true).0, Some(0.0));
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         packed_generation: args.device != "cuda",
         chunk: 1024,
         keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
+        save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
         device_bytes: args.device_memory * 1e9,
     };
     let p = plan(&input);
