@@ -14,6 +14,8 @@ fn main() {
         "shim/invariant_attention.cpp",
         "shim/invariant_linear.cpp",
         "shim/invariant_swiglu.cpp",
+        "shim/swiglu.cpp",
+        "shim/simd_exp.h",
         "shim/mkl_vendor.cpp",
         "shim/packed_linear.cpp",
         "shim/inverse_cdf.cpp",
@@ -40,6 +42,7 @@ fn main() {
         .file("shim/invariant_attention.cpp")
         .file("shim/invariant_linear.cpp")
         .file("shim/invariant_swiglu.cpp")
+        .file("shim/swiglu.cpp")
         .file("shim/mkl_vendor.cpp")
         .file("shim/packed_linear.cpp")
         .file("shim/inverse_cdf.cpp")

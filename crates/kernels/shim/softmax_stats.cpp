@@ -14,10 +14,7 @@
 #include <cstdint>
 #include <limits>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define RLVR_X86 1
-#include <immintrin.h>
-#endif
+#include "simd_exp.h"
 
 namespace {
 
@@ -129,30 +126,6 @@ __attribute__((target("avx2,fma"))) bool any_nan(__m256 x) {
   return _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0;
 }
 
-// e^x for 8 lanes: x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 split in two constants so n·ln 2
-// is exact enough), e^r by its Taylor series to r⁶/720 (truncation error < 1.3e-7 relative),
-// scaled by 2ⁿ through the exponent bits. x below the smallest normal result (−87.34, and −∞)
-// gives 0; NaN stays NaN.
-__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.336544f), hi = _mm256_set1_ps(88.376259f);
-  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_min_ps(hi, _mm256_max_ps(lo, x)); // operand order keeps NaN
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 720.0f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i bits =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
-}
-
 // NaN-propagating maximum: NaN in either operand gives NaN.
 __attribute__((target("avx2,fma"))) __m256 max_nan(__m256 a, __m256 b) {
   __m256 nan = _mm256_cmp_ps(b, b, _CMP_UNORD_Q);
@@ -207,10 +180,10 @@ __attribute__((target("avx2,fma"))) RowResult row_avx2(const float *z, int64_t v
       __m256 d1 = _mm256_sub_ps(z1, vm);
       __m256 d2 = _mm256_sub_ps(z2, vm);
       __m256 d3 = _mm256_sub_ps(z3, vm);
-      __m256 e0 = exp8(d0);
-      __m256 e1 = exp8(d1);
-      __m256 e2 = exp8(d2);
-      __m256 e3 = exp8(d3);
+      __m256 e0 = rlvr_simd::exp8(d0);
+      __m256 e1 = rlvr_simd::exp8(d1);
+      __m256 e2 = rlvr_simd::exp8(d2);
+      __m256 e3 = rlvr_simd::exp8(d3);
       s0 = _mm256_add_ps(s0, e0);
       s1 = _mm256_add_ps(s1, e1);
       s2 = _mm256_add_ps(s2, e2);

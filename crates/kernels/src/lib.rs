@@ -30,6 +30,7 @@ mod inverse_cdf;
 mod mkl_vendor;
 mod packed_linear;
 mod softmax_stats;
+mod swiglu;
 
 pub use adamw::{backward, fused_adamw, release_grads, AdamWStep};
 pub use invariant_attention::invariant_attention;
@@ -39,6 +40,7 @@ pub use inverse_cdf::{inverse_cdf_sample, inverse_cdf_sample_portable};
 pub use mkl_vendor::mkl_code_path;
 pub use packed_linear::PackedLinear;
 pub use softmax_stats::{softmax_stats, SoftmaxStats};
+pub use swiglu::{swiglu, swiglu_backward};
 
 use std::ffi::{c_char, c_int, CStr};
 

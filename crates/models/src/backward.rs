@@ -208,8 +208,8 @@ fn linear_backward(weight: &Tensor, a: &Tensor, grad: &Tensor) -> Result<Tensor>
 
 /// Backpropagates `grad`, the gradient of decoder layer `i`'s output, into the layer's parameters
 /// and its input `x` (a leaf) from what the layer's forward kept ([`SavedAttention`]): the MLP is
-/// recomputed from the kept post-attention residual, the down and output projections' backward
-/// are written out ([`linear_backward`]), the attention kernel's backward runs on the kept output
+/// recomputed from the kept post-attention residual (its SwiGLU gate by the one-pass kernels),
+/// the down and output projections' backward are written out ([`linear_backward`]), the attention kernel's backward runs on the kept output
 /// and log-sum-exp with q/k/v recomputed from `x` — the kernel's forward and the output projection
 /// are not run again. Returns the gradient of `x`.
 fn saved_layer_backward(
@@ -226,11 +226,19 @@ fn saved_layer_backward(
         ))
         .into());
     };
-    // 1. The MLP from the kept residual: y = mid + act W_downᵀ, so ∂mid = g + (MLP's backward).
+    // 1. The MLP from the kept residual: y = mid + act W_downᵀ, so ∂mid = g + (MLP's backward);
+    // the SwiGLU gate's forward and backward are one pass each (`rlvr_kernels::swiglu`).
     let mid = saved.mid.f_detach()?.set_requires_grad(true);
-    let act = model.mlp_act(i, &mid)?;
+    let (gate, up) = model.mlp_gate_up(i, &mid)?;
+    let act = {
+        let _guard = tch::no_grad_guard();
+        rlvr_kernels::swiglu(&gate, &up)?
+    };
     let grad_act = linear_backward(w_down, &act, grad)?;
-    pull_all(vec![act], vec![grad_act])?;
+    drop(act);
+    let (grad_gate, grad_up) = rlvr_kernels::swiglu_backward(&grad_act, &gate, &up)?;
+    drop(grad_act);
+    pull_all(vec![gate, up], vec![grad_gate, grad_up])?;
     let grad_mid = mid.grad().f_add(grad)?;
     drop(mid);
     // 2. The output projection: mid = x + out W_oᵀ, out `[B, heads, l, d]` flattened per token.

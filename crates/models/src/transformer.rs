@@ -936,6 +936,21 @@ impl Transformer {
         Ok((x, act))
     }
 
+    /// The MLP's gate and up projections of the post-attention residual stream `mid`.
+    fn gate_up(
+        &self,
+        layer: &Layer,
+        mid: &Tensor,
+        kind: Kind,
+        ad: AdapterUse,
+        inv: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let hn = rms_norm(mid, &layer.post_norm, self.cfg.rms_norm_eps)?;
+        let gate = layer.gate.forward(&hn, kind, ad, inv)?;
+        let up = layer.up.forward(&hn, kind, ad, inv)?;
+        Ok((gate, up))
+    }
+
     /// The MLP's activation `silu(gate) · up` of the post-attention residual stream `mid`.
     fn mlp_activation(
         &self,
@@ -945,9 +960,7 @@ impl Transformer {
         ad: AdapterUse,
         inv: bool,
     ) -> Result<Tensor> {
-        let hn = rms_norm(mid, &layer.post_norm, self.cfg.rms_norm_eps)?;
-        let gate = layer.gate.forward(&hn, kind, ad, inv)?;
-        let up = layer.up.forward(&hn, kind, ad, inv)?;
+        let (gate, up) = self.gate_up(layer, mid, kind, ad, inv)?;
         Ok(if inv {
             rlvr_kernels::invariant_swiglu(&gate, &up)?
         } else {
@@ -984,8 +997,9 @@ impl Transformer {
 
     /// Decoder layer `i` on `x` (as [`Transformer::layer`], no cache) keeping its attention
     /// output, log-sum-exp and post-attention residual ([`Transformer::saves_attention`] must
-    /// hold). The kernel is the one `scaled_dot_product_attention` dispatches to on a CPU, so
-    /// the output equals [`Transformer::layer`]'s.
+    /// hold), for the no-grad forward of a checkpointed update: the result has no graph (the
+    /// SwiGLU gate is [`rlvr_kernels::swiglu`], one pass over memory). The attention kernel is
+    /// the one `scaled_dot_product_attention` dispatches to on a CPU.
     pub fn layer_saving(
         &self,
         i: usize,
@@ -1008,7 +1022,9 @@ impl Transformer {
             (hd as f64).powf(-0.5),
         )?;
         let flat = out.f_transpose(1, 2)?.f_reshape([b, l, nh * hd])?;
-        let (mid, act) = self.mlp_input(layer, x, &flat, kind, ad, false)?;
+        let mid = x.f_add(&layer.o.forward(&flat, kind, ad, false)?)?;
+        let (gate, up) = self.gate_up(layer, &mid, kind, ad, false)?;
+        let act = rlvr_kernels::swiglu(&gate, &up)?;
         let y = mid.f_add(&layer.down.forward(&act, kind, ad, false)?)?;
         Ok((y, SavedAttention { out, lse, mid }))
     }
@@ -1052,11 +1068,11 @@ impl Transformer {
         )
     }
 
-    /// The MLP's activation of layer `i` from the post-attention residual stream `mid`, with
-    /// its graph.
-    pub fn mlp_act(&self, i: usize, mid: &Tensor) -> Result<Tensor> {
+    /// The MLP's gate and up projections of layer `i` from the post-attention residual stream
+    /// `mid`, with their graph.
+    pub fn mlp_gate_up(&self, i: usize, mid: &Tensor) -> Result<(Tensor, Tensor)> {
         let inv = self.invariant_pass(mid);
-        self.mlp_activation(
+        self.gate_up(
             &self.layers[i],
             mid,
             self.compute_kind(),
