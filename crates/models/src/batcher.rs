@@ -13,9 +13,6 @@ use crate::transformer::{positions_from_mask, KvCache, Transformer};
 use rlvr_core::{FinishReason, SamplingConfig};
 use tch::{Device, Kind, Tensor};
 
-/// Finished rows are dropped from the batch once they are at least this fraction of it.
-const COMPACT_FRACTION: usize = 8;
-
 /// One request: `n` samples of one prompt.
 #[derive(Debug, Clone)]
 pub struct BatchRequest {
@@ -294,10 +291,8 @@ impl Batcher {
             *self = Batcher::new();
             return Ok(finished);
         }
-        let dead = self.rows.iter().filter(|r| r.done).count();
-        if dead * COMPACT_FRACTION >= self.rows.len() {
-            self.compact(device)?;
-        }
+        // Finished rows leave the batch at once (only the rows that fill their places move).
+        self.compact(device)?;
         self.forward_next(model, device)?;
         Ok(finished)
     }
@@ -345,28 +340,33 @@ impl Batcher {
         Ok(())
     }
 
-    /// Drops finished rows from the batch (cache, key mask and logits).
+    /// Drops finished rows from the batch (cache, key mask and logits); rows from the batch's end
+    /// take their places ([`KvCache::compact`]).
     fn compact(&mut self, device: Device) -> Result<()> {
         if self.rows.iter().all(|r| !r.done) {
             return Ok(());
         }
-        let keep: Vec<i64> = (0..self.rows.len())
-            .filter(|&i| !self.rows[i].done)
-            .map(|i| i as i64)
-            .collect();
-        if keep.is_empty() {
+        if self.rows.iter().all(|r| r.done) {
             *self = Batcher::new();
             return Ok(());
         }
-        let idx = Tensor::from_slice(&keep).f_to_device(device)?;
-        self.cache.keep_rows(&idx)?;
+        let alive: Vec<bool> = self.rows.iter().map(|r| !r.done).collect();
+        let order = self.cache.compact(&alive)?;
+        let idx = Tensor::from_slice(&order).f_to_device(device)?;
         if let Some(m) = &self.key_mask {
             self.key_mask = Some(m.f_index_select(0, &idx)?);
         }
         if let Some(l) = &self.logits {
             self.logits = Some(l.f_index_select(0, &idx)?);
         }
-        self.rows.retain(|r| !r.done);
+        let mut rows: Vec<Option<Row>> = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.rows = order
+            .iter()
+            .filter_map(|&j| rows[j as usize].take())
+            .collect();
         Ok(())
     }
 }

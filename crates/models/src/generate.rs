@@ -1,8 +1,9 @@
 //! Batched generation with a preallocated KV cache (docs/performance.md): each distinct prompt is
 //! prefilled once and its cache expanded to the rows that share it; then one token per step is
 //! decoded at per-row positions. Rows stop at stop tokens or `max_new_tokens`, and finished rows
-//! leave the batch (the cache is compacted) so decode cost follows the live rows. Each row samples
-//! from its own seeded stream, so compaction never changes a sample.
+//! leave the batch at the step they finish (rows from the batch's end take their places in the
+//! cache, [`KvCache::compact`]), so decode cost follows the live rows. Each row samples from its
+//! own seeded stream, so compaction never changes a sample.
 
 use crate::error::Result;
 use crate::sampling::{filtered_logprobs, Sampler};
@@ -10,10 +11,6 @@ use crate::transformer::{positions_from_mask, KvCache, Transformer};
 use rlvr_core::{FinishReason, Generation, SamplingConfig};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
-
-/// Finished rows are dropped from the batch once they are at least this fraction of it (each
-/// compaction copies the cache once, so it is batched).
-const COMPACT_FRACTION: usize = 8;
 
 /// Distinct prompts of `[B, P]` ids and mask: the first row of each distinct prompt, and for
 /// every row the position of its prompt in that list.
@@ -163,15 +160,15 @@ pub fn generate(
             break;
         }
         let mut next: Vec<i64> = ids;
-        let finished = live.len() - running.len();
-        if finished > 0 && finished * COMPACT_FRACTION >= live.len() {
-            let keep: Vec<i64> = running.iter().map(|&j| j as i64).collect();
-            let keep = Tensor::from_slice(&keep).f_to_device(device)?;
-            cache.keep_rows(&keep)?;
-            key_mask = key_mask.f_index_select(0, &keep)?;
-            last_pos = last_pos.f_index_select(0, &keep)?;
-            next = running.iter().map(|&j| next[j]).collect();
-            live = running.iter().map(|&j| live[j]).collect();
+        if running.len() < live.len() {
+            // Finished rows leave the batch at once; rows from its end take their places.
+            let alive: Vec<bool> = live.iter().map(|&r| !done[r]).collect();
+            let order = cache.compact(&alive)?;
+            let index = Tensor::from_slice(&order).f_to_device(device)?;
+            key_mask = key_mask.f_index_select(0, &index)?;
+            last_pos = last_pos.f_index_select(0, &index)?;
+            next = order.iter().map(|&j| next[j as usize]).collect();
+            live = order.iter().map(|&j| live[j as usize]).collect();
         }
         let next = Tensor::from_slice(&next)
             .f_to_device(device)?

@@ -146,6 +146,24 @@ impl Layer {
     }
 }
 
+/// The old row of each row of a batch compacted to its live rows ([`KvCache::compact`]): live
+/// rows below the new size stay; the dead ones there are filled, in order, by the live rows
+/// beyond it.
+pub fn compaction_order(alive: &[bool]) -> Vec<i64> {
+    let n = alive.iter().filter(|&&a| a).count();
+    let mut movers = (n..alive.len()).filter(|&j| alive[j]);
+    (0..n)
+        .map(|j| {
+            if alive[j] {
+                j as i64
+            } else {
+                // As many live rows lie beyond n as dead rows below it.
+                movers.next().unwrap_or(j) as i64
+            }
+        })
+        .collect()
+}
+
 /// Per-layer keys and values of the tokens seen so far, preallocated to a capacity and written in
 /// place (`[B, kv_heads, capacity, head_dim]`), so a decode step never copies the cache. Rows can
 /// be selected (finished rows leave the batch) or repeated (one prefill shared by n samples).
@@ -206,24 +224,37 @@ impl KvCache {
         Ok(())
     }
 
-    /// Keeps the rows `keep` (i64 `[R]`, strictly increasing) in place: finished rows leave the
-    /// batch. Only the cached positions move — the kept rows' first `len` positions, through one
-    /// scratch copy — into the first `R` rows of the same buffers, which stay allocated until the
-    /// cache is dropped; [`KvCache::select_rows`] would allocate and fill new buffers of the full
-    /// capacity at every compaction.
-    pub fn keep_rows(&mut self, keep: &Tensor) -> Result<()> {
-        let n = keep.size()[0];
+    /// Drops the rows whose `alive` entry is false, in place: the batch shrinks to its `R` live
+    /// rows, and each dead row among the first `R` takes the cache of a live row from beyond
+    /// them (the first such row fills the first hole), so only those rows' cached positions are
+    /// copied — a few rows, where keeping the order would move nearly every row. Returns the old
+    /// row of each new row (`[R]`), by which callers reorder their per-row state. The buffers
+    /// stay allocated until the cache is dropped.
+    pub fn compact(&mut self, alive: &[bool]) -> Result<Vec<i64>> {
+        let order = compaction_order(alive);
+        let n = order.len() as i64;
+        let moved: Vec<(i64, i64)> = order
+            .iter()
+            .enumerate()
+            .filter(|&(j, &from)| from != j as i64)
+            .map(|(j, &from)| (from, j as i64))
+            .collect();
         for (k, v) in self.layers.iter_mut() {
             for t in [k, v] {
-                if self.len > 0 {
-                    let cached = t.f_narrow(2, 0, self.len)?;
-                    let kept = cached.f_index_select(0, keep)?;
-                    cached.f_narrow(0, 0, n)?.f_copy_(&kept)?;
+                if self.len > 0 && !moved.is_empty() {
+                    let device = t.device();
+                    let from: Vec<i64> = moved.iter().map(|m| m.0).collect();
+                    let to: Vec<i64> = moved.iter().map(|m| m.1).collect();
+                    let from = Tensor::from_slice(&from).f_to_device(device)?;
+                    let to = Tensor::from_slice(&to).f_to_device(device)?;
+                    let mut cached = t.f_narrow(2, 0, self.len)?;
+                    let rows = cached.f_index_select(0, &from)?;
+                    let _ = cached.f_index_copy_(0, &to, &rows)?;
                 }
                 *t = t.f_narrow(0, 0, n)?;
             }
         }
-        Ok(())
+        Ok(order)
     }
 
     /// Writes layer `i`'s new keys and values `[B, kv, l, hd]` after the cached positions and
@@ -1186,4 +1217,61 @@ pub fn positions_from_mask(mask: &Tensor) -> Result<Tensor> {
         .f_cumsum(-1, Kind::Int64)?
         .f_sub_scalar(1)?
         .f_clamp_min(0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_keeps_live_rows_in_place_and_fills_holes_from_the_end() {
+        assert_eq!(compaction_order(&[true, true, true]), vec![0, 1, 2]);
+        assert_eq!(
+            compaction_order(&[true, false, true, false, true]),
+            vec![0, 4, 2]
+        );
+        assert_eq!(compaction_order(&[false, false, true, true]), vec![2, 3]);
+        assert_eq!(compaction_order(&[true, true, false, false]), vec![0, 1]);
+        assert_eq!(
+            compaction_order(&[false, true, false, true, true, true]),
+            vec![4, 1, 5, 3]
+        );
+        assert!(compaction_order(&[false, false]).is_empty());
+    }
+
+    #[test]
+    fn compacting_a_cache_moves_each_kept_rows_cached_positions() {
+        // Six rows, two layers, positions 0..4 cached of a capacity of 7; every value names its
+        // row, so a row moved to the wrong place or a position left behind shows.
+        let (rows, len, cap) = (6i64, 4i64, 7i64);
+        let base = Tensor::arange(rows, (Kind::Float, Device::Cpu)).view([rows, 1, 1, 1]);
+        let filled = |offset: f64| {
+            let t = base.expand([rows, 2, cap, 3], false).contiguous() + offset;
+            let _ = t.narrow(2, len, cap - len).fill_(-1.0);
+            t
+        };
+        let mut cache = KvCache {
+            layers: vec![(filled(0.0), filled(100.0)), (filled(10.0), filled(110.0))],
+            len,
+            capacity: cap,
+        };
+        let alive = [false, true, true, false, true, true];
+        let order = cache.compact(&alive).unwrap();
+        assert_eq!(order, vec![4, 1, 2, 5]);
+        for (l, (k, v)) in cache.layers.iter().enumerate() {
+            assert_eq!(k.size(), [4, 2, cap, 3]);
+            for (j, &from) in order.iter().enumerate() {
+                for (t, offset) in [(k, 0.0), (v, 100.0)] {
+                    let cached = t.get(j as i64).narrow(1, 0, len);
+                    let want = from as f64 + offset + 10.0 * l as f64;
+                    assert_eq!(cached.min().double_value(&[]), want, "layer {l} row {j}");
+                    assert_eq!(cached.max().double_value(&[]), want, "layer {l} row {j}");
+                }
+            }
+        }
+        // Nothing dead: nothing moves.
+        let order = cache.compact(&[true; 4]).unwrap();
+        assert_eq!(order, vec![0, 1, 2, 3]);
+        assert_eq!(cache.layers[0].0.size()[0], 4);
+    }
 }
