@@ -378,8 +378,17 @@ pub fn optimizer_step(
     Ok(StepOutcome::Applied { grad_norm })
 }
 
-fn all_finite(t: &Tensor) -> bool {
-    t.isfinite().all().int64_value(&[]) != 0
+/// Whether every element of `t` is finite. A finite sum proves it in one read of `t` (a NaN
+/// makes any sum NaN, an infinity makes it infinite or NaN, whatever the order of additions):
+/// `isfinite().all()` writes a bool per element and reads it back, 0.80 s against 0.04 s for
+/// the sums over the Qwen2.5-0.5B shape's weights on 2 threads — a cost every training step
+/// paid. Only a sum that overflows (or a tensor that is not finite) takes the elementwise test.
+pub(crate) fn all_finite(t: &Tensor) -> bool {
+    if t.numel() == 0 {
+        return true;
+    }
+    let sum = t.sum(t.kind()).double_value(&[]);
+    sum.is_finite() || t.isfinite().all().int64_value(&[]) != 0
 }
 
 /// The name of the first trainable parameter of `vs` holding a non-finite value, if any (one
@@ -396,6 +405,33 @@ pub fn first_nonfinite_parameter(vs: &VarStore) -> Option<String> {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    #[test]
+    fn all_finite_tells_any_nan_or_infinity_even_where_a_sum_overflows() {
+        let t = |v: &[f32]| Tensor::from_slice(v);
+        assert!(all_finite(&t(&[1.0, -2.0, 3.5])));
+        assert!(all_finite(&t(&[])));
+        // Finite values whose f32 sum overflows: still finite.
+        assert!(all_finite(&t(&[3e38, 3e38, 3e38])));
+        assert!(all_finite(&t(&[3e38, 3e38, -3e38, f32::MAX])));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert!(!all_finite(&t(&[1.0, bad, 2.0])), "{bad}");
+            assert!(
+                !all_finite(&t(&[3e38, 3e38, bad])),
+                "{bad} after an overflow"
+            );
+        }
+        assert!(!all_finite(&t(&[f32::INFINITY, f32::NEG_INFINITY])));
+        // A large tensor with one NaN (the sum path) and bf16 weights.
+        let big = Tensor::ones([1 << 16], (Kind::Float, Device::Cpu));
+        assert!(all_finite(&big));
+        let _ = big.get(12345).fill_(f64::NAN);
+        assert!(!all_finite(&big));
+        let half = Tensor::ones([300], (Kind::BFloat16, Device::Cpu));
+        assert!(all_finite(&half));
+        let _ = half.get(7).fill_(f64::INFINITY);
+        assert!(!all_finite(&half));
+    }
 
     #[test]
     fn linear_decay_is_transformers_get_linear_schedule_with_warmup() {

@@ -15,7 +15,7 @@
 
 use crate::buckets::{add_reduced, pack_grads, pack_slices, plan_buckets, unpack_gathered, Bucket};
 use crate::error::{Result, TrainError};
-use crate::optim::{named_vars, AdamW, StepOutcome};
+use crate::optim::{all_finite, named_vars, AdamW, StepOutcome};
 use crate::sharding::{gather_into, gather_to_main, gather_whole, ShardSpec, Sharding, PIECE};
 use crate::spool::Spool;
 use rlvr_core::{CoreError, ParamPart, ShardHooks};
@@ -581,10 +581,6 @@ impl ParamShards {
         }
         Ok(())
     }
-}
-
-fn all_finite(t: &Tensor) -> bool {
-    t.isfinite().all().int64_value(&[]) != 0
 }
 
 /// The [`ShardHooks`] of one micro-batch: gathers, frees and reduces through the shards, the
