@@ -10,6 +10,28 @@
 
 pub mod bench;
 
+/// The files under `dir` (recursively) whose extension is `ext`, sorted (for tests that read the
+/// repository's sources and scripts).
+pub fn files_with_extension(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            panic!("cannot read {}", d.display());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub mod cli {
     //! Running a binary under test.
     use std::path::{Path, PathBuf};

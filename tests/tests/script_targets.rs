@@ -47,18 +47,10 @@ fn workspace_targets() -> BTreeSet<(String, String, String)> {
 
 fn scripts() -> Vec<PathBuf> {
     let mut out = vec![repo().join(".ci/run")];
-    let mut stack = vec![repo().join("scripts")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("scripts folder") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "sh") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
+    out.extend(rlvr_tests::files_with_extension(
+        &repo().join("scripts"),
+        "sh",
+    ));
     out
 }
 
