@@ -25,6 +25,10 @@ pub struct UpdatePlan {
     /// recomputation skips the attention kernel and the output projection
     /// (`model.save_attention`).
     pub save_attention: bool,
+    /// With the attention kept, also keep the MLP's gate and up projections of as many layers
+    /// (first to last) as fit in these bytes, so their backward recomputes neither product
+    /// (`model.keep_mlp_mib`): memory traded for two of the layer's seven matmuls.
+    pub keep_mlp_bytes: i64,
 }
 
 /// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 0`): only the last
@@ -36,6 +40,11 @@ pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 0;
 /// The default of [`UpdatePlan::save_attention`] (`model.save_attention = true`).
 pub const DEFAULT_SAVE_ATTENTION: bool = true;
 
+/// The default [`UpdatePlan::keep_mlp_bytes`] (`model.keep_mlp_mib = 0`): every layer's gate and
+/// up are recomputed, the least memory. Keeping them costs `2 · intermediate` f32 per token and
+/// layer (39 KB at the Qwen2.5-0.5B shape: 1 GiB for its 24 layers at 1,100 tokens).
+pub const DEFAULT_KEEP_MLP_BYTES: i64 = 0;
+
 impl UpdatePlan {
     /// A plan with chunks of `chunk` tokens, checkpointing on or off, and the default logits kept.
     pub fn new(chunk: i64, checkpoint: bool) -> UpdatePlan {
@@ -44,6 +53,7 @@ impl UpdatePlan {
             checkpoint,
             keep_logits_bytes: DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: DEFAULT_SAVE_ATTENTION,
+            keep_mlp_bytes: DEFAULT_KEEP_MLP_BYTES,
         }
     }
 }
@@ -206,17 +216,61 @@ fn linear_backward(weight: &Tensor, a: &Tensor, grad: &Tensor) -> Result<Tensor>
     Ok(g.f_mm(weight)?.f_view(shape.as_slice())?)
 }
 
+/// The MLP's backward from the kept post-attention residual `mid` (a leaf): `y = mid + act W_downᵀ`
+/// with `act = silu(gate) · up` — the down projection's backward written out, the SwiGLU
+/// gate's by the one-pass kernel; `gate` and `up` are the forward's when it kept them
+/// ([`SavedAttention::gate_up`]: only the norm is recomputed and the two projections' backward is
+/// written out, `∂n = ∂gate W_gate + ∂up W_up`), else recomputed from `mid` with their graph.
+/// Leaves `∂L/∂mid` less the residual's `grad` in `mid.grad()`.
+fn mlp_backward(
+    model: &Transformer,
+    i: usize,
+    mid: &Tensor,
+    kept: Option<(Tensor, Tensor)>,
+    w_down: &Tensor,
+    grad: &Tensor,
+) -> Result<()> {
+    let (gate, up) = match &kept {
+        Some((gate, up)) => (gate.shallow_clone(), up.shallow_clone()),
+        None => model.mlp_gate_up(i, mid)?,
+    };
+    let act = {
+        let _guard = tch::no_grad_guard();
+        rlvr_kernels::swiglu(&gate, &up)?
+    };
+    let grad_act = linear_backward(w_down, &act, grad)?;
+    drop(act);
+    let (grad_gate, grad_up) = rlvr_kernels::swiglu_backward(&grad_act, &gate, &up)?;
+    drop(grad_act);
+    if kept.is_none() {
+        return Ok(pull_all(vec![gate, up], vec![grad_gate, grad_up])?);
+    }
+    drop((kept, gate, up));
+    let Some((w_gate, w_up)) = model.plain_gate_up_weights(i) else {
+        return Err(rlvr_core::CoreError::Shape(format!(
+            "layer {i} kept its MLP's gate and up but they are not plain projections"
+        ))
+        .into());
+    };
+    let n = model.mlp_norm(i, mid)?;
+    let grad_n = linear_backward(w_gate, &n, &grad_gate)?;
+    drop(grad_gate);
+    let grad_n = grad_n.f_add(&linear_backward(w_up, &n, &grad_up)?)?;
+    drop(grad_up);
+    Ok(pull(&n, &grad_n)?)
+}
+
 /// Backpropagates `grad`, the gradient of decoder layer `i`'s output, into the layer's parameters
-/// and its input `x` (a leaf) from what the layer's forward kept ([`SavedAttention`]): the MLP is
-/// recomputed from the kept post-attention residual (its SwiGLU gate by the one-pass kernels),
-/// the down and output projections' backward are written out ([`linear_backward`]), the attention kernel's backward runs on the kept output
-/// and log-sum-exp with q/k/v recomputed from `x` — the kernel's forward and the output projection
+/// and its input `x` (a leaf) from what the layer's forward kept ([`SavedAttention`]): the MLP's
+/// backward from the kept post-attention residual ([`mlp_backward`]), the output projection's
+/// written out ([`linear_backward`]), the attention kernel's backward on the kept output and
+/// log-sum-exp with q/k/v recomputed from `x` — the kernel's forward and the output projection
 /// are not run again. Returns the gradient of `x`.
 fn saved_layer_backward(
     model: &Transformer,
     i: usize,
     x: &Tensor,
-    saved: SavedAttention,
+    mut saved: SavedAttention,
     frame: &Frame,
     grad: &Tensor,
 ) -> Result<Tensor> {
@@ -226,19 +280,9 @@ fn saved_layer_backward(
         ))
         .into());
     };
-    // 1. The MLP from the kept residual: y = mid + act W_downᵀ, so ∂mid = g + (MLP's backward);
-    // the SwiGLU gate's forward and backward are one pass each (`rlvr_kernels::swiglu`).
+    // 1. The MLP from the kept residual: y = mid + act W_downᵀ, so ∂mid = g + (MLP's backward).
     let mid = saved.mid.f_detach()?.set_requires_grad(true);
-    let (gate, up) = model.mlp_gate_up(i, &mid)?;
-    let act = {
-        let _guard = tch::no_grad_guard();
-        rlvr_kernels::swiglu(&gate, &up)?
-    };
-    let grad_act = linear_backward(w_down, &act, grad)?;
-    drop(act);
-    let (grad_gate, grad_up) = rlvr_kernels::swiglu_backward(&grad_act, &gate, &up)?;
-    drop(grad_act);
-    pull_all(vec![gate, up], vec![grad_gate, grad_up])?;
+    mlp_backward(model, i, &mid, saved.gate_up.take(), w_down, grad)?;
     let grad_mid = mid.grad().f_add(grad)?;
     drop(mid);
     // 2. The output projection: mid = x + out W_oᵀ, out `[B, heads, l, d]` flattened per token.
@@ -326,12 +370,19 @@ pub fn sharded_loss_backward(
         })?;
         let mut x = model.embed(&batch.input_ids)?;
         hooks.release(ParamPart::Embedding)?;
+        // What the layers' kept gate and up may still take (`plan.keep_mlp_bytes`).
+        let mut mlp_budget = plan.keep_mlp_bytes;
+        let mlp_bytes = b * l * model.kept_mlp_bytes_per_token();
         for i in 0..n {
             inputs.push(x.shallow_clone());
             hooks.gather(ParamPart::Layer(i))?;
             hooks.prefetch(after(i))?;
             if plan.save_attention && model.saves_attention(i, &x) {
-                let (y, kept) = model.layer_saving(i, &x, &frame)?;
+                let keep_mlp = mlp_budget >= mlp_bytes && model.keeps_mlp(i);
+                if keep_mlp {
+                    mlp_budget -= mlp_bytes;
+                }
+                let (y, kept) = model.layer_saving(i, &x, &frame, keep_mlp)?;
                 saved.push(Some(kept));
                 x = y;
             } else {

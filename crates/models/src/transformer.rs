@@ -432,7 +432,8 @@ impl Frame {
 /// recomputes only the q/k/v projections and the MLP's gate and up: the attention kernel and the
 /// output projection are not run again (their inputs and outputs are here; FlashAttention's
 /// backward needs only the output and the log-sum-exp besides q, k, v — Dao et al. 2022,
-/// arXiv 2205.14135, Algorithm 4). `2 · hidden + heads` floats per token.
+/// arXiv 2205.14135, Algorithm 4). `2 · hidden + heads` floats per token, and `2 · intermediate`
+/// more where the MLP's gate and up are kept too.
 #[derive(Debug)]
 pub struct SavedAttention {
     /// The attention kernel's output `[B, heads, l, head_dim]`.
@@ -441,6 +442,10 @@ pub struct SavedAttention {
     pub lse: Tensor,
     /// The residual stream after attention, `x + out Woᵀ`, `[B, l, H]`.
     pub mid: Tensor,
+    /// The MLP's gate and up projections `[B, l, intermediate]` each, where the forward kept
+    /// them (`model.keep_mlp_mib`): the backward then recomputes neither product, only the
+    /// post-attention norm.
+    pub gate_up: Option<(Tensor, Tensor)>,
 }
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
@@ -1012,6 +1017,18 @@ impl Transformer {
             && self.plain_down_weight(i).is_some()
     }
 
+    /// Whether layer `i`'s forward can also keep the MLP's gate and up projections
+    /// ([`SavedAttention::gate_up`]): both plain (no bias, no adapter, in the compute kind), so
+    /// their backward can be written out ([`Transformer::plain_gate_up_weights`]).
+    pub fn keeps_mlp(&self, i: usize) -> bool {
+        self.plain_gate_up_weights(i).is_some()
+    }
+
+    /// Bytes one token's kept gate and up projections take in one layer (f32).
+    pub fn kept_mlp_bytes_per_token(&self) -> i64 {
+        2 * self.cfg.intermediate_size * 4
+    }
+
     /// Keys and values repeated to every query head (libtorch's fused CPU kernel needs equal
     /// head counts).
     fn repeated_kv(&self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
@@ -1028,14 +1045,16 @@ impl Transformer {
 
     /// Decoder layer `i` on `x` (as [`Transformer::layer`], no cache) keeping its attention
     /// output, log-sum-exp and post-attention residual ([`Transformer::saves_attention`] must
-    /// hold), for the no-grad forward of a checkpointed update: the result has no graph (the
-    /// SwiGLU gate is [`rlvr_kernels::swiglu`], one pass over memory). The attention kernel is
-    /// the one `scaled_dot_product_attention` dispatches to on a CPU.
+    /// hold), and the MLP's gate and up projections when `keep_mlp` (and
+    /// [`Transformer::keeps_mlp`]), for the no-grad forward of a checkpointed update: the result
+    /// has no graph (the SwiGLU gate is [`rlvr_kernels::swiglu`], one pass over memory). The
+    /// attention kernel is the one `scaled_dot_product_attention` dispatches to on a CPU.
     pub fn layer_saving(
         &self,
         i: usize,
         x: &Tensor,
         frame: &Frame,
+        keep_mlp: bool,
     ) -> Result<(Tensor, SavedAttention)> {
         let layer = &self.layers[i];
         let (b, l) = (x.size()[0], x.size()[1]);
@@ -1057,7 +1076,16 @@ impl Transformer {
         let (gate, up) = self.gate_up(layer, &mid, kind, ad, false)?;
         let act = rlvr_kernels::swiglu(&gate, &up)?;
         let y = mid.f_add(&layer.down.forward(&act, kind, ad, false)?)?;
-        Ok((y, SavedAttention { out, lse, mid }))
+        let gate_up = (keep_mlp && self.keeps_mlp(i)).then_some((gate, up));
+        Ok((
+            y,
+            SavedAttention {
+                out,
+                lse,
+                mid,
+                gate_up,
+            },
+        ))
     }
 
     /// The attention kernel's operands of layer `i` on `x` with their graph (queries, and keys
@@ -1110,6 +1138,19 @@ impl Transformer {
             self.adapter_use(),
             inv,
         )
+    }
+
+    /// The MLP's input of layer `i`: the post-attention RMSNorm of the residual stream `mid`,
+    /// with its graph.
+    pub fn mlp_norm(&self, i: usize, mid: &Tensor) -> Result<Tensor> {
+        rms_norm(mid, &self.layers[i].post_norm, self.cfg.rms_norm_eps)
+    }
+
+    /// Layer `i`'s gate and up projection weights when both are plain (as
+    /// [`Transformer::plain_down_weight`]).
+    pub fn plain_gate_up_weights(&self, i: usize) -> Option<(&Tensor, &Tensor)> {
+        let layer = &self.layers[i];
+        Some((self.plain(&layer.gate)?, self.plain(&layer.up)?))
     }
 
     /// Layer `i`'s output-projection weight when the projection is a plain `out Wᵀ` in the

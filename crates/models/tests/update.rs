@@ -110,13 +110,36 @@ fn chunked_checkpointed_update_equals_full_autograd() {
             reference.backward();
             let want = grads(&m);
             let want_value = reference.double_value(&[]);
+            // One layer's kept gate and up: the budget that keeps them in the first layer only.
+            let size = batch.input_ids.size();
+            let one_layer = size[0] * size[1] * m.model.kept_mlp_bytes_per_token();
+            assert!(m.model.keeps_mlp(0), "{name}");
+            {
+                // What a kept layer hands its backward: the forward's own gate and up.
+                let _guard = tch::no_grad_guard();
+                let positions =
+                    rlvr_models::transformer::positions_from_mask(&batch.attention_mask).unwrap();
+                let frame = m.model.frame(&positions, &batch.attention_mask, 0).unwrap();
+                let x = m.model.embed(&batch.input_ids).unwrap();
+                for keep in [false, true] {
+                    let (_, kept) = m.model.layer_saving(0, &x, &frame, keep).unwrap();
+                    assert_eq!(kept.gate_up.is_some(), keep, "{name}");
+                }
+            }
             for (chunk, keep) in [(1, 0), (4, 0), (4, 4 << 10), (4, i64::MAX), (1000, 0)] {
-                for (checkpoint, save_attention) in [(false, false), (true, false), (true, true)] {
+                for (checkpoint, save_attention, keep_mlp_bytes) in [
+                    (false, false, 0),
+                    (true, false, 0),
+                    (true, true, 0),
+                    (true, true, one_layer),
+                    (true, true, i64::MAX),
+                ] {
                     let plan = UpdatePlan {
                         chunk,
                         checkpoint,
                         keep_logits_bytes: keep,
                         save_attention,
+                        keep_mlp_bytes,
                     };
                     let value =
                         response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
@@ -242,6 +265,7 @@ fn sharded_update_prefetches_exactly_the_part_gathered_next() {
             checkpoint: true,
             keep_logits_bytes: 0,
             save_attention: true,
+            keep_mlp_bytes: i64::MAX,
         };
         rlvr_models::backward::sharded_loss_backward(
             &m.model,

@@ -50,6 +50,9 @@ pub struct PlanInput {
     /// Each layer's attention output, log-sum-exp and post-attention residual kept for the
     /// recomputation (`model.save_attention`, which applies on a CPU in f32).
     pub save_attention: bool,
+    /// MLP gate and up projections kept for the backward, bytes (`model.keep_mlp_mib`, with
+    /// `save_attention`, on a CPU in f32): whole layers while they fit.
+    pub keep_mlp_bytes: i64,
     /// Device memory per rank, bytes.
     pub device_bytes: f64,
 }
@@ -199,6 +202,16 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     } else {
         0.0
     };
+    // With `model.keep_mlp_mib` also the gate and up projections of as many layers as fit.
+    let kept_mlp = if input.save_attention && !input.bf16 {
+        let per_layer = b * t * 2.0 * c.intermediate_size as f64 * 4.0;
+        (input.keep_mlp_bytes as f64 / per_layer)
+            .floor()
+            .min(layers)
+            * per_layer
+    } else {
+        0.0
+    };
     // One layer recomputed with its autograd graph: norms, q/k/v/o, residuals, the gated MLP's
     // three projections and product, and GQA's keys and values repeated to every head.
     let heads = (c.num_heads * c.head_dim) as f64;
@@ -222,7 +235,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     };
     let state = weights + gradients + moments + RUNTIME;
     let update_peak =
-        state + transient + checkpoints + kept_attention + layer.max(head) + all_reduce;
+        state + transient + checkpoints + kept_attention + kept_mlp + layer.max(head) + all_reduce;
     let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache + packed;
     // The gathered tensors come on top of the update's high-water mark: the heap the update
     // fragmented is not reused for them (measured, docs/distributed.md).
@@ -241,6 +254,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         part("AdamW moments (f32)", moments, "always"),
         part("checkpointed layer inputs", checkpoints, "update"),
         part("kept attention outputs (CPU)", kept_attention, "update"),
+        part("kept MLP gate and up (CPU)", kept_mlp, "update"),
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
         part("rollout KV cache + logits", cache, "rollout"),
@@ -282,6 +296,7 @@ mod tests {
             chunk: 1024,
             keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
+            keep_mlp_bytes: rlvr_models::backward::DEFAULT_KEEP_MLP_BYTES,
             device_bytes: 80e9,
         }
     }
@@ -309,6 +324,28 @@ mod tests {
         assert_eq!(off, Some(0.0));
         assert_eq!(peak_on - peak_off, want);
         assert_eq!(kept(true, true).0, Some(0.0));
+    }
+
+    #[test]
+    fn kept_mlp_counts_whole_layers_of_gate_and_up_within_the_budget() {
+        // qwen2.5-7b: intermediate 18944; 1 × (256 + 1024) tokens: one layer's gate and up.
+        let per_layer = 1280.0 * 2.0 * 18944.0 * 4.0;
+        let kept = |bf16: bool, keep_mlp_bytes: i64| {
+            let p = plan(&PlanInput {
+                bf16,
+                keep_mlp_bytes,
+                ..input(Sharding::None, 1)
+            });
+            p.components
+                .iter()
+                .find(|c| c.name == "kept MLP gate and up (CPU)")
+                .map(|c| c.bytes)
+        };
+        assert_eq!(kept(false, 0), Some(0.0));
+        assert_eq!(kept(false, (2.5 * per_layer) as i64), Some(2.0 * per_layer));
+        // Never more than the model's 28 layers.
+        assert_eq!(kept(false, i64::MAX), Some(28.0 * per_layer));
+        assert_eq!(kept(true, i64::MAX), Some(0.0));
     }
 
     #[test]
