@@ -5,8 +5,8 @@ GRPO without a reference model (beta = 0), one optimizer step per batch (num_ite
 so TRL skips the old-log-prob pass), gradient checkpointing, f32 on the CPU. The tokenizer is
 rlvr's character tokenizer over the same alphabet (ids 0 pad, 1 end of sequence, then the
 alphabet's characters; the other ids decode to letters only, so they never count as digits).
-Prints one JSON line with every step's seconds and the seconds of its generation (TRL's
-`_generate`, timed by wrapping it). Development-only.
+Prints one JSON line with every step's seconds, the seconds of its generation (TRL's
+`_generate`, timed by wrapping it) and the process's peak RSS. Development-only.
 
 usage: grpo_trl.py CONFIG_JSON PROMPTS_JSONL STEPS ALPHABET"""
 import json
@@ -97,10 +97,12 @@ def main():
                               train_dataset=data, processing_class=tok, callbacks=[Clock()])
         trainer.train()
         logs = trainer.state.log_history
+    import resource
     import trl
     lengths = [l["completions/mean_length"] for l in logs if "completions/mean_length" in l]
     print(json.dumps({"impl": "trl", "trl_version": trl.__version__, "step_seconds": times,
                       "generate_seconds": generate_times, "mean_length": lengths,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "threads": torch.get_num_threads()}))
 
 

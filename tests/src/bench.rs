@@ -272,7 +272,7 @@ fn median_step(r: Option<&Value>) -> Option<f64> {
 
 fn grpo_table(doc: &Value) -> String {
     let mut t = String::from(
-        "| implementation | seconds per step | median after the first | rlvr ÷ it |\n|---|---|---|---|\n",
+        "| implementation | seconds per step | median after the first | rlvr ÷ it | peak RSS (MiB) |\n|---|---|---|---|---|\n",
     );
     let rlvr = median_step(row(doc, "rlvr", None));
     for i in impls(doc) {
@@ -293,13 +293,15 @@ fn grpo_table(doc: &Value) -> String {
             each.join(" / ")
         };
         t.push_str(&format!(
-            "| {i} | {each} | {} | {} |\n",
+            "| {i} | {each} | {} | {} | {} |\n",
             cell(median_step(r), 1.0, 1),
             if i == "rlvr" {
                 "—".into()
             } else {
                 format!("**{}**", ratio(rlvr, median_step(r)))
             },
+            r.and_then(|r| num(r, "peak_rss_mib"))
+                .map_or("—".into(), |x| format!("{x:.0}")),
         ));
     }
     t
