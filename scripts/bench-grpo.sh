@@ -5,8 +5,8 @@
 # (scripts/bench/has_digit.py), PPO-clip GRPO without a reference model, one optimizer step per
 # batch, gradient checkpointing, f32, the same thread count; STEPS steps each (default 3), the
 # median of steps 2.. reported, and each program's peak RSS. rlvr spends memory TRL's
-# checkpointing does not on time: it keeps every layer's MLP gate and up (model.keep_mlp_mib,
-# ~1 GiB here) and the first LM-head chunk's logits (model.keep_logits_mib) — same gradients,
+# checkpointing does not on time: it keeps every layer's q/k/v, gate and up projection outputs
+# (model.keep_projections_mib, ~1.1 GiB here) and the first LM-head chunk's logits (model.keep_logits_mib) — same gradients,
 # less recomputation; both peaks are recorded next to the times. Writes $OUT/{rlvr,trl}.json and records $OUT/grpo.json
 # (scripts/bench.sh copies it to docs/bench/). Installs TRL into the bench venv on first use.
 #   scripts/bench-grpo.sh
@@ -46,7 +46,7 @@ r = subprocess.run(sys.argv[2:])
 open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))
 sys.exit(r.returncode)' "$@"
 }
-keep_mlp_mib=${KEEP_MLP_MIB:-1024}
+keep_projections_mib=${KEEP_PROJECTIONS_MIB:-1280}
 keep_logits_mib=${KEEP_LOGITS_MIB:-512}
 OMP_NUM_THREADS=$threads peak_rss "$out/rlvr-peak" target/release/rlvr train --model qwen2.5-0.5b-shape --algo grpo \
   --data "$out/prompts.jsonl" --config "$out/grpo.toml" --steps "$steps" \
@@ -55,8 +55,8 @@ OMP_NUM_THREADS=$threads peak_rss "$out/rlvr-peak" target/release/rlvr train --m
   --set train.samples_per_prompt=8 --set train.max_new_tokens=64 --set train.micro_batch_size=16 \
   --set train.lr=1e-6 --set train.grad_clip=1.0 --set train.log_samples=0 \
   --set train.checkpoint_every=0 --set train.tensorboard=false \
-  --set model.keep_mlp_mib="$keep_mlp_mib" --set model.keep_logits_mib="$keep_logits_mib" >&2
-python3 - "$out/runs/rlvr/metrics.jsonl" "$threads" "$out/rlvr-peak" "$keep_mlp_mib" "$keep_logits_mib" <<'PY' | tee "$out/rlvr.json"
+  --set model.keep_projections_mib="$keep_projections_mib" --set model.keep_logits_mib="$keep_logits_mib" >&2
+python3 - "$out/runs/rlvr/metrics.jsonl" "$threads" "$out/rlvr-peak" "$keep_projections_mib" "$keep_logits_mib" <<'PY' | tee "$out/rlvr.json"
 import json, sys
 m = [json.loads(l) for l in open(sys.argv[1])]
 peak = float(open(sys.argv[3]).read())
@@ -65,7 +65,7 @@ print(json.dumps({"impl": "rlvr", "step_seconds": [r["time/step"] for r in m],
                   "update_seconds": [r["time/update"] for r in m],
                   "old_stats_seconds": [r.get("time/old_stats", 0.0) for r in m],
                   "mean_length": [r["rollout/response_len"] for r in m],
-                  "peak_rss_mib": peak, "keep_mlp_mib": int(sys.argv[4]),
+                  "peak_rss_mib": peak, "keep_projections_mib": int(sys.argv[4]),
                   "keep_logits_mib": int(sys.argv[5]), "threads": int(sys.argv[2])}))
 PY
 # The run's final checkpoint (weights and AdamW moments of the 0.5B shape, ~6 GB) is not needed.

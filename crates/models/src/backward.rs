@@ -25,10 +25,11 @@ pub struct UpdatePlan {
     /// recomputation skips the attention kernel and the output projection
     /// (`model.save_attention`).
     pub save_attention: bool,
-    /// With the attention kept, also keep the MLP's gate and up projections of as many layers
-    /// (first to last) as fit in these bytes, so their backward recomputes neither product
-    /// (`model.keep_mlp_mib`): memory traded for two of the layer's seven matmuls.
-    pub keep_mlp_bytes: i64,
+    /// With the attention kept, also keep the outputs of the q/k/v, gate and up projections of
+    /// as many layers (first to last) as fit in these bytes, so that their backward runs none
+    /// of those products again (`model.keep_projections_mib`): memory traded for five of the
+    /// layer's seven matmuls (the ones the recomputation still ran).
+    pub keep_projection_bytes: i64,
 }
 
 /// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 0`): only the last
@@ -40,10 +41,11 @@ pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 0;
 /// The default of [`UpdatePlan::save_attention`] (`model.save_attention = true`).
 pub const DEFAULT_SAVE_ATTENTION: bool = true;
 
-/// The default [`UpdatePlan::keep_mlp_bytes`] (`model.keep_mlp_mib = 0`): every layer's gate and
-/// up are recomputed, the least memory. Keeping them costs `2 · intermediate` f32 per token and
-/// layer (39 KB at the Qwen2.5-0.5B shape: 1 GiB for its 24 layers at 1,100 tokens).
-pub const DEFAULT_KEEP_MLP_BYTES: i64 = 0;
+/// The default [`UpdatePlan::keep_projection_bytes`] (`model.keep_projections_mib = 0`): every
+/// layer's projections are recomputed, the least memory. Keeping them costs
+/// `(heads + 2 · kv_heads) · head_dim + 2 · intermediate` f32 per token and layer (43.5 KB at
+/// the Qwen2.5-0.5B shape: 1.1 GiB for its 24 layers at 1,120 tokens).
+pub const DEFAULT_KEEP_PROJECTION_BYTES: i64 = 0;
 
 impl UpdatePlan {
     /// A plan with chunks of `chunk` tokens, checkpointing on or off, and the default logits kept.
@@ -53,7 +55,7 @@ impl UpdatePlan {
             checkpoint,
             keep_logits_bytes: DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: DEFAULT_SAVE_ATTENTION,
-            keep_mlp_bytes: DEFAULT_KEEP_MLP_BYTES,
+            keep_projection_bytes: DEFAULT_KEEP_PROJECTION_BYTES,
         }
     }
 }
@@ -169,8 +171,8 @@ fn pull_all(outputs: Vec<Tensor>, grads: Vec<Tensor>) -> std::result::Result<(),
 /// Backpropagates `grad`, the gradient of decoder layer `i`'s output, into the layer's parameters
 /// and its input `x` (a leaf), recomputing the layer from `x` (activation checkpointing). The
 /// recomputation stops before the down projection, whose output backward does not need
-/// (`y = mid + act Wᵀ`: `∂mid = g`, `∂act = g W`, `∂W = (actᵀ g)ᵀ` — the products autograd
-/// runs for a linear layer, in the same order): one of the layer's seven matmuls, about 30% of
+/// (`y = mid + act Wᵀ`: `∂mid = g`, `∂act = g W`, `∂W = gᵀ act` — the products autograd
+/// runs for a linear layer, [`linear_backward`]): one of the layer's seven matmuls, about 30% of
 /// its weights, is not run again (Megatron-LM's selective recomputation rests on the same
 /// observation, Korthikanti et al. 2022, arXiv 2205.05198). A down projection with a bias, an
 /// adapter or another precision is recomputed whole.
@@ -195,8 +197,8 @@ fn recomputed_layer_backward(
 }
 
 /// The backward of a plain linear projection `y = a Wᵀ` (no bias) written out: adds
-/// `∂W = (aᵀ g)ᵀ` into the weight's gradient (when it is trained) and returns `∂a = g W` — the
-/// products autograd runs for a linear layer, in the same order.
+/// `∂W = gᵀ a` into the weight's gradient (when it is trained; by the product's accumulation,
+/// `addmm_`) and returns `∂a = g W` — the products autograd runs for a linear layer.
 fn linear_backward(weight: &Tensor, a: &Tensor, grad: &Tensor) -> Result<Tensor> {
     let (out, inner) = (weight.size()[0], weight.size()[1]);
     // Defined before the no-grad scope: defining it runs a (tiny) backward.
@@ -207,7 +209,13 @@ fn linear_backward(weight: &Tensor, a: &Tensor, grad: &Tensor) -> Result<Tensor>
     let g = grad.f_to_kind(weight.kind())?.f_reshape([-1, out])?;
     if let Some(mut wg) = weight_grad {
         let a = a.f_detach()?.f_reshape([-1, inner])?;
-        let _ = wg.f_add_(&a.f_tr()?.f_mm(&g)?.f_tr()?)?;
+        if wg.kind() == a.kind() {
+            // Accumulated by the product itself (`C += gᵀ a`): no `[out, in]` temporary
+            // written, read and added.
+            let _ = wg.f_addmm_(&g.f_tr()?, &a)?;
+        } else {
+            let _ = wg.f_add_(&a.f_tr()?.f_mm(&g)?.f_tr()?)?;
+        }
     }
     let mut shape = a.size();
     if let Some(last) = shape.last_mut() {
@@ -294,15 +302,66 @@ fn saved_layer_backward(
         .f_transpose(1, 2)?
         .f_contiguous()?;
     drop(flat);
-    // 3. The attention kernel, on q/k/v recomputed from `x` with their graph.
-    let (q, k, v) = model.attention_operands_repeated(i, x, frame)?;
+    // 3. The attention kernel, on q/k/v with their graph: rotated again from the kept
+    // projections (whose backward is then written out), or recomputed from `x`.
+    let leaf = |t: Tensor| -> Result<Tensor> { Ok(t.f_detach()?.set_requires_grad(true)) };
+    let leaves = match saved.qkv.take() {
+        Some((q, k, v)) => Some([leaf(q)?, leaf(k)?, leaf(v)?]),
+        None => None,
+    };
+    let (q, k, v) = match &leaves {
+        Some([q, k, v]) => model.rotated_operands_repeated(
+            i,
+            (q.shallow_clone(), k.shallow_clone(), v.shallow_clone()),
+            frame,
+        )?,
+        None => model.attention_operands_repeated(i, x, frame)?,
+    };
     let (dq, dk, dv) = {
         let _guard = tch::no_grad_guard();
         model.attention_backward(&grad_out, (&q, &k, &v), &saved, frame)?
     };
     drop((saved, grad_out));
     pull_all(vec![q, k, v], vec![dq, dk, dv])?;
+    if let Some(outputs) = leaves {
+        qkv_backward(model, i, x, outputs)?;
+    }
     Ok(x.grad().f_add(&grad_mid)?)
+}
+
+/// The backward of layer `i`'s q, k and v projections from the gradients of their kept outputs
+/// (`.grad()` of the leaves `outputs`), written out: the input norm `n` of `x` recomputed with
+/// its graph, each projection's weight (and bias: the gradient summed over tokens) gradient
+/// added, and `∂n = Σ ∂out W` pulled back into `x`.
+fn qkv_backward(model: &Transformer, i: usize, x: &Tensor, outputs: [Tensor; 3]) -> Result<()> {
+    let Some(parts) = model.qkv_weights(i) else {
+        return Err(rlvr_core::CoreError::Shape(format!(
+            "layer {i} kept its q/k/v projections but they have adapters or another precision"
+        ))
+        .into());
+    };
+    let n = model.attention_norm(i, x)?;
+    let mut grad_n: Option<Tensor> = None;
+    for ((weight, bias), out) in parts.into_iter().zip(outputs) {
+        let g = out.grad();
+        if !g.defined() {
+            continue;
+        }
+        if let Some(mut bg) = bias.map(trained_grad).transpose()?.flatten() {
+            let _guard = tch::no_grad_guard();
+            let rows = g.f_reshape([-1, weight.size()[0]])?;
+            let _ = bg.f_add_(&rows.f_sum_dim_intlist(0, false, bg.kind())?)?;
+        }
+        let d = linear_backward(weight, &n, &g)?;
+        grad_n = Some(match grad_n {
+            Some(acc) => acc.f_add(&d)?,
+            None => d,
+        });
+    }
+    if let Some(g) = grad_n {
+        pull(&n, &g)?;
+    }
+    Ok(())
 }
 
 /// Computes `loss_of(stats)` for the response tokens of `batch` (statistics `[B, L − P]`) and
@@ -370,19 +429,19 @@ pub fn sharded_loss_backward(
         })?;
         let mut x = model.embed(&batch.input_ids)?;
         hooks.release(ParamPart::Embedding)?;
-        // What the layers' kept gate and up may still take (`plan.keep_mlp_bytes`).
-        let mut mlp_budget = plan.keep_mlp_bytes;
-        let mlp_bytes = b * l * model.kept_mlp_bytes_per_token();
+        // What the layers' kept projections may still take (`plan.keep_projection_bytes`).
+        let mut projection_budget = plan.keep_projection_bytes;
+        let projection_bytes = b * l * model.kept_projection_bytes_per_token();
         for i in 0..n {
             inputs.push(x.shallow_clone());
             hooks.gather(ParamPart::Layer(i))?;
             hooks.prefetch(after(i))?;
             if plan.save_attention && model.saves_attention(i, &x) {
-                let keep_mlp = mlp_budget >= mlp_bytes && model.keeps_mlp(i);
-                if keep_mlp {
-                    mlp_budget -= mlp_bytes;
+                let keep = projection_budget >= projection_bytes && model.keeps_projections(i);
+                if keep {
+                    projection_budget -= projection_bytes;
                 }
-                let (y, kept) = model.layer_saving(i, &x, &frame, keep_mlp)?;
+                let (y, kept) = model.layer_saving(i, &x, &frame, keep)?;
                 saved.push(Some(kept));
                 x = y;
             } else {

@@ -32,8 +32,8 @@ pub struct HfPolicy {
     pub keep_logits_bytes: i64,
     /// Keep each layer's attention output for the recomputation ([`UpdatePlan::save_attention`]).
     pub save_attention: bool,
-    /// Bytes of kept MLP gate and up projections ([`UpdatePlan::keep_mlp_bytes`]).
-    pub keep_mlp_bytes: i64,
+    /// Bytes of kept projection outputs ([`UpdatePlan::keep_projection_bytes`]).
+    pub keep_projection_bytes: i64,
 }
 
 impl HfPolicy {
@@ -46,7 +46,7 @@ impl HfPolicy {
             checkpoint: false,
             keep_logits_bytes: crate::backward::DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
-            keep_mlp_bytes: crate::backward::DEFAULT_KEEP_MLP_BYTES,
+            keep_projection_bytes: crate::backward::DEFAULT_KEEP_PROJECTION_BYTES,
         }
     }
 }
@@ -59,7 +59,7 @@ impl HfPolicy {
             checkpoint,
             keep_logits_bytes: self.keep_logits_bytes,
             save_attention: self.save_attention,
-            keep_mlp_bytes: self.keep_mlp_bytes,
+            keep_projection_bytes: self.keep_projection_bytes,
         }
     }
 }
@@ -249,22 +249,22 @@ pub enum MixedPrecision {
 /// The default of `model.keep_logits_mib` ([`crate::backward::DEFAULT_KEEP_LOGITS_BYTES`]).
 pub const DEFAULT_KEEP_LOGITS_MIB: i64 = crate::backward::DEFAULT_KEEP_LOGITS_BYTES >> 20;
 
-/// The default of `model.keep_mlp_mib` ([`crate::backward::DEFAULT_KEEP_MLP_BYTES`]).
-pub const DEFAULT_KEEP_MLP_MIB: i64 = crate::backward::DEFAULT_KEEP_MLP_BYTES >> 20;
+/// The default of `model.keep_projections_mib` ([`crate::backward::DEFAULT_KEEP_PROJECTION_BYTES`]).
+pub const DEFAULT_KEEP_PROJECTIONS_MIB: i64 = crate::backward::DEFAULT_KEEP_PROJECTION_BYTES >> 20;
 
 /// The update plan of a model config: `model.chunk` tokens per LM-head chunk,
 /// `model.keep_logits_mib` of kept logits, checkpointing on or off, `model.save_attention`,
-/// `model.keep_mlp_mib` of kept MLP projections.
+/// `model.keep_projections_mib` of kept projection outputs.
 pub(crate) fn update_plan(
     chunk: i64,
     keep_logits_mib: i64,
     checkpoint: bool,
     save_attention: bool,
-    keep_mlp_mib: i64,
+    keep_projections_mib: i64,
 ) -> rlvr_core::Result<UpdatePlan> {
     for (key, mib) in [
         ("model.keep_logits_mib", keep_logits_mib),
-        ("model.keep_mlp_mib", keep_mlp_mib),
+        ("model.keep_projections_mib", keep_projections_mib),
     ] {
         if !(0..=1 << 30).contains(&mib) {
             return Err(CoreError::invalid(key, mib, "must be between 0 and 2^30"));
@@ -273,7 +273,7 @@ pub(crate) fn update_plan(
     Ok(UpdatePlan {
         keep_logits_bytes: keep_logits_mib << 20,
         save_attention,
-        keep_mlp_bytes: keep_mlp_mib << 20,
+        keep_projection_bytes: keep_projections_mib << 20,
         ..UpdatePlan::new(chunk, checkpoint)
     })
 }
@@ -292,7 +292,7 @@ pub(crate) fn configure_policy(
     policy.checkpoint = plan.checkpoint;
     policy.keep_logits_bytes = plan.keep_logits_bytes;
     policy.save_attention = plan.save_attention;
-    policy.keep_mlp_bytes = plan.keep_mlp_bytes;
+    policy.keep_projection_bytes = plan.keep_projection_bytes;
     let mut bf16 = mixed == MixedPrecision::Bf16;
     if bf16 && !device.is_cuda() {
         tracing::warn!(
@@ -413,11 +413,11 @@ pub struct HfModelConfig {
     /// post-attention residual so that the recomputation in backward skips the attention kernel
     /// and the output projection (CPU, f32; `2 · hidden + heads` floats per token and layer).
     pub save_attention: bool,
-    /// MiB of MLP gate and up projections kept from the forward for the backward, layer by
-    /// layer while they fit (with `save_attention`; `2 · intermediate` floats per token and
-    /// layer): each kept layer's recomputation skips two of its seven matmuls. 0 (the default)
-    /// recomputes them all.
-    pub keep_mlp_mib: i64,
+    /// MiB of the q/k/v, gate and up projections' outputs kept from the forward for the
+    /// backward, layer by layer while they fit (with `save_attention`;
+    /// `(heads + 2 · kv_heads) · head_dim + 2 · intermediate` floats per token and layer): a kept
+    /// layer's backward runs none of those products again. 0 (the default) recomputes them.
+    pub keep_projections_mib: i64,
     /// Padding id of generated responses (from the tokenizer when loaded through a task).
     pub pad: i64,
     /// Activation checkpointing per decoder layer in the update: keeps layer inputs only and
@@ -448,7 +448,7 @@ impl Default for HfModelConfig {
             chunk: DEFAULT_CHUNK,
             keep_logits_mib: DEFAULT_KEEP_LOGITS_MIB,
             save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
-            keep_mlp_mib: DEFAULT_KEEP_MLP_MIB,
+            keep_projections_mib: DEFAULT_KEEP_PROJECTIONS_MIB,
             pad: 0,
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
@@ -483,7 +483,7 @@ impl ModelConfig for HfModelConfig {
             self.keep_logits_mib,
             self.checkpointing,
             self.save_attention,
-            self.keep_mlp_mib,
+            self.keep_projections_mib,
         )?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, self.pad),

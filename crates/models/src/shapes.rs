@@ -66,11 +66,11 @@ pub struct ShapeModelConfig {
     /// post-attention residual so that the recomputation in backward skips the attention kernel
     /// and the output projection (CPU, f32; `2 · hidden + heads` floats per token and layer).
     pub save_attention: bool,
-    /// MiB of MLP gate and up projections kept from the forward for the backward, layer by
-    /// layer while they fit (with `save_attention`; `2 · intermediate` floats per token and
-    /// layer): each kept layer's recomputation skips two of its seven matmuls. 0 (the default)
-    /// recomputes them all.
-    pub keep_mlp_mib: i64,
+    /// MiB of the q/k/v, gate and up projections' outputs kept from the forward for the
+    /// backward, layer by layer while they fit (with `save_attention`;
+    /// `(heads + 2 · kv_heads) · head_dim + 2 · intermediate` floats per token and layer): a kept
+    /// layer's backward runs none of those products again. 0 (the default) recomputes them.
+    pub keep_projections_mib: i64,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (for CUDA; on a CPU it runs slowly, to check the bf16 path).
@@ -100,7 +100,7 @@ impl Default for ShapeModelConfig {
             chunk: DEFAULT_CHUNK,
             keep_logits_mib: crate::policy::DEFAULT_KEEP_LOGITS_MIB,
             save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
-            keep_mlp_mib: crate::policy::DEFAULT_KEEP_MLP_MIB,
+            keep_projections_mib: crate::policy::DEFAULT_KEEP_PROJECTIONS_MIB,
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
@@ -162,7 +162,7 @@ impl ModelConfig for ShapeModelConfig {
             self.keep_logits_mib,
             self.checkpointing,
             self.save_attention,
-            self.keep_mlp_mib,
+            self.keep_projections_mib,
         )?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, CharTokenizer::PAD),

@@ -432,8 +432,9 @@ impl Frame {
 /// recomputes only the q/k/v projections and the MLP's gate and up: the attention kernel and the
 /// output projection are not run again (their inputs and outputs are here; FlashAttention's
 /// backward needs only the output and the log-sum-exp besides q, k, v — Dao et al. 2022,
-/// arXiv 2205.14135, Algorithm 4). `2 · hidden + heads` floats per token, and `2 · intermediate`
-/// more where the MLP's gate and up are kept too.
+/// arXiv 2205.14135, Algorithm 4). `2 · hidden + heads` floats per token, and
+/// `(heads + 2 · kv_heads) · head_dim + 2 · intermediate` more where the projections are kept too
+/// (`model.keep_projections_mib`).
 #[derive(Debug)]
 pub struct SavedAttention {
     /// The attention kernel's output `[B, heads, l, head_dim]`.
@@ -443,9 +444,13 @@ pub struct SavedAttention {
     /// The residual stream after attention, `x + out Woᵀ`, `[B, l, H]`.
     pub mid: Tensor,
     /// The MLP's gate and up projections `[B, l, intermediate]` each, where the forward kept
-    /// them (`model.keep_mlp_mib`): the backward then recomputes neither product, only the
-    /// post-attention norm.
+    /// them (`model.keep_projections_mib`): the backward then recomputes neither product, only
+    /// the post-attention norm.
     pub gate_up: Option<(Tensor, Tensor)>,
+    /// The attention's q, k and v projections (with their biases, before the per-head views and
+    /// rotary embedding), kept with `gate_up`: the backward recomputes only the input norm and
+    /// the rotary embedding.
+    pub qkv: Option<(Tensor, Tensor, Tensor)>,
 }
 
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
@@ -916,27 +921,52 @@ impl Transformer {
         frame: &Frame,
         cache: Option<&mut KvCache>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        let projections = self.qkv_projections(i, x)?;
+        let (q, k, v) = self.rotated_operands(i, projections, frame)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(i, &k, &v)?,
+            None => (k, v),
+        };
+        Ok((q, k, v))
+    }
+
+    /// The attention's input norm of layer `i` on `x`.
+    pub fn attention_norm(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        rms_norm(x, &self.layers[i].input_norm, self.cfg.rms_norm_eps)
+    }
+
+    /// The q, k and v projections of layer `i` on `x` (after its input norm), `[B, l, heads ·
+    /// head_dim]` and `[B, l, kv_heads · head_dim]` twice.
+    fn qkv_projections(&self, i: usize, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let layer = &self.layers[i];
-        let (b, l) = (x.size()[0], x.size()[1]);
-        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let kind = self.compute_kind();
         let ad = self.adapter_use();
         let inv = self.invariant_pass(x);
+        let hn = self.attention_norm(i, x)?;
+        Ok((
+            layer.q.forward(&hn, kind, ad, inv)?,
+            layer.k.forward(&hn, kind, ad, inv)?,
+            layer.v.forward(&hn, kind, ad, inv)?,
+        ))
+    }
+
+    /// The attention's queries `[B, heads, l, head_dim]`, keys and values `[B, kv_heads, l,
+    /// head_dim]` from layer `i`'s projections ([`Transformer::qkv_projections`]): per-head
+    /// views, the Qwen3 q/k norms, rotary embedding.
+    fn rotated_operands(
+        &self,
+        i: usize,
+        (q, k, v): (Tensor, Tensor, Tensor),
+        frame: &Frame,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let layer = &self.layers[i];
+        let (b, l) = (q.size()[0], q.size()[1]);
+        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let kind = self.compute_kind();
         let eps = self.cfg.rms_norm_eps;
-        let hn = rms_norm(x, &layer.input_norm, eps)?;
-        let mut q = layer
-            .q
-            .forward(&hn, kind, ad, inv)?
-            .f_view([b, l, nh, hd])?;
-        let mut k = layer
-            .k
-            .forward(&hn, kind, ad, inv)?
-            .f_view([b, l, nkv, hd])?;
-        let v = layer
-            .v
-            .forward(&hn, kind, ad, inv)?
-            .f_view([b, l, nkv, hd])?
-            .f_transpose(1, 2)?;
+        let mut q = q.f_view([b, l, nh, hd])?;
+        let mut k = k.f_view([b, l, nkv, hd])?;
+        let v = v.f_view([b, l, nkv, hd])?.f_transpose(1, 2)?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             q = rms_norm(&q, qn, eps)?.f_to_kind(kind)?;
             k = rms_norm(&k, kn, eps)?.f_to_kind(kind)?;
@@ -949,10 +979,6 @@ impl Transformer {
         let k = k
             .f_mul(&frame.cos)?
             .f_add(&rotate_half(&k)?.f_mul(&frame.sin)?)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(i, &k, &v)?,
-            None => (k, v),
-        };
         Ok((q, k, v))
     }
 
@@ -1017,16 +1043,18 @@ impl Transformer {
             && self.plain_down_weight(i).is_some()
     }
 
-    /// Whether layer `i`'s forward can also keep the MLP's gate and up projections
-    /// ([`SavedAttention::gate_up`]): both plain (no bias, no adapter, in the compute kind), so
-    /// their backward can be written out ([`Transformer::plain_gate_up_weights`]).
-    pub fn keeps_mlp(&self, i: usize) -> bool {
-        self.plain_gate_up_weights(i).is_some()
+    /// Whether layer `i`'s forward can also keep its projections' outputs
+    /// ([`SavedAttention::gate_up`], [`SavedAttention::qkv`]): gate and up plain, q, k and v
+    /// without adapters in the compute kind, so that their backward can be written out
+    /// ([`Transformer::plain_gate_up_weights`], [`Transformer::qkv_weights`]).
+    pub fn keeps_projections(&self, i: usize) -> bool {
+        self.plain_gate_up_weights(i).is_some() && self.qkv_weights(i).is_some()
     }
 
-    /// Bytes one token's kept gate and up projections take in one layer (f32).
-    pub fn kept_mlp_bytes_per_token(&self) -> i64 {
-        2 * self.cfg.intermediate_size * 4
+    /// Bytes one token's kept projections take in one layer (f32): q, k, v, gate and up.
+    pub fn kept_projection_bytes_per_token(&self) -> i64 {
+        let c = &self.cfg;
+        ((c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size) * 4
     }
 
     /// Keys and values repeated to every query head (libtorch's fused CPU kernel needs equal
@@ -1045,8 +1073,8 @@ impl Transformer {
 
     /// Decoder layer `i` on `x` (as [`Transformer::layer`], no cache) keeping its attention
     /// output, log-sum-exp and post-attention residual ([`Transformer::saves_attention`] must
-    /// hold), and the MLP's gate and up projections when `keep_mlp` (and
-    /// [`Transformer::keeps_mlp`]), for the no-grad forward of a checkpointed update: the result
+    /// hold), and the q/k/v, gate and up projections' outputs when `keep_projections` (and
+    /// [`Transformer::keeps_projections`]), for the no-grad forward of a checkpointed update: the result
     /// has no graph (the SwiGLU gate is [`rlvr_kernels::swiglu`], one pass over memory). The
     /// attention kernel is the one `scaled_dot_product_attention` dispatches to on a CPU.
     pub fn layer_saving(
@@ -1054,13 +1082,22 @@ impl Transformer {
         i: usize,
         x: &Tensor,
         frame: &Frame,
-        keep_mlp: bool,
+        keep_projections: bool,
     ) -> Result<(Tensor, SavedAttention)> {
         let layer = &self.layers[i];
         let (b, l) = (x.size()[0], x.size()[1]);
         let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
         let (kind, ad) = (self.compute_kind(), self.adapter_use());
-        let (q, k, v) = self.attention_operands(i, x, frame, None)?;
+        let keep = keep_projections && self.keeps_projections(i);
+        let projections = self.qkv_projections(i, x)?;
+        let qkv = keep.then(|| {
+            (
+                projections.0.shallow_clone(),
+                projections.1.shallow_clone(),
+                projections.2.shallow_clone(),
+            )
+        });
+        let (q, k, v) = self.rotated_operands(i, projections, frame)?;
         let (k, v) = self.repeated_kv(k, v)?;
         let (out, lse) = Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu(
             &q,
@@ -1076,7 +1113,7 @@ impl Transformer {
         let (gate, up) = self.gate_up(layer, &mid, kind, ad, false)?;
         let act = rlvr_kernels::swiglu(&gate, &up)?;
         let y = mid.f_add(&layer.down.forward(&act, kind, ad, false)?)?;
-        let gate_up = (keep_mlp && self.keeps_mlp(i)).then_some((gate, up));
+        let gate_up = keep.then_some((gate, up));
         Ok((
             y,
             SavedAttention {
@@ -1084,8 +1121,23 @@ impl Transformer {
                 lse,
                 mid,
                 gate_up,
+                qkv,
             },
         ))
+    }
+
+    /// The attention kernel's operands from layer `i`'s kept projections
+    /// ([`SavedAttention::qkv`]) with their graph (queries, and keys and values repeated to every
+    /// head).
+    pub fn rotated_operands_repeated(
+        &self,
+        i: usize,
+        projections: (Tensor, Tensor, Tensor),
+        frame: &Frame,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (q, k, v) = self.rotated_operands(i, projections, frame)?;
+        let (k, v) = self.repeated_kv(k, v)?;
+        Ok((q, k, v))
     }
 
     /// The attention kernel's operands of layer `i` on `x` with their graph (queries, and keys
@@ -1151,6 +1203,24 @@ impl Transformer {
     pub fn plain_gate_up_weights(&self, i: usize) -> Option<(&Tensor, &Tensor)> {
         let layer = &self.layers[i];
         Some((self.plain(&layer.gate)?, self.plain(&layer.up)?))
+    }
+
+    /// Layer `i`'s q, k and v projections' weights and biases when none has an adapter and
+    /// each weight is stored in the compute kind (their backward can then be written out).
+    pub fn qkv_weights(&self, i: usize) -> Option<[(&Tensor, Option<&Tensor>); 3]> {
+        let layer = &self.layers[i];
+        let kind = self.compute_kind();
+        Some([
+            Self::unadapted(&layer.q, kind)?,
+            Self::unadapted(&layer.k, kind)?,
+            Self::unadapted(&layer.v, kind)?,
+        ])
+    }
+
+    /// `linear`'s weight and bias when it has no adapter and its weight is stored in `kind`.
+    fn unadapted(linear: &Linear, kind: Kind) -> Option<(&Tensor, Option<&Tensor>)> {
+        (linear.adapter.is_none() && linear.weight.kind() == kind)
+            .then_some((&linear.weight, linear.bias.as_ref()))
     }
 
     /// Layer `i`'s output-projection weight when the projection is a plain `out Wᵀ` in the

@@ -110,12 +110,12 @@ fn chunked_checkpointed_update_equals_full_autograd() {
             reference.backward();
             let want = grads(&m);
             let want_value = reference.double_value(&[]);
-            // One layer's kept gate and up: the budget that keeps them in the first layer only.
+            // One layer's kept projections: the budget that keeps them in the first layer only.
             let size = batch.input_ids.size();
-            let one_layer = size[0] * size[1] * m.model.kept_mlp_bytes_per_token();
-            assert!(m.model.keeps_mlp(0), "{name}");
+            let one_layer = size[0] * size[1] * m.model.kept_projection_bytes_per_token();
+            assert!(m.model.keeps_projections(0), "{name}");
             {
-                // What a kept layer hands its backward: the forward's own gate and up.
+                // What a kept layer hands its backward: the forward's own projections.
                 let _guard = tch::no_grad_guard();
                 let positions =
                     rlvr_models::transformer::positions_from_mask(&batch.attention_mask).unwrap();
@@ -124,10 +124,11 @@ fn chunked_checkpointed_update_equals_full_autograd() {
                 for keep in [false, true] {
                     let (_, kept) = m.model.layer_saving(0, &x, &frame, keep).unwrap();
                     assert_eq!(kept.gate_up.is_some(), keep, "{name}");
+                    assert_eq!(kept.qkv.is_some(), keep, "{name}");
                 }
             }
             for (chunk, keep) in [(1, 0), (4, 0), (4, 4 << 10), (4, i64::MAX), (1000, 0)] {
-                for (checkpoint, save_attention, keep_mlp_bytes) in [
+                for (checkpoint, save_attention, keep_projection_bytes) in [
                     (false, false, 0),
                     (true, false, 0),
                     (true, true, 0),
@@ -139,7 +140,7 @@ fn chunked_checkpointed_update_equals_full_autograd() {
                         checkpoint,
                         keep_logits_bytes: keep,
                         save_attention,
-                        keep_mlp_bytes,
+                        keep_projection_bytes,
                     };
                     let value =
                         response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
@@ -265,7 +266,7 @@ fn sharded_update_prefetches_exactly_the_part_gathered_next() {
             checkpoint: true,
             keep_logits_bytes: 0,
             save_attention: true,
-            keep_mlp_bytes: i64::MAX,
+            keep_projection_bytes: i64::MAX,
         };
         rlvr_models::backward::sharded_loss_backward(
             &m.model,

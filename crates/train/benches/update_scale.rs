@@ -8,7 +8,7 @@
 //! qwen2.5-0.5b), RLVR_BENCH_LENGTHS (default 512,1024,2048,4096), RLVR_BENCH_BATCH (2),
 //! RLVR_BENCH_KEEP_LOGITS_MIB (model.keep_logits_mib; default the policy's),
 //! RLVR_BENCH_SAVE_ATTENTION (model.save_attention: 1 | 0; default the policy's),
-//! RLVR_BENCH_KEEP_MLP_MIB (model.keep_mlp_mib; default the policy's),
+//! RLVR_BENCH_KEEP_PROJECTIONS_MIB (model.keep_projections_mib; default the policy's),
 //! RLVR_BENCH_PROMPT (32), RLVR_BENCH_DEVICE (cpu | cuda), RLVR_BENCH_MIXED (bf16 | none, CUDA),
 //! RLVR_BENCH_CHECKPOINT (1 | 0), RLVR_BENCH_STEPS (1: the last step is reported),
 //! RLVR_BENCH_LORA (0: every weight trains; r > 0: LoRA rank r, α = 2r, on all linear layers).
@@ -65,9 +65,9 @@ fn child(len: i64) {
         let mib: i64 = mib.parse().expect("RLVR_BENCH_KEEP_LOGITS_MIB");
         policy.keep_logits_bytes = mib << 20;
     }
-    if let Ok(mib) = std::env::var("RLVR_BENCH_KEEP_MLP_MIB") {
-        let mib: i64 = mib.parse().expect("RLVR_BENCH_KEEP_MLP_MIB");
-        policy.keep_mlp_bytes = mib << 20;
+    if let Ok(mib) = std::env::var("RLVR_BENCH_KEEP_PROJECTIONS_MIB") {
+        let mib: i64 = mib.parse().expect("RLVR_BENCH_KEEP_PROJECTIONS_MIB");
+        policy.keep_projection_bytes = mib << 20;
     }
     let lora: i64 = env("RLVR_BENCH_LORA", "0")
         .parse()
@@ -188,7 +188,7 @@ fn child(len: i64) {
             "peak_rss_mib": peak_rss_mib(),
             "keep_logits_mib": policy.keep_logits_bytes >> 20,
             "save_attention": policy.save_attention,
-            "keep_mlp_mib": policy.keep_mlp_bytes >> 20,
+            "keep_projections_mib": policy.keep_projection_bytes >> 20,
             "rss_before_update_mib": base_rss,
             "loss": loss,
         })

@@ -50,9 +50,10 @@ pub struct PlanInput {
     /// Each layer's attention output, log-sum-exp and post-attention residual kept for the
     /// recomputation (`model.save_attention`, which applies on a CPU in f32).
     pub save_attention: bool,
-    /// MLP gate and up projections kept for the backward, bytes (`model.keep_mlp_mib`, with
-    /// `save_attention`, on a CPU in f32): whole layers while they fit.
-    pub keep_mlp_bytes: i64,
+    /// Projection outputs (q/k/v, gate, up) kept for the backward, bytes
+    /// (`model.keep_projections_mib`, with `save_attention`, on a CPU in f32): whole layers while
+    /// they fit.
+    pub keep_projection_bytes: i64,
     /// Device memory per rank, bytes.
     pub device_bytes: f64,
 }
@@ -202,10 +203,12 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     } else {
         0.0
     };
-    // With `model.keep_mlp_mib` also the gate and up projections of as many layers as fit.
-    let kept_mlp = if input.save_attention && !input.bf16 {
-        let per_layer = b * t * 2.0 * c.intermediate_size as f64 * 4.0;
-        (input.keep_mlp_bytes as f64 / per_layer)
+    // With `model.keep_projections_mib` also the q/k/v, gate and up outputs of as many layers as
+    // fit.
+    let kept_projections = if input.save_attention && !input.bf16 {
+        let width = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size;
+        let per_layer = b * t * width as f64 * 4.0;
+        (input.keep_projection_bytes as f64 / per_layer)
             .floor()
             .min(layers)
             * per_layer
@@ -234,8 +237,13 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         0.0
     };
     let state = weights + gradients + moments + RUNTIME;
-    let update_peak =
-        state + transient + checkpoints + kept_attention + kept_mlp + layer.max(head) + all_reduce;
+    let update_peak = state
+        + transient
+        + checkpoints
+        + kept_attention
+        + kept_projections
+        + layer.max(head)
+        + all_reduce;
     let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache + packed;
     // The gathered tensors come on top of the update's high-water mark: the heap the update
     // fragmented is not reused for them (measured, docs/distributed.md).
@@ -254,7 +262,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         part("AdamW moments (f32)", moments, "always"),
         part("checkpointed layer inputs", checkpoints, "update"),
         part("kept attention outputs (CPU)", kept_attention, "update"),
-        part("kept MLP gate and up (CPU)", kept_mlp, "update"),
+        part("kept projections (CPU)", kept_projections, "update"),
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
         part("rollout KV cache + logits", cache, "rollout"),
@@ -296,7 +304,7 @@ mod tests {
             chunk: 1024,
             keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
-            keep_mlp_bytes: rlvr_models::backward::DEFAULT_KEEP_MLP_BYTES,
+            keep_projection_bytes: rlvr_models::backward::DEFAULT_KEEP_PROJECTION_BYTES,
             device_bytes: 80e9,
         }
     }
@@ -327,18 +335,19 @@ mod tests {
     }
 
     #[test]
-    fn kept_mlp_counts_whole_layers_of_gate_and_up_within_the_budget() {
-        // qwen2.5-7b: intermediate 18944; 1 × (256 + 1024) tokens: one layer's gate and up.
-        let per_layer = 1280.0 * 2.0 * 18944.0 * 4.0;
-        let kept = |bf16: bool, keep_mlp_bytes: i64| {
+    fn kept_projections_count_whole_layers_of_q_k_v_gate_and_up_within_the_budget() {
+        // qwen2.5-7b: 28 heads and 4 kv heads of 128, intermediate 18944; 1 × (256 + 1024)
+        // tokens: one layer's q, k, v, gate and up.
+        let per_layer = 1280.0 * ((28.0 + 8.0) * 128.0 + 2.0 * 18944.0) * 4.0;
+        let kept = |bf16: bool, keep_projection_bytes: i64| {
             let p = plan(&PlanInput {
                 bf16,
-                keep_mlp_bytes,
+                keep_projection_bytes,
                 ..input(Sharding::None, 1)
             });
             p.components
                 .iter()
-                .find(|c| c.name == "kept MLP gate and up (CPU)")
+                .find(|c| c.name == "kept projections (CPU)")
                 .map(|c| c.bytes)
         };
         assert_eq!(kept(false, 0), Some(0.0));

@@ -40,9 +40,9 @@ pub struct PlanArgs {
     /// cpu (f32 activations) | cuda (bf16 mixed precision: bf16 activations and KV cache).
     #[arg(long, default_value = "cuda", value_parser = ["cpu", "cuda"])]
     pub device: String,
-    /// model.keep_mlp_mib: MiB of MLP gate and up projections kept for the backward (CPU, f32).
-    #[arg(long, default_value_t = rlvr_models::policy::DEFAULT_KEEP_MLP_MIB)]
-    pub keep_mlp_mib: i64,
+    /// model.keep_projections_mib: MiB of projection outputs kept for the backward (CPU, f32).
+    #[arg(long, default_value_t = rlvr_models::policy::DEFAULT_KEEP_PROJECTIONS_MIB)]
+    pub keep_projections_mib: i64,
 }
 
 /// The config of `--model`.
@@ -91,7 +91,7 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         chunk: 1024,
         keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
         save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
-        keep_mlp_bytes: args.keep_mlp_mib.max(0) << 20,
+        keep_projection_bytes: args.keep_projections_mib.max(0) << 20,
         device_bytes: args.device_memory * 1e9,
     };
     let p = plan(&input);
