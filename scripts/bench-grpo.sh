@@ -3,8 +3,10 @@
 # random weights, 2 prompts × 8 samples × up to 64 new tokens at temperature 1 (a random model
 # rarely stops, so nearly every response is 64 tokens), a has-a-digit reward
 # (scripts/bench/has_digit.py), PPO-clip GRPO without a reference model, one optimizer step per
-# batch, gradient checkpointing, f32, the same thread count; STEPS steps each (default 3), the
-# median of steps 2.. reported, and each program's peak RSS. rlvr spends memory TRL's
+# batch, gradient checkpointing, f32, the same thread count; STEPS steps each (default 5), the
+# median of steps 2.. reported, and each program's peak RSS. TRL runs twice: with gradient
+# checkpointing (its memory-saving setting, as rlvr's) and without (every activation kept: its
+# fastest setting, at more memory). rlvr spends memory TRL's
 # checkpointing does not on time: it keeps every layer's q/k/v, gate and up projection outputs
 # (model.keep_projections_mib, ~1.1 GiB here) and the first LM-head chunk's logits (model.keep_logits_mib) — same gradients,
 # less recomputation; both peaks are recorded next to the times. Writes $OUT/{rlvr,trl}.json and records $OUT/grpo.json
@@ -13,7 +15,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-steps=${STEPS:-3}
+steps=${STEPS:-5}
 threads=${THREADS:-2}
 out=${OUT:-target/bench-grpo}
 rm -rf "$out"
@@ -73,7 +75,10 @@ cp "$out/runs/rlvr/metrics.jsonl" "$out/rlvr-metrics.jsonl"
 rm -rf "$out/runs"
 OMP_NUM_THREADS=$threads "$python" scripts/bench/grpo_trl.py crates/models/shapes/qwen2.5-0.5b.json \
   "$out/prompts.jsonl" "$steps" "$alphabet" 2>"$out/trl.log" | tail -1 | tee "$out/trl.json"
+OMP_NUM_THREADS=$threads "$python" scripts/bench/grpo_trl.py crates/models/shapes/qwen2.5-0.5b.json \
+  "$out/prompts.jsonl" "$steps" "$alphabet" no-checkpointing 2>"$out/trl-no-checkpointing.log" \
+  | tail -1 | tee "$out/trl-no-checkpointing.json"
 settings=$(printf '{"what": "whole GRPO step, Qwen2.5-0.5B shape, 2 prompts × 8 samples × ≤ 64 tokens", "steps": %s}' "$steps")
 python3 scripts/bench/record.py grpo "${BENCH_COMMAND:-scripts/bench-grpo.sh}" "$settings" "$out/grpo.json" \
-  "$out/rlvr.json" "$out/trl.json"
+  "$out/rlvr.json" "$out/trl.json" "$out/trl-no-checkpointing.json"
 cargo run -q -p rlvr-tests --bin bench-tables -- --print "$out/grpo.json"

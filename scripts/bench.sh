@@ -16,7 +16,8 @@
 #            build (eager and compiled)
 #   rollout-0.5b  the same at the Qwen2.5-0.5B shape, 8 prompts × 8 samples × ≤ 128 tokens
 #   grpo     scripts/bench-grpo.sh: a whole GRPO step at the Qwen2.5-0.5B shape, rlvr vs TRL's
-#            GRPOTrainer on the same work (3 steps each; --quick: 2)
+#            GRPOTrainer with and without gradient checkpointing on the same work (5 steps
+#            each; --quick: 2)
 #   update-path  scripts/bench-update-path.sh: the update step from logits (statistics, loss,
 #            gradient), SimKO vs GRPO, 4 alternating runs at 16 × 1024 and 4 × 1024 tokens of a
 #            32768 vocabulary (--quick: one run at 4 × 256)

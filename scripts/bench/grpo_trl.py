@@ -8,7 +8,10 @@ alphabet's characters; the other ids decode to letters only, so they never count
 Prints one JSON line with every step's seconds, the seconds of its generation (TRL's
 `_generate`, timed by wrapping it) and the process's peak RSS. Development-only.
 
-usage: grpo_trl.py CONFIG_JSON PROMPTS_JSONL STEPS ALPHABET"""
+With a fifth argument `no-checkpointing`, TRL runs without gradient checkpointing (every
+activation kept: more memory, no recomputation) and reports itself as "trl-no-checkpointing".
+
+usage: grpo_trl.py CONFIG_JSON PROMPTS_JSONL STEPS ALPHABET [no-checkpointing]"""
 import json
 import os
 import sys
@@ -42,6 +45,9 @@ def char_tokenizer(vocab_size, alphabet):
 
 def main():
     config_path, prompts_path, steps, alphabet = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    checkpointing = sys.argv[5:] != ["no-checkpointing"]
+    if sys.argv[5:] and checkpointing:
+        sys.exit(f"grpo_trl.py: unknown argument {sys.argv[5]!r} (valid: no-checkpointing)")
     import torch
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
@@ -90,7 +96,7 @@ def main():
             output_dir=out, per_device_train_batch_size=16, gradient_accumulation_steps=1,
             num_generations=8, max_completion_length=64, temperature=1.0, top_p=1.0,
             learning_rate=1e-6, beta=0.0, num_iterations=1, max_grad_norm=1.0,
-            gradient_checkpointing=True, bf16=False, use_cpu=True, logging_steps=1,
+            gradient_checkpointing=checkpointing, bf16=False, use_cpu=True, logging_steps=1,
             max_steps=steps, report_to=[], save_strategy="no", seed=0,
             dataloader_num_workers=0)
         trainer = GRPOTrainer(model=model, reward_funcs=has_digit, args=args,
@@ -100,7 +106,8 @@ def main():
     import resource
     import trl
     lengths = [l["completions/mean_length"] for l in logs if "completions/mean_length" in l]
-    print(json.dumps({"impl": "trl", "trl_version": trl.__version__, "step_seconds": times,
+    print(json.dumps({"impl": "trl" if checkpointing else "trl-no-checkpointing",
+                      "trl_version": trl.__version__, "step_seconds": times,
                       "generate_seconds": generate_times, "mean_length": lengths,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "threads": torch.get_num_threads()}))

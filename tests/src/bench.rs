@@ -445,8 +445,16 @@ fn summary(all: &[(String, Value)]) -> Result<String, String> {
             Some("grpo") => {
                 let rlvr = median_step(row(doc, "rlvr", None));
                 let trl = median_step(row(doc, "trl", None));
+                let fastest = match row(doc, "trl-no-checkpointing", None) {
+                    Some(r) => format!(
+                        "; without checkpointing {} s: **{}×**",
+                        cell(median_step(Some(r)), 1.0, 1),
+                        ratio(rlvr, median_step(Some(r)))
+                    ),
+                    None => String::new(),
+                };
                 format!(
-                    "rlvr {} s, TRL `GRPOTrainer` {} s per step: **{}×** ([table](docs/performance.md))",
+                    "rlvr {} s, TRL `GRPOTrainer` {} s per step: **{}×**{fastest} ([table](docs/performance.md))",
                     cell(rlvr, 1.0, 1),
                     cell(trl, 1.0, 1),
                     ratio(rlvr, trl)
