@@ -146,6 +146,26 @@ fn part_transient(input: &PlanInput, full: bool, gradients: bool) -> f64 {
     }
 }
 
+/// What the checkpointed update's forward keeps besides each layer's input, for `tokens` tokens
+/// per micro-batch: with `model.save_attention` (f32 on a CPU) each layer's attention output,
+/// post-attention residual and log-sum-exp per head; with `model.keep_projections_mib` also the
+/// q/k/v, gate and up outputs of as many whole layers as the budget holds. Bytes of each.
+fn kept_for_backward(input: &PlanInput, tokens: f64) -> (f64, f64) {
+    if !input.save_attention || input.bf16 {
+        return (0.0, 0.0);
+    }
+    let c = &input.config;
+    let layers = c.num_layers as f64;
+    let attention = layers * tokens * (2 * c.hidden_size + c.num_heads) as f64 * 4.0;
+    let width = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size;
+    let per_layer = tokens * width as f64 * 4.0;
+    let projections = (input.keep_projection_bytes as f64 / per_layer)
+        .floor()
+        .min(layers)
+        * per_layer;
+    (attention, projections)
+}
+
 /// Predicts one rank's memory for `input`.
 pub fn plan(input: &PlanInput) -> MemoryPlan {
     let c = &input.config;
@@ -196,25 +216,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     };
     // Decoder-layer inputs kept for the backward (activation checkpointing).
     let checkpoints = layers * b * t * h * act;
-    // With `model.save_attention` (f32 on a CPU) also each layer's attention output, post-attention
-    // residual and log-sum-exp per head.
-    let kept_attention = if input.save_attention && !input.bf16 {
-        layers * b * t * (2.0 * h + c.num_heads as f64) * 4.0
-    } else {
-        0.0
-    };
-    // With `model.keep_projections_mib` also the q/k/v, gate and up outputs of as many layers as
-    // fit.
-    let kept_projections = if input.save_attention && !input.bf16 {
-        let width = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size;
-        let per_layer = b * t * width as f64 * 4.0;
-        (input.keep_projection_bytes as f64 / per_layer)
-            .floor()
-            .min(layers)
-            * per_layer
-    } else {
-        0.0
-    };
+    let (kept_attention, kept_projections) = kept_for_backward(input, b * t);
     // One layer recomputed with its autograd graph: norms, q/k/v/o, residuals, the gated MLP's
     // three projections and product, and GQA's keys and values repeated to every head.
     let heads = (c.num_heads * c.head_dim) as f64;
