@@ -7,9 +7,12 @@
 # median of steps 2.. reported, and each program's peak RSS. TRL runs twice: with gradient
 # checkpointing (its memory-saving setting, as rlvr's) and without (every activation kept: its
 # fastest setting, at more memory). rlvr spends memory TRL's
-# checkpointing does not on time: it keeps every layer's q/k/v, gate and up projection outputs
-# (model.keep_projections_mib, ~1.1 GiB here) and the first LM-head chunk's logits (model.keep_logits_mib) — same gradients,
-# less recomputation; both peaks are recorded next to the times. Writes $OUT/{rlvr,trl}.json and records $OUT/grpo.json
+# checkpointing does not on time: the rollout records its forward passes and the update starts
+# from them instead of running the decoder forward again (train.rollout_activations_mib, ~1.4 GiB
+# here; the metric actor/from_rollout_record says it was used), and it keeps the first LM-head
+# chunks' logits (model.keep_logits_mib); model.keep_projections_mib keeps every layer's
+# q/k/v, gate and up outputs when an update runs its own forward — same gradients up to float
+# rounding, less computation; both peaks are recorded next to the times. Writes $OUT/{rlvr,trl}.json and records $OUT/grpo.json
 # (scripts/bench.sh copies it to docs/bench/). Installs TRL into the bench venv on first use.
 #   scripts/bench-grpo.sh
 set -euo pipefail
@@ -50,6 +53,7 @@ sys.exit(r.returncode)' "$@"
 }
 keep_projections_mib=${KEEP_PROJECTIONS_MIB:-1280}
 keep_logits_mib=${KEEP_LOGITS_MIB:-512}
+rollout_activations_mib=${ROLLOUT_ACTIVATIONS_MIB:-2048}
 OMP_NUM_THREADS=$threads peak_rss "$out/rlvr-peak" target/release/rlvr train --model qwen2.5-0.5b-shape --algo grpo \
   --data "$out/prompts.jsonl" --config "$out/grpo.toml" --steps "$steps" \
   --runs-dir "$out/runs" --name rlvr \
@@ -57,18 +61,23 @@ OMP_NUM_THREADS=$threads peak_rss "$out/rlvr-peak" target/release/rlvr train --m
   --set train.samples_per_prompt=8 --set train.max_new_tokens=64 --set train.micro_batch_size=16 \
   --set train.lr=1e-6 --set train.grad_clip=1.0 --set train.log_samples=0 \
   --set train.checkpoint_every=0 --set train.tensorboard=false \
-  --set model.keep_projections_mib="$keep_projections_mib" --set model.keep_logits_mib="$keep_logits_mib" >&2
-python3 - "$out/runs/rlvr/metrics.jsonl" "$threads" "$out/rlvr-peak" "$keep_projections_mib" "$keep_logits_mib" <<'PY' | tee "$out/rlvr.json"
+  --set model.keep_projections_mib="$keep_projections_mib" --set model.keep_logits_mib="$keep_logits_mib" \
+  --set train.rollout_activations_mib="$rollout_activations_mib" >&2
+python3 - "$out/runs/rlvr/metrics.jsonl" "$threads" "$out/rlvr-peak" "$keep_projections_mib" "$keep_logits_mib" "$rollout_activations_mib" <<'PY' | tee "$out/rlvr.json"
 import json, sys
 m = [json.loads(l) for l in open(sys.argv[1])]
 peak = float(open(sys.argv[3]).read())
+recorded = [r.get("actor/from_rollout_record", 0.0) for r in m]
+if int(sys.argv[6]) > 0 and min(recorded) < 1.0:
+    sys.exit(f"bench-grpo: the update ran its own forward in some steps ({recorded}): the rollout's record did not fit train.rollout_activations_mib = {sys.argv[6]}")
 print(json.dumps({"impl": "rlvr", "step_seconds": [r["time/step"] for r in m],
                   "rollout_seconds": [r["time/rollout"] for r in m],
                   "update_seconds": [r["time/update"] for r in m],
                   "old_stats_seconds": [r.get("time/old_stats", 0.0) for r in m],
                   "mean_length": [r["rollout/response_len"] for r in m],
                   "peak_rss_mib": peak, "keep_projections_mib": int(sys.argv[4]),
-                  "keep_logits_mib": int(sys.argv[5]), "threads": int(sys.argv[2])}))
+                  "keep_logits_mib": int(sys.argv[5]), "rollout_activations_mib": int(sys.argv[6]),
+                  "from_rollout_record": recorded, "threads": int(sys.argv[2])}))
 PY
 # The run's final checkpoint (weights and AdamW moments of the 0.5B shape, ~6 GB) is not needed.
 cp "$out/runs/rlvr/metrics.jsonl" "$out/rlvr-metrics.jsonl"

@@ -39,7 +39,8 @@ pub use loss::{
     Aggregation, GlobalCounts, LossConfig, LossInput, LossOutput, PolicyLoss, TokenMetric,
 };
 pub use policy::{
-    FinishReason, Generation, ModelConfig, Policy, SamplingConfig, SequenceBatch, TextCodec,
+    FinishReason, ForwardRecord, Generation, ModelConfig, Policy, SamplingConfig, SequenceBatch,
+    TextCodec,
 };
 pub use registry::{ComponentKind, Registration};
 pub use reward::{Outcome, RewardInput, Verdict, Verifier, VerifierConfig};

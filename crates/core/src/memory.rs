@@ -11,10 +11,15 @@
 //! (libtorch's `THP_MEM_ALLOC_ENABLE`: 2 MiB-aligned, `madvise(MADV_HUGEPAGE)`): one page fault per
 //! 2 MiB instead of per 4 KiB.
 
+/// Which policy the process runs: 0 glibc's own, 1 [`configure_process_memory`], 2
+/// [`configure_sharded_memory`].
+static POLICY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// Sets the process memory policy above (unless `THP_MEM_ALLOC_ENABLE` is already set, it is set
 /// to 1). Call once at the start of a process, before threads or large tensors exist (the `rlvr`
 /// binary does).
 pub fn configure_process_memory() {
+    POLICY.store(1, std::sync::atomic::Ordering::Relaxed);
     if std::env::var_os("THP_MEM_ALLOC_ENABLE").is_none() {
         // Read by libtorch at its first CPU allocation, which has not happened yet.
         std::env::set_var("THP_MEM_ALLOC_ENABLE", "1");
@@ -50,6 +55,7 @@ pub fn trim_heap() {
 /// between phases stayed resident and the step peaked at 6.2 GiB per rank, under this one at
 /// 5.4 GiB (docs/distributed.md). Call before the model is allocated.
 pub fn configure_sharded_memory() {
+    POLICY.store(2, std::sync::atomic::Ordering::Relaxed);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: as in configure_process_memory; the values are within glibc's ranges.
     unsafe {
@@ -57,4 +63,32 @@ pub fn configure_sharded_memory() {
         libc::mallopt(libc::M_MMAP_MAX, 1 << 16);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
+}
+
+/// Runs `allocate` with blocks of 1 MiB and more mapped on their own, for large tensors that
+/// outlive the phase that allocates them (a rollout's record of its forward passes, read by the
+/// update after it): in the heap of [`configure_process_memory`] such a block would sit between
+/// the phases' working sets and keep both resident; mapped, it is returned to the kernel when
+/// freed and the heap's phases reuse each other's memory as before. Under the other policies
+/// large blocks are mapped anyway.
+pub fn allocate_mapped<T>(allocate: impl FnOnce() -> T) -> T {
+    let heap_only = POLICY.load(std::sync::atomic::Ordering::Relaxed) == 1;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if heap_only {
+        // SAFETY: as in configure_process_memory; the values are within glibc's ranges.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            libc::mallopt(libc::M_MMAP_MAX, 1 << 16);
+        }
+    }
+    let out = allocate();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if heap_only {
+        // SAFETY: as above; blocks mapped meanwhile are still unmapped when freed.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+        }
+    }
+    let _ = heap_only;
+    out
 }

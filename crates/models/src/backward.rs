@@ -5,6 +5,7 @@
 //! layer's input is kept; backward recomputes one layer at a time.
 
 use crate::error::Result;
+use crate::rollout_record::RolloutRecord;
 use crate::stats_grad::{backward_through_stats, ChunkedLogits};
 use crate::transformer::{positions_from_mask, Frame, SavedAttention, Transformer};
 use rlvr_core::{NoHooks, ParamPart, SequenceBatch, ShardHooks, StatsNeeds, TokenStats};
@@ -388,6 +389,61 @@ pub fn sharded_loss_backward(
     hooks: &dyn ShardHooks,
     loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
 ) -> Result<f64> {
+    loss_backward_from(model, batch, needs, plan, hooks, None, loss_of)
+}
+
+/// [`response_loss_backward`] for a batch the model generated at its current weights, starting
+/// from the generation's record ([`crate::rollout_record`]) instead of a forward through the
+/// decoder: `rows` (i64) are the record's rows of the batch's rows, whose columns are the
+/// generation's (the same prompt width). Each layer's backward is the one of a layer that kept
+/// its attention and projections, reading them from the record.
+pub fn recorded_loss_backward(
+    model: &Transformer,
+    batch: &SequenceBatch,
+    record: &mut RolloutRecord,
+    rows: &Tensor,
+    needs: &StatsNeeds,
+    plan: UpdatePlan,
+    loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+) -> Result<f64> {
+    let l = batch.input_ids.size()[1];
+    if batch.prompt_len != record.prompt_len()
+        || l > record.capacity()
+        || rows.size() != [batch.input_ids.size()[0]]
+    {
+        return Err(rlvr_core::CoreError::Shape(format!(
+            "a batch of {:?} with prompts {} wide does not fit a generation's record of {} \
+             columns with prompts {} wide ({:?} rows given)",
+            batch.input_ids.size(),
+            batch.prompt_len,
+            record.capacity(),
+            record.prompt_len(),
+            rows.size()
+        ))
+        .into());
+    }
+    loss_backward_from(
+        model,
+        batch,
+        needs,
+        plan,
+        &NoHooks,
+        Some((record, rows)),
+        loss_of,
+    )
+}
+
+/// The update of [`sharded_loss_backward`], its layer inputs and kept tensors from its own
+/// forward or, with `recorded`, from a generation's record (rows given).
+fn loss_backward_from(
+    model: &Transformer,
+    batch: &SequenceBatch,
+    needs: &StatsNeeds,
+    plan: UpdatePlan,
+    hooks: &dyn ShardHooks,
+    mut recorded: Option<(&mut RolloutRecord, &Tensor)>,
+    loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+) -> Result<f64> {
     let size = batch.input_ids.size();
     let (b, l) = (size[0], size[1]);
     let p = batch.prompt_len;
@@ -397,7 +453,7 @@ pub fn sharded_loss_backward(
         ))
         .into());
     }
-    let checkpoint = plan.checkpoint || hooks.active();
+    let checkpoint = plan.checkpoint || hooks.active() || recorded.is_some();
     let head_part = if model.has_untied_head() {
         ParamPart::Head
     } else {
@@ -419,7 +475,9 @@ pub fn sharded_loss_backward(
             ParamPart::Rest
         }
     };
-    let last = if checkpoint {
+    let last = if let Some((record, rows)) = recorded.as_mut() {
+        record.take_last(rows, l)?.set_requires_grad(true)
+    } else if checkpoint {
         let _guard = tch::no_grad_guard();
         hooks.gather(ParamPart::Embedding)?;
         hooks.prefetch(if n > 0 {
@@ -505,13 +563,23 @@ pub fn sharded_loss_backward(
     if checkpoint {
         let mut g = last.grad();
         for i in (0..model.num_layers()).rev() {
-            let x = inputs[i].f_detach()?.set_requires_grad(true);
+            let (x, kept) = match recorded.as_mut() {
+                Some((record, rows)) => {
+                    let (x, kept) = record.take_layer(i, rows, l)?;
+                    (x, Some(kept))
+                }
+                None => (
+                    inputs[i].shallow_clone(),
+                    saved.get_mut(i).and_then(Option::take),
+                ),
+            };
+            let x = x.f_detach()?.set_requires_grad(true);
             hooks.gather(ParamPart::Layer(i))?;
             if i > 0 {
                 hooks.prefetch(ParamPart::Layer(i - 1))?;
             }
             hooks.zero_grads(ParamPart::Layer(i))?;
-            g = match saved.get_mut(i).and_then(Option::take) {
+            g = match kept {
                 Some(kept) => saved_layer_backward(model, i, &x, kept, &frame, &g)?,
                 None => {
                     recomputed_layer_backward(model, i, &x, &frame, &g)?;

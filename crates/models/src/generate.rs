@@ -6,6 +6,7 @@
 //! own seeded stream, so compaction never changes a sample.
 
 use crate::error::Result;
+use crate::rollout_record::RolloutRecord;
 use crate::sampling::{filtered_logprobs, Sampler};
 use crate::transformer::{positions_from_mask, KvCache, Transformer};
 use rlvr_core::{FinishReason, Generation, SamplingConfig};
@@ -102,6 +103,91 @@ pub fn generate(
     stop_tokens: &[i64],
     pad: i64,
 ) -> Result<Generation> {
+    sample(model, prompt_ids, prompt_mask, cfg, stop_tokens, pad, None)
+}
+
+/// [`generate`], also recording the forward passes for the update
+/// ([`crate::rollout_record`]) when the model can ([`Transformer::records_generation`]) and the
+/// record takes at most `budget_bytes`; the samples are the same either way.
+pub fn generate_recording(
+    model: &Transformer,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    cfg: &SamplingConfig,
+    stop_tokens: &[i64],
+    pad: i64,
+    budget_bytes: u64,
+) -> Result<(Generation, Option<RolloutRecord>)> {
+    let (b, p) = (prompt_ids.size()[0], prompt_ids.size()[1]);
+    let device = prompt_ids.device();
+    let positions = p + cfg.max_new_tokens.max(0);
+    if !model.records_generation(device)
+        || RolloutRecord::bytes(model, b, positions) > budget_bytes as u128
+    {
+        let gen = generate(model, prompt_ids, prompt_mask, cfg, stop_tokens, pad)?;
+        return Ok((gen, None));
+    }
+    let mut record = RolloutRecord::new(model, b, positions, p, device)?;
+    let gen = sample(
+        model,
+        prompt_ids,
+        prompt_mask,
+        cfg,
+        stop_tokens,
+        pad,
+        Some(&mut record),
+    )?;
+    Ok((gen, Some(record)))
+}
+
+/// The forward pass of [`generate`] over `ids` at `positions` after the cache, recording each
+/// layer (and the final residual) into `record`'s rows: for row `r` the pass's row `rows[r]`
+/// (`rows` `None`: row `r` itself) at the cache's column.
+fn forward_hidden(
+    model: &Transformer,
+    (ids, positions, key_mask): (&Tensor, &Tensor, &Tensor),
+    cache: &mut KvCache,
+    record: Option<&mut RolloutRecord>,
+    (rows, expand): (&Tensor, Option<&Tensor>),
+) -> Result<Tensor> {
+    let Some(record) = record else {
+        return model.forward_hidden(ids, positions, key_mask, Some(cache));
+    };
+    let column = cache.len();
+    let spread = |t: Tensor| -> Result<Tensor> {
+        Ok(match expand {
+            Some(e) => t.f_index_select(0, e)?,
+            None => t,
+        })
+    };
+    let (hidden, last) =
+        model.forward_hidden_recording(ids, positions, key_mask, cache, &mut |i, acts| {
+            let acts = crate::transformer::LayerActivations {
+                x: spread(acts.x)?,
+                q: spread(acts.q)?,
+                k: spread(acts.k)?,
+                v: spread(acts.v)?,
+                out: spread(acts.out)?,
+                lse: spread(acts.lse)?,
+                mid: spread(acts.mid)?,
+                gate: spread(acts.gate)?,
+                up: spread(acts.up)?,
+            };
+            record.write_layer(i, acts, column, rows)
+        })?;
+    record.write_last(&spread(last)?, column, rows)?;
+    Ok(hidden)
+}
+
+fn sample(
+    model: &Transformer,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    cfg: &SamplingConfig,
+    stop_tokens: &[i64],
+    pad: i64,
+    mut record: Option<&mut RolloutRecord>,
+) -> Result<Generation> {
     let _guard = tch::no_grad_guard();
     let (b, p) = (prompt_ids.size()[0], prompt_ids.size()[1]);
     let device = prompt_ids.device();
@@ -119,11 +205,13 @@ pub fn generate(
         .f_index_select(0, &unique)?
         .f_to_kind(Kind::Int64)?;
     let upos = positions_from_mask(&umask)?;
-    let hidden = model.forward_hidden(
-        &prompt_ids.f_index_select(0, &unique)?,
-        &upos,
-        &umask,
-        Some(&mut cache),
+    let all_rows = Tensor::f_arange(b, (Kind::Int64, device))?;
+    let hidden = forward_hidden(
+        model,
+        (&prompt_ids.f_index_select(0, &unique)?, &upos, &umask),
+        &mut cache,
+        record.as_deref_mut(),
+        (&all_rows, Some(&expand)),
     )?;
     let mut logits = model
         .logits(&hidden.f_select(1, -1)?)?
@@ -176,11 +264,18 @@ pub fn generate(
         last_pos = last_pos.f_add_scalar(1)?;
         let width = cache.len() + 1;
         let _ = key_mask.f_narrow(1, width - 1, 1)?.f_fill_(1)?;
-        let hidden = model.forward_hidden(
-            &next,
-            &last_pos.f_unsqueeze(1)?,
-            &key_mask.f_narrow(1, 0, width)?,
-            Some(&mut cache),
+        let live_rows = Tensor::from_slice(&live.iter().map(|&r| r as i64).collect::<Vec<_>>())
+            .f_to_device(device)?;
+        let hidden = forward_hidden(
+            model,
+            (
+                &next,
+                &last_pos.f_unsqueeze(1)?,
+                &key_mask.f_narrow(1, 0, width)?,
+            ),
+            &mut cache,
+            record.as_deref_mut(),
+            (&live_rows, None),
         )?;
         logits = model.logits(&hidden.f_select(1, -1)?)?;
     }
@@ -207,5 +302,6 @@ pub fn generate(
             .f_reshape(shape)?
             .f_to_device(device)?,
         finish,
+        record: None,
     })
 }

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod hf_config;
 pub mod lora;
 pub mod policy;
+pub mod rollout_record;
 pub mod sampling;
 pub mod shapes;
 pub mod stats_grad;

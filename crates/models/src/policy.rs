@@ -1,11 +1,14 @@
 //! The [`Policy`] implementation over a HF-layout decoder, and the registered model configs:
 //! `hf` (a Hugging Face folder) and `tiny` (a small Qwen2-style decoder trained from scratch).
 
-use crate::backward::{response_loss_backward, sharded_loss_backward, UpdatePlan};
+use crate::backward::{
+    recorded_loss_backward, response_loss_backward, sharded_loss_backward, UpdatePlan,
+};
 use crate::checkpoint::HfModel;
 use crate::error::ModelError;
 use crate::generate::generate;
 use crate::lora::{self, AdapterSpec, LoraConfig};
+use crate::rollout_record::RolloutRecord;
 use crate::token_stats::{response_stats, DEFAULT_CHUNK};
 use documented::DocumentedFields;
 use rlvr_core::{
@@ -186,6 +189,48 @@ impl Policy for HfPolicy {
             stop_tokens,
             self.pad,
         )?)
+    }
+
+    fn generate_recorded(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        sampling: &SamplingConfig,
+        stop_tokens: &[i64],
+        budget_bytes: u64,
+    ) -> rlvr_core::Result<Generation> {
+        let (mut gen, record) = crate::generate::generate_recording(
+            &self.model.model,
+            prompt_ids,
+            prompt_mask,
+            sampling,
+            stop_tokens,
+            self.pad,
+            budget_bytes,
+        )?;
+        gen.record = record.map(|r| {
+            let rows = r.rows();
+            rlvr_core::ForwardRecord::new(Box::new(r), rows)
+        });
+        Ok(gen)
+    }
+
+    fn backward_loss_recorded(
+        &self,
+        batch: &SequenceBatch,
+        record: &rlvr_core::ForwardRecord,
+        needs: &StatsNeeds,
+        loss_of: &mut dyn FnMut(&TokenStats) -> rlvr_core::Result<Tensor>,
+    ) -> rlvr_core::Result<f64> {
+        let plan = self.update_plan(true);
+        let model = &self.model.model;
+        let rows = Tensor::from_slice(record.rows()).f_to_device(self.device())?;
+        record.with_data(|data| match data.downcast_mut::<RolloutRecord>() {
+            Some(r) => Ok(model.training(|| {
+                recorded_loss_backward(model, batch, r, &rows, needs, plan, loss_of)
+            })?),
+            None => self.backward_loss(batch, needs, loss_of),
+        })
     }
 
     fn var_store(&self) -> &VarStore {

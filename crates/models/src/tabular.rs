@@ -178,6 +178,7 @@ impl Policy for TabularPolicy {
             logp: Tensor::f_stack(&logps, 1)?,
             tokens,
             finish: vec![FinishReason::Length; b as usize],
+            record: None,
         })
     }
 

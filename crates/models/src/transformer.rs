@@ -453,6 +453,33 @@ pub struct SavedAttention {
     pub qkv: Option<(Tensor, Tensor, Tensor)>,
 }
 
+/// One decoder layer's activations for `l` tokens as [`Transformer::layer_recording`] returns
+/// them: the layer's input, its q/k/v projections (before the per-head views and rotary
+/// embedding), the attention output `[B, l, heads, head_dim]` and log-sum-exp `[B, l, heads]`,
+/// the post-attention residual and the MLP's gate and up projections — what
+/// [`SavedAttention`] holds with the projections kept, and the input.
+#[derive(Debug)]
+pub struct LayerActivations {
+    /// The layer's input `[B, l, H]`.
+    pub x: Tensor,
+    /// The q projection `[B, l, heads · head_dim]`.
+    pub q: Tensor,
+    /// The k projection `[B, l, kv_heads · head_dim]`.
+    pub k: Tensor,
+    /// The v projection `[B, l, kv_heads · head_dim]`.
+    pub v: Tensor,
+    /// The attention output `[B, l, heads, head_dim]`.
+    pub out: Tensor,
+    /// The attention's log-sum-exp per query and head, `[B, l, heads]`.
+    pub lse: Tensor,
+    /// The residual stream after attention `[B, l, H]`.
+    pub mid: Tensor,
+    /// The MLP's gate projection `[B, l, intermediate]`.
+    pub gate: Tensor,
+    /// The MLP's up projection `[B, l, intermediate]`.
+    pub up: Tensor,
+}
+
 /// Rotary inverse frequencies in f32 (transformers `_compute_default_rope_parameters` and
 /// `_compute_llama3_parameters`).
 pub fn inv_freq(cfg: &HfConfig) -> Result<Tensor> {
@@ -1124,6 +1151,128 @@ impl Transformer {
                 qkv,
             },
         ))
+    }
+
+    /// Decoder layer `i` on `x` with `cache` (as [`Transformer::layer`] computes it, the same
+    /// operations), also returning what a checkpointed update's backward reads of it
+    /// ([`LayerActivations`]) — for an update that starts from a generation's forward passes
+    /// (`crate::rollout_record`). A CPU f32 pass with plain projections only
+    /// ([`Transformer::records_generation`]).
+    pub fn layer_recording(
+        &self,
+        i: usize,
+        x: &Tensor,
+        frame: &Frame,
+        cache: &mut KvCache,
+    ) -> Result<(Tensor, LayerActivations)> {
+        let layer = &self.layers[i];
+        let (b, l) = (x.size()[0], x.size()[1]);
+        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let (kind, ad) = (self.compute_kind(), self.adapter_use());
+        let scale = (hd as f64).powf(-0.5);
+        let projections = self.qkv_projections(i, x)?;
+        let kept = (
+            projections.0.shallow_clone(),
+            projections.1.shallow_clone(),
+            projections.2.shallow_clone(),
+        );
+        let (q, k, v) = self.rotated_operands(i, projections, frame)?;
+        let (k, v) = cache.append(i, &k, &v)?;
+        // `out` `[B, l, heads, head_dim]`, `lse` `[B, l, heads]`.
+        let (flat, out, lse) = if l == 1 {
+            // The decode step of [`Transformer::layer_parts`] (each K/V head's query group as
+            // rows against it), and the log-sum-exp of the same scores, which it does not return.
+            let grouped = q.f_reshape([b, nkv, nh / nkv, hd])?;
+            let flat = Tensor::f_scaled_dot_product_attention(
+                &grouped,
+                &k,
+                &v,
+                frame.allowed.as_ref(),
+                0.0,
+                false,
+                scale,
+                false,
+            )?
+            .f_reshape([b, l, nh * hd])?;
+            let mut scores = grouped
+                .f_matmul(&k.f_transpose(-2, -1)?)?
+                .f_mul_scalar(scale)?;
+            if let Some(allowed) = &frame.allowed {
+                scores = scores.f_masked_fill(&allowed.f_logical_not()?, f64::NEG_INFINITY)?;
+            }
+            let lse = scores.f_logsumexp([-1], false)?.f_reshape([b, l, nh])?;
+            let out = flat.f_view([b, l, nh, hd])?;
+            (flat, out, lse)
+        } else {
+            // The prefill: the kernel of [`Transformer::layer_saving`], which returns both.
+            let (k, v) = self.repeated_kv(k, v)?;
+            let (out, lse) = Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu(
+                &q,
+                &k,
+                &v,
+                0.0,
+                frame.causal,
+                frame.flash_mask(kind)?,
+                scale,
+            )?;
+            let out = out.f_transpose(1, 2)?;
+            let flat = out.f_reshape([b, l, nh * hd])?;
+            (flat, out, lse.f_transpose(1, 2)?)
+        };
+        let mid = x.f_add(&layer.o.forward(&flat, kind, ad, false)?)?;
+        let (gate, up) = self.gate_up(layer, &mid, kind, ad, false)?;
+        let act = gate.f_silu()?.f_mul(&up)?;
+        let y = mid.f_add(&layer.down.forward(&act, kind, ad, false)?)?;
+        Ok((
+            y,
+            LayerActivations {
+                x: x.shallow_clone(),
+                q: kept.0,
+                k: kept.1,
+                v: kept.2,
+                out,
+                lse,
+                mid,
+                gate,
+                up,
+            },
+        ))
+    }
+
+    /// Whether generation can record what an update needs ([`Transformer::layer_recording`]):
+    /// f32 on a CPU, no batch-invariant passes, and every layer's backward written out from
+    /// kept tensors ([`Transformer::keeps_projections`], plain output and down projections).
+    pub fn records_generation(&self, device: Device) -> bool {
+        device == Device::Cpu
+            && self.compute_kind() == Kind::Float
+            && !self.batch_invariant
+            && (0..self.layers.len()).all(|i| {
+                self.keeps_projections(i)
+                    && self.plain_o_weight(i).is_some()
+                    && self.plain_down_weight(i).is_some()
+            })
+    }
+
+    /// [`Transformer::forward_hidden`] with a cache, handing each layer's
+    /// [`LayerActivations`] to `sink` (layer index first) and returning the final residual
+    /// stream (before the final norm) besides the hidden states.
+    pub fn forward_hidden_recording(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        key_mask: &Tensor,
+        cache: &mut KvCache,
+        sink: &mut dyn FnMut(usize, LayerActivations) -> Result<()>,
+    ) -> Result<(Tensor, Tensor)> {
+        let frame = self.frame(positions, key_mask, cache.len())?;
+        let mut x = self.embed(input_ids)?;
+        for i in 0..self.layers.len() {
+            let (y, acts) = self.layer_recording(i, &x, &frame, cache)?;
+            sink(i, acts)?;
+            x = y;
+        }
+        cache.advance(input_ids.size()[1]);
+        Ok((self.final_norm(&x)?, x))
     }
 
     /// The attention kernel's operands from layer `i`'s kept projections

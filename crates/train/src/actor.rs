@@ -310,9 +310,18 @@ impl Actor {
                 Ok(loss.f_mul_scalar(weight)?)
             }
         };
-        let value = match hooks {
-            Some(hooks) => policy.backward_loss_sharded(&r.seq, needs, hooks, &mut loss_of)?,
-            None => policy.backward_loss(&r.seq, needs, &mut loss_of)?,
+        // No old-policy pass: the weights are the rollout's, whose record (if kept) is this
+        // batch's forward.
+        let record = match (hooks, &part.old_logp) {
+            (None, None) => r.record.as_ref(),
+            _ => None,
+        };
+        let value = match (hooks, record) {
+            (Some(hooks), _) => policy.backward_loss_sharded(&r.seq, needs, hooks, &mut loss_of)?,
+            (None, Some(record)) => {
+                policy.backward_loss_recorded(&r.seq, record, needs, &mut loss_of)?
+            }
+            (None, None) => policy.backward_loss(&r.seq, needs, &mut loss_of)?,
         };
         let ntok = r.mask.sum(Kind::Double).double_value(&[]);
         Ok(MicroStep {
@@ -320,6 +329,7 @@ impl Actor {
             metric_sums: sums,
             tokens: ntok,
             diag,
+            recorded: record.is_some(),
         })
     }
 }
@@ -327,6 +337,9 @@ impl Actor {
 /// What the mini-batches of one update added up to.
 #[derive(Default)]
 struct Tally {
+    /// Micro-batches run, and how many of them started from the rollout's record.
+    micro_steps: usize,
+    recorded: usize,
     /// Sum of the applied updates' losses.
     loss: f64,
     /// Sum of the applied updates' gradient norms.
@@ -352,6 +365,8 @@ impl Tally {
             *self.metric_sums.entry(k).or_insert(0.0) += v;
         }
         self.tokens += out.tokens;
+        self.micro_steps += 1;
+        self.recorded += usize::from(out.recorded);
         if let (Some(all), Some(part)) = (&mut self.diag, out.diag) {
             all.conc
                 .add_sums(&part.conc.to_sums())
@@ -373,6 +388,13 @@ impl Tally {
         m.set("actor/lr", lr, Reduce::Same);
         m.set("actor/updates", updates as f64, Reduce::Same);
         m.set("actor/skipped_updates", self.skipped as f64, Reduce::Same);
+        // The share of micro-batches whose policy was handed the rollout's record
+        // (`train.rollout_activations_mib`).
+        m.set(
+            "actor/from_rollout_record",
+            self.recorded as f64 / self.micro_steps.max(1) as f64,
+            Reduce::ResponseMean,
+        );
         for key in STANDARD_LOSS_METRICS {
             self.metric_sums.entry(key.to_string()).or_insert(0.0);
         }
@@ -407,6 +429,8 @@ struct MicroStep {
     tokens: f64,
     /// The old-policy diagnostics of its tokens, when no old-policy pass ran.
     diag: Option<OnPolicyDiag>,
+    /// Whether it started from the rollout's recorded forward passes.
+    recorded: bool,
 }
 
 /// What the old-policy pass reports besides the log-probs (concentration, rollout mismatch),

@@ -97,6 +97,13 @@ pub struct TrainConfig {
     /// policy is then the update's own weights: its log-probs are the update's, detached, and
     /// the diagnostics come from the update's pass; TRL with num_iterations = 1) | always.
     pub old_logp_pass: OldLogpPass,
+    /// Memory (MiB) for the rollout's own forward passes, kept so that the update starts from
+    /// them instead of running the decoder forward again (docs/performance.md): each layer's
+    /// input, q/k/v, attention output, gate and up projections of every position, ~54 KB per
+    /// token at the Qwen2.5-0.5B shape. Used when the old-policy pass is left out (one
+    /// on-policy step per batch, `old_logp_pass`), the rollout runs in this process on a CPU in
+    /// f32 without adapters, and the whole batch's record fits; 0 = never (the default).
+    pub rollout_activations_mib: u64,
 }
 
 /// Whether the old policy's log-probs get a pass of their own before the update.
@@ -174,6 +181,7 @@ impl Default for TrainConfig {
             sharding: crate::sharding::Sharding::None,
             proximal: Proximal::Current,
             old_logp_pass: OldLogpPass::Auto,
+            rollout_activations_mib: 0,
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn evaluate(
             seed: opts.sampling.seed.wrapping_add(chunk_i as u64 * 7919),
             ..opts.sampling.clone()
         };
-        let ro = rollout(session, chunk, n, &sampling)?;
+        let ro = rollout(session, chunk, n, &sampling, 0)?;
         let r = &ro.responses;
         for i in 0..chunk.len() {
             let correct = ro.outcomes[i * n..(i + 1) * n]

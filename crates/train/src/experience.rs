@@ -113,12 +113,33 @@ pub struct ExperienceInputs<'a> {
 /// `time/*`).
 pub fn make_experience(inputs: &ExperienceInputs<'_>, step: u64) -> Result<(Experience, Metrics)> {
     let t_start = Instant::now();
+    // The update can start from the rollout's forward passes only at the weights that ran
+    // them (one on-policy step per batch), without sharded gradients (whose backward gathers
+    // and reduces part by part).
+    let sharded = inputs.train.sharding as u8 >= crate::sharding::Sharding::Gradients as u8;
+    let record_bytes = if skips_old_pass(inputs) && !sharded {
+        inputs.train.rollout_activations_mib.saturating_mul(1 << 20)
+    } else {
+        0
+    };
     let ro = inputs.session.rollout(
         inputs.problems,
         inputs.train.samples_per_prompt,
         &inputs.sampling,
+        record_bytes,
     )?;
     experience_from(inputs, ro, step, t_start)
+}
+
+/// Whether this step's update is the only optimizer step on its batch, at the weights that
+/// generated it, so that the old-policy pass is left out ([`TrainConfig::skips_old_pass`]; a
+/// batch-invariant policy keeps the pass: its log-probs are the exact ones samplers match).
+fn skips_old_pass(inputs: &ExperienceInputs<'_>) -> bool {
+    inputs
+        .train
+        .skips_old_pass(inputs.algo.correction.is_some())
+        && !inputs.algo.loss.needs_old_pass()
+        && !inputs.session.policy.batch_invariant()
 }
 
 /// [`make_experience`] of a rollout generated already (by the asynchronous generator);
@@ -141,12 +162,7 @@ pub fn experience_from(
     )?;
     let time_advantage = t_adv.elapsed().as_secs_f64();
     let t_old = Instant::now();
-    // A batch-invariant policy keeps the pass: its log-probs are the exact ones samplers match.
-    let skip = inputs
-        .train
-        .skips_old_pass(inputs.algo.correction.is_some())
-        && !inputs.algo.loss.needs_old_pass()
-        && !inputs.session.policy.batch_invariant();
+    let skip = skips_old_pass(inputs);
     let (old, ref_logp) = old_statistics(inputs, &ro.responses, skip)?;
     let time_old = t_old.elapsed().as_secs_f64();
 

@@ -33,6 +33,9 @@ pub struct Responses {
     /// The weight version of each response token `[B, T]` i64 (a row's versions differ only in
     /// partial rollouts, where the weights changed while it generated).
     pub token_version: Tensor,
+    /// The generating forward passes, where the policy recorded them for the update
+    /// (`train.rollout_activations_mib`).
+    pub record: Option<rlvr_core::ForwardRecord>,
 }
 
 impl Responses {
@@ -63,6 +66,9 @@ impl Responses {
             rollout_logp: rows(&self.rollout_logp),
             version: rows(&self.version),
             token_version: rows(&self.token_version),
+            // Rows out of the record's range cannot occur (the tensors above were selected
+            // alike); the update would then run its own forward.
+            record: self.record.as_ref().and_then(|r| r.select(idx).ok()),
         }
     }
 }
@@ -171,6 +177,7 @@ fn served_generation(
         mask: Tensor::from_slice(&mask).reshape(shape).to_device(device),
         logp: Tensor::from_slice(&lp).reshape(shape).to_device(device),
         finish: samples.iter().map(|s| s.finish).collect(),
+        record: None,
     };
     let token_version = Tensor::from_slice(&versions)
         .reshape(shape)
@@ -274,12 +281,15 @@ pub fn generation_samples(gen: &Generation, version: u64) -> Result<Vec<ServedSa
 }
 
 /// Samples `n` responses for each problem with the session's policy (or its
-/// rollout servers) (prompts rendered by its tokenizer) and scores them with its verifier.
+/// rollout servers) (prompts rendered by its tokenizer) and scores them with its verifier. With
+/// `record_bytes` the policy keeps, within that memory, what the update needs of its forward
+/// passes ([`rlvr_core::Policy::generate_recorded`]; generation in this process only).
 pub fn rollout(
     session: &Session,
     problems: &[Problem],
     n: usize,
     sampling: &SamplingConfig,
+    record_bytes: u64,
 ) -> Result<Rollout> {
     let prompts = encode_step_prompts(session, problems, n)?;
     let policy = session.policy.as_ref();
@@ -288,7 +298,17 @@ pub fn rollout(
     let stop = codec.stop_tokens();
     let (gen, versions, token_versions) = match &session.engine {
         None => {
-            let gen = policy.generate(&prompts.ids, &prompts.mask, sampling, &stop)?;
+            let gen = if record_bytes > 0 {
+                policy.generate_recorded(
+                    &prompts.ids,
+                    &prompts.mask,
+                    sampling,
+                    &stop,
+                    record_bytes,
+                )?
+            } else {
+                policy.generate(&prompts.ids, &prompts.mask, sampling, &stop)?
+            };
             let rows = gen.tokens.size()[0] as usize;
             (gen, vec![session.weight_version as i64; rows], None)
         }
@@ -396,6 +416,7 @@ pub fn score_rollout(
             rollout_logp: gen.logp,
             token_version,
             version: Tensor::from_slice(&versions).to_device(device),
+            record: gen.record,
         },
         texts,
         outcomes: verdicts.iter().map(|v| v.outcome).collect(),

@@ -159,14 +159,17 @@ impl Session {
         Ok(before - problems.len())
     }
 
-    /// Samples `n` responses for each of `problems` with `sampling` and scores them.
+    /// Samples `n` responses for each of `problems` with `sampling` and scores them; with
+    /// `record_bytes`, the policy records its forward passes for the update within that memory
+    /// ([`crate::rollout::rollout`]).
     pub fn rollout(
         &self,
         problems: &[Problem],
         n: usize,
         sampling: &SamplingConfig,
+        record_bytes: u64,
     ) -> Result<Rollout> {
-        rollout(self, problems, n, sampling)
+        rollout(self, problems, n, sampling, record_bytes)
     }
 
     /// Evaluates the policy on `problems` (pass@K, mean@n, concentration diagnostics), the

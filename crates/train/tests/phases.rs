@@ -183,6 +183,62 @@ fn without_the_old_policy_pass_the_update_and_its_diagnostics_are_unchanged() {
 }
 
 #[test]
+fn the_update_from_the_rollouts_forward_passes_equals_the_one_that_runs_its_own() {
+    // train.rollout_activations_mib: the rollout records its forward passes and the update
+    // (one on-policy step, micro-batches of shuffled rows) starts from them instead of running
+    // the decoder again. Same weights after the step, loss and gradient norm, to f32 rounding.
+    for algo in ["simko", "grpo"] {
+        let cfg = |mib: i64| {
+            small_config(&[
+                ("algo.preset", toml::Value::String(algo.into())),
+                ("train.micro_batch_size", toml::Value::Integer(3)),
+                ("train.rollout_activations_mib", toml::Value::Integer(mib)),
+            ])
+        };
+        let run = |mib: i64| {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut t = Trainer::new(cfg(mib), tmp.path()).unwrap();
+            let (exp, mut m) = t.make_experience().unwrap();
+            let recorded = exp.responses.record.is_some();
+            // The update reads the record only without an old-policy pass.
+            assert!(exp.old_logp.is_none(), "{algo}: one on-policy step");
+            m.extend(update_once(&mut t, &exp));
+            (recorded, m, params(&t))
+        };
+        let (recorded, ma, pa) = run(1024);
+        let (plain, mb, pb) = run(0);
+        assert!(recorded, "{algo}: the rollout kept its forward passes");
+        assert!(!plain, "{algo}: nothing kept without the budget");
+        let mut moved = 0.0f64;
+        for ((name, a), (_, b)) in pa.iter().zip(&pb) {
+            let rel = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-12);
+            assert!(rel <= 1e-5, "{algo} {name}: {rel}");
+            moved = moved.max(rel);
+        }
+        for key in ["actor/loss", "actor/grad_norm", "conc/entropy"] {
+            let (x, y) = (ma.value(key), mb.value(key));
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{algo} {key}: {x} from the record, {y} recomputed"
+            );
+        }
+        assert!(ma.value("actor/grad_norm") > 0.0, "{algo}: a real update");
+        assert_eq!(ma.value("actor/from_rollout_record"), 1.0, "{algo}");
+        assert_eq!(mb.value("actor/from_rollout_record"), 0.0, "{algo}");
+    }
+    // Too little memory for the whole batch's record: none is kept, the update runs its own
+    // forward.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Trainer::new(
+        small_config(&[("train.rollout_activations_mib", toml::Value::Integer(1))]),
+        tmp.path(),
+    )
+    .unwrap();
+    let (exp, _) = t.make_experience().unwrap();
+    assert!(exp.responses.record.is_none());
+}
+
+#[test]
 fn one_sft_step_changes_the_weights() {
     use rlvr_train::sft::{sft, SftSpec};
     rlvr_models::link_anchor();

@@ -76,7 +76,7 @@ pub fn exec(args: SampleArgs) -> Result<()> {
         let mut sampling = session.sampling_with_seed(args.seed);
         // Response r draws from stream r whichever batch it is in.
         sampling.first_stream = start as u64;
-        let ro = session.rollout(std::slice::from_ref(&problem), rows, &sampling)?;
+        let ro = session.rollout(std::slice::from_ref(&problem), rows, &sampling, 0)?;
         for ((t, o), score) in ro.texts.iter().zip(&ro.outcomes).zip(ro.score_values()) {
             *counts
                 .entry((*o == Outcome::Correct, t.clone()))
