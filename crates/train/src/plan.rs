@@ -54,6 +54,10 @@ pub struct PlanInput {
     /// (`model.keep_projections_mib`, with `save_attention`, on a CPU in f32): whole layers while
     /// they fit.
     pub keep_projection_bytes: i64,
+    /// `train.rollout_activations_mib` in bytes: the rollout records its forward passes for the
+    /// update (CPU, f32, not under `gradients` or `full` sharding) when the whole rollout's
+    /// record fits; assumes one on-policy step per batch, where the update reads it.
+    pub rollout_record_bytes: i64,
     /// Device memory per rank, bytes.
     pub device_bytes: f64,
 }
@@ -166,6 +170,57 @@ fn kept_for_backward(input: &PlanInput, tokens: f64) -> (f64, f64) {
     (attention, projections)
 }
 
+/// The rollout's record of its forward passes (`rlvr_models::rollout_record`), bytes: each
+/// layer's input, q/k/v, attention output and log-sum-exp, post-attention residual, gate and up,
+/// and the final residual stream, f32, for every rollout row and position; 0 when it is not
+/// taken (off, bf16, sharded gradients, or over its budget).
+fn rollout_record(input: &PlanInput, t: f64) -> f64 {
+    let c = &input.config;
+    let sharded = input.sharding as u8 >= Sharding::Gradients as u8 && input.ranks > 1;
+    if input.rollout_record_bytes <= 0 || input.bf16 || sharded {
+        return 0.0;
+    }
+    let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    let width = 2 * c.hidden_size + 2 * q + 2 * kv + c.num_heads + 2 * c.intermediate_size;
+    let per_token = (c.num_layers * width + c.hidden_size) as f64 * 4.0;
+    let bytes = per_token * input.rollout_rows.max(1) as f64 * t;
+    if bytes <= input.rollout_record_bytes as f64 {
+        bytes
+    } else {
+        0.0
+    }
+}
+
+/// The update's LM-head phase for `responses` response tokens of `tokens`: one chunk's f32
+/// logits (its gradient is written over them), the logits kept besides it, and the final hidden
+/// states.
+fn head_bytes(input: &PlanInput, responses: f64, tokens: f64) -> f64 {
+    let (h, v) = (
+        input.config.hidden_size as f64,
+        input.config.vocab_size as f64,
+    );
+    let chunk = (input.chunk as f64)
+        .min(((1u64 << 27) as f64 / v).floor())
+        .max(1.0);
+    let head_chunk = chunk.min(responses) * v * 4.0;
+    let kept = (input.keep_logits_bytes as f64).min((responses - chunk).max(0.0) * v * 4.0);
+    head_chunk + kept + tokens * h * 4.0
+}
+
+/// What the update's backward reads besides the head for micro-batches of `b` sequences of `t`
+/// tokens: the rollout's record, or its own forward's checkpointed layer inputs, kept attention
+/// and kept projections (the record replaces the three). Bytes of each, in that order.
+fn update_inputs(input: &PlanInput, b: f64, t: f64, act: f64) -> (f64, f64, f64, f64) {
+    let record = rollout_record(input, t);
+    if record > 0.0 {
+        return (record, 0.0, 0.0, 0.0);
+    }
+    let c = &input.config;
+    let checkpoints = (c.num_layers * c.hidden_size) as f64 * b * t * act;
+    let (attention, projections) = kept_for_backward(input, b * t);
+    (0.0, checkpoints, attention, projections)
+}
+
 /// Predicts one rank's memory for `input`.
 pub fn plan(input: &PlanInput) -> MemoryPlan {
     let c = &input.config;
@@ -214,21 +269,12 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     } else {
         8.0 * p
     };
-    // Decoder-layer inputs kept for the backward (activation checkpointing).
-    let checkpoints = layers * b * t * h * act;
-    let (kept_attention, kept_projections) = kept_for_backward(input, b * t);
+    let (record, checkpoints, kept_attention, kept_projections) = update_inputs(input, b, t, act);
     // One layer recomputed with its autograd graph: norms, q/k/v/o, residuals, the gated MLP's
     // three projections and product, and GQA's keys and values repeated to every head.
     let heads = (c.num_heads * c.head_dim) as f64;
     let layer = b * t * (10.0 * h + 6.0 * i + 2.0 * heads) * act;
-    // The LM head: one chunk's f32 logits (its gradient is written over them), the logits kept
-    // besides it, and the final hidden states.
-    let chunk = (input.chunk as f64)
-        .min(((1u64 << 27) as f64 / v).floor())
-        .max(1.0);
-    let head_chunk = chunk.min(b * response) * v * 4.0;
-    let kept = (input.keep_logits_bytes as f64).min((b * response - chunk).max(0.0) * v * 4.0);
-    let head = head_chunk + kept + b * t * h * 4.0;
+    let head = head_bytes(input, b * response, b * t);
     let (cache, packed) = rollout_buffers(input, t, act, projections);
     let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
     // The sharded optimizer's all-gather: a piece of at most 16M elements from each rank, and
@@ -244,9 +290,11 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         + checkpoints
         + kept_attention
         + kept_projections
+        + record
         + layer.max(head)
         + all_reduce;
-    let rollout_peak = weights_rollout + gradients_rollout + moments + RUNTIME + cache + packed;
+    let rollout_peak =
+        weights_rollout + gradients_rollout + moments + RUNTIME + cache + packed + record;
     // The gathered tensors come on top of the update's high-water mark: the heap the update
     // fragmented is not reused for them (measured, docs/distributed.md).
     let optimizer_peak = update_peak + gather;
@@ -265,6 +313,11 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         part("checkpointed layer inputs", checkpoints, "update"),
         part("kept attention outputs (CPU)", kept_attention, "update"),
         part("kept projections (CPU)", kept_projections, "update"),
+        part(
+            "rollout's recorded forward passes (CPU)",
+            record,
+            "rollout and update",
+        ),
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
         part("rollout KV cache + logits", cache, "rollout"),
@@ -307,6 +360,7 @@ mod tests {
             keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
             keep_projection_bytes: rlvr_models::backward::DEFAULT_KEEP_PROJECTION_BYTES,
+            rollout_record_bytes: 0,
             device_bytes: 80e9,
         }
     }
@@ -334,6 +388,44 @@ mod tests {
         assert_eq!(off, Some(0.0));
         assert_eq!(peak_on - peak_off, want);
         assert_eq!(kept(true, true).0, Some(0.0));
+    }
+
+    #[test]
+    fn the_rollouts_record_counts_every_layer_and_position_of_the_rollout_and_replaces_the_kept_tensors(
+    ) {
+        // qwen2.5-7b: 28 layers, hidden 3584, 28 heads and 4 kv heads of 128, intermediate
+        // 18944; 8 rollout rows of 256 + 1024 positions.
+        let width = 2.0 * 3584.0 + 2.0 * 28.0 * 128.0 + 2.0 * 4.0 * 128.0 + 28.0 + 2.0 * 18944.0;
+        let want = (28.0 * width + 3584.0) * 4.0 * 8.0 * 1280.0;
+        let with = |budget: f64, bf16: bool| {
+            plan(&PlanInput {
+                bf16,
+                save_attention: true,
+                rollout_record_bytes: budget as i64,
+                ..input(Sharding::None, 1)
+            })
+        };
+        let (on, off) = (with(want, false), with(0.0, false));
+        assert_eq!(of(&on, "rollout's recorded forward passes (CPU)"), want);
+        assert_eq!(of(&off, "rollout's recorded forward passes (CPU)"), 0.0);
+        assert!((on.rollout_peak - off.rollout_peak - want).abs() <= 1.0);
+        // The update reads the record instead of keeping its own forward's tensors.
+        for kept in ["checkpointed layer inputs", "kept attention outputs (CPU)"] {
+            assert_eq!(of(&on, kept), 0.0, "{kept}");
+            assert!(of(&off, kept) > 0.0, "{kept}");
+        }
+        // Over its budget, or in bf16, no record is taken.
+        assert_eq!(
+            of(
+                &with(want - 1.0, false),
+                "rollout's recorded forward passes (CPU)"
+            ),
+            0.0
+        );
+        assert_eq!(
+            of(&with(want, true), "rollout's recorded forward passes (CPU)"),
+            0.0
+        );
     }
 
     #[test]

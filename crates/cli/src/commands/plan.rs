@@ -43,6 +43,10 @@ pub struct PlanArgs {
     /// model.keep_projections_mib: MiB of projection outputs kept for the backward (CPU, f32).
     #[arg(long, default_value_t = rlvr_models::policy::DEFAULT_KEEP_PROJECTIONS_MIB)]
     pub keep_projections_mib: i64,
+    /// train.rollout_activations_mib: MiB for the rollout's recorded forward passes, which the
+    /// update then reads instead of running its forward (CPU, f32; counted when they fit).
+    #[arg(long, default_value_t = 0)]
+    pub rollout_activations_mib: i64,
 }
 
 /// The config of `--model`.
@@ -92,6 +96,7 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
         save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
         keep_projection_bytes: args.keep_projections_mib.max(0) << 20,
+        rollout_record_bytes: args.rollout_activations_mib.max(0).saturating_mul(1 << 20),
         device_bytes: args.device_memory * 1e9,
     };
     let p = plan(&input);
