@@ -1098,6 +1098,31 @@ impl Transformer {
         ))
     }
 
+    /// libtorch's CPU flash-attention kernel (what `scaled_dot_product_attention` dispatches to
+    /// on a CPU) on queries `[B, heads, l, head_dim]` and keys and values of the K/V heads
+    /// (repeated to every head here): the output `[B, heads, l, head_dim]` and the log-sum-exp
+    /// per query `[B, heads, l]`.
+    fn flash_attention(
+        &self,
+        q: &Tensor,
+        k: Tensor,
+        v: Tensor,
+        frame: &Frame,
+    ) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self.repeated_kv(k, v)?;
+        Ok(
+            Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu(
+                q,
+                &k,
+                &v,
+                0.0,
+                frame.causal,
+                frame.flash_mask(self.compute_kind())?,
+                (self.cfg.head_dim as f64).powf(-0.5),
+            )?,
+        )
+    }
+
     /// Decoder layer `i` on `x` (as [`Transformer::layer`], no cache) keeping its attention
     /// output, log-sum-exp and post-attention residual ([`Transformer::saves_attention`] must
     /// hold), and the q/k/v, gate and up projections' outputs when `keep_projections` (and
@@ -1125,16 +1150,7 @@ impl Transformer {
             )
         });
         let (q, k, v) = self.rotated_operands(i, projections, frame)?;
-        let (k, v) = self.repeated_kv(k, v)?;
-        let (out, lse) = Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu(
-            &q,
-            &k,
-            &v,
-            0.0,
-            frame.causal,
-            frame.flash_mask(kind)?,
-            (hd as f64).powf(-0.5),
-        )?;
+        let (out, lse) = self.flash_attention(&q, k, v, frame)?;
         let flat = out.f_transpose(1, 2)?.f_reshape([b, l, nh * hd])?;
         let mid = x.f_add(&layer.o.forward(&flat, kind, ad, false)?)?;
         let (gate, up) = self.gate_up(layer, &mid, kind, ad, false)?;
@@ -1205,16 +1221,7 @@ impl Transformer {
             (flat, out, lse)
         } else {
             // The prefill: the kernel of [`Transformer::layer_saving`], which returns both.
-            let (k, v) = self.repeated_kv(k, v)?;
-            let (out, lse) = Tensor::f_internal_scaled_dot_product_flash_attention_for_cpu(
-                &q,
-                &k,
-                &v,
-                0.0,
-                frame.causal,
-                frame.flash_mask(kind)?,
-                scale,
-            )?;
+            let (out, lse) = self.flash_attention(&q, k, v, frame)?;
             let out = out.f_transpose(1, 2)?;
             let flat = out.f_reshape([b, l, nh * hd])?;
             (flat, out, lse.f_transpose(1, 2)?)

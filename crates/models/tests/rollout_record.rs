@@ -5,66 +5,11 @@
 mod common;
 use common::*;
 
-use rlvr_core::{SamplingConfig, SequenceBatch, StatsNeeds, TokenStats};
+use rlvr_core::{SamplingConfig, SequenceBatch};
 use rlvr_models::backward::{recorded_loss_backward, response_loss_backward, UpdatePlan};
 use rlvr_models::generate::{generate, generate_recording};
 use rlvr_models::rollout_record::RolloutRecord;
-use rlvr_models::HfModel;
 use tch::{Device, Kind, Tensor};
-
-fn needs() -> StatsNeeds {
-    StatsNeeds {
-        entropy: true,
-        entropy_grad: true,
-        topk: 3,
-        top1: true,
-        reference: false,
-    }
-}
-
-/// Every differentiable statistic, coupled non-linearly over the batch.
-fn loss(s: &TokenStats, mask: &Tensor) -> Tensor {
-    let top1 = s.is_top1.as_ref().unwrap();
-    let per_token = &s.logp * (top1 * 0.5 + 1.0)
-        + s.topk_logp.as_ref().unwrap().select(-1, 1) * 0.7
-        - s.entropy.as_ref().unwrap() * 0.3;
-    let total = (per_token * mask).sum(Kind::Float) / mask.sum(Kind::Float);
-    &total * &total + total
-}
-
-fn grads(m: &HfModel) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> =
-        m.vs.variables()
-            .into_iter()
-            .map(|(k, t)| {
-                let g = t.grad();
-                let g = if g.defined() {
-                    g.copy()
-                } else {
-                    t.zeros_like()
-                };
-                (k, g)
-            })
-            .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, t) in m.vs.variables() {
-        let mut t = t;
-        t.zero_grad();
-    }
-    v
-}
-
-fn max_rel_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|((k, x), (_, y))| {
-            let scale = x.abs().max().double_value(&[]).max(1e-6);
-            let d = (x - y).abs().max().double_value(&[]) / scale;
-            assert!(d.is_finite(), "{k}: non-finite gradient");
-            d
-        })
-        .fold(0.0, f64::max)
-}
 
 /// Prompts of different lengths (left padding), two of them equal (one prefill for both).
 fn prompts() -> Vec<Vec<i64>> {

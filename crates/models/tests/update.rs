@@ -4,32 +4,10 @@
 mod common;
 use common::*;
 
-use rlvr_core::{SequenceBatch, StatsNeeds, TokenStats};
+use rlvr_core::SequenceBatch;
 use rlvr_models::backward::{response_loss_backward, UpdatePlan};
 use rlvr_models::token_stats::response_stats;
-use rlvr_models::HfModel;
 use tch::{Device, Kind, Tensor};
-
-fn needs() -> StatsNeeds {
-    StatsNeeds {
-        entropy: true,
-        entropy_grad: true,
-        topk: 3,
-        top1: true,
-        reference: false,
-    }
-}
-
-/// A loss that uses every differentiable statistic and couples the batch non-linearly (a square
-/// of a sum), so per-token separability cannot be what makes chunking exact.
-fn loss(s: &TokenStats, mask: &Tensor) -> Tensor {
-    let top1 = s.is_top1.as_ref().unwrap();
-    let per_token = &s.logp * (top1 * 0.5 + 1.0)
-        + s.topk_logp.as_ref().unwrap().select(-1, 1) * 0.7
-        - s.entropy.as_ref().unwrap() * 0.3;
-    let total = (per_token * mask).sum(Kind::Float) / mask.sum(Kind::Float);
-    &total * &total + total
-}
 
 fn batch() -> (SequenceBatch, Tensor) {
     batch_padded(true)
@@ -55,40 +33,6 @@ fn batch_padded(padded: bool) -> (SequenceBatch, Tensor) {
         },
         rmask,
     )
-}
-
-fn grads(m: &HfModel) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> =
-        m.vs.variables()
-            .into_iter()
-            .map(|(k, t)| {
-                let g = t.grad();
-                let g = if g.defined() {
-                    g.copy()
-                } else {
-                    t.zeros_like()
-                };
-                (k, g)
-            })
-            .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, t) in m.vs.variables() {
-        let mut t = t;
-        t.zero_grad();
-    }
-    v
-}
-
-fn max_rel_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|((k, x), (_, y))| {
-            let scale = x.abs().max().double_value(&[]).max(1e-6);
-            let d = (x - y).abs().max().double_value(&[]) / scale;
-            assert!(d.is_finite(), "{k}: non-finite gradient");
-            d
-        })
-        .fold(0.0, f64::max)
 }
 
 #[test]
