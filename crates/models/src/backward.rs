@@ -27,10 +27,15 @@ pub struct UpdatePlan {
     /// (`model.save_attention`).
     pub save_attention: bool,
     /// With the attention kept, also keep the outputs of the q/k/v, gate and up projections of
-    /// as many layers (first to last) as fit in these bytes, so that their backward runs none
+    /// as many layers (last to first) as fit in these bytes, so that their backward runs none
     /// of those products again (`model.keep_projections_mib`): memory traded for five of the
     /// layer's seven matmuls (the ones the recomputation still ran).
     pub keep_projection_bytes: i64,
+    /// Besides those budgets, keep logits and projection outputs in the memory the decoder
+    /// layers' gradients will take later in the same update, where none of them exists yet (the
+    /// first micro-batch after an optimizer step released them: [`kept_budgets`]), so that the
+    /// update's peak does not rise (`model.keep_in_gradient_memory`).
+    pub keep_in_gradient_memory: bool,
 }
 
 /// The default [`UpdatePlan::keep_logits_bytes`] (`model.keep_logits_mib = 0`): only the last
@@ -38,6 +43,10 @@ pub struct UpdatePlan {
 /// Qwen2.5-0.5B shape (docs/performance.md): keeping one more chunk (512 MiB) saved no time
 /// measurable at 2 × 1024 or 2 × 2048 tokens and raised the peak by 0.8 GiB at 2 × 1024.
 pub const DEFAULT_KEEP_LOGITS_BYTES: i64 = 0;
+
+/// The default of [`UpdatePlan::keep_in_gradient_memory`] (`model.keep_in_gradient_memory =
+/// true`).
+pub const DEFAULT_KEEP_IN_GRADIENT_MEMORY: bool = true;
 
 /// The default of [`UpdatePlan::save_attention`] (`model.save_attention = true`).
 pub const DEFAULT_SAVE_ATTENTION: bool = true;
@@ -57,7 +66,77 @@ impl UpdatePlan {
             keep_logits_bytes: DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: DEFAULT_SAVE_ATTENTION,
             keep_projection_bytes: DEFAULT_KEEP_PROJECTION_BYTES,
+            keep_in_gradient_memory: DEFAULT_KEEP_IN_GRADIENT_MEMORY,
         }
+    }
+}
+
+/// What one update keeps for its backward instead of computing it again ([`kept_budgets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptBudgets {
+    /// Bytes of LM-head logits kept from the statistics pass besides the last chunk's.
+    pub logits_bytes: i64,
+    /// Per decoder layer, whether its forward keeps its projections' outputs.
+    pub projection_layers: Vec<bool>,
+    /// Of those, what the memory of the layers' pending gradients holds, bytes.
+    pub in_gradient_memory: i64,
+}
+
+/// The budgets of an update of `b` sequences of `l` tokens, `t` of them responses, whose layer
+/// `i` keeps its attention where `layer(i).0` and can keep its projections where `layer(i).1`:
+/// the plan's own (`keep_logits_bytes`, `keep_projection_bytes`) plus, with
+/// [`UpdatePlan::keep_in_gradient_memory`] and where `room_applies` (one process's own
+/// gradients, with checkpointing), the memory the layers' backward will need later and that
+/// is free until then. During the LM head the forward's keeps are live (each layer's input,
+/// its kept attention and the budgets' logits and projections); by the end of the layers'
+/// backward they are freed and the layers' gradients, which do not exist yet
+/// ([`Transformer::pending_layer_gradient_bytes`]), are allocated in their place. The
+/// difference goes first to the head's logits (all freed before any layer's gradient is
+/// made), then to the projections of the last layers, whose backward runs first and frees
+/// each as that layer's gradients come; so the update's peak stays where it was. Projections
+/// are kept for whole layers, the last ones first, where the layer can keep them.
+pub fn kept_budgets(
+    model: &Transformer,
+    plan: &UpdatePlan,
+    (b, l, t): (i64, i64, i64),
+    room_applies: bool,
+    layer: &dyn Fn(usize) -> (bool, bool),
+) -> KeptBudgets {
+    let n = model.num_layers();
+    let vocab = model.head_weight().size()[0];
+    let keepable =
+        crate::stats_grad::keepable_logits_bytes(b * t, head_chunk(plan.chunk, vocab), vocab);
+    let per_layer = b * l * model.kept_projection_bytes_per_token();
+    let mut projection_layers = vec![false; n];
+    let take_layers = |budget: i64, layers: &mut Vec<bool>| {
+        let mut budget = budget;
+        for i in (0..n).rev() {
+            if !layers[i] && budget >= per_layer && layer(i).1 {
+                layers[i] = true;
+                budget -= per_layer;
+            }
+        }
+    };
+    let logits_bytes = plan.keep_logits_bytes.max(0).min(keepable);
+    take_layers(plan.keep_projection_bytes.max(0), &mut projection_layers);
+    let count = |layers: &[bool]| layers.iter().filter(|&&k| k).count() as i64;
+    let explicit = logits_bytes + count(&projection_layers) * per_layer;
+    let room = if plan.keep_in_gradient_memory && room_applies {
+        let forward: i64 = (0..n)
+            .map(|i| b * l * model.checkpointed_bytes_per_token(layer(i).0))
+            .sum();
+        (model.pending_layer_gradient_bytes() - forward - explicit).max(0)
+    } else {
+        0
+    };
+    let logits_room = room.min(keepable - logits_bytes);
+    let before = count(&projection_layers);
+    take_layers(room - logits_room, &mut projection_layers);
+    let projections_room = (count(&projection_layers) - before) * per_layer;
+    KeptBudgets {
+        logits_bytes: logits_bytes + logits_room,
+        projection_layers,
+        in_gradient_memory: logits_room + projections_room,
     }
 }
 
@@ -475,6 +554,9 @@ fn loss_backward_from(
             ParamPart::Rest
         }
     };
+    // The logits kept for the gradient pass: the plan's, or with checkpointing what
+    // [`kept_budgets`] gives them.
+    let mut keep_logits = plan.keep_logits_bytes;
     let last = if let Some((record, rows)) = recorded.as_mut() {
         record.take_last(rows, l)?.set_requires_grad(true)
     } else if checkpoint {
@@ -487,18 +569,18 @@ fn loss_backward_from(
         })?;
         let mut x = model.embed(&batch.input_ids)?;
         hooks.release(ParamPart::Embedding)?;
-        // What the layers' kept projections may still take (`plan.keep_projection_bytes`).
-        let mut projection_budget = plan.keep_projection_bytes;
-        let projection_bytes = b * l * model.kept_projection_bytes_per_token();
+        let room_applies = !hooks.active();
+        let budgets = kept_budgets(model, &plan, (b, l, t), room_applies, &|i| {
+            let saves = plan.save_attention && model.saves_attention(i, &x);
+            (saves, saves && model.keeps_projections(i))
+        });
+        tracing::debug!(?budgets, "the update's kept logits and projections");
         for i in 0..n {
             inputs.push(x.shallow_clone());
             hooks.gather(ParamPart::Layer(i))?;
             hooks.prefetch(after(i))?;
             if plan.save_attention && model.saves_attention(i, &x) {
-                let keep = projection_budget >= projection_bytes && model.keeps_projections(i);
-                if keep {
-                    projection_budget -= projection_bytes;
-                }
+                let keep = budgets.projection_layers[i];
                 let (y, kept) = model.layer_saving(i, &x, &frame, keep)?;
                 saved.push(Some(kept));
                 x = y;
@@ -508,6 +590,7 @@ fn loss_backward_from(
             }
             hooks.release(ParamPart::Layer(i))?;
         }
+        keep_logits = budgets.logits_bytes;
         x.f_detach()?.set_requires_grad(true)
     } else {
         let mut x = model.embed(&batch.input_ids)?;
@@ -539,15 +622,8 @@ fn loss_backward_from(
         touched: std::cell::Cell::new(false),
     };
     let chunk = head_chunk(plan.chunk, weight.size()[0]);
-    let value = backward_through_stats(
-        &head,
-        &targets,
-        &[b, t],
-        needs,
-        chunk,
-        plan.keep_logits_bytes,
-        loss_of,
-    )?;
+    let value =
+        backward_through_stats(&head, &targets, &[b, t], needs, chunk, keep_logits, loss_of)?;
     hooks.release(head_part)?;
     if head_part == ParamPart::Head {
         hooks.reduce_grads(ParamPart::Head)?;

@@ -259,6 +259,11 @@ pub struct Adapter {
 }
 
 impl Adapter {
+    /// The adapter's trained tensors, `A` and `B`.
+    pub fn tensors(&self) -> [&Tensor; 2] {
+        [&self.a, &self.b]
+    }
+
     /// Creates `lora_A.weight` and `lora_B.weight` under `p` (the adapted module's path); `A`'s
     /// values come from random stream `stream` of the spec's seed.
     pub fn new(

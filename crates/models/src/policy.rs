@@ -37,6 +37,9 @@ pub struct HfPolicy {
     pub save_attention: bool,
     /// Bytes of kept projection outputs ([`UpdatePlan::keep_projection_bytes`]).
     pub keep_projection_bytes: i64,
+    /// Keep more in the layers' pending gradients' memory
+    /// ([`UpdatePlan::keep_in_gradient_memory`]).
+    pub keep_in_gradient_memory: bool,
 }
 
 impl HfPolicy {
@@ -50,6 +53,7 @@ impl HfPolicy {
             keep_logits_bytes: crate::backward::DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
             keep_projection_bytes: crate::backward::DEFAULT_KEEP_PROJECTION_BYTES,
+            keep_in_gradient_memory: crate::backward::DEFAULT_KEEP_IN_GRADIENT_MEMORY,
         }
     }
 }
@@ -63,6 +67,7 @@ impl HfPolicy {
             keep_logits_bytes: self.keep_logits_bytes,
             save_attention: self.save_attention,
             keep_projection_bytes: self.keep_projection_bytes,
+            keep_in_gradient_memory: self.keep_in_gradient_memory,
         }
     }
 }
@@ -299,13 +304,14 @@ pub const DEFAULT_KEEP_PROJECTIONS_MIB: i64 = crate::backward::DEFAULT_KEEP_PROJ
 
 /// The update plan of a model config: `model.chunk` tokens per LM-head chunk,
 /// `model.keep_logits_mib` of kept logits, checkpointing on or off, `model.save_attention`,
-/// `model.keep_projections_mib` of kept projection outputs.
+/// `model.keep_projections_mib` of kept projection outputs, `model.keep_in_gradient_memory`.
 pub(crate) fn update_plan(
     chunk: i64,
     keep_logits_mib: i64,
     checkpoint: bool,
     save_attention: bool,
     keep_projections_mib: i64,
+    keep_in_gradient_memory: bool,
 ) -> rlvr_core::Result<UpdatePlan> {
     for (key, mib) in [
         ("model.keep_logits_mib", keep_logits_mib),
@@ -319,6 +325,7 @@ pub(crate) fn update_plan(
         keep_logits_bytes: keep_logits_mib << 20,
         save_attention,
         keep_projection_bytes: keep_projections_mib << 20,
+        keep_in_gradient_memory,
         ..UpdatePlan::new(chunk, checkpoint)
     })
 }
@@ -338,6 +345,7 @@ pub(crate) fn configure_policy(
     policy.keep_logits_bytes = plan.keep_logits_bytes;
     policy.save_attention = plan.save_attention;
     policy.keep_projection_bytes = plan.keep_projection_bytes;
+    policy.keep_in_gradient_memory = plan.keep_in_gradient_memory;
     let mut bf16 = mixed == MixedPrecision::Bf16;
     if bf16 && !device.is_cuda() {
         tracing::warn!(
@@ -459,10 +467,17 @@ pub struct HfModelConfig {
     /// and the output projection (CPU, f32; `2 · hidden + heads` floats per token and layer).
     pub save_attention: bool,
     /// MiB of the q/k/v, gate and up projections' outputs kept from the forward for the
-    /// backward, layer by layer while they fit (with `save_attention`;
+    /// backward, layer by layer (the last first) while they fit (with `save_attention`;
     /// `(heads + 2 · kv_heads) · head_dim + 2 · intermediate` floats per token and layer): a kept
     /// layer's backward runs none of those products again. 0 (the default) recomputes them.
     pub keep_projections_mib: i64,
+    /// With checkpointing, in the first micro-batch after an optimizer step (when the decoder
+    /// layers' gradients do not exist yet) also keep LM-head logits, then the last layers'
+    /// projection outputs, in as many bytes as those gradients will take later in the same
+    /// update: that memory is free until the layers' backward, so the peak does not rise, and
+    /// each byte kept saves the product that would recompute it (half the model's width in
+    /// FLOPs). false keeps only the budgets above.
+    pub keep_in_gradient_memory: bool,
     /// Padding id of generated responses (from the tokenizer when loaded through a task).
     pub pad: i64,
     /// Activation checkpointing per decoder layer in the update: keeps layer inputs only and
@@ -494,6 +509,7 @@ impl Default for HfModelConfig {
             keep_logits_mib: DEFAULT_KEEP_LOGITS_MIB,
             save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
             keep_projections_mib: DEFAULT_KEEP_PROJECTIONS_MIB,
+            keep_in_gradient_memory: crate::backward::DEFAULT_KEEP_IN_GRADIENT_MEMORY,
             pad: 0,
             checkpointing: false,
             mixed_precision: MixedPrecision::None,
@@ -529,6 +545,7 @@ impl ModelConfig for HfModelConfig {
             self.checkpointing,
             self.save_attention,
             self.keep_projections_mib,
+            self.keep_in_gradient_memory,
         )?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, self.pad),

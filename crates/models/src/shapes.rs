@@ -67,10 +67,17 @@ pub struct ShapeModelConfig {
     /// and the output projection (CPU, f32; `2 · hidden + heads` floats per token and layer).
     pub save_attention: bool,
     /// MiB of the q/k/v, gate and up projections' outputs kept from the forward for the
-    /// backward, layer by layer while they fit (with `save_attention`;
+    /// backward, layer by layer (the last first) while they fit (with `save_attention`;
     /// `(heads + 2 · kv_heads) · head_dim + 2 · intermediate` floats per token and layer): a kept
     /// layer's backward runs none of those products again. 0 (the default) recomputes them.
     pub keep_projections_mib: i64,
+    /// With checkpointing, in the first micro-batch after an optimizer step (when the decoder
+    /// layers' gradients do not exist yet) also keep LM-head logits, then the last layers'
+    /// projection outputs, in as many bytes as those gradients will take later in the same
+    /// update: that memory is free until the layers' backward, so the peak does not rise, and
+    /// each byte kept saves the product that would recompute it (half the model's width in
+    /// FLOPs). false keeps only the budgets above.
+    pub keep_in_gradient_memory: bool,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
     /// Matmul precision: none | bf16 (for CUDA; on a CPU it runs slowly, to check the bf16 path).
@@ -101,6 +108,7 @@ impl Default for ShapeModelConfig {
             keep_logits_mib: crate::policy::DEFAULT_KEEP_LOGITS_MIB,
             save_attention: crate::backward::DEFAULT_SAVE_ATTENTION,
             keep_projections_mib: crate::policy::DEFAULT_KEEP_PROJECTIONS_MIB,
+            keep_in_gradient_memory: crate::backward::DEFAULT_KEEP_IN_GRADIENT_MEMORY,
             checkpointing: true,
             mixed_precision: MixedPrecision::None,
             batch_invariant: false,
@@ -163,6 +171,7 @@ impl ModelConfig for ShapeModelConfig {
             self.checkpointing,
             self.save_attention,
             self.keep_projections_mib,
+            self.keep_in_gradient_memory,
         )?;
         Ok(Box::new(configure_policy(
             HfPolicy::new(model, CharTokenizer::PAD),

@@ -370,6 +370,14 @@ fn even_spans(n: i64, chunk: i64) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Bytes of the f32 logits of `n` rows over `vocab` columns in chunks of at most `chunk`, less
+/// the last chunk's: what [`backward_through_stats`] can keep (`keep_bytes`) besides the last
+/// chunk's, which it always reuses.
+pub fn keepable_logits_bytes(n: i64, chunk: i64, vocab: i64) -> i64 {
+    let last = even_spans(n, chunk.max(1)).last().map_or(0, |s| s.1);
+    (n - last) * vocab * 4
+}
+
 /// Computes statistics of all positions of `src` in chunks of at most `chunk`, evaluates
 /// `loss_of(stats)` with the statistics shaped `[shape..]` (e.g. `[B, T]`), and pushes the loss
 /// gradient into `src` chunk by chunk. Returns the loss value. The gradient pass runs the chunks

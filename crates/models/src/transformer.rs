@@ -144,6 +144,23 @@ impl Layer {
             Module::Down => &mut self.down,
         }
     }
+
+    /// The layer's tensors that can train: its norms, and each projection's weight, bias and
+    /// adapter.
+    fn tensors(&self) -> Vec<&Tensor> {
+        let mut out = vec![&self.input_norm, &self.post_norm];
+        out.extend(self.q_norm.iter().chain(self.k_norm.iter()));
+        for l in [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ] {
+            out.push(&l.weight);
+            out.extend(l.bias.iter());
+            if let Some(adapter) = &l.adapter {
+                out.extend(adapter.tensors());
+            }
+        }
+        out
+    }
 }
 
 /// The old row of each row of a batch compacted to its live rows ([`KvCache::compact`]): live
@@ -1076,6 +1093,32 @@ impl Transformer {
     /// ([`Transformer::plain_gate_up_weights`], [`Transformer::qkv_weights`]).
     pub fn keeps_projections(&self, i: usize) -> bool {
         self.plain_gate_up_weights(i).is_some() && self.qkv_weights(i).is_some()
+    }
+
+    /// Bytes of the gradients the decoder layers' backward will allocate: the trained layer
+    /// tensors whose `.grad` is not defined yet (none is after an optimizer step released them,
+    /// until the first backward after it). The update keeps logits and projection outputs in
+    /// this much memory, which it needs later anyway (`model.keep_in_gradient_memory`).
+    pub fn pending_layer_gradient_bytes(&self) -> i64 {
+        self.layers
+            .iter()
+            .flat_map(Layer::tensors)
+            .filter(|t| t.requires_grad() && !t.grad().defined())
+            .map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64)
+            .sum()
+    }
+
+    /// Bytes one token takes in one layer of a checkpointed forward (f32): its input, and with
+    /// `saves_attention` also the layer's attention output, post-attention residual and
+    /// log-sum-exp per head ([`SavedAttention`]).
+    pub fn checkpointed_bytes_per_token(&self, saves_attention: bool) -> i64 {
+        let c = &self.cfg;
+        let kept = if saves_attention {
+            c.num_heads * c.head_dim + c.hidden_size + c.num_heads
+        } else {
+            0
+        };
+        (c.hidden_size + kept) * 4
     }
 
     /// Bytes one token's kept projections take in one layer (f32): q, k, v, gate and up.

@@ -77,6 +77,7 @@ fn recorded_generation_samples_the_same_and_its_update_equals_the_recomputed_one
                     keep_logits_bytes: 0,
                     save_attention: true,
                     keep_projection_bytes: i64::MAX,
+                    keep_in_gradient_memory: false,
                 };
                 let _ = grads(&m);
                 let want_value =

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use rlvr_core::SequenceBatch;
-use rlvr_models::backward::{response_loss_backward, UpdatePlan};
+use rlvr_models::backward::{kept_budgets, response_loss_backward, UpdatePlan};
 use rlvr_models::token_stats::response_stats;
 use tch::{Device, Kind, Tensor};
 
@@ -72,12 +72,15 @@ fn chunked_checkpointed_update_equals_full_autograd() {
                 }
             }
             for (chunk, keep) in [(1, 0), (4, 0), (4, 4 << 10), (4, i64::MAX), (1000, 0)] {
-                for (checkpoint, save_attention, keep_projection_bytes) in [
-                    (false, false, 0),
-                    (true, false, 0),
-                    (true, true, 0),
-                    (true, true, one_layer),
-                    (true, true, i64::MAX),
+                for (checkpoint, save_attention, keep_projection_bytes, in_gradient_memory) in [
+                    (false, false, 0, false),
+                    (true, false, 0, false),
+                    (true, true, 0, false),
+                    (true, true, one_layer, false),
+                    (true, true, i64::MAX, false),
+                    (false, false, 0, true),
+                    (true, false, 0, true),
+                    (true, true, 0, true),
                 ] {
                     let plan = UpdatePlan {
                         chunk,
@@ -85,7 +88,13 @@ fn chunked_checkpointed_update_equals_full_autograd() {
                         keep_logits_bytes: keep,
                         save_attention,
                         keep_projection_bytes,
+                        keep_in_gradient_memory: in_gradient_memory,
                     };
+                    if in_gradient_memory {
+                        // As after an optimizer step: no gradient exists, so the update keeps
+                        // what the layers' gradients' memory holds (checked below).
+                        release_grads(&m);
+                    }
                     let value =
                         response_loss_backward(&m.model, &batch, &needs(), plan, &mut |s| {
                             Ok(loss(s, &rmask))
@@ -211,6 +220,7 @@ fn sharded_update_prefetches_exactly_the_part_gathered_next() {
             keep_logits_bytes: 0,
             save_attention: true,
             keep_projection_bytes: i64::MAX,
+            keep_in_gradient_memory: false,
         };
         rlvr_models::backward::sharded_loss_backward(
             &m.model,
@@ -255,5 +265,90 @@ fn sharded_update_prefetches_exactly_the_part_gathered_next() {
             }
         }
         assert!(pending.is_none() && whole.is_empty(), "{name}: {calls:?}");
+    }
+}
+
+/// What the update keeps for its backward: the plan's budgets, the projections of the last
+/// layers first, and — in the first micro-batch after an optimizer step, when the layers'
+/// gradients do not exist yet — as many more bytes as those gradients will take, LM-head logits
+/// first (all but the last chunk's), then projections.
+#[test]
+fn the_update_keeps_logits_then_the_last_layers_projections_in_the_pending_gradients() {
+    for name in ["llama-tiny", "qwen2-tiny", "qwen3-tiny"] {
+        let m = model(name);
+        let n = m.model.num_layers();
+        let vocab = m.model.config().vocab_size;
+        let (b, l, t) = (2i64, 40i64, 32i64);
+        let per_layer = b * l * m.model.kept_projection_bytes_per_token();
+        let all = |_: usize| (true, true);
+        let off = UpdatePlan {
+            keep_in_gradient_memory: false,
+            ..UpdatePlan::new(4, true)
+        };
+        assert!(n >= 2, "{name}: {n} layers");
+        // An explicit budget of one layer and a half keeps the last one.
+        let one = UpdatePlan {
+            keep_projection_bytes: 3 * per_layer / 2,
+            keep_logits_bytes: 3 * 4 * vocab * 4,
+            ..off
+        };
+        let kept = kept_budgets(&m.model, &one, (b, l, t), true, &all);
+        let mut want = vec![false; n];
+        want[n - 1] = true;
+        assert_eq!(kept.projection_layers, want, "{name}");
+        assert_eq!(kept.logits_bytes, 12 * vocab * 4, "{name}");
+        assert_eq!(kept.in_gradient_memory, 0, "{name}");
+        // A layer that cannot keep its projections is skipped, not counted.
+        let kept = kept_budgets(&m.model, &one, (b, l, t), true, &|i| (true, i != n - 1));
+        want.swap(n - 1, n - 2);
+        assert_eq!(kept.projection_layers, want, "{name}");
+
+        // No gradient yet: the layers' trained tensors' bytes, counted from the store.
+        release_grads(&m);
+        let pending = m.model.pending_layer_gradient_bytes();
+        let layer_bytes: i64 =
+            m.vs.variables()
+                .iter()
+                .filter(|(k, v)| k.contains(".layers.") && v.requires_grad())
+                .map(|(_, v)| v.numel() as i64 * 4)
+                .sum();
+        assert_eq!(pending, layer_bytes, "{name}");
+        let on = UpdatePlan::new(4, true);
+        assert!(on.keep_in_gradient_memory, "the default");
+        // What the forward keeps anyway: each layer's input, attention output, post-attention
+        // residual and log-sum-exp per head, f32.
+        let c = m.model.config();
+        let forward =
+            n as i64 * b * l * (2 * c.hidden_size + c.num_heads * c.head_dim + c.num_heads) * 4;
+        let room = pending - forward;
+        assert!(room > 0, "{name}: {pending} - {forward}");
+        // Chunks of 4 of 64 response tokens: all but the last one's logits can be kept.
+        let keepable = (b * t - 4) * vocab * 4;
+        let kept = kept_budgets(&m.model, &on, (b, l, t), true, &all);
+        let logits = room.min(keepable);
+        assert_eq!(kept.logits_bytes, logits, "{name}");
+        let layers = (((room - logits) / per_layer) as usize).min(n);
+        let mut want = vec![false; n];
+        want[n - layers..].iter_mut().for_each(|k| *k = true);
+        assert_eq!(kept.projection_layers, want, "{name}");
+        assert_eq!(
+            kept.in_gradient_memory,
+            logits + layers as i64 * per_layer,
+            "{name}"
+        );
+        // Not where the room does not apply (sharded hooks), nor with the switch off.
+        for (plan, applies) in [(on, false), (off, true)] {
+            let kept = kept_budgets(&m.model, &plan, (b, l, t), applies, &all);
+            assert_eq!(kept.logits_bytes, 0, "{name}");
+            assert_eq!(kept.projection_layers, vec![false; n], "{name}");
+        }
+        // Once the gradients exist (a later micro-batch), nothing more is kept.
+        let (batch, rmask) = batch();
+        response_loss_backward(&m.model, &batch, &needs(), on, &mut |s| Ok(loss(s, &rmask)))
+            .unwrap();
+        assert_eq!(m.model.pending_layer_gradient_bytes(), 0, "{name}");
+        let kept = kept_budgets(&m.model, &on, (b, l, t), true, &all);
+        assert_eq!(kept.logits_bytes, 0, "{name}");
+        assert_eq!(kept.in_gradient_memory, 0, "{name}");
     }
 }

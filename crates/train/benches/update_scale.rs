@@ -9,6 +9,8 @@
 //! RLVR_BENCH_KEEP_LOGITS_MIB (model.keep_logits_mib; default the policy's),
 //! RLVR_BENCH_SAVE_ATTENTION (model.save_attention: 1 | 0; default the policy's),
 //! RLVR_BENCH_KEEP_PROJECTIONS_MIB (model.keep_projections_mib; default the policy's),
+//! RLVR_BENCH_KEEP_IN_GRADIENT_MEMORY (model.keep_in_gradient_memory: 1 | 0; default the
+//! policy's),
 //! RLVR_BENCH_PROMPT (32), RLVR_BENCH_DEVICE (cpu | cuda), RLVR_BENCH_MIXED (bf16 | none, CUDA),
 //! RLVR_BENCH_CHECKPOINT (1 | 0), RLVR_BENCH_STEPS (1: the last step is reported),
 //! RLVR_BENCH_LORA (0: every weight trains; r > 0: LoRA rank r, α = 2r, on all linear layers).
@@ -68,6 +70,9 @@ fn child(len: i64) {
     if let Ok(mib) = std::env::var("RLVR_BENCH_KEEP_PROJECTIONS_MIB") {
         let mib: i64 = mib.parse().expect("RLVR_BENCH_KEEP_PROJECTIONS_MIB");
         policy.keep_projection_bytes = mib << 20;
+    }
+    if let Ok(on) = std::env::var("RLVR_BENCH_KEEP_IN_GRADIENT_MEMORY") {
+        policy.keep_in_gradient_memory = on == "1";
     }
     let lora: i64 = env("RLVR_BENCH_LORA", "0")
         .parse()
@@ -189,6 +194,7 @@ fn child(len: i64) {
             "keep_logits_mib": policy.keep_logits_bytes >> 20,
             "save_attention": policy.save_attention,
             "keep_projections_mib": policy.keep_projection_bytes >> 20,
+            "keep_in_gradient_memory": policy.keep_in_gradient_memory,
             "rss_before_update_mib": base_rss,
             "loss": loss,
         })

@@ -54,6 +54,11 @@ pub struct PlanInput {
     /// (`model.keep_projections_mib`, with `save_attention`, on a CPU in f32): whole layers while
     /// they fit.
     pub keep_projection_bytes: i64,
+    /// `model.keep_in_gradient_memory`: one process's first micro-batch after each optimizer
+    /// step keeps more logits and projections in the memory the layers' gradients take later
+    /// (counted as a component, not added to the peak: the update's sum already holds the
+    /// gradients during the head phase).
+    pub keep_in_gradient_memory: bool,
     /// `train.rollout_activations_mib` in bytes: the rollout records its forward passes for the
     /// update (CPU, f32, not under `gradients` or `full` sharding) when the whole rollout's
     /// record fits; assumes one on-policy step per batch, where the update reads it.
@@ -191,6 +196,14 @@ fn rollout_record(input: &PlanInput, t: f64) -> f64 {
     }
 }
 
+/// Tokens per LM-head chunk (rlvr_models' `head_chunk`): `model.chunk`, lowered so that one
+/// chunk's f32 logits stay within 512 MiB.
+fn head_chunk_tokens(input: &PlanInput, v: f64) -> f64 {
+    (input.chunk as f64)
+        .min(((1u64 << 27) as f64 / v).floor())
+        .max(1.0)
+}
+
 /// The update's LM-head phase for `responses` response tokens of `tokens`: one chunk's f32
 /// logits (its gradient is written over them), the logits kept besides it, and the final hidden
 /// states.
@@ -199,12 +212,48 @@ fn head_bytes(input: &PlanInput, responses: f64, tokens: f64) -> f64 {
         input.config.hidden_size as f64,
         input.config.vocab_size as f64,
     );
-    let chunk = (input.chunk as f64)
-        .min(((1u64 << 27) as f64 / v).floor())
-        .max(1.0);
+    let chunk = head_chunk_tokens(input, v);
     let head_chunk = chunk.min(responses) * v * 4.0;
     let kept = (input.keep_logits_bytes as f64).min((responses - chunk).max(0.0) * v * 4.0);
     head_chunk + kept + tokens * h * 4.0
+}
+
+/// What one process's update keeps besides its budgets in the memory the decoder layers'
+/// gradients take later (`model.keep_in_gradient_memory`, rlvr_models' `kept_budgets`): the
+/// logits of all LM-head chunks but the last, then whole layers' projections (CPU, f32), within
+/// the layers' gradient bytes less what the forward keeps for the backward (layer inputs, kept
+/// attention, the budgets' logits and projections). 0 with more ranks (their gradients outlive the step), with the
+/// rollout's record, or with the switch off.
+fn kept_in_gradient_memory(input: &PlanInput, b: f64, response: f64, t: f64) -> f64 {
+    let c = &input.config;
+    if !input.keep_in_gradient_memory || input.ranks > 1 || rollout_record(input, t) > 0.0 {
+        return 0.0;
+    }
+    let v = c.vocab_size as f64;
+    let chunk = head_chunk_tokens(input, v);
+    let responses = b * response;
+    let count = (responses / chunk).ceil().max(1.0);
+    let keepable = (responses - (responses / count).floor()).max(0.0) * v * 4.0;
+    let explicit_logits = (input.keep_logits_bytes as f64).min(keepable);
+    let (attention, explicit) = kept_for_backward(input, b * t);
+    // The layers' gradients less what the forward keeps until their backward anyway.
+    let inputs = (c.num_layers * c.hidden_size) as f64 * b * t * 4.0;
+    let room = (4.0 * c.num_layers as f64 * layer_parameters(c)
+        - inputs
+        - attention
+        - explicit
+        - explicit_logits)
+        .max(0.0);
+    let logits = (keepable - explicit_logits).min(room);
+    let width = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size;
+    let per_layer = b * t * width as f64 * 4.0;
+    let projections = if input.save_attention && !input.bf16 {
+        let left = (c.num_layers as f64 * per_layer - explicit).max(0.0);
+        (((room - logits) / per_layer).floor().max(0.0) * per_layer).min(left)
+    } else {
+        0.0
+    };
+    logits + projections
 }
 
 /// What the update's backward reads besides the head for micro-batches of `b` sequences of `t`
@@ -275,6 +324,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let heads = (c.num_heads * c.head_dim) as f64;
     let layer = b * t * (10.0 * h + 6.0 * i + 2.0 * heads) * act;
     let head = head_bytes(input, b * response, b * t);
+    let in_gradient_memory = kept_in_gradient_memory(input, b, response, t);
     let (cache, packed) = rollout_buffers(input, t, act, projections);
     let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
     // The sharded optimizer's all-gather: a piece of at most 16M elements from each rank, and
@@ -320,6 +370,11 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         ),
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
+        part(
+            "logits and projections kept in the layers' gradients' memory",
+            in_gradient_memory,
+            "update (head; before the layers' gradients exist, not added to the peak)",
+        ),
         part("rollout KV cache + logits", cache, "rollout"),
         part("weights packed for generation (CPU)", packed, "rollout"),
         part(
@@ -360,6 +415,7 @@ mod tests {
             keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
             save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
             keep_projection_bytes: rlvr_models::backward::DEFAULT_KEEP_PROJECTION_BYTES,
+            keep_in_gradient_memory: rlvr_models::backward::DEFAULT_KEEP_IN_GRADIENT_MEMORY,
             rollout_record_bytes: 0,
             device_bytes: 80e9,
         }
@@ -533,5 +589,53 @@ mod tests {
             ..input(Sharding::Full, 3)
         });
         assert_eq!(of(&sharded, "weights packed for generation (CPU)"), 0.0);
+    }
+
+    #[test]
+    fn one_process_keeps_logits_then_projections_in_the_layers_gradients_without_a_higher_peak() {
+        let name = "logits and projections kept in the layers' gradients' memory";
+        let text = rlvr_models::shapes::find("qwen2.5-0.5b").unwrap_or_default();
+        let cpu = |keep: bool, ranks: i64, response_tokens: i64| {
+            plan(&PlanInput {
+                config: HfConfig::from_json(text).unwrap(),
+                prompt_tokens: 32,
+                response_tokens,
+                micro_batch: 2,
+                bf16: false,
+                keep_in_gradient_memory: keep,
+                ..input(Sharding::None, ranks)
+            })
+        };
+        let c = HfConfig::from_json(text).unwrap();
+        // The layers' gradients less each layer's input, attention output, post-attention
+        // residual and log-sum-exp per head (f32) of 2 × (32 + 512) tokens.
+        let kept = |t: f64| 24.0 * 2.0 * t * (3 * 896 + 14) as f64 * 4.0;
+        let gradients = 4.0 * c.num_layers as f64 * layer_parameters(&c);
+        let room = gradients - kept(544.0);
+        let v = c.vocab_size as f64;
+        let per_layer = |t: f64| {
+            2.0 * t
+                * ((c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size) as f64
+                * 4.0
+        };
+        // 2 × 512 response tokens in chunks of 883 at most: two of 512, the first one kept
+        // (311 MB of the 1.1 GB), then as many whole layers' projections as the rest holds.
+        let logits = 512.0 * v * 4.0;
+        let layers = ((room - logits) / per_layer(544.0)).floor().min(24.0);
+        let want = logits + layers * per_layer(544.0);
+        let got = of(&cpu(true, 1, 512), name);
+        assert!((got - want).abs() <= 1.0, "{got} vs {want}");
+        assert!(got <= room);
+        // 2 × 1024: three chunks of 682 or 683 tokens, the first two kept (830 MB of the
+        // 0.88 GB), no whole layer's projections (92 MB) in the rest; 2 × 4096: the forward's
+        // keeps exceed the gradients.
+        let got = of(&cpu(true, 1, 1024), name);
+        assert_eq!(got, (2048.0 - 682.0) * v * 4.0);
+        assert!(gradients - kept(1056.0) - got < per_layer(1056.0));
+        assert_eq!(of(&cpu(true, 1, 4096), name), 0.0);
+        // Not added to the peak; nothing with more ranks or with the switch off.
+        assert_eq!(cpu(true, 1, 512).peak, cpu(false, 1, 512).peak);
+        assert_eq!(of(&cpu(true, 2, 512), name), 0.0);
+        assert_eq!(of(&cpu(false, 1, 512), name), 0.0);
     }
 }

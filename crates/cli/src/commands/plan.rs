@@ -96,6 +96,7 @@ pub fn exec(args: PlanArgs) -> Result<()> {
         keep_logits_bytes: rlvr_models::backward::DEFAULT_KEEP_LOGITS_BYTES,
         save_attention: rlvr_models::backward::DEFAULT_SAVE_ATTENTION,
         keep_projection_bytes: args.keep_projections_mib.max(0) << 20,
+        keep_in_gradient_memory: rlvr_models::backward::DEFAULT_KEEP_IN_GRADIENT_MEMORY,
         rollout_record_bytes: args.rollout_activations_mib.max(0).saturating_mul(1 << 20),
         device_bytes: args.device_memory * 1e9,
     };

@@ -87,3 +87,9 @@ pub fn max_rel_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
         })
         .fold(0.0, f64::max)
 }
+
+/// Releases every gradient of `m` (as the trainer does after an optimizer step).
+pub fn release_grads(m: &HfModel) {
+    let vars: Vec<Tensor> = m.vs.variables().into_values().collect();
+    rlvr_kernels::release_grads(&vars).unwrap();
+}
