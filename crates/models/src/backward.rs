@@ -104,8 +104,9 @@ pub fn kept_budgets(
 ) -> KeptBudgets {
     let n = model.num_layers();
     let vocab = model.head_weight().size()[0];
-    let keepable =
-        crate::stats_grad::keepable_logits_bytes(b * t, head_chunk(plan.chunk, vocab), vocab);
+    let chunk = head_chunk(plan.chunk, vocab);
+    let kept_logits =
+        |bytes: i64| crate::stats_grad::kept_logits_bytes(b * t, chunk, vocab, bytes.max(0));
     let per_layer = b * l * model.kept_projection_bytes_per_token();
     let mut projection_layers = vec![false; n];
     let take_layers = |budget: i64, layers: &mut Vec<bool>| {
@@ -117,7 +118,7 @@ pub fn kept_budgets(
             }
         }
     };
-    let logits_bytes = plan.keep_logits_bytes.max(0).min(keepable);
+    let logits_bytes = kept_logits(plan.keep_logits_bytes);
     take_layers(plan.keep_projection_bytes.max(0), &mut projection_layers);
     let count = |layers: &[bool]| layers.iter().filter(|&&k| k).count() as i64;
     let explicit = logits_bytes + count(&projection_layers) * per_layer;
@@ -129,7 +130,8 @@ pub fn kept_budgets(
     } else {
         0
     };
-    let logits_room = room.min(keepable - logits_bytes);
+    // Whole chunks, as the statistics pass keeps them.
+    let logits_room = kept_logits(logits_bytes.saturating_add(room)) - logits_bytes;
     let before = count(&projection_layers);
     take_layers(room - logits_room, &mut projection_layers);
     let projections_room = (count(&projection_layers) - before) * per_layer;

@@ -370,12 +370,20 @@ fn even_spans(n: i64, chunk: i64) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Bytes of the f32 logits of `n` rows over `vocab` columns in chunks of at most `chunk`, less
-/// the last chunk's: what [`backward_through_stats`] can keep (`keep_bytes`) besides the last
-/// chunk's, which it always reuses.
-pub fn keepable_logits_bytes(n: i64, chunk: i64, vocab: i64) -> i64 {
-    let last = even_spans(n, chunk.max(1)).last().map_or(0, |s| s.1);
-    (n - last) * vocab * 4
+/// Bytes of the f32 logits [`backward_through_stats`] keeps besides the last chunk's (which it
+/// always reuses) for `n` rows over `vocab` columns in chunks of at most `chunk`, within
+/// `keep_bytes`: whole chunks, the latest ones before the last (`i64::MAX`: all of them).
+pub fn kept_logits_bytes(n: i64, chunk: i64, vocab: i64, keep_bytes: i64) -> i64 {
+    let spans = even_spans(n, chunk.max(1));
+    let mut kept = 0i64;
+    for &(_, len) in spans.iter().rev().skip(1) {
+        let bytes = len * vocab * 4;
+        if kept.saturating_add(bytes) > keep_bytes {
+            break;
+        }
+        kept += bytes;
+    }
+    kept
 }
 
 /// Computes statistics of all positions of `src` in chunks of at most `chunk`, evaluates

@@ -325,7 +325,8 @@ fn the_update_keeps_logits_then_the_last_layers_projections_in_the_pending_gradi
         // Chunks of 4 of 64 response tokens: all but the last one's logits can be kept.
         let keepable = (b * t - 4) * vocab * 4;
         let kept = kept_budgets(&m.model, &on, (b, l, t), true, &all);
-        let logits = room.min(keepable);
+        // Whole chunks of 4 tokens.
+        let logits = room.min(keepable) / (16 * vocab) * (16 * vocab);
         assert_eq!(kept.logits_bytes, logits, "{name}");
         let layers = (((room - logits) / per_layer) as usize).min(n);
         let mut want = vec![false; n];

@@ -231,10 +231,16 @@ fn kept_in_gradient_memory(input: &PlanInput, b: f64, response: f64, t: f64) -> 
     }
     let v = c.vocab_size as f64;
     let chunk = head_chunk_tokens(input, v);
-    let responses = b * response;
-    let count = (responses / chunk).ceil().max(1.0);
-    let keepable = (responses - (responses / count).floor()).max(0.0) * v * 4.0;
-    let explicit_logits = (input.keep_logits_bytes as f64).min(keepable);
+    // Whole chunks, as the statistics pass keeps them.
+    let kept_logits = |bytes: f64| {
+        rlvr_models::stats_grad::kept_logits_bytes(
+            (b * response) as i64,
+            chunk as i64,
+            c.vocab_size,
+            bytes.min(i64::MAX as f64) as i64,
+        ) as f64
+    };
+    let explicit_logits = kept_logits(input.keep_logits_bytes as f64);
     let (attention, explicit) = kept_for_backward(input, b * t);
     // The layers' gradients less what the forward keeps until their backward anyway.
     let inputs = (c.num_layers * c.hidden_size) as f64 * b * t * 4.0;
@@ -244,7 +250,7 @@ fn kept_in_gradient_memory(input: &PlanInput, b: f64, response: f64, t: f64) -> 
         - explicit
         - explicit_logits)
         .max(0.0);
-    let logits = (keepable - explicit_logits).min(room);
+    let logits = kept_logits(explicit_logits + room) - explicit_logits;
     let width = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + 2 * c.intermediate_size;
     let per_layer = b * t * width as f64 * 4.0;
     let projections = if input.save_attention && !input.bf16 {
@@ -254,6 +260,16 @@ fn kept_in_gradient_memory(input: &PlanInput, b: f64, response: f64, t: f64) -> 
         0.0
     };
     logits + projections
+}
+
+/// [`kept_in_gradient_memory`] as a component: held in the head phase, not added to the peak.
+fn kept_in_gradients(input: &PlanInput, b: f64, response: f64, t: f64) -> Component {
+    let bytes = kept_in_gradient_memory(input, b, response, t);
+    part(
+        "kept in the gradients' memory",
+        bytes,
+        "update (head; not in the peak)",
+    )
 }
 
 /// What the update's backward reads besides the head for micro-batches of `b` sequences of `t`
@@ -324,7 +340,6 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
     let heads = (c.num_heads * c.head_dim) as f64;
     let layer = b * t * (10.0 * h + 6.0 * i + 2.0 * heads) * act;
     let head = head_bytes(input, b * response, b * t);
-    let in_gradient_memory = kept_in_gradient_memory(input, b, response, t);
     let (cache, packed) = rollout_buffers(input, t, act, projections);
     let all_reduce = if input.ranks > 1 { 2.0 * BUCKET } else { 0.0 };
     // The sharded optimizer's all-gather: a piece of at most 16M elements from each rank, and
@@ -370,11 +385,7 @@ pub fn plan(input: &PlanInput) -> MemoryPlan {
         ),
         part("one layer recomputed", layer, "update (backward)"),
         part("LM head: logits chunk + kept logits", head, "update (head)"),
-        part(
-            "logits and projections kept in the layers' gradients' memory",
-            in_gradient_memory,
-            "update (head; before the layers' gradients exist, not added to the peak)",
-        ),
+        kept_in_gradients(input, b, response, t),
         part("rollout KV cache + logits", cache, "rollout"),
         part("weights packed for generation (CPU)", packed, "rollout"),
         part(
@@ -593,7 +604,7 @@ mod tests {
 
     #[test]
     fn one_process_keeps_logits_then_projections_in_the_layers_gradients_without_a_higher_peak() {
-        let name = "logits and projections kept in the layers' gradients' memory";
+        let name = "kept in the gradients' memory";
         let text = rlvr_models::shapes::find("qwen2.5-0.5b").unwrap_or_default();
         let cpu = |keep: bool, ranks: i64, response_tokens: i64| {
             plan(&PlanInput {
@@ -626,13 +637,16 @@ mod tests {
         let got = of(&cpu(true, 1, 512), name);
         assert!((got - want).abs() <= 1.0, "{got} vs {want}");
         assert!(got <= room);
-        // 2 × 1024: three chunks of 682 or 683 tokens, the first two kept (830 MB of the
+        // 2 × 1024: chunks of 682, 683 and 683 tokens, the first two kept (830 MB of the
         // 0.88 GB), no whole layer's projections (92 MB) in the rest; 2 × 4096: the forward's
         // keeps exceed the gradients.
         let got = of(&cpu(true, 1, 1024), name);
-        assert_eq!(got, (2048.0 - 682.0) * v * 4.0);
+        assert_eq!(got, (682.0 + 683.0) * v * 4.0);
         assert!(gradients - kept(1056.0) - got < per_layer(1056.0));
         assert_eq!(of(&cpu(true, 1, 4096), name), 0.0);
+        // 2 × 2048: 0.35 GB, less than one chunk of 819 tokens' logits (0.5 GB): one layer's
+        // projections (0.18 GB).
+        assert_eq!(of(&cpu(true, 1, 2048), name), per_layer(2080.0));
         // Not added to the peak; nothing with more ranks or with the switch off.
         assert_eq!(cpu(true, 1, 512).peak, cpu(false, 1, 512).peak);
         assert_eq!(of(&cpu(true, 2, 512), name), 0.0);
