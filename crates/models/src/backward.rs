@@ -33,8 +33,8 @@ pub struct UpdatePlan {
     pub keep_projection_bytes: i64,
     /// Besides those budgets, keep logits and projection outputs in the memory the decoder
     /// layers' gradients will take later in the same update, where none of them exists yet (the
-    /// first micro-batch after an optimizer step released them: [`kept_budgets`]), so that the
-    /// update's peak does not rise (`model.keep_in_gradient_memory`).
+    /// first micro-batch after an optimizer step released them: [`kept_budgets`]), where they do
+    /// not raise the update's live memory above its end (`model.keep_in_gradient_memory`).
     pub keep_in_gradient_memory: bool,
 }
 
@@ -93,7 +93,9 @@ pub struct KeptBudgets {
 /// ([`Transformer::pending_layer_gradient_bytes`]), are allocated in their place. The
 /// difference goes first to the head's logits (all freed before any layer's gradient is
 /// made), then to the projections of the last layers, whose backward runs first and frees
-/// each as that layer's gradients come; so the update's peak stays where it was. Projections
+/// each as that layer's gradients come; so the live memory stays below the backward's end (the
+/// measured peak, which also holds what the heap keeps, rose by up to 0.4 GiB at the 0.5B shape:
+/// docs/performance.md). Projections
 /// are kept for whole layers, the last ones first, where the layer can keep them.
 pub fn kept_budgets(
     model: &Transformer,

@@ -73,10 +73,11 @@ pub struct ShapeModelConfig {
     pub keep_projections_mib: i64,
     /// With checkpointing, in the first micro-batch after an optimizer step (when the decoder
     /// layers' gradients do not exist yet) also keep LM-head logits, then the last layers'
-    /// projection outputs, in as many bytes as those gradients will take later in the same
-    /// update: that memory is free until the layers' backward, so the peak does not rise, and
-    /// each byte kept saves the product that would recompute it (half the model's width in
-    /// FLOPs). false keeps only the budgets above.
+    /// projection outputs, in the bytes those gradients will take later in the same update less
+    /// what the forward keeps until then: each byte kept saves the product that would
+    /// recompute it (half the model's width in FLOPs). Live memory stays below the end of the
+    /// backward's; under the heap's reuse the measured peak can still rise a little
+    /// (docs/performance.md). false keeps only the budgets above.
     pub keep_in_gradient_memory: bool,
     /// Activation checkpointing per decoder layer in the update.
     pub checkpointing: bool,
